@@ -1,0 +1,85 @@
+#include "cli/flags.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace tidegate::cli {
+
+FlagSet::FlagSet(std::string command, std::string summary)
+    : command_(std::move(command)), summary_(std::move(summary)) {}
+
+void FlagSet::Add(std::string name, std::string placeholder, std::string help,
+                  std::string default_text, Setter setter) {
+  flags_.push_back(Flag{std::move(name), std::move(placeholder), std::move(help),
+                        std::move(default_text), std::move(setter), false, nullptr});
+}
+
+void FlagSet::AddSwitch(std::string name, std::string help, std::function<void()> on) {
+  flags_.push_back(Flag{std::move(name), "", std::move(help), "off", nullptr, true, std::move(on)});
+}
+
+const FlagSet::Flag* FlagSet::Find(const std::string& name) const {
+  for (const auto& f : flags_)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+bool FlagSet::WasSet(const std::string& name) const {
+  return std::find(seen_.begin(), seen_.end(), name) != seen_.end();
+}
+
+std::optional<std::string> FlagSet::Parse(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      help_requested_ = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0 || arg.size() == 2) {
+      positional_.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::optional<std::string> value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    const Flag* flag = Find(name);
+    if (!flag) return "unknown flag --" + name + " (see `" + command_ + " --help`)";
+    seen_.push_back(name);
+    if (flag->is_switch) {
+      if (value && *value != "true" && *value != "1") {
+        if (*value == "false" || *value == "0") continue;
+        return "flag --" + name + " is a switch and takes no value";
+      }
+      flag->on();
+      continue;
+    }
+    if (!value) {
+      if (i + 1 >= args.size()) return "flag --" + name + " needs a value (" + flag->placeholder + ")";
+      value = args[++i];
+    }
+    std::string err = flag->setter(*value);
+    if (!err.empty()) return "invalid value '" + *value + "' for --" + name + ": " + err;
+  }
+  return std::nullopt;
+}
+
+std::string FlagSet::Usage() const {
+  std::ostringstream out;
+  out << "usage: " << command_ << " [flags]\n\n" << summary_ << "\n\nflags:\n";
+  size_t width = 0;
+  for (const auto& f : flags_)
+    width = std::max(width, f.name.size() + (f.placeholder.empty() ? 0 : f.placeholder.size() + 1));
+  for (const auto& f : flags_) {
+    std::string left = "--" + f.name + (f.placeholder.empty() ? "" : " " + f.placeholder);
+    out << "  " << left << std::string(width + 4 - left.size() + 2, ' ') << f.help;
+    if (!f.default_text.empty()) out << " (default: " << f.default_text << ")";
+    out << "\n";
+  }
+  out << "  -h, --help" << std::string(width + 4 - 8, ' ') << "show this help\n";
+  return out.str();
+}
+
+}  // namespace tidegate::cli

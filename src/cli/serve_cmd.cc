@@ -1,0 +1,172 @@
+// `tidegate serve`: flags and config file → GatewayConfig → Gateway.
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "common/units.h"
+#include "gateway/gateway.h"
+#include "sched/picker.h"
+
+namespace tidegate::cli {
+
+bool SetLogLevel(const std::string& name) {
+  auto level = spdlog::level::from_str(name);
+  if (level == spdlog::level::off && name != "off") return false;
+  spdlog::set_level(level);
+  return true;
+}
+
+namespace {
+
+FlagSet::Setter DurationFlag(std::chrono::milliseconds* out) {
+  return [out](const std::string& v) -> std::string {
+    auto d = ParseDuration(v);
+    if (!d) return "expected a duration such as 500ms, 3s or 2m";
+    *out = *d;
+    return {};
+  };
+}
+
+template <typename T>
+FlagSet::Setter IntFlag(T* out, long long lo, long long hi) {
+  return [out, lo, hi](const std::string& v) -> std::string {
+    long long x = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    if (ec != std::errc() || p != v.data() + v.size() || x < lo || x > hi)
+      return "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+    *out = static_cast<T>(x);
+    return {};
+  };
+}
+
+}  // namespace
+
+int RunServe(const std::vector<std::string>& args) {
+  gateway::GatewayConfig cfg;
+  const gateway::GatewayConfig defaults;
+
+  // A config file is applied first; flags given on the command line override it.
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string path;
+    if (args[i] == "--config" && i + 1 < args.size()) path = args[i + 1];
+    if (args[i].rfind("--config=", 0) == 0) path = args[i].substr(9);
+    if (!path.empty()) {
+      if (auto err = gateway::LoadGatewayConfigYaml(path, &cfg); !err.empty()) {
+        std::cerr << "tidegate serve: " << err << "\n";
+        return 2;
+      }
+    }
+  }
+
+  FlagSet flags("tidegate serve",
+                "Runs the gateway: an OpenAI-compatible HTTP front door (/v1/chat/completions,\n"
+                "/v1/completions, /v1/embeddings, /v1/models) that picks a model server for each\n"
+                "request and proxies it, streaming SSE back as it arrives. Also serves /metrics\n"
+                "(Prometheus), /healthz and /readyz. SIGTERM drains gracefully.\n\n"
+                "example: tidegate serve --port 8080 --endpoints 127.0.0.1:8000,127.0.0.1:8001");
+  std::string ignored_config;
+  flags.Add("config", "FILE",
+            "YAML config file (gateway: {host, port, threads, policy, max_body_bytes, timeouts: "
+            "{connect, ttfb, stream_idle, client_idle, drain}, health_interval}, endpoints: "
+            "[host:port, ...]); flags override it",
+            "none", [&](const std::string& v) {
+              ignored_config = v;
+              return std::string();
+            });
+  flags.Add("endpoints", "HOST:PORT,...", "model servers to route to (comma-separated)", "none",
+            [&](const std::string& v) -> std::string {
+              cfg.endpoints.clear();
+              size_t start = 0;
+              while (start <= v.size()) {
+                size_t comma = v.find(',', start);
+                std::string item = v.substr(start, comma == std::string::npos ? std::string::npos
+                                                                              : comma - start);
+                if (!item.empty()) {
+                  pool::EndpointConfig ep;
+                  if (auto err = pool::ParseEndpoint(item, &ep); !err.empty())
+                    return "endpoint '" + item + "': " + err;
+                  cfg.endpoints.push_back(ep);
+                }
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+              }
+              return cfg.endpoints.empty() ? "no endpoints given" : "";
+            });
+  flags.Add("host", "ADDR", "address to listen on", defaults.host,
+            [&](const std::string& v) {
+              cfg.host = v;
+              return std::string();
+            });
+  flags.Add("port", "N", "port to listen on (0 picks a free one)", std::to_string(defaults.port),
+            IntFlag(&cfg.port, 0, 65535));
+  flags.Add("threads", "N", "event loops (0 = one per core)",
+            "0 (= " + std::to_string(std::thread::hardware_concurrency()) + " here)",
+            IntFlag(&cfg.threads, 0, 256));
+  std::string policies;
+  for (const auto& n : sched::PickerNames()) policies += (policies.empty() ? "" : ", ") + n;
+  flags.Add("policy", "NAME", "endpoint picking policy: " + policies, defaults.policy,
+            [&](const std::string& v) -> std::string {
+              if (!sched::MakePicker(v)) return "unknown policy (choose from " + policies + ")";
+              cfg.policy = v;
+              return {};
+            });
+  flags.Add("max-body-bytes", "SIZE", "largest request body accepted (413 above it), e.g. 16MiB",
+            "16MiB", [&](const std::string& v) -> std::string {
+              auto b = ParseBytes(v);
+              if (!b) return "expected a size such as 1048576, 512k or 16MiB";
+              cfg.max_body_bytes = *b;
+              return {};
+            });
+  flags.Add("connect-timeout", "DUR", "upstream connect timeout (then the next endpoint is tried)",
+            FormatDuration(defaults.connect_timeout), DurationFlag(&cfg.connect_timeout));
+  flags.Add("ttfb-timeout", "DUR",
+            "time allowed from sending a request upstream to its first response byte (504 after)",
+            FormatDuration(defaults.ttfb_timeout), DurationFlag(&cfg.ttfb_timeout));
+  flags.Add("stream-idle-timeout", "DUR",
+            "longest silence allowed between two chunks of a response, either direction",
+            FormatDuration(defaults.stream_idle_timeout), DurationFlag(&cfg.stream_idle_timeout));
+  flags.Add("client-idle-timeout", "DUR", "keep-alive idle time before a client is closed",
+            FormatDuration(defaults.client_idle_timeout), DurationFlag(&cfg.client_idle_timeout));
+  flags.Add("drain-timeout", "DUR", "on SIGTERM, how long in-flight requests may take to finish",
+            FormatDuration(defaults.drain_timeout), DurationFlag(&cfg.drain_timeout));
+  flags.Add("health-interval", "DUR", "how often each endpoint's GET /health is probed (0 = off)",
+            FormatDuration(defaults.health_interval), DurationFlag(&cfg.health_interval));
+  flags.Add("log-level", "LEVEL", "trace, debug (one line per request), info, warn, error, off",
+            defaults.log_level, [&](const std::string& v) -> std::string {
+              if (spdlog::level::from_str(v) == spdlog::level::off && v != "off")
+                return "unknown level";
+              cfg.log_level = v;
+              return {};
+            });
+
+  if (auto err = flags.Parse(args)) {
+    std::cerr << "tidegate serve: " << *err << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    std::cerr << "tidegate serve: unexpected argument '" << flags.positional()[0]
+              << "' (see tidegate serve --help)\n";
+    return 2;
+  }
+  SetLogLevel(cfg.log_level);
+  if (auto err = cfg.Validate(); !err.empty()) {
+    std::cerr << "tidegate serve: " << err << "\n";
+    return 2;
+  }
+  gateway::Gateway gw(cfg);
+  if (auto err = gw.Start(); !err.empty()) {
+    spdlog::error("{}", err);
+    return 1;
+  }
+  return gw.RunUntilSignal();
+}
+
+}  // namespace tidegate::cli

@@ -1,0 +1,125 @@
+#include "gateway/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+
+#include "common/units.h"
+
+namespace tidegate::gateway {
+namespace {
+
+std::string CheckKeys(const YAML::Node& node, const std::string& where,
+                      const std::set<std::string>& allowed) {
+  if (!node.IsMap()) return where + " must be a mapping";
+  for (const auto& kv : node) {
+    auto key = kv.first.as<std::string>();
+    if (!allowed.count(key)) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return "unknown key '" + key + "' in " + where + " (allowed: " + list + ")";
+    }
+  }
+  return {};
+}
+
+std::string ReadDuration(const YAML::Node& n, const std::string& key, milliseconds* out) {
+  if (!n[key]) return {};
+  auto d = ParseDuration(n[key].as<std::string>());
+  if (!d) return "bad duration for '" + key + "': '" + n[key].as<std::string>() +
+                  "' (use e.g. 500ms, 3s, 2m)";
+  *out = *d;
+  return {};
+}
+
+}  // namespace
+
+std::string GatewayConfig::Validate() const {
+  if (endpoints.empty())
+    return "no endpoints: give --endpoints host:port[,host:port...] or 'endpoints:' in --config";
+  if (threads < 0 || threads > 256) return "threads must be between 0 (= cores) and 256";
+  if (max_body_bytes < 1024) return "max body size must be at least 1 KiB";
+  if (connect_timeout.count() <= 0) return "connect timeout must be positive";
+  if (ttfb_timeout.count() <= 0) return "time-to-first-byte timeout must be positive";
+  if (stream_idle_timeout.count() <= 0) return "stream idle timeout must be positive";
+  return {};
+}
+
+std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return "cannot read config file '" + path + "'";
+  } catch (const YAML::Exception& e) {
+    return "config file '" + path + "' is not valid YAML: " + e.what();
+  }
+  try {
+    if (root.IsNull()) return {};
+    if (auto err = CheckKeys(root, "the config file", {"gateway", "endpoints"}); !err.empty())
+      return err;
+    if (auto g = root["gateway"]) {
+      if (auto err = CheckKeys(g, "'gateway'",
+                               {"host", "port", "threads", "policy", "max_body_bytes", "timeouts",
+                                "health_interval", "max_idle_upstream_conns", "log_level"});
+          !err.empty())
+        return err;
+      if (g["host"]) cfg->host = g["host"].as<std::string>();
+      if (g["port"]) {
+        int p = g["port"].as<int>();
+        if (p < 0 || p > 65535) return "gateway.port must be 0..65535";
+        cfg->port = static_cast<uint16_t>(p);
+      }
+      if (g["threads"]) cfg->threads = g["threads"].as<int>();
+      if (g["policy"]) cfg->policy = g["policy"].as<std::string>();
+      if (g["log_level"]) cfg->log_level = g["log_level"].as<std::string>();
+      if (g["max_idle_upstream_conns"])
+        cfg->max_idle_upstream_conns = g["max_idle_upstream_conns"].as<size_t>();
+      if (g["max_body_bytes"]) {
+        auto b = ParseBytes(g["max_body_bytes"].as<std::string>());
+        if (!b) return "bad size for gateway.max_body_bytes (use e.g. 16MiB)";
+        cfg->max_body_bytes = *b;
+      }
+      if (auto err = ReadDuration(g, "health_interval", &cfg->health_interval); !err.empty())
+        return "gateway: " + err;
+      if (auto t = g["timeouts"]) {
+        if (auto err = CheckKeys(t, "'gateway.timeouts'",
+                                 {"connect", "ttfb", "stream_idle", "client_idle", "drain"});
+            !err.empty())
+          return err;
+        for (auto [key, field] : {std::pair{"connect", &cfg->connect_timeout},
+                                  std::pair{"ttfb", &cfg->ttfb_timeout},
+                                  std::pair{"stream_idle", &cfg->stream_idle_timeout},
+                                  std::pair{"client_idle", &cfg->client_idle_timeout},
+                                  std::pair{"drain", &cfg->drain_timeout}}) {
+          if (auto err = ReadDuration(t, key, field); !err.empty()) return "gateway.timeouts: " + err;
+        }
+      }
+    }
+    if (auto eps = root["endpoints"]) {
+      if (!eps.IsSequence()) return "'endpoints' must be a list";
+      cfg->endpoints.clear();
+      for (const auto& e : eps) {
+        std::string text;
+        if (e.IsScalar()) {
+          text = e.as<std::string>();
+        } else if (e.IsMap()) {
+          if (auto err = CheckKeys(e, "an endpoint", {"address"}); !err.empty()) return err;
+          if (!e["address"]) return "an endpoint needs 'address: host:port'";
+          text = e["address"].as<std::string>();
+        } else {
+          return "each endpoint must be 'host:port' or {address: host:port}";
+        }
+        pool::EndpointConfig ep;
+        if (auto err = pool::ParseEndpoint(text, &ep); !err.empty())
+          return "endpoint '" + text + "': " + err;
+        cfg->endpoints.push_back(ep);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return "config file '" + path + "': " + e.what();
+  }
+  return {};
+}
+
+}  // namespace tidegate::gateway

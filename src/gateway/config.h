@@ -1,0 +1,44 @@
+// gateway/config.h — everything `tidegate serve` can be told, from a YAML file and/or flags.
+//
+// Contract: GatewayConfig holds sane production defaults; LoadGatewayConfigYaml() fills it from a
+// file and rejects unknown keys and bad values with a message naming the key, so a typo never
+// silently falls back to a default. Validate() checks cross-field rules before start-up.
+// Thread-safety: plain data; read-only once the gateway starts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pool/endpoint.h"
+
+namespace tidegate::gateway {
+
+using std::chrono::milliseconds;
+
+struct GatewayConfig {
+  std::string host = "0.0.0.0";
+  uint16_t port = 8080;
+  int threads = 0;  // 0 = one event loop per core
+  std::vector<pool::EndpointConfig> endpoints;
+  std::string policy = "least-request";
+  uint64_t max_body_bytes = 16ull * 1024 * 1024;
+  milliseconds connect_timeout{3000};
+  milliseconds ttfb_timeout{120'000};        // request sent → first response byte
+  milliseconds stream_idle_timeout{60'000};  // between two body chunks from upstream
+  milliseconds client_idle_timeout{75'000};  // keep-alive idle before we close a client
+  milliseconds drain_timeout{30'000};        // SIGTERM grace period
+  milliseconds health_interval{1000};        // active /health probes; 0 disables
+  size_t max_idle_upstream_conns = 256;      // per endpoint per event loop
+  std::string log_level = "info";
+
+  // Returns an error message, or empty when the configuration can start.
+  std::string Validate() const;
+};
+
+// Loads the file at `path` into `cfg` (keys absent in the file keep their current values).
+// Returns an error message, or empty on success.
+std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg);
+
+}  // namespace tidegate::gateway

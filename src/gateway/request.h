@@ -1,0 +1,25 @@
+// gateway/request.h — inspection of an OpenAI request body on the hot path.
+//
+// Contract: InspectBody() validates that the body is one JSON object (the whole document, so
+// malformed JSON anywhere is caught) and extracts the fields routing needs. On failure it
+// fills `error` with a message fit to show the client and `code` with a stable error code
+// ("invalid_json", "missing_model"). The body string may be grown (capacity only) to give the
+// SIMD parser its padding; its contents are not changed.
+// Thread-safety: uses a thread-local parser; safe to call from any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace tidegate::gateway {
+
+struct BodyInfo {
+  std::string model;
+  bool stream = false;
+  std::string error;  // empty on success
+  std::string code;
+};
+
+BodyInfo InspectBody(std::string& body, bool require_model = true);
+
+}  // namespace tidegate::gateway

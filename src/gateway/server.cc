@@ -1,0 +1,1064 @@
+// The gateway's event loops, client sessions and the streaming proxy. This is the one translation
+// unit of the gateway that includes Boost.Beast (compile time); see gateway.h for the contract.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <list>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "gateway/errors.h"
+#include "gateway/gateway.h"
+#include "gateway/request.h"
+#include "metrics/registry.h"
+#include "pool/endpoint.h"
+#include "sched/picker.h"
+
+namespace tidegate::gateway {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using net::awaitable;
+using namespace net::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto kTok = net::as_tuple(net::use_awaitable);
+constexpr size_t kRelayBufBytes = 16 * 1024;
+constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr uint64_t kUpstreamSmallBodyLimit = 8 * 1024 * 1024;
+
+enum class Route { kChat, kCompletions, kEmbeddings, kModels, kMetrics, kHealthz, kReadyz, kOther };
+
+Route Classify(std::string_view path) {
+  if (path == "/v1/chat/completions") return Route::kChat;
+  if (path == "/v1/completions") return Route::kCompletions;
+  if (path == "/v1/embeddings") return Route::kEmbeddings;
+  if (path == "/v1/models") return Route::kModels;
+  if (path == "/metrics") return Route::kMetrics;
+  if (path == "/healthz") return Route::kHealthz;
+  if (path == "/readyz") return Route::kReadyz;
+  return Route::kOther;
+}
+
+const char* RouteLabel(Route r) {
+  switch (r) {
+    case Route::kChat:
+      return "/v1/chat/completions";
+    case Route::kCompletions:
+      return "/v1/completions";
+    case Route::kEmbeddings:
+      return "/v1/embeddings";
+    case Route::kModels:
+      return "/v1/models";
+    default:
+      return "other";
+  }
+}
+
+bool IsHopByHop(http::field f, std::string_view name) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+    case http::field::content_length:
+    case http::field::host:
+    case http::field::expect:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string NewRequestId() {
+  uint64_t a = sched::FastRandom(), b = sched::FastRandom();
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
+                static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return buf;
+}
+
+bool IsTimeout(const beast::error_code& ec) {
+  return ec == beast::error::timeout || ec == net::error::timed_out;
+}
+
+// An idle or busy keep-alive connection to one upstream endpoint.
+struct UpConn {
+  explicit UpConn(const net::any_io_executor& ex) : stream(ex) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buf;
+};
+
+// A client connection, tracked so a drain can close the idle ones.
+struct SessionState {
+  beast::tcp_stream* stream = nullptr;
+  bool idle = false;
+};
+
+// Shared between the proxying coroutine and the coroutine watching the client for a hang-up.
+struct Exchange {
+  bool done = false;         // the proxy finished; the watcher must stop
+  bool client_gone = false;  // the watcher saw the client hang up
+  UpConn* upstream = nullptr;
+};
+
+// Optional headers on a gateway-generated response.
+struct Extra {
+  const char* dropped_reason = nullptr;
+  int retry_after = -1;
+  const pool::Endpoint* endpoint = nullptr;
+  const char* allow = nullptr;
+};
+
+}  // namespace
+
+struct Gateway::Impl {
+  // One event loop and everything owned by it.
+  struct Worker {
+    net::io_context ioc{1};
+    std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
+    std::thread thread;
+    std::vector<std::vector<std::unique_ptr<UpConn>>> idle;  // per endpoint index
+    std::vector<std::unique_ptr<char[]>> relay_bufs;
+    std::list<SessionState*> sessions;
+    std::unordered_map<uint64_t, metrics::Counter*> request_counters;
+  };
+
+  // Everything one proxied request carries through its attempts.
+  struct Call {
+    Worker& w;
+    beast::tcp_stream& client;
+    beast::flat_buffer& client_buf;
+    http::request<http::string_body> up;
+    std::string request_id;
+    Route route;
+    bool stream = false;
+    bool keep_alive = true;
+    Nanos start;
+    Exchange ex;
+    pool::Endpoint* endpoint = nullptr;
+    int status = 0;
+  };
+
+  enum class Outcome { kDone, kConnectFailed, kFailedBeforeResponse, kTimeout, kClientGone };
+  struct AttemptResult {
+    Outcome outcome;
+    std::string detail;
+  };
+
+  explicit Impl(GatewayConfig c)
+      : cfg(std::move(c)),
+        clock(SystemClock::Instance()),
+        pool(cfg.endpoints),
+        picker(sched::MakePicker(cfg.policy)),
+        acceptor(control) {
+    requests_total = &registry.AddCounter(
+        "tidegate_requests_total",
+        "API requests answered, by path, HTTP status and serving endpoint (none = no endpoint)",
+        {"path", "code", "endpoint"});
+    in_flight = &registry.AddGauge("tidegate_requests_in_flight",
+                                   "API requests being handled right now").With({});
+    auto& dur = registry.AddHistogram(
+        "tidegate_request_duration_seconds",
+        "End-to-end latency: request received to the last response byte written, by path",
+        metrics::LatencyBuckets(), {"path"});
+    for (Route r : {Route::kChat, Route::kCompletions, Route::kEmbeddings, Route::kModels})
+      duration[static_cast<int>(r)] = &dur.With({RouteLabel(r)});
+    duration[static_cast<int>(Route::kOther)] = &dur.With({"other"});
+    ttft = &registry
+                .AddHistogram("tidegate_time_to_first_token_seconds",
+                              "Streaming requests: request received to the first body bytes "
+                              "relayed from the model server",
+                              metrics::LatencyBuckets())
+                .With({});
+    upstream_errors = &registry.AddCounter(
+        "tidegate_upstream_errors_total",
+        "Failures talking to a model server, by endpoint and reason (connect_refused, "
+        "connect_timeout, closed_before_response, ttfb_timeout, disconnected_mid_stream, "
+        "stream_idle_timeout)",
+        {"endpoint", "reason"});
+    retries = &registry.AddCounter("tidegate_upstream_retries_total",
+                                   "Requests retried on another endpoint before any byte reached "
+                                   "the client").With({});
+    client_disconnects =
+        &registry
+             .AddCounter("tidegate_client_disconnects_total",
+                         "Requests whose client went away before the response finished (the "
+                         "upstream connection was closed at once)")
+             .With({});
+    auto& up = registry.AddGauge("tidegate_endpoint_up",
+                                 "1 if the endpoint is available for new requests", {"endpoint"});
+    auto& inf = registry.AddGauge("tidegate_endpoint_in_flight",
+                                  "Requests this gateway has in flight to the endpoint",
+                                  {"endpoint"});
+    for (size_t i = 0; i < pool.size(); ++i) {
+      endpoint_up.push_back(&up.With({pool.at(i).address()}));
+      endpoint_in_flight.push_back(&inf.With({pool.at(i).address()}));
+      endpoint_up.back()->Set(1);
+    }
+  }
+
+  // ---------------------------------------------------------------- metrics helpers
+
+  metrics::Counter& RequestCounter(Worker& w, Route route, int status, const pool::Endpoint* ep) {
+    uint64_t key = (static_cast<uint64_t>(route) << 48) | (static_cast<uint64_t>(status) << 32) |
+                   (ep ? ep->index() + 1 : 0);
+    auto it = w.request_counters.find(key);
+    if (it != w.request_counters.end()) return *it->second;
+    auto& c = requests_total->With(
+        {RouteLabel(route), std::to_string(status), ep ? ep->address() : std::string("none")});
+    w.request_counters.emplace(key, &c);
+    return c;
+  }
+
+  void UpstreamError(const pool::Endpoint& ep, const char* reason, const std::string& detail) {
+    upstream_errors->With({ep.address(), reason}).Inc();
+    spdlog::warn("upstream {} {}: {}", ep.address(), reason, detail);
+  }
+
+  std::string RenderMetrics() {
+    auto now = clock.Now();
+    for (size_t i = 0; i < pool.size(); ++i) {
+      endpoint_up[i]->Set(pool.at(i).Available(now) ? 1 : 0);
+      endpoint_in_flight[i]->Set(pool.at(i).InFlight());
+    }
+    return registry.Render();
+  }
+
+  // ---------------------------------------------------------------- simple responses
+
+  awaitable<bool> WriteResponse(beast::tcp_stream& s, http::status status, bool keep_alive,
+                                const std::string& request_id, std::string_view content_type,
+                                std::string body, const Extra& extra = {}) {
+    http::response<http::string_body> res{status, 11};
+    res.set(http::field::server, "tidegate");
+    res.set(http::field::content_type, content_type);
+    if (!request_id.empty()) res.set("x-request-id", request_id);
+    if (extra.endpoint) res.set("x-gateway-destination-endpoint", extra.endpoint->address());
+    if (extra.dropped_reason) res.set("x-gateway-request-dropped-reason", extra.dropped_reason);
+    if (extra.retry_after >= 0) res.set(http::field::retry_after, std::to_string(extra.retry_after));
+    if (extra.allow) res.set(http::field::allow, extra.allow);
+    res.keep_alive(keep_alive && !draining.load());
+    res.body() = std::move(body);
+    res.prepare_payload();
+    s.expires_after(cfg.stream_idle_timeout);
+    auto [ec, n] = co_await http::async_write(s, res, kTok);
+    s.expires_never();
+    co_return !ec && res.keep_alive();
+  }
+
+  awaitable<bool> WriteError(Call& call, http::status status, std::string_view message,
+                             std::string_view type, std::string_view code, Extra extra = {}) {
+    call.status = static_cast<int>(status);
+    co_return co_await WriteResponse(call.client, status, call.keep_alive, call.request_id,
+                                     "application/json", ErrorBody(message, type, code), extra);
+  }
+
+  // Sends a final error on a connection we are about to close, then reads and discards what the
+  // client is still sending for a moment, so the response is not lost to a TCP reset.
+  awaitable<void> ErrorAndClose(beast::tcp_stream& s, beast::flat_buffer& buf, http::status status,
+                                std::string message, const char* code) {
+    const char* type = status == http::status::payload_too_large ? "invalid_request_error"
+                                                                  : "invalid_request_error";
+    co_await WriteResponse(s, status, false, NewRequestId(), "application/json",
+                           ErrorBody(message, type, code));
+    beast::error_code ec;
+    s.socket().shutdown(tcp::socket::shutdown_send, ec);
+    size_t drained = 0;
+    s.expires_after(std::chrono::seconds(2));
+    while (drained < 64 * 1024 * 1024) {
+      buf.clear();
+      auto [rec, n] = co_await s.async_read_some(buf.prepare(64 * 1024), kTok);
+      if (rec) break;
+      drained += n;
+    }
+    s.expires_never();
+  }
+
+  // ---------------------------------------------------------------- client sessions
+
+  awaitable<void> Session(Worker& w, tcp::socket sock) {
+    beast::error_code ec;
+    sock.set_option(tcp::no_delay(true), ec);
+    beast::tcp_stream stream(std::move(sock));
+    beast::flat_buffer buf;
+    SessionState state{&stream, false};
+    auto it = w.sessions.insert(w.sessions.end(), &state);
+    active_sessions.fetch_add(1);
+
+    for (;;) {
+      if (draining.load()) break;
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(kHeaderLimit);
+      parser.body_limit(cfg.max_body_bytes);
+      state.idle = true;
+      stream.expires_after(cfg.client_idle_timeout);
+      auto [rec, n] = co_await http::async_read_header(stream, buf, parser, kTok);
+      state.idle = false;
+      if (!rec && !parser.is_done()) {
+        if (parser.get()[http::field::expect] == "100-continue") {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          auto [wec, wn] = co_await net::async_write(stream, net::buffer(kContinue), kTok);
+          if (wec) break;
+        }
+        std::tie(rec, n) = co_await http::async_read(stream, buf, parser, kTok);
+      }
+      stream.expires_never();
+      if (rec) {
+        if (rec == http::error::body_limit) {
+          co_await ErrorAndClose(
+              stream, buf, http::status::payload_too_large,
+              "request body exceeds the gateway's limit of " + std::to_string(cfg.max_body_bytes) +
+                  " bytes (raise it with --max-body-bytes)",
+              "body_too_large");
+        } else if (rec == http::error::header_limit) {
+          co_await ErrorAndClose(stream, buf, http::status::request_header_fields_too_large,
+                                 "request headers exceed 64 KiB", "headers_too_large");
+        } else if (rec.category() == beast::http::make_error_code(http::error::bad_target).category() &&
+                   rec != http::error::end_of_stream && rec != http::error::partial_message) {
+          co_await ErrorAndClose(stream, buf, http::status::bad_request,
+                                 "malformed HTTP request: " + rec.message(), "bad_request");
+        }
+        break;  // eof, timeout, reset or cancelled by a drain
+      }
+      bool keep = co_await Handle(w, stream, buf, parser.release());
+      if (!keep) break;
+    }
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream.socket().close(ec);
+    w.sessions.erase(it);
+    active_sessions.fetch_sub(1);
+  }
+
+  awaitable<bool> Handle(Worker& w, beast::tcp_stream& stream, beast::flat_buffer& buf,
+                         http::request<http::string_body> req) {
+    Nanos start = clock.Now();
+    std::string_view target = req.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    Route route = Classify(path);
+    std::string request_id;
+    if (auto rid = req["x-request-id"]; !rid.empty() && rid.size() <= 256) {
+      request_id.assign(rid);
+    } else {
+      request_id = NewRequestId();
+    }
+    bool keep_alive = req.keep_alive();
+    const bool is_get = req.method() == http::verb::get;
+    const bool is_post = req.method() == http::verb::post;
+
+    switch (route) {
+      case Route::kHealthz:
+        co_return co_await WriteResponse(stream, http::status::ok, keep_alive, request_id,
+                                         "application/json", "{\"status\":\"ok\"}");
+      case Route::kReadyz: {
+        size_t avail = pool.AvailableCount(clock.Now());
+        bool ready = avail > 0 && !draining.load();
+        std::string body = ready ? "{\"status\":\"ready\",\"available_endpoints\":" +
+                                       std::to_string(avail) + "}"
+                                 : ErrorBody(draining.load() ? "the gateway is draining"
+                                                             : "no model server endpoint is "
+                                                               "available",
+                                             "service_unavailable", "not_ready");
+        co_return co_await WriteResponse(
+            stream, ready ? http::status::ok : http::status::service_unavailable, keep_alive,
+            request_id, "application/json", std::move(body));
+      }
+      case Route::kMetrics:
+        co_return co_await WriteResponse(stream, http::status::ok, keep_alive, request_id,
+                                         "text/plain; version=0.0.4; charset=utf-8",
+                                         RenderMetrics());
+      default:
+        break;
+    }
+
+    in_flight->Add(1);
+    Call call{w, stream, buf, {}, std::move(request_id), route, false, keep_alive, start, {}};
+    bool keep = false;
+    if (route == Route::kOther) {
+      keep = co_await WriteError(call, http::status::not_found,
+                                 "no route for " + std::string(req.method_string()) + " " +
+                                     std::string(path) +
+                                     "; the gateway serves /v1/chat/completions, /v1/completions, "
+                                     "/v1/embeddings and /v1/models",
+                                 "invalid_request_error", "not_found");
+    } else if (route == Route::kModels) {
+      if (!is_get) {
+        keep = co_await WriteError(call, http::status::method_not_allowed,
+                                   "/v1/models only accepts GET", "invalid_request_error",
+                                   "method_not_allowed", {.allow = "GET"});
+      } else {
+        keep = co_await Models(call);
+      }
+    } else if (!is_post) {
+      keep = co_await WriteError(call, http::status::method_not_allowed,
+                                 std::string(path) + " only accepts POST", "invalid_request_error",
+                                 "method_not_allowed", {.allow = "POST"});
+    } else {
+      keep = co_await Proxy(call, req);
+    }
+    in_flight->Add(-1);
+    double seconds = ToSeconds(clock.Now() - start);
+    duration[static_cast<int>(route)]->Observe(seconds);
+    RequestCounter(w, route, call.status, call.endpoint).Inc();
+    spdlog::debug("{} {} {} {} {:.1f}ms id={}", req.method_string(), path, call.status,
+                  call.endpoint ? call.endpoint->address() : "-", seconds * 1000, call.request_id);
+    co_return keep;
+  }
+
+  // ---------------------------------------------------------------- proxying
+
+  awaitable<bool> Proxy(Call& call, http::request<http::string_body>& req) {
+    BodyInfo info = InspectBody(req.body());
+    if (!info.error.empty()) {
+      co_return co_await WriteError(call, http::status::bad_request, info.error,
+                                    "invalid_request_error", info.code);
+    }
+    call.stream = info.stream;
+    sched::RequestInfo ri{RouteLabel(call.route), info.model, info.stream, req.body().size()};
+    sched::PickResult pick = picker->Pick(ri, pool, clock.Now());
+    if (pick.empty()) co_return co_await NoEndpoints(call);
+
+    // The upstream request: same method, target and end-to-end headers; body moved, not copied.
+    call.up.method(req.method());
+    call.up.target(req.target());
+    call.up.version(11);
+    for (const auto& f : req) {
+      if (IsHopByHop(f.name(), f.name_string())) continue;
+      if (f.name() == http::field::unknown) {
+        if (beast::iequals(f.name_string(), "x-request-id")) continue;
+        call.up.insert(f.name_string(), f.value());
+      } else {
+        call.up.insert(f.name(), f.value());
+      }
+    }
+    call.up.set("x-request-id", call.request_id);
+    call.up.keep_alive(true);
+    call.up.body() = std::move(req.body());
+    call.up.prepare_payload();
+
+    bool keep = false;
+    co_await (RunExchange(call, pick, keep) && WatchClient(call));
+    co_return keep;
+  }
+
+  awaitable<bool> NoEndpoints(Call& call) {
+    Nanos now = clock.Now();
+    Nanos recovery = pool.EarliestRecovery();
+    int retry_after = static_cast<int>(
+        std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::max(recovery - now, Nanos{cfg.health_interval}))
+                                     .count() +
+                                 1));
+    co_return co_await WriteError(
+        call, http::status::service_unavailable,
+        "no model server endpoint is available to serve this request (" +
+            std::to_string(pool.size()) + " configured, none reachable or healthy)",
+        "service_unavailable", "no_endpoints",
+        {.dropped_reason = "no-endpoints", .retry_after = retry_after});
+  }
+
+  // Watches the client for a hang-up while the proxy works; on one, closes the upstream
+  // connection at once so the model server stops generating and frees the request's KV cache.
+  awaitable<void> WatchClient(Call& call) {
+    Exchange& ex = call.ex;
+    while (!ex.done) {
+      if (call.client_buf.size() > 64 * 1024) co_return;  // pipelined bytes: stop watching
+      auto [ec, n] = co_await call.client.socket().async_read_some(
+          call.client_buf.prepare(4096), kTok);
+      if (!ec) call.client_buf.commit(n);
+      if (ex.done) co_return;
+      if (ec) {
+        ex.client_gone = true;
+        if (ex.upstream) {
+          beast::error_code ig;
+          ex.upstream->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
+          ex.upstream->stream.socket().close(ig);
+        }
+        co_return;
+      }
+    }
+  }
+
+  awaitable<void> RunExchange(Call& call, const sched::PickResult& pick, bool& keep) {
+    std::string failures;
+    bool all_connect_failures = true;
+    const uint32_t attempts = std::min<uint32_t>(pick.count, 2);
+    for (uint32_t a = 0; a < attempts && !call.ex.client_gone; ++a) {
+      pool::Endpoint& ep = pool.at(pick.order[a]);
+      if (a > 0) retries->Inc();
+      call.endpoint = &ep;
+      ep.AddInFlight(1);
+      AttemptResult r = co_await Attempt(call, ep, keep);
+      ep.AddInFlight(-1);
+      if (r.outcome == Outcome::kDone) break;
+      if (r.outcome == Outcome::kClientGone) {
+        client_disconnects->Inc();
+        call.status = 499;  // nginx's "client closed request"
+        keep = false;
+        break;
+      }
+      if (r.outcome == Outcome::kTimeout) {
+        keep = co_await WriteError(
+            call, http::status::gateway_timeout,
+            "the model server at " + ep.address() + " did not start responding within " +
+                std::to_string(cfg.ttfb_timeout.count()) + " ms",
+            "upstream_timeout", "upstream_timeout", {.endpoint = &ep});
+        break;
+      }
+      if (r.outcome != Outcome::kConnectFailed) all_connect_failures = false;
+      failures += (failures.empty() ? "" : "; ") + ep.address() + ": " + r.detail;
+      if (a + 1 == attempts) {
+        if (call.ex.client_gone) {
+          client_disconnects->Inc();
+          call.status = 499;
+          keep = false;
+        } else if (all_connect_failures && pool.AvailableCount(clock.Now()) == 0) {
+          keep = co_await NoEndpoints(call);
+          call.endpoint = nullptr;
+        } else {
+          keep = co_await WriteError(call, http::status::bad_gateway,
+                                     "the model server failed before responding (" + failures + ")",
+                                     "upstream_error", "upstream_failed", {.endpoint = &ep});
+        }
+      }
+    }
+    call.ex.done = true;
+    beast::error_code ig;
+    call.client.socket().cancel(ig);  // ends WatchClient
+  }
+
+  std::unique_ptr<UpConn> PopIdle(Worker& w, size_t ep) {
+    auto& v = w.idle[ep];
+    if (v.empty()) return nullptr;
+    auto c = std::move(v.back());
+    v.pop_back();
+    return c;
+  }
+
+  void PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c) {
+    auto& v = w.idle[ep];
+    if (v.size() >= cfg.max_idle_upstream_conns || draining.load()) return;
+    c->buf.clear();
+    v.push_back(std::move(c));
+  }
+
+  awaitable<std::pair<std::unique_ptr<UpConn>, AttemptResult>> Connect(Worker& w,
+                                                                       pool::Endpoint& ep) {
+    auto conn = std::make_unique<UpConn>(w.ioc.get_executor());
+    conn->stream.expires_after(cfg.connect_timeout);
+    auto [ec, e] = co_await conn->stream.async_connect(resolved[ep.index()], kTok);
+    conn->stream.expires_never();
+    if (ec) {
+      ep.RecordConnectFailure(clock.Now());
+      const char* reason = IsTimeout(ec) ? "connect_timeout" : "connect_refused";
+      UpstreamError(ep, reason, ec.message());
+      co_return std::pair{nullptr, AttemptResult{Outcome::kConnectFailed,
+                                                 "cannot connect (" + ec.message() + ")"}};
+    }
+    beast::error_code ig;
+    conn->stream.socket().set_option(tcp::no_delay(true), ig);
+    co_return std::pair{std::move(conn), AttemptResult{Outcome::kDone, {}}};
+  }
+
+  // One endpoint: send the request, and once the response header arrives, relay the response.
+  awaitable<AttemptResult> Attempt(Call& call, pool::Endpoint& ep, bool& keep) {
+    Worker& w = call.w;
+    call.up.set(http::field::host, ep.address());
+    std::unique_ptr<UpConn> conn = PopIdle(w, ep.index());
+    bool reused = conn != nullptr;
+    std::optional<http::response_parser<http::buffer_body>> rp;
+    for (;;) {
+      rp.emplace();
+      if (!conn) {
+        auto [c, r] = co_await Connect(w, ep);
+        if (!c) co_return r;
+        conn = std::move(c);
+      }
+      if (call.ex.client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
+      call.ex.upstream = conn.get();
+      conn->stream.expires_after(cfg.ttfb_timeout);
+      auto [wec, wn] = co_await http::async_write(conn->stream, call.up, kTok);
+      beast::error_code ec = wec;
+      if (!ec) {
+        rp->header_limit(kHeaderLimit);
+        rp->body_limit(boost::none);
+        std::tie(ec, wn) = co_await http::async_read_header(conn->stream, conn->buf, *rp, kTok);
+      }
+      conn->stream.expires_never();
+      if (!ec) break;
+      call.ex.upstream = nullptr;
+      if (call.ex.client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
+      if (IsTimeout(ec)) {
+        UpstreamError(ep, "ttfb_timeout", "no response header in time");
+        co_return AttemptResult{Outcome::kTimeout, {}};
+      }
+      if (reused) {
+        // A pooled keep-alive connection the server had already closed: reconnect once.
+        conn.reset();
+        reused = false;
+        continue;
+      }
+      UpstreamError(ep, "closed_before_response", ec.message());
+      co_return AttemptResult{Outcome::kFailedBeforeResponse,
+                              "closed the connection before responding (" + ec.message() + ")"};
+    }
+    ep.RecordSuccess();
+    co_return co_await Relay(call, ep, std::move(conn), *rp, keep);
+  }
+
+  awaitable<AttemptResult> Relay(Call& call, pool::Endpoint& ep, std::unique_ptr<UpConn> conn,
+                                 http::response_parser<http::buffer_body>& rp, bool& keep) {
+    Worker& w = call.w;
+    auto& up_res = rp.get();
+    call.status = up_res.result_int();
+    const bool sse = up_res[http::field::content_type].starts_with("text/event-stream");
+    const auto content_length = rp.content_length();
+
+    http::response<http::empty_body> out{up_res.result(), 11};
+    for (const auto& f : up_res) {
+      if (IsHopByHop(f.name(), f.name_string())) continue;
+      if (f.name() == http::field::unknown) {
+        out.insert(f.name_string(), f.value());
+      } else {
+        out.insert(f.name(), f.value());
+      }
+    }
+    out.set("x-gateway-destination-endpoint", ep.address());
+    out.set("x-request-id", call.request_id);
+    if (content_length) {
+      out.content_length(*content_length);
+    } else {
+      out.chunked(true);
+    }
+    keep = call.keep_alive && !draining.load();
+    out.keep_alive(keep);
+
+    auto client_gone = [&]() -> AttemptResult {
+      beast::error_code ig;
+      conn->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
+      conn->stream.socket().close(ig);
+      call.ex.upstream = nullptr;
+      keep = false;
+      return AttemptResult{Outcome::kClientGone, {}};
+    };
+
+    http::response_serializer<http::empty_body> sr{out};
+    call.client.expires_after(cfg.stream_idle_timeout);
+    auto [hec, hn] = co_await http::async_write_header(call.client, sr, kTok);
+    call.client.expires_never();
+    if (hec || call.ex.client_gone) co_return client_gone();
+
+    std::unique_ptr<char[]> chunk;
+    if (!w.relay_bufs.empty()) {
+      chunk = std::move(w.relay_bufs.back());
+      w.relay_bufs.pop_back();
+    } else {
+      chunk.reset(new char[kRelayBufBytes]);
+    }
+    bool first = true;
+    const char* failure = nullptr;
+    beast::error_code fail_ec;
+    while (!rp.is_done()) {
+      up_res.body().data = chunk.get();
+      up_res.body().size = kRelayBufBytes;
+      conn->stream.expires_after(cfg.stream_idle_timeout);
+      auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buf, rp, kTok);
+      conn->stream.expires_never();
+      if (ec == http::error::need_buffer) ec = {};
+      if (call.ex.client_gone) break;
+      if (ec) {
+        failure = IsTimeout(ec) ? "stream_idle_timeout" : "disconnected_mid_stream";
+        fail_ec = ec;
+        break;
+      }
+      size_t got = kRelayBufBytes - up_res.body().size;
+      if (got == 0) continue;
+      if (first) {
+        first = false;
+        if (call.stream) ttft->Observe(ToSeconds(clock.Now() - call.start));
+      }
+      call.client.expires_after(cfg.stream_idle_timeout);
+      beast::error_code wec;
+      if (content_length) {
+        std::tie(wec, n) = co_await net::async_write(call.client, net::buffer(chunk.get(), got), kTok);
+      } else {
+        std::tie(wec, n) = co_await net::async_write(
+            call.client, http::make_chunk(net::buffer(chunk.get(), got)), kTok);
+      }
+      call.client.expires_never();
+      if (wec) {
+        call.ex.client_gone = true;
+        break;
+      }
+    }
+    w.relay_bufs.push_back(std::move(chunk));
+    if (call.ex.client_gone) co_return client_gone();
+
+    call.ex.upstream = nullptr;
+    if (failure) {
+      UpstreamError(ep, failure, fail_ec.message());
+      keep = false;
+      beast::error_code ig;
+      conn->stream.socket().close(ig);
+      if (!content_length && sse) {
+        // Tell the client in-band, as an SSE error event, then end the stream properly.
+        std::string event = ErrorEvent(
+            std::string("the model server at ") + ep.address() +
+                (IsTimeout(fail_ec) ? " stopped sending for longer than the stream idle timeout"
+                                    : " closed the stream before it finished") +
+                " (" + fail_ec.message() + ")",
+            "upstream_error",
+            IsTimeout(fail_ec) ? "upstream_stream_timeout" : "upstream_disconnected");
+        call.client.expires_after(std::chrono::seconds(5));
+        co_await net::async_write(call.client, http::make_chunk(net::buffer(event)), kTok);
+        co_await net::async_write(call.client, http::make_chunk_last(), kTok);
+        call.client.expires_never();
+      }
+      co_return AttemptResult{Outcome::kDone, {}};
+    }
+    if (!content_length) {
+      call.client.expires_after(cfg.stream_idle_timeout);
+      auto [lec, ln] = co_await net::async_write(call.client, http::make_chunk_last(), kTok);
+      call.client.expires_never();
+      if (lec) keep = false;
+    }
+    if (rp.keep_alive()) PushIdle(w, ep.index(), std::move(conn));
+    co_return AttemptResult{Outcome::kDone, {}};
+  }
+
+  // ---------------------------------------------------------------- /v1/models
+
+  // GET `target` from one endpoint (small bodies only). Returns the body on a 2xx.
+  awaitable<std::optional<std::string>> Fetch(Worker& w, pool::Endpoint& ep,
+                                              std::string_view target, std::string* error) {
+    auto conn = PopIdle(w, ep.index());
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool reused = conn != nullptr;
+      if (!conn) {
+        auto [c, r] = co_await Connect(w, ep);
+        if (!c) {
+          *error = r.detail;
+          co_return std::nullopt;
+        }
+        conn = std::move(c);
+      }
+      http::request<http::empty_body> req{http::verb::get, target, 11};
+      req.set(http::field::host, ep.address());
+      req.keep_alive(true);
+      http::response_parser<http::string_body> rp;
+      rp.body_limit(kUpstreamSmallBodyLimit);
+      conn->stream.expires_after(std::min(cfg.ttfb_timeout, milliseconds(10'000)));
+      auto [ec, n] = co_await http::async_write(conn->stream, req, kTok);
+      if (!ec) std::tie(ec, n) = co_await http::async_read(conn->stream, conn->buf, rp, kTok);
+      conn->stream.expires_never();
+      if (ec) {
+        conn.reset();
+        if (reused) continue;
+        *error = ec.message();
+        co_return std::nullopt;
+      }
+      int status = rp.get().result_int();
+      bool ka = rp.get().keep_alive();
+      std::string body = std::move(rp.get().body());
+      if (ka) PushIdle(w, ep.index(), std::move(conn));
+      if (status / 100 != 2) {
+        *error = "HTTP " + std::to_string(status);
+        co_return std::nullopt;
+      }
+      co_return body;
+    }
+    co_return std::nullopt;
+  }
+
+  awaitable<bool> Models(Call& call) {
+    Nanos now = clock.Now();
+    nlohmann::ordered_json data = nlohmann::ordered_json::array();
+    std::set<std::string> seen;
+    std::string errors;
+    size_t answered = 0;
+    for (size_t i = 0; i < pool.size(); ++i) {
+      auto& ep = pool.at(i);
+      if (!ep.Available(now)) continue;
+      std::string err;
+      auto body = co_await Fetch(call.w, ep, "/v1/models", &err);
+      if (!body) {
+        errors += (errors.empty() ? "" : "; ") + ep.address() + ": " + err;
+        continue;
+      }
+      auto doc = nlohmann::ordered_json::parse(*body, nullptr, false);
+      if (doc.is_discarded() || !doc.contains("data") || !doc["data"].is_array()) {
+        errors += (errors.empty() ? "" : "; ") + ep.address() + ": not an OpenAI model list";
+        continue;
+      }
+      ++answered;
+      for (auto& m : doc["data"]) {
+        if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) continue;
+        if (seen.insert(m["id"].get<std::string>()).second) data.push_back(m);
+      }
+    }
+    if (answered == 0) {
+      if (pool.AvailableCount(clock.Now()) == 0) co_return co_await NoEndpoints(call);
+      co_return co_await WriteError(call, http::status::bad_gateway,
+                                    "no model server answered /v1/models (" + errors + ")",
+                                    "upstream_error", "upstream_failed");
+    }
+    call.status = 200;
+    nlohmann::ordered_json out = {{"object", "list"}, {"data", std::move(data)}};
+    co_return co_await WriteResponse(call.client, http::status::ok, call.keep_alive,
+                                     call.request_id, "application/json", out.dump());
+  }
+
+  // ---------------------------------------------------------------- control loop
+
+  awaitable<void> AcceptLoop() {
+    size_t next = 0;
+    for (;;) {
+      Worker& w = *workers[next++ % workers.size()];
+      auto [ec, sock] = co_await acceptor.async_accept(w.ioc, kTok);
+      if (ec) {
+        if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+        spdlog::warn("accept failed: {}", ec.message());
+        net::steady_timer t(control, std::chrono::milliseconds(50));
+        co_await t.async_wait(kTok);  // e.g. out of file descriptors: back off briefly
+        continue;
+      }
+      net::co_spawn(w.ioc, Session(w, std::move(sock)), [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          spdlog::error("session ended by an unexpected error: {}", ex.what());
+        }
+      });
+    }
+  }
+
+  awaitable<void> ProbeLoop(size_t index) {
+    auto& ep = pool.at(index);
+    net::steady_timer timer(control);
+    while (!draining.load()) {
+      std::string error;
+      bool ok = co_await Probe(ep, &error);
+      if (ep.RecordProbe(ok, error)) {
+        if (ok) {
+          spdlog::info("endpoint {} is healthy again", ep.address());
+        } else {
+          spdlog::warn("endpoint {} failed its health check: {}", ep.address(), error);
+        }
+      }
+      timer.expires_after(cfg.health_interval);
+      co_await timer.async_wait(kTok);
+    }
+  }
+
+  awaitable<bool> Probe(pool::Endpoint& ep, std::string* error) {
+    beast::tcp_stream s(control);
+    auto timeout = std::max(milliseconds(500), std::min(cfg.health_interval, milliseconds(2000)));
+    s.expires_after(timeout);
+    auto [cec, e] = co_await s.async_connect(resolved[ep.index()], kTok);
+    if (cec) {
+      *error = "connect: " + cec.message();
+      co_return false;
+    }
+    http::request<http::empty_body> req{http::verb::get, "/health", 11};
+    req.set(http::field::host, ep.address());
+    req.keep_alive(false);
+    auto [wec, wn] = co_await http::async_write(s, req, kTok);
+    if (wec) {
+      *error = "write: " + wec.message();
+      co_return false;
+    }
+    beast::flat_buffer b;
+    http::response_parser<http::string_body> rp;
+    rp.body_limit(64 * 1024);
+    auto [rec, rn] = co_await http::async_read(s, b, rp, kTok);
+    beast::error_code ig;
+    s.socket().shutdown(tcp::socket::shutdown_both, ig);
+    if (rec) {
+      *error = "read: " + rec.message();
+      co_return false;
+    }
+    if (rp.get().result_int() >= 500) {
+      *error = "/health answered HTTP " + std::to_string(rp.get().result_int());
+      co_return false;
+    }
+    co_return true;
+  }
+
+  void BeginDrain() {
+    if (draining.exchange(true)) return;
+    net::post(control, [this] {
+      spdlog::info("draining: stopped accepting; waiting up to {} ms for {} connection(s)",
+                   cfg.drain_timeout.count(), active_sessions.load());
+      beast::error_code ec;
+      acceptor.close(ec);
+      for (auto& w : workers) {
+        net::post(w->ioc, [wp = w.get()] {
+          for (SessionState* s : wp->sessions)
+            if (s->idle) s->stream->socket().cancel();
+          for (auto& v : wp->idle) v.clear();
+        });
+      }
+      net::co_spawn(control, DrainWatch(), net::detached);
+    });
+  }
+
+  awaitable<void> DrainWatch() {
+    auto deadline = std::chrono::steady_clock::now() + cfg.drain_timeout;
+    net::steady_timer t(control);
+    while (active_sessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      t.expires_after(std::chrono::milliseconds(20));
+      co_await t.async_wait(kTok);
+    }
+    int left = active_sessions.load();
+    if (left > 0) {
+      spdlog::warn("drain timeout: closing {} connection(s) still open", left);
+    } else {
+      spdlog::info("drained: all connections finished");
+    }
+    for (auto& w : workers) {
+      w->guard.reset();
+      w->ioc.stop();
+    }
+    control.stop();
+  }
+
+  GatewayConfig cfg;
+  Clock& clock;
+  pool::Pool pool;
+  std::unique_ptr<sched::Picker> picker;
+  net::io_context control{1};
+  tcp::acceptor acceptor;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<tcp::resolver::results_type> resolved;
+  std::atomic<bool> draining{false};
+  std::atomic<int> active_sessions{0};
+  uint16_t bound_port = 0;
+
+  metrics::Registry registry;
+  metrics::Family<metrics::Counter>* requests_total;
+  metrics::Gauge* in_flight;
+  metrics::Histogram* duration[8]{};
+  metrics::Histogram* ttft;
+  metrics::Family<metrics::Counter>* upstream_errors;
+  metrics::Counter* retries;
+  metrics::Counter* client_disconnects;
+  std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight;
+};
+
+Gateway::Gateway(GatewayConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
+
+Gateway::~Gateway() {
+  for (auto& w : impl_->workers) {
+    w->guard.reset();
+    w->ioc.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+std::string Gateway::Start() {
+  auto& I = *impl_;
+  if (!I.picker) return "unknown policy '" + I.cfg.policy + "'";
+  tcp::resolver resolver(I.control);
+  for (size_t i = 0; i < I.pool.size(); ++i) {
+    const auto& ep = I.pool.at(i).config();
+    beast::error_code ec;
+    auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
+    if (ec) return "cannot resolve endpoint " + ep.Address() + ": " + ec.message();
+    I.resolved.push_back(std::move(results));
+  }
+
+  beast::error_code ec;
+  auto addr = net::ip::make_address(I.cfg.host, ec);
+  if (ec) return "invalid --host '" + I.cfg.host + "': use an IP address such as 0.0.0.0";
+  tcp::endpoint listen_ep(addr, I.cfg.port);
+  I.acceptor.open(listen_ep.protocol(), ec);
+  if (!ec) I.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) I.acceptor.bind(listen_ep, ec);
+  if (!ec) I.acceptor.listen(1024, ec);
+  if (ec) {
+    return "cannot listen on " + I.cfg.host + ":" + std::to_string(I.cfg.port) + ": " +
+           ec.message();
+  }
+  I.bound_port = I.acceptor.local_endpoint().port();
+
+  int threads = I.cfg.threads > 0 ? I.cfg.threads
+                                  : std::max(1u, std::thread::hardware_concurrency());
+  for (int t = 0; t < threads; ++t) {
+    auto w = std::make_unique<Impl::Worker>();
+    w->idle.resize(I.pool.size());
+    w->guard.emplace(w->ioc.get_executor());
+    I.workers.push_back(std::move(w));
+  }
+  for (auto& w : I.workers) {
+    w->thread = std::thread([wp = w.get()] {
+      for (;;) {
+        try {
+          wp->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("event loop error: {}", e.what());
+        }
+      }
+    });
+  }
+  net::co_spawn(I.control, I.AcceptLoop(), net::detached);
+  if (I.cfg.health_interval.count() > 0) {
+    for (size_t i = 0; i < I.pool.size(); ++i) net::co_spawn(I.control, I.ProbeLoop(i), net::detached);
+  }
+  std::string eps;
+  for (size_t i = 0; i < I.pool.size(); ++i) eps += (i ? "," : "") + I.pool.at(i).address();
+  spdlog::info("tidegate serve: {} event loop(s), policy {}, {} endpoint(s): {}", threads,
+               I.picker->name(), I.pool.size(), eps);
+  spdlog::info("listening on http://{}:{}", I.cfg.host, I.bound_port);
+  return {};
+}
+
+uint16_t Gateway::port() const { return impl_->bound_port; }
+
+void Gateway::BeginDrain() { impl_->BeginDrain(); }
+
+int Gateway::RunUntilSignal() {
+  auto& I = *impl_;
+  ::signal(SIGPIPE, SIG_IGN);
+  net::signal_set signals(I.control, SIGINT, SIGTERM);
+  std::function<void(const beast::error_code&, int)> on_signal;
+  on_signal = [&](const beast::error_code& ec, int sig) {
+    if (ec) return;
+    if (I.draining.load()) {
+      spdlog::warn("second signal: stopping now");
+      for (auto& w : I.workers) w->ioc.stop();
+      I.control.stop();
+      return;
+    }
+    spdlog::info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    I.BeginDrain();
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  I.control.run();
+  for (auto& w : I.workers) {
+    w->guard.reset();
+    w->ioc.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+  return 0;
+}
+
+}  // namespace tidegate::gateway

@@ -1,0 +1,48 @@
+// tidegate — one binary, several roles. See `tidegate --help`.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+
+namespace {
+
+constexpr const char* kUsage = R"(tidegate — an inference gateway that serves real-time and async LLM traffic
+on one shared pool of model servers.
+
+usage: tidegate <command> [flags]
+
+commands:
+  serve     the gateway: OpenAI-compatible front door, endpoint picking, streaming proxy
+  version   print the version
+
+planned (not in this build yet): sim, async, demo, bench, submit, results
+
+Run `tidegate <command> --help` for the flags of a command.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("tidegate");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "serve") return tidegate::cli::RunServe(args);
+  if (cmd == "version" || cmd == "--version") {
+    std::cout << "tidegate 0.1.0\n";
+    return 0;
+  }
+  std::cerr << "tidegate: unknown command '" << cmd << "'\n\n" << kUsage;
+  return 2;
+}

@@ -1,0 +1,53 @@
+#include "gateway/request.h"
+
+#include <gtest/gtest.h>
+
+#include "gateway/errors.h"
+
+namespace tidegate::gateway {
+namespace {
+
+TEST(InspectBody, ExtractsModelAndStream) {
+  std::string body = R"({"model":"llama","stream":true,"messages":[{"role":"user","content":"hi"}]})";
+  auto info = InspectBody(body);
+  EXPECT_EQ(info.error, "");
+  EXPECT_EQ(info.model, "llama");
+  EXPECT_TRUE(info.stream);
+  EXPECT_EQ(body.substr(0, 10), R"({"model":")");  // body untouched
+}
+
+TEST(InspectBody, StreamDefaultsToFalse) {
+  std::string body = R"({"model":"m","stream":null})";
+  auto info = InspectBody(body);
+  EXPECT_EQ(info.error, "");
+  EXPECT_FALSE(info.stream);
+}
+
+TEST(InspectBody, RejectsMalformedJsonAnywhere) {
+  std::string body = R"({"model":"m","messages":[{"role":"user",}]})";
+  auto info = InspectBody(body);
+  EXPECT_EQ(info.code, "invalid_json");
+  EXPECT_NE(info.error.find("not valid JSON"), std::string::npos);
+}
+
+TEST(InspectBody, RejectsNonObjectsAndMissingModel) {
+  std::string arr = "[1,2]";
+  EXPECT_EQ(InspectBody(arr).code, "invalid_json");
+  std::string empty;
+  EXPECT_EQ(InspectBody(empty).code, "invalid_json");
+  std::string nomodel = R"({"prompt":"x"})";
+  EXPECT_EQ(InspectBody(nomodel).code, "missing_model");
+  std::string numeric = R"({"model":7})";
+  EXPECT_EQ(InspectBody(numeric).code, "missing_model");
+  std::string badstream = R"({"model":"m","stream":"yes"})";
+  EXPECT_EQ(InspectBody(badstream).code, "invalid_type");
+}
+
+TEST(ErrorBody, EscapesMessage) {
+  EXPECT_EQ(ErrorBody("bad \"x\"\n", "t", "c"),
+            R"({"error":{"message":"bad \"x\"\n","type":"t","code":"c"}})");
+  EXPECT_EQ(ErrorEvent("m", "t", "c"), "data: {\"error\":{\"message\":\"m\",\"type\":\"t\",\"code\":\"c\"}}\n\n");
+}
+
+}  // namespace
+}  // namespace tidegate::gateway
