@@ -17,9 +17,10 @@ usage: tidegate <command> [flags]
 
 commands:
   serve     the gateway: OpenAI-compatible front door, endpoint picking, streaming proxy
+  sim       a vLLM-compatible model-server simulator (no GPU needed)
   version   print the version
 
-planned (not in this build yet): sim, async, demo, bench, submit, results
+planned (not in this build yet): async, demo, bench, submit, results
 
 Run `tidegate <command> --help` for the flags of a command.
 )";
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   std::string cmd = args[0];
   args.erase(args.begin());
   if (cmd == "serve") return tidegate::cli::RunServe(args);
+  if (cmd == "sim") return tidegate::cli::RunSim(args);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "tidegate 0.1.0\n";
     return 0;

@@ -8,6 +8,7 @@
 namespace tidegate::cli {
 
 int RunServe(const std::vector<std::string>& args);
+int RunSim(const std::vector<std::string>& args);
 
 // Sets the global log level from a name (trace, debug, info, warn, error, off); returns false
 // for an unknown name.
