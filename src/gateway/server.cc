@@ -4,7 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/container/static_vector.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <list>
@@ -29,7 +29,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using net::awaitable;
-using namespace net::experimental::awaitable_operators;
 
 namespace {
 
@@ -84,14 +83,20 @@ bool IsHopByHop(http::field f, std::string_view name) {
   }
 }
 
+// A random UUIDv4-shaped id, formatted without printf (hot path).
 std::string NewRequestId() {
+  static constexpr char kHex[] = "0123456789abcdef";
   uint64_t a = sched::FastRandom(), b = sched::FastRandom();
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xfff),
-                static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
-                static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return buf;
+  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;             // version 4
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
+  std::string out(36, '-');
+  int pos = 0;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) ++pos;
+    uint64_t word = i < 16 ? a : b;
+    out[pos++] = kHex[(word >> (60 - 4 * (i % 16))) & 0xf];
+  }
+  return out;
 }
 
 bool IsTimeout(const beast::error_code& ec) {
@@ -103,6 +108,7 @@ struct UpConn {
   explicit UpConn(const net::any_io_executor& ex) : stream(ex) {}
   beast::tcp_stream stream;
   beast::flat_buffer buf;
+  std::string head;  // request head serialisation buffer, reused
 };
 
 // A client connection, tracked so a drain can close the idle ones.
@@ -111,11 +117,13 @@ struct SessionState {
   bool idle = false;
 };
 
-// Shared between the proxying coroutine and the coroutine watching the client for a hang-up.
-struct Exchange {
-  bool done = false;         // the proxy finished; the watcher must stop
-  bool client_gone = false;  // the watcher saw the client hang up
-  UpConn* upstream = nullptr;
+// Per client connection: the state of the hang-up watch that runs while a request is upstream.
+// Shared (shared_ptr, one per connection) with the pending wait's completion handler.
+struct Watch {
+  uint64_t gen = 0;  // bumped on every arm/disarm so a stale completion does nothing
+  bool armed = false;
+  bool client_gone = false;
+  UpConn* upstream = nullptr;  // the connection to close if the client leaves
 };
 
 // Optional headers on a gateway-generated response.
@@ -124,6 +132,7 @@ struct Extra {
   int retry_after = -1;
   const pool::Endpoint* endpoint = nullptr;
   const char* allow = nullptr;
+  bool head_only = false;  // answering a HEAD request: headers (with Content-Length), no body
 };
 
 }  // namespace
@@ -145,13 +154,14 @@ struct Gateway::Impl {
     Worker& w;
     beast::tcp_stream& client;
     beast::flat_buffer& client_buf;
-    http::request<http::string_body> up;
+    std::shared_ptr<Watch>& watch;
+    std::string& head;  // the session's response-head buffer
     std::string request_id;
     Route route;
     bool stream = false;
     bool keep_alive = true;
     Nanos start;
-    Exchange ex;
+    bool head_only = false;
     pool::Endpoint* endpoint = nullptr;
     int status = 0;
   };
@@ -258,7 +268,14 @@ struct Gateway::Impl {
     res.body() = std::move(body);
     res.prepare_payload();
     s.expires_after(cfg.stream_idle_timeout);
-    auto [ec, n] = co_await http::async_write(s, res, kTok);
+    beast::error_code ec;
+    size_t n;
+    if (extra.head_only) {
+      http::response_serializer<http::string_body> sr{res};
+      std::tie(ec, n) = co_await http::async_write_header(s, sr, kTok);
+    } else {
+      std::tie(ec, n) = co_await http::async_write(s, res, kTok);
+    }
     s.expires_never();
     co_return !ec && res.keep_alive();
   }
@@ -266,6 +283,7 @@ struct Gateway::Impl {
   awaitable<bool> WriteError(Call& call, http::status status, std::string_view message,
                              std::string_view type, std::string_view code, Extra extra = {}) {
     call.status = static_cast<int>(status);
+    extra.head_only = call.head_only;
     co_return co_await WriteResponse(call.client, status, call.keep_alive, call.request_id,
                                      "application/json", ErrorBody(message, type, code), extra);
   }
@@ -299,6 +317,8 @@ struct Gateway::Impl {
     beast::tcp_stream stream(std::move(sock));
     beast::flat_buffer buf;
     SessionState state{&stream, false};
+    auto watch = std::make_shared<Watch>();
+    std::string head;
     auto it = w.sessions.insert(w.sessions.end(), &state);
     active_sessions.fetch_add(1);
 
@@ -337,7 +357,7 @@ struct Gateway::Impl {
         }
         break;  // eof, timeout, reset or cancelled by a drain
       }
-      bool keep = co_await Handle(w, stream, buf, parser.release());
+      bool keep = co_await Handle(w, stream, buf, watch, head, parser.release());
       if (!keep) break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -347,6 +367,7 @@ struct Gateway::Impl {
   }
 
   awaitable<bool> Handle(Worker& w, beast::tcp_stream& stream, beast::flat_buffer& buf,
+                         std::shared_ptr<Watch>& watch, std::string& head,
                          http::request<http::string_body> req) {
     Nanos start = clock.Now();
     std::string_view target = req.target();
@@ -361,11 +382,13 @@ struct Gateway::Impl {
     bool keep_alive = req.keep_alive();
     const bool is_get = req.method() == http::verb::get;
     const bool is_post = req.method() == http::verb::post;
+    const bool is_head = req.method() == http::verb::head;
+    const Extra head_extra{.head_only = is_head};
 
     switch (route) {
       case Route::kHealthz:
         co_return co_await WriteResponse(stream, http::status::ok, keep_alive, request_id,
-                                         "application/json", "{\"status\":\"ok\"}");
+                                         "application/json", "{\"status\":\"ok\"}", head_extra);
       case Route::kReadyz: {
         size_t avail = pool.AvailableCount(clock.Now());
         bool ready = avail > 0 && !draining.load();
@@ -377,18 +400,19 @@ struct Gateway::Impl {
                                              "service_unavailable", "not_ready");
         co_return co_await WriteResponse(
             stream, ready ? http::status::ok : http::status::service_unavailable, keep_alive,
-            request_id, "application/json", std::move(body));
+            request_id, "application/json", std::move(body), head_extra);
       }
       case Route::kMetrics:
         co_return co_await WriteResponse(stream, http::status::ok, keep_alive, request_id,
                                          "text/plain; version=0.0.4; charset=utf-8",
-                                         RenderMetrics());
+                                         RenderMetrics(), head_extra);
       default:
         break;
     }
 
     in_flight->Add(1);
-    Call call{w, stream, buf, {}, std::move(request_id), route, false, keep_alive, start, {}};
+    Call call{w,          stream, buf,   watch, head, std::move(request_id), route, false,
+              keep_alive, start,  is_head};
     bool keep = false;
     if (route == Route::kOther) {
       keep = co_await WriteError(call, http::status::not_found,
@@ -434,26 +458,49 @@ struct Gateway::Impl {
     sched::PickResult pick = picker->Pick(ri, pool, clock.Now());
     if (pick.empty()) co_return co_await NoEndpoints(call);
 
-    // The upstream request: same method, target and end-to-end headers; body moved, not copied.
-    call.up.method(req.method());
-    call.up.target(req.target());
-    call.up.version(11);
-    for (const auto& f : req) {
-      if (IsHopByHop(f.name(), f.name_string())) continue;
-      if (f.name() == http::field::unknown) {
-        if (beast::iequals(f.name_string(), "x-request-id")) continue;
-        call.up.insert(f.name_string(), f.value());
-      } else {
-        call.up.insert(f.name(), f.value());
+    ArmWatch(call);
+    bool keep = false;
+    std::string failures;
+    bool all_connect_failures = true;
+    const uint32_t attempts = std::min<uint32_t>(pick.count, 2);
+    for (uint32_t a = 0; a < attempts && !call.watch->client_gone; ++a) {
+      pool::Endpoint& ep = pool.at(pick.order[a]);
+      if (a > 0) retries->Inc();
+      call.endpoint = &ep;
+      ep.AddInFlight(1);
+      AttemptResult r = co_await Attempt(call, req, ep, keep);
+      ep.AddInFlight(-1);
+      if (r.outcome == Outcome::kDone) break;
+      if (r.outcome == Outcome::kClientGone) break;
+      if (r.outcome == Outcome::kTimeout) {
+        DisarmWatch(call);
+        keep = co_await WriteError(
+            call, http::status::gateway_timeout,
+            "the model server at " + ep.address() + " did not start responding within " +
+                std::to_string(cfg.ttfb_timeout.count()) + " ms",
+            "upstream_timeout", "upstream_timeout", {.endpoint = &ep});
+        break;
+      }
+      if (r.outcome != Outcome::kConnectFailed) all_connect_failures = false;
+      failures += (failures.empty() ? "" : "; ") + ep.address() + ": " + r.detail;
+      if (a + 1 == attempts && !call.watch->client_gone) {
+        DisarmWatch(call);
+        if (all_connect_failures && pool.AvailableCount(clock.Now()) == 0) {
+          call.endpoint = nullptr;
+          keep = co_await NoEndpoints(call);
+        } else {
+          keep = co_await WriteError(call, http::status::bad_gateway,
+                                     "the model server failed before responding (" + failures + ")",
+                                     "upstream_error", "upstream_failed", {.endpoint = &ep});
+        }
       }
     }
-    call.up.set("x-request-id", call.request_id);
-    call.up.keep_alive(true);
-    call.up.body() = std::move(req.body());
-    call.up.prepare_payload();
-
-    bool keep = false;
-    co_await (RunExchange(call, pick, keep) && WatchClient(call));
+    if (call.watch->client_gone) {
+      client_disconnects->Inc();
+      call.status = 499;  // nginx's "client closed request"
+      keep = false;
+    }
+    DisarmWatch(call);
     co_return keep;
   }
 
@@ -473,74 +520,41 @@ struct Gateway::Impl {
         {.dropped_reason = "no-endpoints", .retry_after = retry_after});
   }
 
-  // Watches the client for a hang-up while the proxy works; on one, closes the upstream
-  // connection at once so the model server stops generating and frees the request's KV cache.
-  awaitable<void> WatchClient(Call& call) {
-    Exchange& ex = call.ex;
-    while (!ex.done) {
-      if (call.client_buf.size() > 64 * 1024) co_return;  // pipelined bytes: stop watching
-      auto [ec, n] = co_await call.client.socket().async_read_some(
-          call.client_buf.prepare(4096), kTok);
-      if (!ec) call.client_buf.commit(n);
-      if (ex.done) co_return;
-      if (ec) {
-        ex.client_gone = true;
-        if (ex.upstream) {
-          beast::error_code ig;
-          ex.upstream->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
-          ex.upstream->stream.socket().close(ig);
-        }
-        co_return;
-      }
-    }
+  // Watching the client for a hang-up while the request is upstream: a readiness wait (no read,
+  // no syscall in the common case). When the socket turns readable we peek: end-of-stream or
+  // an error means the client left, and the upstream connection is closed at once so the model
+  // server stops generating and frees the request's KV cache. Bytes (a pipelined request) just
+  // end the watch.
+  void ArmWatch(Call& call) {
+    Watch& w = *call.watch;
+    const uint64_t gen = ++w.gen;
+    w.armed = true;
+    w.client_gone = false;
+    w.upstream = nullptr;
+    tcp::socket& sock = call.client.socket();
+    sock.async_wait(tcp::socket::wait_read,
+                    [wp = call.watch, gen, &sock](const beast::error_code& ec) {
+                      if (ec || wp->gen != gen || !wp->armed) return;  // disarmed: touch nothing
+                      char c;
+                      ssize_t n = ::recv(sock.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+                      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) return;
+                      wp->client_gone = true;
+                      if (wp->upstream) {
+                        beast::error_code ig;
+                        wp->upstream->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
+                        wp->upstream->stream.socket().close(ig);
+                      }
+                    });
   }
 
-  awaitable<void> RunExchange(Call& call, const sched::PickResult& pick, bool& keep) {
-    std::string failures;
-    bool all_connect_failures = true;
-    const uint32_t attempts = std::min<uint32_t>(pick.count, 2);
-    for (uint32_t a = 0; a < attempts && !call.ex.client_gone; ++a) {
-      pool::Endpoint& ep = pool.at(pick.order[a]);
-      if (a > 0) retries->Inc();
-      call.endpoint = &ep;
-      ep.AddInFlight(1);
-      AttemptResult r = co_await Attempt(call, ep, keep);
-      ep.AddInFlight(-1);
-      if (r.outcome == Outcome::kDone) break;
-      if (r.outcome == Outcome::kClientGone) {
-        client_disconnects->Inc();
-        call.status = 499;  // nginx's "client closed request"
-        keep = false;
-        break;
-      }
-      if (r.outcome == Outcome::kTimeout) {
-        keep = co_await WriteError(
-            call, http::status::gateway_timeout,
-            "the model server at " + ep.address() + " did not start responding within " +
-                std::to_string(cfg.ttfb_timeout.count()) + " ms",
-            "upstream_timeout", "upstream_timeout", {.endpoint = &ep});
-        break;
-      }
-      if (r.outcome != Outcome::kConnectFailed) all_connect_failures = false;
-      failures += (failures.empty() ? "" : "; ") + ep.address() + ": " + r.detail;
-      if (a + 1 == attempts) {
-        if (call.ex.client_gone) {
-          client_disconnects->Inc();
-          call.status = 499;
-          keep = false;
-        } else if (all_connect_failures && pool.AvailableCount(clock.Now()) == 0) {
-          keep = co_await NoEndpoints(call);
-          call.endpoint = nullptr;
-        } else {
-          keep = co_await WriteError(call, http::status::bad_gateway,
-                                     "the model server failed before responding (" + failures + ")",
-                                     "upstream_error", "upstream_failed", {.endpoint = &ep});
-        }
-      }
-    }
-    call.ex.done = true;
+  void DisarmWatch(Call& call) {
+    Watch& w = *call.watch;
+    if (!w.armed) return;
+    w.armed = false;
+    ++w.gen;
+    w.upstream = nullptr;
     beast::error_code ig;
-    call.client.socket().cancel(ig);  // ends WatchClient
+    call.client.socket().cancel(ig);
   }
 
   std::unique_ptr<UpConn> PopIdle(Worker& w, size_t ep) {
@@ -576,10 +590,27 @@ struct Gateway::Impl {
     co_return std::pair{std::move(conn), AttemptResult{Outcome::kDone, {}}};
   }
 
+  // Serialises the upstream request head into conn->head (reused, so no allocation once warm):
+  // same method, target and end-to-end headers as the client's, our Host and x-request-id.
+  void BuildUpstreamHead(const Call& call, const http::request<http::string_body>& req,
+                         const pool::Endpoint& ep, std::string& h) {
+    h.clear();
+    h.append(req.method_string()).append(" ").append(req.target()).append(" HTTP/1.1\r\nHost: ");
+    h.append(ep.address()).append("\r\n");
+    for (const auto& f : req) {
+      if (IsHopByHop(f.name(), f.name_string())) continue;
+      if (f.name() == http::field::unknown && beast::iequals(f.name_string(), "x-request-id"))
+        continue;
+      h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+    }
+    h.append("x-request-id: ").append(call.request_id).append("\r\n");
+    h.append("Content-Length: ").append(std::to_string(req.body().size())).append("\r\n\r\n");
+  }
+
   // One endpoint: send the request, and once the response header arrives, relay the response.
-  awaitable<AttemptResult> Attempt(Call& call, pool::Endpoint& ep, bool& keep) {
+  awaitable<AttemptResult> Attempt(Call& call, const http::request<http::string_body>& req,
+                                   pool::Endpoint& ep, bool& keep) {
     Worker& w = call.w;
-    call.up.set(http::field::host, ep.address());
     std::unique_ptr<UpConn> conn = PopIdle(w, ep.index());
     bool reused = conn != nullptr;
     std::optional<http::response_parser<http::buffer_body>> rp;
@@ -590,20 +621,21 @@ struct Gateway::Impl {
         if (!c) co_return r;
         conn = std::move(c);
       }
-      if (call.ex.client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
-      call.ex.upstream = conn.get();
+      if (call.watch->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
+      call.watch->upstream = conn.get();
+      BuildUpstreamHead(call, req, ep, conn->head);
       conn->stream.expires_after(cfg.ttfb_timeout);
-      auto [wec, wn] = co_await http::async_write(conn->stream, call.up, kTok);
-      beast::error_code ec = wec;
+      std::array<net::const_buffer, 2> out{net::buffer(conn->head), net::buffer(req.body())};
+      auto [ec, n] = co_await net::async_write(conn->stream, out, kTok);
       if (!ec) {
         rp->header_limit(kHeaderLimit);
         rp->body_limit(boost::none);
-        std::tie(ec, wn) = co_await http::async_read_header(conn->stream, conn->buf, *rp, kTok);
+        std::tie(ec, n) = co_await http::async_read_header(conn->stream, conn->buf, *rp, kTok);
       }
       conn->stream.expires_never();
       if (!ec) break;
-      call.ex.upstream = nullptr;
-      if (call.ex.client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
+      call.watch->upstream = nullptr;
+      if (call.watch->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
       if (IsTimeout(ec)) {
         UpstreamError(ep, "ttfb_timeout", "no response header in time");
         co_return AttemptResult{Outcome::kTimeout, {}};
@@ -622,6 +654,25 @@ struct Gateway::Impl {
     co_return co_await Relay(call, ep, std::move(conn), *rp, keep);
   }
 
+  // Writes one chunk of a chunked body (or the raw bytes when the length is known).
+  awaitable<beast::error_code> WriteBody(beast::tcp_stream& s, bool chunked, const char* data,
+                                         size_t n) {
+    s.expires_after(cfg.stream_idle_timeout);
+    beast::error_code ec;
+    size_t wrote;
+    if (chunked) {
+      char size_line[24];
+      int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", n);
+      std::array<net::const_buffer, 3> bufs{net::buffer(size_line, len), net::buffer(data, n),
+                                            net::buffer("\r\n", 2)};
+      std::tie(ec, wrote) = co_await net::async_write(s, bufs, kTok);
+    } else {
+      std::tie(ec, wrote) = co_await net::async_write(s, net::buffer(data, n), kTok);
+    }
+    s.expires_never();
+    co_return ec;
+  }
+
   awaitable<AttemptResult> Relay(Call& call, pool::Endpoint& ep, std::unique_ptr<UpConn> conn,
                                  http::response_parser<http::buffer_body>& rp, bool& keep) {
     Worker& w = call.w;
@@ -629,40 +680,37 @@ struct Gateway::Impl {
     call.status = up_res.result_int();
     const bool sse = up_res[http::field::content_type].starts_with("text/event-stream");
     const auto content_length = rp.content_length();
+    const bool chunked = !content_length;
+    keep = call.keep_alive && !draining.load();
 
-    http::response<http::empty_body> out{up_res.result(), 11};
+    // The response head, serialised by hand into the session's reusable buffer.
+    std::string& h = call.head;
+    h.clear();
+    h.append("HTTP/1.1 ").append(std::to_string(call.status)).append(" ");
+    h.append(http::obsolete_reason(up_res.result())).append("\r\n");
     for (const auto& f : up_res) {
       if (IsHopByHop(f.name(), f.name_string())) continue;
-      if (f.name() == http::field::unknown) {
-        out.insert(f.name_string(), f.value());
-      } else {
-        out.insert(f.name(), f.value());
-      }
+      h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
     }
-    out.set("x-gateway-destination-endpoint", ep.address());
-    out.set("x-request-id", call.request_id);
-    if (content_length) {
-      out.content_length(*content_length);
+    h.append("x-gateway-destination-endpoint: ").append(ep.address()).append("\r\n");
+    h.append("x-request-id: ").append(call.request_id).append("\r\n");
+    if (chunked) {
+      h.append("Transfer-Encoding: chunked\r\n");
     } else {
-      out.chunked(true);
+      h.append("Content-Length: ").append(std::to_string(*content_length)).append("\r\n");
     }
-    keep = call.keep_alive && !draining.load();
-    out.keep_alive(keep);
+    if (!keep) h.append("Connection: close\r\n");
+    h.append("\r\n");
 
     auto client_gone = [&]() -> AttemptResult {
       beast::error_code ig;
       conn->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
       conn->stream.socket().close(ig);
-      call.ex.upstream = nullptr;
+      call.watch->upstream = nullptr;
+      call.watch->client_gone = true;
       keep = false;
       return AttemptResult{Outcome::kClientGone, {}};
     };
-
-    http::response_serializer<http::empty_body> sr{out};
-    call.client.expires_after(cfg.stream_idle_timeout);
-    auto [hec, hn] = co_await http::async_write_header(call.client, sr, kTok);
-    call.client.expires_never();
-    if (hec || call.ex.client_gone) co_return client_gone();
 
     std::unique_ptr<char[]> chunk;
     if (!w.relay_bufs.empty()) {
@@ -671,53 +719,77 @@ struct Gateway::Impl {
     } else {
       chunk.reset(new char[kRelayBufBytes]);
     }
+    // The head goes out together with the first body bytes when they arrived with it (one
+    // write, one TCP segment for a small response); otherwise at once, so a client waiting on a
+    // slow first token still sees the status promptly.
+    bool head_pending = true;
     bool first = true;
     const char* failure = nullptr;
     beast::error_code fail_ec;
-    while (!rp.is_done()) {
-      up_res.body().data = chunk.get();
-      up_res.body().size = kRelayBufBytes;
-      conn->stream.expires_after(cfg.stream_idle_timeout);
-      auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buf, rp, kTok);
-      conn->stream.expires_never();
-      if (ec == http::error::need_buffer) ec = {};
-      if (call.ex.client_gone) break;
-      if (ec) {
-        failure = IsTimeout(ec) ? "stream_idle_timeout" : "disconnected_mid_stream";
-        fail_ec = ec;
-        break;
+    static constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
+    for (;;) {
+      size_t got = 0;
+      if (!rp.is_done() && !(head_pending && conn->buf.size() == 0)) {
+        up_res.body().data = chunk.get();
+        up_res.body().size = kRelayBufBytes;
+        conn->stream.expires_after(cfg.stream_idle_timeout);
+        auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buf, rp, kTok);
+        conn->stream.expires_never();
+        if (ec == http::error::need_buffer) ec = {};
+        if (call.watch->client_gone) break;
+        if (ec) {
+          failure = IsTimeout(ec) ? "stream_idle_timeout" : "disconnected_mid_stream";
+          fail_ec = ec;
+          if (!head_pending) break;
+        }
+        got = kRelayBufBytes - up_res.body().size;
       }
-      size_t got = kRelayBufBytes - up_res.body().size;
-      if (got == 0) continue;
-      if (first) {
+      const bool done = rp.is_done() && !failure;
+      if (got == 0 && !head_pending && !(done && chunked)) {
+        if (done) break;
+        continue;
+      }
+      if (got > 0 && first) {
         first = false;
         if (call.stream) ttft->Observe(ToSeconds(clock.Now() - call.start));
       }
-      call.client.expires_after(cfg.stream_idle_timeout);
-      beast::error_code wec;
-      if (content_length) {
-        std::tie(wec, n) = co_await net::async_write(call.client, net::buffer(chunk.get(), got), kTok);
-      } else {
-        std::tie(wec, n) = co_await net::async_write(
-            call.client, http::make_chunk(net::buffer(chunk.get(), got)), kTok);
+      // Backpressure: the next upstream read starts only after this client write completes.
+      boost::container::static_vector<net::const_buffer, 5> out;
+      char size_line[24];
+      if (head_pending) out.push_back(net::buffer(h));
+      if (got > 0) {
+        if (chunked) {
+          int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", got);
+          out.push_back(net::buffer(size_line, len));
+          out.push_back(net::buffer(chunk.get(), got));
+          out.push_back(net::buffer(kCrlf));
+        } else {
+          out.push_back(net::buffer(chunk.get(), got));
+        }
       }
+      if (done && chunked) out.push_back(net::buffer(kLastChunk));
+      head_pending = false;
+      call.client.expires_after(cfg.stream_idle_timeout);
+      auto [wec, wn] = co_await net::async_write(call.client, out, kTok);
       call.client.expires_never();
-      if (wec) {
-        call.ex.client_gone = true;
+      if (wec || call.watch->client_gone) {
+        call.watch->client_gone = true;
         break;
       }
+      if (done || failure) break;
     }
     w.relay_bufs.push_back(std::move(chunk));
-    if (call.ex.client_gone) co_return client_gone();
+    if (call.watch->client_gone) co_return client_gone();
 
-    call.ex.upstream = nullptr;
+    call.watch->upstream = nullptr;
     if (failure) {
       UpstreamError(ep, failure, fail_ec.message());
-      keep = false;
+      keep = false;  // a truncated body can only be signalled by closing, unless SSE below
       beast::error_code ig;
       conn->stream.socket().close(ig);
-      if (!content_length && sse) {
-        // Tell the client in-band, as an SSE error event, then end the stream properly.
+      if (chunked && sse) {
+        // Tell the client in-band, as an SSE error event, then end the stream properly; the
+        // client's message ends cleanly, so its connection stays usable (keep-alive).
         std::string event = ErrorEvent(
             std::string("the model server at ") + ep.address() +
                 (IsTimeout(fail_ec) ? " stopped sending for longer than the stream idle timeout"
@@ -725,18 +797,11 @@ struct Gateway::Impl {
                 " (" + fail_ec.message() + ")",
             "upstream_error",
             IsTimeout(fail_ec) ? "upstream_stream_timeout" : "upstream_disconnected");
-        call.client.expires_after(std::chrono::seconds(5));
-        co_await net::async_write(call.client, http::make_chunk(net::buffer(event)), kTok);
-        co_await net::async_write(call.client, http::make_chunk_last(), kTok);
-        call.client.expires_never();
+        auto e1 = co_await WriteBody(call.client, true, event.data(), event.size());
+        auto e2 = e1 ? e1 : co_await WriteBody(call.client, false, "0\r\n\r\n", 5);
+        keep = !e2 && call.keep_alive && !draining.load();
       }
       co_return AttemptResult{Outcome::kDone, {}};
-    }
-    if (!content_length) {
-      call.client.expires_after(cfg.stream_idle_timeout);
-      auto [lec, ln] = co_await net::async_write(call.client, http::make_chunk_last(), kTok);
-      call.client.expires_never();
-      if (lec) keep = false;
     }
     if (rp.keep_alive()) PushIdle(w, ep.index(), std::move(conn));
     co_return AttemptResult{Outcome::kDone, {}};

@@ -1,0 +1,50 @@
+# tidegate — the two commands a newcomer needs:
+#   make demo   install what is missing, build, run the gateway in front of local model servers
+#   make test   install what is missing, build, run every test (unit + integration) via ctest
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+
+.PHONY: all deps build test demo bench format clean asan tsan
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+tests/node_modules/.package-lock.json: tests/package-lock.json
+	cd tests && npm ci --no-audit --no-fund --loglevel=error
+
+test: build tests/node_modules/.package-lock.json
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	@scripts/demo.sh
+
+bench:
+	@scripts/install-deps.sh --bench
+	@$(MAKE) --no-print-directory build
+	@bench/proxy_bench.sh
+
+# Unit tests under sanitizers (separate build trees).
+asan:
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=address,undefined -DTIDEGATE_BENCH=OFF
+	cmake --build build-asan -j $(JOBS) --target unit_tests
+	build-asan/unit_tests
+
+tsan:
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=thread -DTIDEGATE_BENCH=OFF
+	cmake --build build-tsan -j $(JOBS) --target unit_tests
+	build-tsan/unit_tests
+
+format:
+	find src tests/unit bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Data-plane benchmark: the same fast upstream (nginx returning canned OpenAI responses on two
+# ports) measured direct, through tidegate, through HAProxy (balance leastconn) and through
+# nginx (proxy, keep-alive upstream), with wrk on loopback. Two workloads: a small non-streaming
+# chat completion (JSON, Content-Length) and a small streaming one (SSE, chunked).
+#
+# usage: bench/proxy_bench.sh [--duration 10s] [--connections 32] [--threads 2] [--out DIR]
+# Needs: nginx, haproxy, wrk (scripts/install-deps.sh --bench) and build/tidegate.
+# Prints a table and writes DIR/proxy_bench.json (default DIR: reports/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=10s; CONNS=32; PROXY_THREADS=2; OUT=reports
+while (($#)); do
+  case $1 in
+    --duration) DURATION=$2; shift 2;; --connections) CONNS=$2; shift 2;;
+    --threads) PROXY_THREADS=$2; shift 2;; --out) OUT=$2; shift 2;;
+    -h|--help) sed -n 2,9p "$0"; exit 0;;
+    *) echo "unknown argument $1" >&2; exit 2;;
+  esac
+done
+for t in nginx haproxy wrk; do command -v $t >/dev/null || { echo "missing $t: run scripts/install-deps.sh --bench" >&2; exit 1; }; done
+[[ -x build/tidegate ]] || { echo "build/tidegate missing: run make build" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/tidegate-bench.XXXXXX)
+mkdir -p "$OUT"
+pids=()
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  [[ -f $WORK/up.pid ]] && kill "$(cat $WORK/up.pid)" 2>/dev/null || true
+  [[ -f $WORK/px.pid ]] && kill "$(cat $WORK/px.pid)" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+UP1=19101; UP2=19102; TG=19110; HA=19111; NG=19112
+
+# A canned non-streaming chat completion and a canned 16-event SSE stream.
+JSON='{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}'
+SSE=""
+for i in $(seq 1 16); do
+  SSE+="data: {\\\"id\\\":\\\"c\\\",\\\"object\\\":\\\"chat.completion.chunk\\\",\\\"model\\\":\\\"m\\\",\\\"choices\\\":[{\\\"index\\\":0,\\\"delta\\\":{\\\"content\\\":\\\"tok$i \\\"}}]}\\n\\n"
+done
+SSE+="data: [DONE]\\n\\n"
+JSON_ESC=${JSON//\"/\\\"}
+
+cat > $WORK/upstream.conf <<NGX
+worker_processes 1;
+pid $WORK/up.pid;
+error_log $WORK/up-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $WORK;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP1; listen 127.0.0.1:$UP2;
+    location = /health { return 200 '{}'; }
+    location = /v1/chat/completions { default_type application/json; return 200 "$JSON_ESC"; }
+    # Streaming: sub_filter forces chunked transfer encoding, like a real SSE stream.
+    location = /v1/completions {
+      default_type text/event-stream;
+      sub_filter_types text/event-stream; sub_filter_once off; sub_filter 'zz' 'zz';
+      return 200 "$SSE";
+    }
+  }
+}
+NGX
+nginx -c $WORK/upstream.conf
+
+cat > $WORK/haproxy.cfg <<HA
+global
+  nbthread $PROXY_THREADS
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HA
+  default_backend be
+backend be
+  balance leastconn
+  server s1 127.0.0.1:$UP1
+  server s2 127.0.0.1:$UP2
+HA
+haproxy -f $WORK/haproxy.cfg &
+pids+=($!)
+
+cat > $WORK/proxy.conf <<NGX
+worker_processes $PROXY_THREADS;
+pid $WORK/px.pid;
+error_log $WORK/px-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $WORK;
+  keepalive_requests 1000000;
+  upstream pool { least_conn; server 127.0.0.1:$UP1; server 127.0.0.1:$UP2; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NG;
+    location / {
+      proxy_pass http://pool;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGX
+nginx -c $WORK/proxy.conf
+
+build/tidegate serve --host 127.0.0.1 --port $TG --threads $PROXY_THREADS \
+  --endpoints 127.0.0.1:$UP1,127.0.0.1:$UP2 --log-level warn &
+pids+=($!)
+sleep 1
+
+BODY='{"model":"m","messages":[{"role":"user","content":"Say something about foxes."}],"max_tokens":16}'
+SBODY='{"model":"m","prompt":"Say something about foxes.","max_tokens":16,"stream":true}'
+lua() {  # $1 = body
+  cat > $WORK/post.lua <<LUA
+wrk.method = "POST"
+wrk.body = '$1'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+}
+
+declare -A TARGETS=([direct]=$UP1 [tidegate]=$TG [haproxy]=$HA [nginx]=$NG)
+ORDER=(direct tidegate haproxy nginx)
+results=()
+printf "\n%-10s %-10s %12s %10s %10s\n" workload target "req/s" "p50(ms)" "p99(ms)"
+for workload in json sse; do
+  if [[ $workload == json ]]; then lua "$BODY"; path=/v1/chat/completions; else lua "$SBODY"; path=/v1/completions; fi
+  for name in "${ORDER[@]}"; do
+    port=${TARGETS[$name]}
+    # warm-up, then the measured run
+    wrk -t1 -c$CONNS -d2s -s $WORK/post.lua http://127.0.0.1:$port$path >/dev/null 2>&1 || true
+    out=$(wrk -t1 -c$CONNS -d$DURATION --latency -s $WORK/post.lua http://127.0.0.1:$port$path)
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+    tomsec() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v+0 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
+    p50ms=$(tomsec "$p50"); p99ms=$(tomsec "$p99")
+    printf "%-10s %-10s %12s %10s %10s %s\n" $workload $name "$rps" "$p50ms" "$p99ms" "$errs"
+    results+=("{\"workload\":\"$workload\",\"target\":\"$name\",\"rps\":$rps,\"p50_ms\":$p50ms,\"p99_ms\":$p99ms,\"errors\":\"${errs}\"}")
+  done
+done
+( IFS=,; echo "{\"duration\":\"$DURATION\",\"connections\":$CONNS,\"proxy_threads\":$PROXY_THREADS,\"results\":[${results[*]}]}" ) > "$OUT/proxy_bench.json"
+echo
+echo "wrote $OUT/proxy_bench.json"

@@ -1,0 +1,34 @@
+// sim/text.h — the simulator's stand-in tokenizer, prefix hashing and output text.
+//
+// Contract (all pure functions, deterministic, thread-safe):
+//  - Tokenisation: one token per kCharsPerToken (4) bytes of text, rounded up, at least 1 —
+//    the usual rule of thumb for English with Llama-3's tokenizer. Token i is bytes
+//    [4i, 4i+4) of the text, so equal text prefixes are equal token prefixes.
+//  - BlockHashes(): the chained 64-bit hashes of the text's full KV blocks
+//    (block_size tokens = 4·block_size bytes each), seeded with the model/adapter name as vLLM
+//    seeds its block hashes with the LoRA id: hash_i = H(hash_{i-1}, bytes of block i).
+//  - Chat prompts are rendered to one text (ChatPromptText) in a fixed template so a shared
+//    system prompt yields shared leading blocks.
+//  - FillerToken(): deterministic output text (a space and a short word) from a seed and the
+//    token index; EchoToken() returns token i of a prompt.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace tidegate::sim {
+
+inline constexpr int kCharsPerToken = 4;
+
+int CountTokens(std::string_view text);
+uint64_t HashBytes(uint64_t seed, std::string_view bytes);
+std::vector<uint64_t> BlockHashes(std::string_view text, int block_size, uint64_t seed);
+// Messages as (role, content) pairs.
+std::string ChatPromptText(const std::vector<std::pair<std::string, std::string>>& messages);
+std::string_view FillerToken(uint64_t seed, int index);
+std::string_view EchoToken(std::string_view prompt, int index);
+
+}  // namespace tidegate::sim
