@@ -99,21 +99,129 @@ std::string NewRequestId() {
   return out;
 }
 
+// After a body read, can the response parser make progress on the bytes already buffered,
+// without reading the socket (which could wait for the next SSE event)? In a chunked body the
+// parser then stands at "\r\n<size>\r\n"; the last chunk also needs the final "\r\n".
+bool CanParseBuffered(const beast::flat_buffer& b, bool chunked) {
+  if (b.size() == 0) return false;
+  if (!chunked) return true;  // everything buffered is body
+  std::string_view v(static_cast<const char*>(b.data().data()), std::min<size_t>(b.size(), 128));
+  if (!v.starts_with("\r\n")) return false;
+  size_t eol = v.find("\r\n", 2);
+  if (eol == std::string_view::npos) return false;
+  std::string_view size = v.substr(2, eol - 2);
+  if (size == "0" || size.starts_with("0;")) return v.substr(eol + 2).starts_with("\r\n");
+  return true;
+}
+
 bool IsTimeout(const beast::error_code& ec) {
   return ec == beast::error::timeout || ec == net::error::timed_out;
 }
 
+class TimedSocket;
+
+// The timeouts of one event loop, checked by a periodic sweep instead of a kernel timer per
+// operation (re-arming a timer on every read and write cost a timerfd syscall each). Arming is
+// a store of an integer; precision is the sweep period (kSweepPeriod).
+class DeadlineSet {
+ public:
+  void Add(TimedSocket* s);
+  void Remove(TimedSocket* s);
+  void Sweep(int64_t now_ns);
+
+ private:
+  std::vector<TimedSocket*> items_;
+};
+
+constexpr auto kSweepPeriod = std::chrono::milliseconds(50);
+
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// A TCP socket with a deadline, usable wherever Beast/Asio want an async stream. When the
+// deadline passes, the sweep cancels the pending operations (they end with operation_aborted)
+// and timed_out() turns true until the next expires_after().
+class TimedSocket {
+ public:
+  using executor_type = tcp::socket::executor_type;
+  TimedSocket(tcp::socket sock, DeadlineSet& set) : sock_(std::move(sock)), set_(set) {
+    set_.Add(this);
+  }
+  ~TimedSocket() { set_.Remove(this); }
+  TimedSocket(const TimedSocket&) = delete;
+  TimedSocket& operator=(const TimedSocket&) = delete;
+
+  executor_type get_executor() { return sock_.get_executor(); }
+  template <typename Buffers, typename Token>
+  auto async_read_some(const Buffers& b, Token&& t) {
+    return sock_.async_read_some(b, std::forward<Token>(t));
+  }
+  template <typename Buffers, typename Token>
+  auto async_write_some(const Buffers& b, Token&& t) {
+    return sock_.async_write_some(b, std::forward<Token>(t));
+  }
+  tcp::socket& socket() { return sock_; }
+
+  void expires_after(std::chrono::milliseconds d) {
+    deadline_ns_ = SteadyNowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    fired_ = false;
+  }
+  void expires_never() { deadline_ns_ = 0; }
+  bool timed_out() const { return fired_; }
+
+ private:
+  friend class DeadlineSet;
+  tcp::socket sock_;
+  DeadlineSet& set_;
+  int64_t deadline_ns_ = 0;
+  bool fired_ = false;
+  size_t slot_ = 0;
+};
+
+void DeadlineSet::Add(TimedSocket* s) {
+  s->slot_ = items_.size();
+  items_.push_back(s);
+}
+
+void DeadlineSet::Remove(TimedSocket* s) {
+  TimedSocket* last = items_.back();
+  items_[s->slot_] = last;
+  last->slot_ = s->slot_;
+  items_.pop_back();
+}
+
+void DeadlineSet::Sweep(int64_t now_ns) {
+  for (TimedSocket* s : items_) {
+    if (s->deadline_ns_ != 0 && now_ns >= s->deadline_ns_) {
+      s->deadline_ns_ = 0;
+      s->fired_ = true;
+      beast::error_code ig;
+      s->sock_.cancel(ig);
+    }
+  }
+}
+
+// A timeout is an operation the sweep cancelled.
+bool TimedOut(const beast::error_code& ec, const TimedSocket& s) {
+  return s.timed_out() && (ec == net::error::operation_aborted || ec);
+}
+
 // An idle or busy keep-alive connection to one upstream endpoint.
 struct UpConn {
-  explicit UpConn(const net::any_io_executor& ex) : stream(ex) {}
-  beast::tcp_stream stream;
+  UpConn(const net::any_io_executor& ex, DeadlineSet& set) : stream(tcp::socket(ex), set) {
+    buf.reserve(16 * 1024);  // Beast sizes each socket read by the free capacity
+  }
+  TimedSocket stream;
   beast::flat_buffer buf;
   std::string head;  // request head serialisation buffer, reused
 };
 
 // A client connection, tracked so a drain can close the idle ones.
 struct SessionState {
-  beast::tcp_stream* stream = nullptr;
+  TimedSocket* stream = nullptr;
   bool idle = false;
 };
 
@@ -140,6 +248,7 @@ struct Extra {
 struct Gateway::Impl {
   // One event loop and everything owned by it.
   struct Worker {
+    DeadlineSet deadlines;  // declared first: outlives every socket of this loop
     net::io_context ioc{1};
     std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
     std::thread thread;
@@ -152,7 +261,7 @@ struct Gateway::Impl {
   // Everything one proxied request carries through its attempts.
   struct Call {
     Worker& w;
-    beast::tcp_stream& client;
+    TimedSocket& client;
     beast::flat_buffer& client_buf;
     std::shared_ptr<Watch>& watch;
     std::string& head;  // the session's response-head buffer
@@ -253,7 +362,7 @@ struct Gateway::Impl {
 
   // ---------------------------------------------------------------- simple responses
 
-  awaitable<bool> WriteResponse(beast::tcp_stream& s, http::status status, bool keep_alive,
+  awaitable<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
                                 const std::string& request_id, std::string_view content_type,
                                 std::string body, const Extra& extra = {}) {
     http::response<http::string_body> res{status, 11};
@@ -290,7 +399,7 @@ struct Gateway::Impl {
 
   // Sends a final error on a connection we are about to close, then reads and discards what the
   // client is still sending for a moment, so the response is not lost to a TCP reset.
-  awaitable<void> ErrorAndClose(beast::tcp_stream& s, beast::flat_buffer& buf, http::status status,
+  awaitable<void> ErrorAndClose(TimedSocket& s, beast::flat_buffer& buf, http::status status,
                                 std::string message, const char* code) {
     const char* type = status == http::status::payload_too_large ? "invalid_request_error"
                                                                   : "invalid_request_error";
@@ -299,7 +408,7 @@ struct Gateway::Impl {
     beast::error_code ec;
     s.socket().shutdown(tcp::socket::shutdown_send, ec);
     size_t drained = 0;
-    s.expires_after(std::chrono::seconds(2));
+    s.expires_after(std::chrono::milliseconds(2000));
     while (drained < 64 * 1024 * 1024) {
       buf.clear();
       auto [rec, n] = co_await s.async_read_some(buf.prepare(64 * 1024), kTok);
@@ -314,8 +423,9 @@ struct Gateway::Impl {
   awaitable<void> Session(Worker& w, tcp::socket sock) {
     beast::error_code ec;
     sock.set_option(tcp::no_delay(true), ec);
-    beast::tcp_stream stream(std::move(sock));
+    TimedSocket stream(std::move(sock), w.deadlines);
     beast::flat_buffer buf;
+    buf.reserve(8 * 1024);
     SessionState state{&stream, false};
     auto watch = std::make_shared<Watch>();
     std::string head;
@@ -366,7 +476,7 @@ struct Gateway::Impl {
     active_sessions.fetch_sub(1);
   }
 
-  awaitable<bool> Handle(Worker& w, beast::tcp_stream& stream, beast::flat_buffer& buf,
+  awaitable<bool> Handle(Worker& w, TimedSocket& stream, beast::flat_buffer& buf,
                          std::shared_ptr<Watch>& watch, std::string& head,
                          http::request<http::string_body> req) {
     Nanos start = clock.Now();
@@ -574,13 +684,15 @@ struct Gateway::Impl {
 
   awaitable<std::pair<std::unique_ptr<UpConn>, AttemptResult>> Connect(Worker& w,
                                                                        pool::Endpoint& ep) {
-    auto conn = std::make_unique<UpConn>(w.ioc.get_executor());
+    auto conn = std::make_unique<UpConn>(w.ioc.get_executor(), w.deadlines);
     conn->stream.expires_after(cfg.connect_timeout);
-    auto [ec, e] = co_await conn->stream.async_connect(resolved[ep.index()], kTok);
+    auto [ec, e] = co_await net::async_connect(conn->stream.socket(), resolved[ep.index()], kTok);
     conn->stream.expires_never();
     if (ec) {
       ep.RecordConnectFailure(clock.Now());
-      const char* reason = IsTimeout(ec) ? "connect_timeout" : "connect_refused";
+      const bool timed_out = TimedOut(ec, conn->stream);
+      if (timed_out) ec = net::error::timed_out;
+      const char* reason = timed_out ? "connect_timeout" : "connect_refused";
       UpstreamError(ep, reason, ec.message());
       co_return std::pair{nullptr, AttemptResult{Outcome::kConnectFailed,
                                                  "cannot connect (" + ec.message() + ")"}};
@@ -636,7 +748,7 @@ struct Gateway::Impl {
       if (!ec) break;
       call.watch->upstream = nullptr;
       if (call.watch->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
-      if (IsTimeout(ec)) {
+      if (TimedOut(ec, conn->stream)) {
         UpstreamError(ep, "ttfb_timeout", "no response header in time");
         co_return AttemptResult{Outcome::kTimeout, {}};
       }
@@ -655,7 +767,7 @@ struct Gateway::Impl {
   }
 
   // Writes one chunk of a chunked body (or the raw bytes when the length is known).
-  awaitable<beast::error_code> WriteBody(beast::tcp_stream& s, bool chunked, const char* data,
+  awaitable<beast::error_code> WriteBody(TimedSocket& s, bool chunked, const char* data,
                                          size_t n) {
     s.expires_after(cfg.stream_idle_timeout);
     beast::error_code ec;
@@ -729,21 +841,32 @@ struct Gateway::Impl {
     static constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
     for (;;) {
       size_t got = 0;
-      if (!rp.is_done() && !(head_pending && conn->buf.size() == 0)) {
-        up_res.body().data = chunk.get();
-        up_res.body().size = kRelayBufBytes;
+      // Read what is available; keep parsing while more is already buffered (no socket read),
+      // so one client write carries everything that arrived together.
+      while (!rp.is_done() && !(head_pending && conn->buf.size() == 0) &&
+             got < kRelayBufBytes) {
+        const size_t room = kRelayBufBytes - got;
+        up_res.body().data = chunk.get() + got;
+        up_res.body().size = room;
         conn->stream.expires_after(cfg.stream_idle_timeout);
         auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buf, rp, kTok);
         conn->stream.expires_never();
         if (ec == http::error::need_buffer) ec = {};
         if (call.watch->client_gone) break;
         if (ec) {
+          if (TimedOut(ec, conn->stream)) ec = net::error::timed_out;
           failure = IsTimeout(ec) ? "stream_idle_timeout" : "disconnected_mid_stream";
           fail_ec = ec;
-          if (!head_pending) break;
+          break;
         }
-        got = kRelayBufBytes - up_res.body().size;
+        const size_t produced = room - up_res.body().size;
+        got += produced;
+        // A read that parsed only a chunk header produced nothing yet: go on to its data.
+        if (produced == 0 && conn->buf.size() > 0) continue;
+        if (!CanParseBuffered(conn->buf, chunked)) break;
       }
+      if (call.watch->client_gone) break;
+      if (failure && !head_pending && got == 0) break;
       const bool done = rp.is_done() && !failure;
       if (got == 0 && !head_pending && !(done && chunked)) {
         if (done) break;
@@ -914,6 +1037,17 @@ struct Gateway::Impl {
     }
   }
 
+  // Enforces the deadlines of one event loop's sockets (see DeadlineSet).
+  awaitable<void> SweepLoop(Worker& w) {
+    net::steady_timer t(w.ioc);
+    for (;;) {
+      t.expires_after(kSweepPeriod);
+      auto [ec] = co_await t.async_wait(kTok);
+      if (ec) co_return;
+      w.deadlines.Sweep(SteadyNowNs());
+    }
+  }
+
   awaitable<void> ProbeLoop(size_t index) {
     auto& ep = pool.at(index);
     net::steady_timer timer(control);
@@ -1072,6 +1206,7 @@ std::string Gateway::Start() {
     I.workers.push_back(std::move(w));
   }
   for (auto& w : I.workers) {
+    net::co_spawn(w->ioc, I.SweepLoop(*w), net::detached);
     w->thread = std::thread([wp = w.get()] {
       for (;;) {
         try {
