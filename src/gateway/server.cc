@@ -18,6 +18,7 @@
 #include "gateway/errors.h"
 #include "gateway/gateway.h"
 #include "gateway/request.h"
+#include "gateway/wire.h"
 #include "metrics/registry.h"
 #include "pool/endpoint.h"
 #include "sched/picker.h"
@@ -83,35 +84,11 @@ bool IsHopByHop(http::field f, std::string_view name) {
   }
 }
 
-// A random UUIDv4-shaped id, formatted without printf (hot path).
-std::string NewRequestId() {
-  static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t a = sched::FastRandom(), b = sched::FastRandom();
-  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;             // version 4
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
-  std::string out(36, '-');
-  int pos = 0;
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) ++pos;
-    uint64_t word = i < 16 ? a : b;
-    out[pos++] = kHex[(word >> (60 - 4 * (i % 16))) & 0xf];
-  }
-  return out;
-}
-
-// After a body read, can the response parser make progress on the bytes already buffered,
-// without reading the socket (which could wait for the next SSE event)? In a chunked body the
-// parser then stands at "\r\n<size>\r\n"; the last chunk also needs the final "\r\n".
 bool CanParseBuffered(const beast::flat_buffer& b, bool chunked) {
   if (b.size() == 0) return false;
   if (!chunked) return true;  // everything buffered is body
-  std::string_view v(static_cast<const char*>(b.data().data()), std::min<size_t>(b.size(), 128));
-  if (!v.starts_with("\r\n")) return false;
-  size_t eol = v.find("\r\n", 2);
-  if (eol == std::string_view::npos) return false;
-  std::string_view size = v.substr(2, eol - 2);
-  if (size == "0" || size.starts_with("0;")) return v.substr(eol + 2).starts_with("\r\n");
-  return true;
+  return ChunkedParserCanProgress(
+      std::string_view(static_cast<const char*>(b.data().data()), b.size()));
 }
 
 bool IsTimeout(const beast::error_code& ec) {

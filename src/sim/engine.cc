@@ -282,8 +282,8 @@ std::optional<RequestView> Engine::Get(uint64_t id) const {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return std::nullopt;
   const Seq& s = *it->second;
-  return RequestView{s.prompt_len, s.num_output, s.num_computed, s.cached_tokens, s.preemptions,
-                     s.running};
+  return RequestView{s.prompt_len,    s.num_output,  s.num_computed,
+                     s.cached_tokens, s.preemptions, s.running};
 }
 
 std::vector<std::string> Engine::RunningLoras() const {
@@ -357,7 +357,8 @@ const StepResult& Engine::Step() {
   // 2. Waiting requests, unless this step had to preempt (as vLLM: no admission then).
   std::vector<int> step_loras;  // adapters among running requests after admission
   for (const Seq* s : running_) {
-    if (s->lora >= 0 && std::find(step_loras.begin(), step_loras.end(), s->lora) == step_loras.end())
+    if (s->lora >= 0 &&
+        std::find(step_loras.begin(), step_loras.end(), s->lora) == step_loras.end())
       step_loras.push_back(s->lora);
   }
   if (r.preempted == 0) {
@@ -398,8 +399,7 @@ const StepResult& Engine::Step() {
       }
       if (new_lora) {
         step_loras.push_back(s->lora);
-        if (std::find(loaded_loras_.begin(), loaded_loras_.end(), s->lora) ==
-            loaded_loras_.end()) {
+        if (std::find(loaded_loras_.begin(), loaded_loras_.end(), s->lora) == loaded_loras_.end()) {
           if (static_cast<int>(loaded_loras_.size()) >= cfg_.max_loras) {
             // Evict the least recently loaded adapter that no running request uses.
             for (auto it = loaded_loras_.begin(); it != loaded_loras_.end(); ++it) {

@@ -99,7 +99,7 @@ struct RequestSpec {
 
 struct TokenEvent {
   uint64_t id = 0;
-  int32_t index = 0;   // 0-based index of the output token
+  int32_t index = 0;      // 0-based index of the output token
   bool finished = false;  // the request reached max_tokens and has left the engine
 };
 
@@ -213,8 +213,8 @@ class Engine {
   std::deque<Seq*> waiting_;
   std::vector<Seq*> running_;
 
-  std::vector<std::string> lora_names_;  // index → name (interned)
-  std::vector<int> loaded_loras_;        // adapters in GPU slots, least recently used first
+  std::vector<std::string> lora_names_;          // index → name (interned)
+  std::vector<int> loaded_loras_;                // adapters in GPU slots, least recently used first
   std::vector<std::pair<Seq*, int>> scheduled_;  // scratch: (request, num_new) of this step
 };
 

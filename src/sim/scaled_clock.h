@@ -13,7 +13,8 @@ class ScaledClock final : public Clock {
  public:
   ScaledClock(const Clock& base, double scale) : base_(base), start_(base.Now()), scale_(scale) {}
   Nanos Now() const override {
-    return Nanos{static_cast<int64_t>(static_cast<double>((base_.Now() - start_).count()) * scale_)};
+    return Nanos{
+        static_cast<int64_t>(static_cast<double>((base_.Now() - start_).count()) * scale_)};
   }
   // Converts a simulated duration to base (wall) time.
   Nanos ToBase(Nanos simulated) const {

@@ -51,10 +51,10 @@ std::string ChatPromptText(const std::vector<std::pair<std::string, std::string>
 
 namespace {
 constexpr std::string_view kWords[] = {
-    " the", " tide", " gate", " flows", " over", " a", " quiet", " sea", " and", " light",
-    " of", " late", " day", " falls", " on", " sand", " where", " small", " waves", " fold",
-    " in", " slow", " rows", " as", " gulls", " turn", " to", " the", " wind", " at", " dusk",
-    " while"};
+    " the",   " tide",  " gate",  " flows", " over", " a",     " quiet", " sea",
+    " and",   " light", " of",    " late",  " day",  " falls", " on",    " sand",
+    " where", " small", " waves", " fold",  " in",   " slow",  " rows",  " as",
+    " gulls", " turn",  " to",    " the",   " wind", " at",    " dusk",  " while"};
 }  // namespace
 
 std::string_view FillerToken(uint64_t seed, int index) {
@@ -65,10 +65,20 @@ std::string_view FillerToken(uint64_t seed, int index) {
   return kWords[x % (sizeof(kWords) / sizeof(kWords[0]))];
 }
 
+namespace {
+// The first UTF-8 character boundary at or after byte `off`.
+size_t Boundary(std::string_view s, size_t off) {
+  while (off < s.size() && (static_cast<unsigned char>(s[off]) & 0xC0) == 0x80) ++off;
+  return std::min(off, s.size());
+}
+}  // namespace
+
 std::string_view EchoToken(std::string_view prompt, int index) {
   size_t off = static_cast<size_t>(index) * kCharsPerToken;
   if (off >= prompt.size()) return {};
-  return prompt.substr(off, kCharsPerToken);
+  size_t begin = Boundary(prompt, off);
+  size_t end = Boundary(prompt, off + kCharsPerToken);
+  return prompt.substr(begin, end - begin);
 }
 
 }  // namespace tidegate::sim

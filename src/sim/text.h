@@ -10,7 +10,8 @@
 //  - Chat prompts are rendered to one text (ChatPromptText) in a fixed template so a shared
 //    system prompt yields shared leading blocks.
 //  - FillerToken(): deterministic output text (a space and a short word) from a seed and the
-//    token index; EchoToken() returns token i of a prompt.
+//    token index; EchoToken() returns token i of a prompt, its ends moved forward to UTF-8
+//    character boundaries (so tokens never split a character and still tile the prompt).
 #pragma once
 
 #include <cstdint>

@@ -1,9 +1,10 @@
-#include "sim/engine.h"
-
 #include <gtest/gtest.h>
 
 #include <map>
 
+#include "sim/engine.h"
+#include "sim/profiles.h"
+#include "sim/scaled_clock.h"
 #include "sim/text.h"
 
 namespace tidegate::sim {
@@ -297,6 +298,30 @@ TEST(SimText, TokensAndChainedHashes) {
   EXPECT_EQ(FillerToken(7, 3), FillerToken(7, 3));
   EXPECT_EQ(EchoToken("hello world", 1), "o wo");
   EXPECT_EQ(EchoToken("hello world", 3), "");
+  std::string utf8 = "ab\xc3\xa9\xc3\xa9xyz";  // "abééxyz": é is 2 bytes
+  EXPECT_EQ(EchoToken(utf8, 0), "ab\xc3\xa9");
+  EXPECT_EQ(EchoToken(utf8, 1), "\xc3\xa9xy");
+  EXPECT_EQ(EchoToken(utf8, 2), "z");
+}
+
+TEST(SimScaledClock, RunsFasterThanItsBase) {
+  ManualClock base(std::chrono::seconds(5));
+  ScaledClock sim(base, 10);
+  EXPECT_EQ(sim.Now(), Nanos{0});
+  base.Advance(std::chrono::milliseconds(100));
+  EXPECT_EQ(sim.Now(), std::chrono::milliseconds(1000));
+  EXPECT_EQ(sim.ToBase(std::chrono::milliseconds(50)), std::chrono::milliseconds(5));
+}
+
+TEST(SimProfiles, DefaultIsTheCalibratedH100Preset) {
+  const Profile* p = FindProfile("llama-3.1-8b-h100");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->engine.num_gpu_blocks, 25000);
+  EXPECT_EQ(p->engine.max_num_seqs, 256);
+  EXPECT_EQ(p->engine.max_num_batched_tokens, 8192);
+  EXPECT_EQ(p->engine.block_size, 16);
+  EXPECT_NE(FindProfile("tiny"), nullptr);
+  EXPECT_EQ(FindProfile("nope"), nullptr);
 }
 
 }  // namespace

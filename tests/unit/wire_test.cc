@@ -1,0 +1,43 @@
+#include "gateway/wire.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace tidegate::gateway {
+namespace {
+
+TEST(NewRequestId, UuidV4Shape) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    std::string id = NewRequestId();
+    ASSERT_EQ(id.size(), 36u);
+    EXPECT_EQ(id[8], '-');
+    EXPECT_EQ(id[13], '-');
+    EXPECT_EQ(id[14], '4');  // version
+    EXPECT_EQ(id[18], '-');
+    EXPECT_TRUE(id[19] == '8' || id[19] == '9' || id[19] == 'a' || id[19] == 'b');  // variant
+    EXPECT_EQ(id[23], '-');
+    for (char c : id) EXPECT_TRUE(c == '-' || isxdigit(static_cast<unsigned char>(c))) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST(ChunkedParserCanProgress, CompleteNextChunkHeader) {
+  EXPECT_TRUE(ChunkedParserCanProgress("\r\n1a\r\ndata"));
+  EXPECT_TRUE(ChunkedParserCanProgress("\r\n1a;ext=1\r\n"));
+  EXPECT_TRUE(ChunkedParserCanProgress("\r\n0\r\n\r\n"));
+}
+
+TEST(ChunkedParserCanProgress, WouldWaitOnTheSocket) {
+  EXPECT_FALSE(ChunkedParserCanProgress(""));
+  EXPECT_FALSE(ChunkedParserCanProgress("\r\n"));
+  EXPECT_FALSE(ChunkedParserCanProgress("\r\n1a"));
+  EXPECT_FALSE(ChunkedParserCanProgress("\r\n0\r\n"));  // last chunk without its final CRLF
+  EXPECT_FALSE(ChunkedParserCanProgress("\r\n0\r\n\r"));
+  EXPECT_FALSE(ChunkedParserCanProgress("data"));  // not at a chunk boundary: be safe
+}
+
+}  // namespace
+}  // namespace tidegate::gateway
