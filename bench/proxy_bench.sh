@@ -131,22 +131,25 @@ LUA
 declare -A TARGETS=([direct]=$UP1 [tidegate]=$TG [haproxy]=$HA [nginx]=$NG)
 ORDER=(direct tidegate haproxy nginx)
 results=()
-printf "\n%-10s %-10s %12s %10s %10s\n" workload target "req/s" "p50(ms)" "p99(ms)"
-for workload in json sse; do
+printf "\n%-10s %-10s %5s %12s %10s %10s\n" workload target conns "req/s" "p50(ms)" "p99(ms)"
+# Two load levels: saturated (--connections, throughput) and one connection (added latency,
+# measured without queueing on this 2-core machine).
+for run in "json $CONNS" "sse $CONNS" "json 1" "sse 1"; do
+  read -r workload c <<<"$run"
   if [[ $workload == json ]]; then lua "$BODY"; path=/v1/chat/completions; else lua "$SBODY"; path=/v1/completions; fi
   for name in "${ORDER[@]}"; do
     port=${TARGETS[$name]}
     # warm-up, then the measured run
-    wrk -t1 -c$CONNS -d2s -s $WORK/post.lua http://127.0.0.1:$port$path >/dev/null 2>&1 || true
-    out=$(wrk -t1 -c$CONNS -d$DURATION --latency -s $WORK/post.lua http://127.0.0.1:$port$path)
+    wrk -t1 -c$c -d2s -s $WORK/post.lua http://127.0.0.1:$port$path >/dev/null 2>&1 || true
+    out=$(wrk -t1 -c$c -d$DURATION --latency -s $WORK/post.lua http://127.0.0.1:$port$path)
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")
     errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
     tomsec() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v+0 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
     p50ms=$(tomsec "$p50"); p99ms=$(tomsec "$p99")
-    printf "%-10s %-10s %12s %10s %10s %s\n" $workload $name "$rps" "$p50ms" "$p99ms" "$errs"
-    results+=("{\"workload\":\"$workload\",\"target\":\"$name\",\"rps\":$rps,\"p50_ms\":$p50ms,\"p99_ms\":$p99ms,\"errors\":\"${errs}\"}")
+    printf "%-10s %-10s %5s %12s %10s %10s %s\n" $workload $name $c "$rps" "$p50ms" "$p99ms" "$errs"
+    results+=("{\"workload\":\"$workload\",\"connections\":$c,\"target\":\"$name\",\"rps\":$rps,\"p50_ms\":$p50ms,\"p99_ms\":$p99ms,\"errors\":\"${errs}\"}")
   done
 done
 ( IFS=,; echo "{\"duration\":\"$DURATION\",\"connections\":$CONNS,\"proxy_threads\":$PROXY_THREADS,\"results\":[${results[*]}]}" ) > "$OUT/proxy_bench.json"

@@ -1119,9 +1119,11 @@ struct Gateway::Impl {
   Clock& clock;
   pool::Pool pool;
   std::unique_ptr<sched::Picker> picker;
+  // Declared before the control loop: a pending accept on `control` holds a socket of a worker
+  // loop, so the control loop (and its handlers) must be destroyed first.
+  std::vector<std::unique_ptr<Worker>> workers;
   net::io_context control{1};
   tcp::acceptor acceptor;
-  std::vector<std::unique_ptr<Worker>> workers;
   std::vector<tcp::resolver::results_type> resolved;
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
