@@ -5,7 +5,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench format clean asan tsan
+.PHONY: all deps build test demo bench format clean asan tsan fuzz
 
 all: build
 
@@ -42,6 +42,15 @@ tsan:
 	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=thread -DTIDEGATE_BENCH=OFF
 	cmake --build build-tsan -j $(JOBS) --target unit_tests
 	build-tsan/unit_tests
+
+# Fuzzers (clang + libFuzzer): builds build-fuzz/*_fuzz and runs each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DTIDEGATE_FUZZ=ON -DTIDEGATE_TESTS=OFF -DTIDEGATE_BENCH=OFF
+	cmake --build build-fuzz -j $(JOBS)
+	for f in build-fuzz/*_fuzz; do n=$$(basename $$f _fuzz); mkdir -p fuzz/corpus/$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/$$n || exit 1; done
 
 format:
 	find src tests/unit bench -name '*.cc' -o -name '*.h' | xargs clang-format -i

@@ -962,6 +962,7 @@ struct Gateway::Impl {
       if (!ep.Available(now)) continue;
       std::string err;
       auto body = co_await Fetch(call.w, ep, "/v1/models", &err);
+      if (!body) spdlog::warn("/v1/models: {} did not answer: {}", ep.address(), err);
       if (!body) {
         errors += (errors.empty() ? "" : "; ") + ep.address() + ": " + err;
         continue;
@@ -1045,7 +1046,7 @@ struct Gateway::Impl {
 
   awaitable<bool> Probe(pool::Endpoint& ep, std::string* error) {
     beast::tcp_stream s(control);
-    auto timeout = std::max(milliseconds(500), std::min(cfg.health_interval, milliseconds(2000)));
+    auto timeout = std::max(milliseconds(1000), std::min(2 * cfg.health_interval, milliseconds(5000)));
     s.expires_after(timeout);
     auto [cec, e] = co_await s.async_connect(resolved[ep.index()], kTok);
     if (cec) {

@@ -7,6 +7,10 @@
 namespace tidegate::sched {
 namespace {
 
+void MarkDown(pool::Endpoint& ep) {
+  for (int i = 0; i < pool::Endpoint::kProbeFailuresToMarkDown; ++i) ep.RecordProbe(false, "down");
+}
+
 pool::Pool MakePool(int n) {
   std::vector<pool::EndpointConfig> eps;
   for (int i = 0; i < n; ++i) eps.push_back({"127.0.0.1", static_cast<uint16_t>(9000 + i)});
@@ -38,7 +42,7 @@ TEST(LeastRequest, BreaksTiesRandomly) {
 TEST(LeastRequest, SkipsUnavailableEndpoints) {
   auto pool = MakePool(3);
   pool.at(0).RecordConnectFailure(Nanos{0});  // back-off for 1 s
-  pool.at(2).RecordProbe(false, "down");
+  MarkDown(pool.at(2));
   auto picker = MakePicker("least-request");
   auto r = picker->Pick({}, pool, Nanos{1'000'000});
   ASSERT_EQ(r.count, 1u);
@@ -50,8 +54,8 @@ TEST(LeastRequest, SkipsUnavailableEndpoints) {
 
 TEST(LeastRequest, EmptyWhenNothingAvailable) {
   auto pool = MakePool(2);
-  pool.at(0).RecordProbe(false, "down");
-  pool.at(1).RecordProbe(false, "down");
+  MarkDown(pool.at(0));
+  MarkDown(pool.at(1));
   EXPECT_TRUE(MakePicker("least-request")->Pick({}, pool, Nanos{0}).empty());
 }
 
@@ -72,6 +76,19 @@ TEST(Endpoint, BackoffGrowsAndClears) {
   ep.RecordConnectFailure(Nanos{0});
   EXPECT_EQ(ep.DownUntil().count(), 2'000'000'000);
   ep.RecordSuccess();
+  EXPECT_TRUE(ep.Available(Nanos{0}));
+}
+
+TEST(Endpoint, OneFailedProbeIsNotEnoughToMarkDown) {
+  pool::Endpoint ep(0, {"h", 1});
+  EXPECT_FALSE(ep.RecordProbe(false, "timeout"));
+  EXPECT_TRUE(ep.Available(Nanos{0}));
+  EXPECT_TRUE(ep.RecordProbe(false, "timeout"));  // second in a row: down
+  EXPECT_FALSE(ep.Available(Nanos{0}));
+  EXPECT_EQ(ep.LastError(), "timeout");
+  EXPECT_TRUE(ep.RecordProbe(true, ""));  // one success: back up
+  EXPECT_TRUE(ep.Available(Nanos{0}));
+  EXPECT_FALSE(ep.RecordProbe(false, "blip"));  // the count restarted
   EXPECT_TRUE(ep.Available(Nanos{0}));
 }
 
