@@ -50,19 +50,97 @@ void Endpoint::RecordSuccess() {
 }
 
 bool Endpoint::RecordProbe(bool ok, const std::string& error) {
-  bool was = probe_ok_.exchange(ok, std::memory_order_relaxed);
   if (ok) {
+    probe_failures_.store(0, std::memory_order_relaxed);
     RecordSuccess();
-  } else {
+    return !probe_ok_.exchange(true, std::memory_order_relaxed);
+  }
+  {
     std::lock_guard lock(error_mu_);
     last_error_ = error;
   }
-  return was != ok;
+  // One slow or lost probe does not take a serving endpoint out; consecutive failures do.
+  if (probe_failures_.fetch_add(1, std::memory_order_relaxed) + 1 < kProbeFailuresToMarkDown)
+    return false;
+  return probe_ok_.exchange(false, std::memory_order_relaxed);
 }
 
 std::string Endpoint::LastError() const {
   std::lock_guard lock(error_mu_);
   return last_error_;
+}
+
+double LoadSnapshot::Saturation(Nanos now, const SaturationConfig& cfg) const {
+  double q = cfg.queue_threshold > 0 ? waiting / cfg.queue_threshold : 0;
+  double kv = cfg.kv_threshold > 0 ? kv_usage / cfg.kv_threshold : 0;
+  double s = std::max(q, kv);
+  return Stale(now, cfg.stale_after) ? std::max(1.0, s) : s;
+}
+
+namespace {
+constexpr uint8_t kHasMetrics = 1, kScrapeFailed = 2, kHasKv = 4;
+}
+
+void Endpoint::PublishMetrics(std::shared_ptr<const EndpointMetrics> m) {
+  if (!m) return;
+  std::lock_guard lock(metrics_mu_);
+  uint32_t s = seq_.load(std::memory_order_relaxed);
+  seq_.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  m_waiting_.store(m->waiting, std::memory_order_relaxed);
+  m_running_.store(m->running, std::memory_order_relaxed);
+  m_kv_.store(m->kv_usage, std::memory_order_relaxed);
+  m_scrape_ns_.store(m->scrape_time.count(), std::memory_order_relaxed);
+  m_max_lora_.store(m->max_lora, std::memory_order_relaxed);
+  m_running_lora_.store(static_cast<int32_t>(m->running_lora_adapters.size()),
+                        std::memory_order_relaxed);
+  m_flags_.store(kHasMetrics | (m->has_kv ? kHasKv : 0), std::memory_order_relaxed);
+  seq_.store(s + 2, std::memory_order_release);
+  routed_since_scrape_.store(0, std::memory_order_relaxed);
+  metrics_ = std::move(m);
+  scrape_error_.clear();
+}
+
+void Endpoint::RecordScrapeError(Nanos now, std::string error) {
+  std::lock_guard lock(metrics_mu_);
+  uint32_t s = seq_.load(std::memory_order_relaxed);
+  seq_.store(s + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  m_flags_.fetch_or(kScrapeFailed, std::memory_order_relaxed);
+  seq_.store(s + 2, std::memory_order_release);
+  scrape_error_at_.store(now.count(), std::memory_order_relaxed);
+  scrape_error_ = std::move(error);
+}
+
+LoadSnapshot Endpoint::Load() const {
+  LoadSnapshot out;
+  while (true) {
+    uint32_t s1 = seq_.load(std::memory_order_acquire);
+    if (s1 & 1) continue;  // a write is in progress (it is a few stores long)
+    out.waiting = m_waiting_.load(std::memory_order_relaxed);
+    out.running = m_running_.load(std::memory_order_relaxed);
+    out.kv_usage = m_kv_.load(std::memory_order_relaxed);
+    out.scrape_time = Nanos{m_scrape_ns_.load(std::memory_order_relaxed)};
+    out.max_lora = m_max_lora_.load(std::memory_order_relaxed);
+    out.running_lora_count = m_running_lora_.load(std::memory_order_relaxed);
+    uint8_t f = m_flags_.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (seq_.load(std::memory_order_relaxed) != s1) continue;
+    out.has_metrics = f & kHasMetrics;
+    out.scrape_failed = f & kScrapeFailed;
+    out.has_kv = f & kHasKv;
+    return out;
+  }
+}
+
+std::shared_ptr<const EndpointMetrics> Endpoint::Metrics() const {
+  std::lock_guard lock(metrics_mu_);
+  return metrics_;
+}
+
+std::string Endpoint::LastScrapeError() const {
+  std::lock_guard lock(metrics_mu_);
+  return scrape_error_;
 }
 
 Pool::Pool(const std::vector<EndpointConfig>& endpoints) {
@@ -84,6 +162,13 @@ Nanos Pool::EarliestRecovery() const {
     if (t.count() > 0 && (best.count() == 0 || t < best)) best = t;
   }
   return best;
+}
+
+double Pool::Saturation(Nanos now, const SaturationConfig& cfg) const {
+  if (endpoints_.empty()) return 1.0;
+  double sum = 0;
+  for (const auto& e : endpoints_) sum += e->Saturation(now, cfg);
+  return sum / static_cast<double>(endpoints_.size());
 }
 
 }  // namespace tidegate::pool

@@ -5,6 +5,17 @@
 // requests this gateway has in flight, health from probes, passive failure back-off — is kept in
 // atomics so the data plane reads it without locks. An endpoint is "available" when its last
 // probe succeeded (or none ran yet) and it is not inside a passive failure back-off window.
+//
+// Model-server metrics: the scraper publishes an EndpointMetrics snapshot with PublishMetrics()
+// (or a failure with RecordScrapeError()). The scalar figures the scheduler reads on every
+// decision (waiting, running, KV usage, scrape time, LoRA slots) are kept in a seqlock: readers
+// (Load()) do two loads of a sequence counter around plain relaxed loads and never write shared
+// memory, so hundreds of endpoints can be read per decision from every event loop without
+// cache-line ping-pong or reference counting; the writer (the scraper, ~20 Hz) is serialised by
+// a mutex. The full snapshot (adapter lists, model names — needed only for LoRA/model routing
+// and /v1/pool) is a shared_ptr<const EndpointMetrics> swapped under the same mutex and copied
+// out by Metrics(). A snapshot is stale when none was published yet, the last scrape failed, or
+// it is older than the staleness limit; stale endpoints count as saturated.
 // Thread-safety: all methods are safe from any thread.
 #pragma once
 
@@ -16,17 +27,46 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "pool/engine_metrics.h"
 
 namespace tidegate::pool {
 
 struct EndpointConfig {
   std::string host;
   uint16_t port = 0;
+  std::string engine = "vllm";  // metrics mapping, see pool/engine_metrics.h
   std::string Address() const { return host + ":" + std::to_string(port); }
 };
 
 // Parses "host:port" (IPv6 as "[::1]:8000"). Returns an error message or empty on success.
 std::string ParseEndpoint(const std::string& text, EndpointConfig* out);
+
+// Saturation detector settings (GIE's utilisation detector): an endpoint's saturation is
+// max(waiting / queue_threshold, kv_usage / kv_threshold); ≥ 1 means saturated.
+struct SaturationConfig {
+  double queue_threshold = 5;
+  double kv_threshold = 0.8;
+  Nanos stale_after = std::chrono::seconds(2);
+};
+
+// The scalar part of the latest metrics snapshot, read lock-free.
+struct LoadSnapshot {
+  double waiting = 0;
+  double running = 0;
+  double kv_usage = 0;
+  Nanos scrape_time{0};
+  int max_lora = 0;             // 0 when unknown
+  int running_lora_count = 0;   // adapters in the running batch
+  bool has_metrics = false;     // a snapshot was published
+  bool scrape_failed = false;   // the latest scrape failed (RecordScrapeError)
+  bool has_kv = false;
+
+  bool Stale(Nanos now, Nanos limit) const {
+    return !has_metrics || scrape_failed || now - scrape_time > limit;
+  }
+  // max(waiting/queue_threshold, kv/kv_threshold); at least 1.0 when stale.
+  double Saturation(Nanos now, const SaturationConfig& cfg) const;
+};
 
 class Endpoint {
  public:
@@ -51,9 +91,34 @@ class Endpoint {
   // 10 s); a success clears it.
   void RecordConnectFailure(Nanos now);
   void RecordSuccess();
-  // Active health: result of a probe. Returns true if availability changed.
+  // Active health: result of a probe. An endpoint is marked down after
+  // kProbeFailuresToMarkDown consecutive failed probes and up after one success.
+  // Returns true if the probe verdict changed.
+  static constexpr int kProbeFailuresToMarkDown = 2;
   bool RecordProbe(bool ok, const std::string& error);
   std::string LastError() const;
+
+  // --- Model-server metrics (see the header comment) ---
+  // Publishes a successful scrape; clears the scrape error and the routed-since-scrape count.
+  void PublishMetrics(std::shared_ptr<const EndpointMetrics> metrics);
+  void PublishMetrics(EndpointMetrics metrics) {
+    PublishMetrics(std::make_shared<const EndpointMetrics>(std::move(metrics)));
+  }
+  // Records a failed scrape: the endpoint is stale until the next successful one.
+  void RecordScrapeError(Nanos now, std::string error);
+  LoadSnapshot Load() const;
+  // The full latest snapshot (nullptr before the first successful scrape).
+  std::shared_ptr<const EndpointMetrics> Metrics() const;
+  std::string LastScrapeError() const;
+  Nanos LastScrapeErrorTime() const { return Nanos{scrape_error_at_.load(std::memory_order_relaxed)}; }
+  bool Stale(Nanos now, Nanos limit) const { return Load().Stale(now, limit); }
+  double Saturation(Nanos now, const SaturationConfig& cfg) const {
+    return Load().Saturation(now, cfg);
+  }
+  // Requests routed here by the scheduler since the last published scrape: lets the scheduler
+  // account for a burst that arrives within one scrape interval. (const: bookkeeping only.)
+  void NoteRouted() const { routed_since_scrape_.fetch_add(1, std::memory_order_relaxed); }
+  int RoutedSinceScrape() const { return routed_since_scrape_.load(std::memory_order_relaxed); }
 
  private:
   size_t index_;
@@ -61,10 +126,23 @@ class Endpoint {
   std::string address_;
   std::atomic<int> in_flight_{0};
   std::atomic<bool> probe_ok_{true};
+  std::atomic<int> probe_failures_{0};
   std::atomic<int64_t> down_until_{0};
   std::atomic<int> consecutive_failures_{0};
   mutable std::mutex error_mu_;
   std::string last_error_;
+
+  // Seqlock-protected scalars (odd seq = write in progress).
+  std::atomic<uint32_t> seq_{0};
+  std::atomic<double> m_waiting_{0}, m_running_{0}, m_kv_{0};
+  std::atomic<int64_t> m_scrape_ns_{0};
+  std::atomic<int32_t> m_max_lora_{0}, m_running_lora_{0};
+  std::atomic<uint8_t> m_flags_{0};
+  mutable std::atomic<int> routed_since_scrape_{0};
+  std::atomic<int64_t> scrape_error_at_{0};
+  mutable std::mutex metrics_mu_;  // serialises writers; guards the two fields below
+  std::shared_ptr<const EndpointMetrics> metrics_;
+  std::string scrape_error_;
 };
 
 class Pool {
@@ -76,6 +154,9 @@ class Pool {
   size_t AvailableCount(Nanos now) const;
   // Earliest time any endpoint leaves its back-off; used for Retry-After estimates.
   Nanos EarliestRecovery() const;
+  // Mean endpoint saturation (stale endpoints count as ≥ 1); 1.0 for an empty pool. The pool is
+  // saturated when this is ≥ 1.
+  double Saturation(Nanos now, const SaturationConfig& cfg) const;
 
  private:
   std::vector<std::unique_ptr<Endpoint>> endpoints_;

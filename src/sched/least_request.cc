@@ -4,6 +4,7 @@
 #include <random>
 
 #include "sched/picker.h"
+#include "sched/policies.h"
 
 namespace tidegate::sched {
 
@@ -87,9 +88,13 @@ class RoundRobinPicker final : public Picker {
 std::unique_ptr<Picker> MakePicker(std::string_view name) {
   if (name == "least-request") return std::make_unique<LeastRequestPicker>();
   if (name == "round-robin") return std::make_unique<RoundRobinPicker>();
-  return nullptr;
+  return MakePolicyPicker(name);
 }
 
-std::vector<std::string> PickerNames() { return {"least-request", "round-robin"}; }
+std::vector<std::string> PickerNames() {
+  std::vector<std::string> names = {"least-request", "round-robin"};
+  for (auto& n : PolicyNames()) names.push_back(std::move(n));
+  return names;
+}
 
 }  // namespace tidegate::sched

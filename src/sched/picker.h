@@ -27,6 +27,11 @@ struct RequestInfo {
   std::string_view model;  // the body's "model"
   bool stream = false;
   size_t body_bytes = 0;
+  // Used by the scheduling framework (sched/framework.h); all optional.
+  std::string_view prompt;      // prompt text (chat messages flattened), for prefix affinity
+  std::string_view adapter;     // LoRA adapter requested, if any
+  std::string_view session_id;  // x-session-id, for session affinity
+  int priority = 0;             // objective priority; negative = sheddable
 };
 
 struct PickResult {
@@ -46,8 +51,9 @@ class Picker {
   virtual PickResult Pick(const RequestInfo& req, const pool::Pool& pool, Nanos now) = 0;
 };
 
-// Names: "least-request" (fewest requests in flight from this gateway, random tie-break) and
-// "round-robin". Returns nullptr for an unknown name.
+// Names: "least-request" (fewest requests in flight from this gateway, random tie-break),
+// "round-robin", and the scheduling-framework policies "gie-default" and "tidegate-default"
+// (sched/policies.h). Returns nullptr for an unknown name.
 std::unique_ptr<Picker> MakePicker(std::string_view name);
 std::vector<std::string> PickerNames();
 

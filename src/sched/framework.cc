@@ -1,0 +1,313 @@
+#include "sched/framework.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+#include "sched/plugins.h"
+
+namespace tidegate::sched {
+
+// ---------------------------------------------------------------------------------------------
+// Hashing: 64-byte blocks are folded as four independent 128-bit multiplies (good instruction-
+// level parallelism), then chained with one dependent multiply per block.
+
+namespace {
+
+constexpr uint64_t kP0 = 0xa0761d6478bd642fULL;
+constexpr uint64_t kP1 = 0xe7037ed1a0b428dbULL;
+constexpr uint64_t kP2 = 0x8ebc6af09c88c6e3ULL;
+constexpr uint64_t kP3 = 0x589965cc75374cc3ULL;
+
+inline uint64_t Mum(uint64_t a, uint64_t b) {
+  __uint128_t r = static_cast<__uint128_t>(a) * b;
+  return static_cast<uint64_t>(r) ^ static_cast<uint64_t>(r >> 64);
+}
+inline uint64_t Load64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Hash of one 64-byte block, independent of the chain.
+inline uint64_t Block64(const char* p) {
+  uint64_t a = Mum(Load64(p) ^ kP0, Load64(p + 8) ^ kP1);
+  uint64_t b = Mum(Load64(p + 16) ^ kP2, Load64(p + 24) ^ kP3);
+  uint64_t c = Mum(Load64(p + 32) ^ kP1, Load64(p + 40) ^ kP0);
+  uint64_t d = Mum(Load64(p + 48) ^ kP3, Load64(p + 56) ^ kP2);
+  return (a + c) ^ (b + d) * 0x9E3779B97F4A7C15ULL;
+}
+
+inline uint64_t Chain(uint64_t prev, uint64_t block) { return Mum(prev ^ kP0, block ^ kP1); }
+
+}  // namespace
+
+uint64_t HashBytes64(std::string_view bytes, uint64_t seed) {
+  const char* p = bytes.data();
+  size_t n = bytes.size();
+  uint64_t h = seed ^ Mum(n ^ kP2, kP3);
+  while (n >= 64) {
+    h = Chain(h, Block64(p));
+    p += 64;
+    n -= 64;
+  }
+  while (n >= 8) {
+    h = Mum(h ^ Load64(p) ^ kP1, kP0);
+    p += 8;
+    n -= 8;
+  }
+  if (n > 0) {
+    uint64_t tail = 0;
+    std::memcpy(&tail, p, n);
+    h = Mum(h ^ tail ^ kP2, kP3 ^ n);
+  }
+  return Mum(h ^ kP1, kP2);
+}
+
+void ChainedBlockHashes(std::string_view model, std::string_view prompt, size_t block_chars,
+                        size_t max_blocks, std::vector<uint64_t>* out) {
+  if (block_chars == 0) return;
+  size_t blocks = std::min(prompt.size() / block_chars, max_blocks);
+  uint64_t h = HashBytes64(model, 0x7469646567617465ULL);  // "tidegate"
+  out->reserve(out->size() + blocks);
+  const char* p = prompt.data();
+  if (block_chars == 64) {
+    for (size_t i = 0; i < blocks; ++i, p += 64) {
+      h = Chain(h, Block64(p));
+      out->push_back(h);
+    }
+  } else {
+    for (size_t i = 0; i < blocks; ++i, p += block_chars) {
+      h = Chain(h, HashBytes64(std::string_view(p, block_chars), 0));
+      out->push_back(h);
+    }
+  }
+}
+
+std::span<const uint64_t> SchedContext::PromptBlockHashes(size_t block_chars, size_t max_blocks) {
+  if (hashed_block_chars_ != block_chars || hashed_max_blocks_ != max_blocks) {
+    block_hashes_.clear();
+    if (req) ChainedBlockHashes(req->model, req->prompt, block_chars, max_blocks, &block_hashes_);
+    hashed_block_chars_ = block_chars;
+    hashed_max_blocks_ = max_blocks;
+  }
+  return block_hashes_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Params
+
+namespace {
+const std::string* Find(const std::map<std::string, std::string>& m, std::string_view key) {
+  auto it = m.find(std::string(key));
+  return it == m.end() ? nullptr : &it->second;
+}
+}  // namespace
+
+std::string Params::GetDouble(std::string_view key, double* out, double min, double max) const {
+  const std::string* v = Find(values_, key);
+  if (!v) return {};
+  double d = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), d);
+  if (ec != std::errc() || p != v->data() + v->size() || !std::isfinite(d))
+    return "parameter " + std::string(key) + ": \"" + *v + "\" is not a number";
+  if (d < min || d > max)
+    return "parameter " + std::string(key) + ": " + *v + " is out of range";
+  *out = d;
+  return {};
+}
+
+std::string Params::GetInt(std::string_view key, int64_t* out, int64_t min, int64_t max) const {
+  const std::string* v = Find(values_, key);
+  if (!v) return {};
+  int64_t i = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), i);
+  if (ec != std::errc() || p != v->data() + v->size())
+    return "parameter " + std::string(key) + ": \"" + *v + "\" is not an integer";
+  if (i < min || i > max)
+    return "parameter " + std::string(key) + ": " + *v + " is out of range [" +
+           std::to_string(min) + ", " + std::to_string(max) + "]";
+  *out = i;
+  return {};
+}
+
+std::string Params::GetBool(std::string_view key, bool* out) const {
+  const std::string* v = Find(values_, key);
+  if (!v) return {};
+  if (*v == "true" || *v == "True" || *v == "1") {
+    *out = true;
+  } else if (*v == "false" || *v == "False" || *v == "0") {
+    *out = false;
+  } else {
+    return "parameter " + std::string(key) + ": \"" + *v + "\" is not a boolean";
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry
+
+void PluginRegistry::Register(std::string type, Factory factory) {
+  factories_[std::move(type)] = std::move(factory);
+}
+
+std::string PluginRegistry::Create(std::string_view type, std::string_view name,
+                                   const Params& params, std::unique_ptr<Plugin>* out) const {
+  auto it = factories_.find(type);
+  if (it == factories_.end()) {
+    std::string known;
+    for (const auto& [t, f] : factories_) known += (known.empty() ? "" : ", ") + t;
+    return "unknown plugin type \"" + std::string(type) + "\" (known: " + known + ")";
+  }
+  std::unique_ptr<Plugin> p;
+  std::string err = it->second(params, &p);
+  if (!err.empty()) return std::string(type) + ": " + err;
+  if (!p) return std::string(type) + ": factory returned nothing";
+  p->type_ = std::string(type);
+  p->name_ = name.empty() ? std::string(type) : std::string(name);
+  *out = std::move(p);
+  return {};
+}
+
+std::vector<std::string> PluginRegistry::Types() const {
+  std::vector<std::string> v;
+  for (const auto& [t, f] : factories_) v.push_back(t);
+  return v;
+}
+
+PluginRegistry& PluginRegistry::Default() {
+  static PluginRegistry* registry = [] {
+    auto* r = new PluginRegistry;
+    RegisterBuiltinPlugins(r);
+    return r;
+  }();
+  return *registry;
+}
+
+std::string BuildProfile(std::string name,
+                         const std::vector<std::pair<std::string, double>>& plugins,
+                         Profile* out) {
+  Profile p;
+  p.name = std::move(name);
+  for (const auto& [type, weight] : plugins) {
+    std::unique_ptr<Plugin> plugin;
+    if (auto err = PluginRegistry::Default().Create(type, type, Params{}, &plugin); !err.empty())
+      return err;
+    switch (plugin->kind()) {
+      case PluginKind::kFilter:
+        p.filters.emplace_back(static_cast<Filter*>(plugin.release()));
+        break;
+      case PluginKind::kScorer:
+        p.scorers.push_back({std::shared_ptr<Scorer>(static_cast<Scorer*>(plugin.release())),
+                             weight});
+        break;
+      default:
+        break;
+    }
+  }
+  *out = std::move(p);
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The profile picker
+
+namespace {
+
+struct Scratch {
+  std::vector<Candidate> cands;
+  std::vector<double> total, tmp;
+  SchedContext ctx;
+};
+
+class ProfilePicker final : public Picker {
+ public:
+  ProfilePicker(Profile profile, std::string name)
+      : profile_(std::move(profile)), name_(std::move(name)) {}
+
+  std::string_view name() const override { return name_; }
+
+  PickResult Pick(const RequestInfo& req, const pool::Pool& pool, Nanos now) override {
+    thread_local Scratch s;
+    PickResult out;
+    SchedContext& ctx = s.ctx;
+    ctx.Reset(req, pool, now);
+    ctx.saturation = profile_.saturation;
+    auto& cands = s.cands;
+    cands.clear();
+    const size_t n = pool.size();
+    for (uint32_t i = 0; i < n; ++i) {
+      const pool::Endpoint& ep = pool.at(i);
+      if (!ep.Available(now)) continue;
+      Candidate& c = cands.emplace_back();
+      c.index = i;
+      c.endpoint = &ep;
+      c.load = ep.Load();
+      c.in_flight = ep.InFlight();
+      c.routed_since_scrape = ep.RoutedSinceScrape();
+      c.stale = c.load.Stale(now, profile_.saturation.stale_after);
+    }
+    for (const auto& f : profile_.filters) {
+      if (cands.empty()) break;
+      f->Apply(ctx, &cands);
+    }
+    const size_t m = cands.size();
+    if (m == 0) return out;
+
+    auto& total = s.total;
+    total.assign(m, 0.0);
+    for (const auto& ws : profile_.scorers) {
+      s.tmp.assign(m, 0.0);
+      ws.scorer->Score(ctx, cands, s.tmp);
+      for (size_t j = 0; j < m; ++j) {
+        double v = s.tmp[j];
+        v = v > 0 ? (v < 1 ? v : 1) : 0;  // clamps NaN to 0 as well
+        total[j] += ws.weight * v;
+      }
+    }
+
+    // Ordered fallback list: repeated max selection, reservoir-sampled among exact ties.
+    size_t chosen[PickResult::kMaxChoices];
+    size_t k = 0;
+    for (; k < PickResult::kMaxChoices && k < m; ++k) {
+      double best = -1e300;
+      size_t best_j = m;
+      uint32_t ties = 0;
+      for (size_t j = 0; j < m; ++j) {
+        double v = total[j];
+        if (v > best) {
+          best = v;
+          best_j = j;
+          ties = 1;
+        } else if (v == best) {
+          ++ties;
+          if (FastRandom() % ties == 0) best_j = j;
+        }
+      }
+      if (best_j == m) break;
+      chosen[k] = best_j;
+      out.Push(cands[best_j].index);
+      total[best_j] = -1e301;  // taken
+    }
+    if (k > 0) {
+      const Candidate& first = cands[chosen[0]];
+      first.endpoint->NoteRouted();
+      for (const auto& f : profile_.filters) f->OnPicked(ctx, first);
+      for (const auto& ws : profile_.scorers) ws.scorer->OnPicked(ctx, first);
+    }
+    return out;
+  }
+
+ private:
+  Profile profile_;
+  std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Picker> MakeProfilePicker(Profile profile, std::string policy_name) {
+  return std::make_unique<ProfilePicker>(std::move(profile), std::move(policy_name));
+}
+
+}  // namespace tidegate::sched

@@ -1,0 +1,173 @@
+// sched/framework.h — the plugin scheduling framework: filters → weighted scorers → picker.
+//
+// Contract: a decision starts from every available endpoint of the pool (pool::Endpoint::
+// Available) as a Candidate carrying a lock-free copy of its load (pool::LoadSnapshot). Filters
+// run in profile order and remove candidates. Each scorer then writes one score per remaining
+// candidate; the framework clamps it to 0..1 (NaN → 0), multiplies it by the scorer's weight and
+// sums. The picker takes the maximum total with a uniformly random tie-break and repeats for the
+// ordered fallback list (PickResult, best first). After the pick, every plugin's OnPicked() runs
+// for the chosen endpoint (the prefix index and session table learn the route there) and the
+// endpoint's routed-since-scrape count is bumped.
+// Plugins are created by type name through a PluginRegistry (factory + Params); a Profile is an
+// ordered list of filters and (scorer, weight) pairs. MakeProfilePicker() turns a Profile into a
+// sched::Picker, so the data plane sees one interface for every policy.
+// Thread-safety: Pick() and plugin Filter/Score/OnPicked calls run concurrently from every event
+// loop; plugins keep only atomic, mutex-guarded or thread-local mutable state. Per-decision
+// scratch lives in thread-local storage, so a decision does not allocate once warmed up.
+// PluginRegistry::Register is not thread-safe: register before serving.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.h"
+#include "pool/endpoint.h"
+#include "sched/picker.h"
+
+namespace tidegate::sched {
+
+struct Candidate {
+  uint32_t index = 0;  // pool index
+  const pool::Endpoint* endpoint = nullptr;
+  pool::LoadSnapshot load;
+  int in_flight = 0;            // requests this gateway has in flight there
+  int routed_since_scrape = 0;  // requests routed there since its last scrape
+  bool stale = true;
+};
+
+// State of one decision, shared by its plugins.
+struct SchedContext {
+  const RequestInfo* req = nullptr;
+  const pool::Pool* pool = nullptr;
+  Nanos now{0};
+  pool::SaturationConfig saturation;
+
+  // Chained hashes of the prompt's leading full blocks of `block_chars` characters, seeded with
+  // the model name; computed on first use and reused by every plugin of the decision.
+  std::span<const uint64_t> PromptBlockHashes(size_t block_chars, size_t max_blocks);
+
+  void Reset(const RequestInfo& r, const pool::Pool& p, Nanos t) {
+    req = &r;
+    pool = &p;
+    now = t;
+    hashed_block_chars_ = 0;
+    block_hashes_.clear();
+  }
+
+ private:
+  std::vector<uint64_t> block_hashes_;
+  size_t hashed_block_chars_ = 0;
+  size_t hashed_max_blocks_ = 0;
+};
+
+// Hashing used by the prefix index (exposed for tests and benchmarks).
+uint64_t HashBytes64(std::string_view bytes, uint64_t seed);
+// Appends the chained hashes of the leading full `block_chars` blocks of `prompt` (at most
+// `max_blocks`) to *out, seeded with HashBytes64(model).
+void ChainedBlockHashes(std::string_view model, std::string_view prompt, size_t block_chars,
+                        size_t max_blocks, std::vector<uint64_t>* out);
+
+// Plugin parameters: the scalar `parameters:` of a config entry, as text.
+class Params {
+ public:
+  Params() = default;
+  explicit Params(std::map<std::string, std::string> values) : values_(std::move(values)) {}
+  void Set(std::string key, std::string value) { values_[std::move(key)] = std::move(value); }
+  bool Has(std::string_view key) const { return values_.find(std::string(key)) != values_.end(); }
+  const std::map<std::string, std::string>& values() const { return values_; }
+  // Typed getters: leave *out at the default when absent; return an error message for a value
+  // that does not parse (or is outside [min, max]).
+  std::string GetDouble(std::string_view key, double* out, double min = -1e300,
+                        double max = 1e300) const;
+  std::string GetInt(std::string_view key, int64_t* out, int64_t min = INT64_MIN,
+                     int64_t max = INT64_MAX) const;
+  std::string GetBool(std::string_view key, bool* out) const;
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+enum class PluginKind { kFilter, kScorer, kPicker, kProfileHandler };
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual PluginKind kind() const = 0;
+  const std::string& type() const { return type_; }
+  const std::string& name() const { return name_; }
+  // Called after the pick with the chosen (first) candidate.
+  virtual void OnPicked(SchedContext& ctx, const Candidate& chosen) {}
+
+ private:
+  friend class PluginRegistry;
+  std::string type_, name_;
+};
+
+class Filter : public Plugin {
+ public:
+  PluginKind kind() const final { return PluginKind::kFilter; }
+  // Removes candidates from *cands (keeping the order of the rest).
+  virtual void Apply(SchedContext& ctx, std::vector<Candidate>* cands) = 0;
+};
+
+class Scorer : public Plugin {
+ public:
+  PluginKind kind() const final { return PluginKind::kScorer; }
+  // Writes one score (0..1, higher is better) per candidate into out (same size, zeroed).
+  virtual void Score(SchedContext& ctx, std::span<const Candidate> cands,
+                     std::span<double> out) = 0;
+};
+
+// Plugins that carry no behaviour here but are accepted so GIE configs load unchanged
+// ("max-score-picker", "single-profile-handler").
+class MarkerPlugin final : public Plugin {
+ public:
+  explicit MarkerPlugin(PluginKind k) : kind_(k) {}
+  PluginKind kind() const override { return kind_; }
+
+ private:
+  PluginKind kind_;
+};
+
+class PluginRegistry {
+ public:
+  using Factory = std::function<std::string(const Params&, std::unique_ptr<Plugin>*)>;
+  void Register(std::string type, Factory factory);
+  // Creates a plugin; an unknown type or bad parameters give an error message.
+  std::string Create(std::string_view type, std::string_view name, const Params& params,
+                     std::unique_ptr<Plugin>* out) const;
+  std::vector<std::string> Types() const;
+  // The registry holding every built-in plugin.
+  static PluginRegistry& Default();
+
+ private:
+  std::map<std::string, Factory, std::less<>> factories_;
+};
+
+struct WeightedScorer {
+  std::shared_ptr<Scorer> scorer;
+  double weight = 1;
+};
+
+struct Profile {
+  std::string name;
+  std::vector<std::shared_ptr<Filter>> filters;
+  std::vector<WeightedScorer> scorers;
+  pool::SaturationConfig saturation;
+};
+
+// A Picker running `profile`; name() returns `policy_name`.
+std::unique_ptr<Picker> MakeProfilePicker(Profile profile, std::string policy_name);
+
+// Convenience: builds a profile from (plugin type, weight) pairs with default parameters; the
+// kind of each plugin decides whether it is a filter or a scorer (weight ignored for filters).
+std::string BuildProfile(std::string name,
+                         const std::vector<std::pair<std::string, double>>& plugins,
+                         Profile* out);
+
+}  // namespace tidegate::sched

@@ -1,0 +1,264 @@
+// Built-in filters and scorers (contract in sched/plugins.h).
+#include "sched/plugins.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "sched/prefix_index.h"
+
+namespace tidegate::sched {
+namespace {
+
+// ------------------------------------------------------------------------------- filters
+
+class StaleFilter final : public Filter {
+ public:
+  explicit StaleFilter(bool keep_all_if_all_stale) : keep_all_(keep_all_if_all_stale) {}
+  void Apply(SchedContext&, std::vector<Candidate>* cands) override {
+    bool any_fresh = false;
+    for (const auto& c : *cands) any_fresh |= !c.stale;
+    if (!any_fresh && keep_all_) return;
+    std::erase_if(*cands, [](const Candidate& c) { return c.stale; });
+  }
+
+ private:
+  bool keep_all_;
+};
+
+bool Contains(const std::vector<std::string>& v, std::string_view x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+class ModelFilter final : public Filter {
+ public:
+  void Apply(SchedContext& ctx, std::vector<Candidate>* cands) override {
+    const RequestInfo& req = *ctx.req;
+    if (req.model.empty() && req.adapter.empty()) return;
+    std::erase_if(*cands, [&](const Candidate& c) { return !Serves(c, req); });
+  }
+
+ private:
+  static bool Serves(const Candidate& c, const RequestInfo& req) {
+    auto m = c.endpoint->Metrics();
+    if (!m) return true;  // nothing known yet
+    bool lora_capable = m->has_lora_info && m->max_lora > 0;
+    if (!req.adapter.empty()) {
+      if (m->has_lora_info && !lora_capable) return false;
+      if (!m->models.empty() && !req.model.empty() && !m->ServesModel(req.model)) return false;
+      return true;
+    }
+    if (m->models.empty() || m->ServesModel(req.model)) return true;
+    // The OpenAI "model" may name a LoRA adapter of the base model.
+    return m->AdapterRunning(req.model) || m->AdapterWaiting(req.model) || lora_capable;
+  }
+};
+
+class SaturationFilter final : public Filter {
+ public:
+  void Apply(SchedContext& ctx, std::vector<Candidate>* cands) override {
+    if (ctx.req->priority >= 0) return;
+    std::erase_if(*cands, [&](const Candidate& c) {
+      return c.load.Saturation(ctx.now, ctx.saturation) >= 1.0;
+    });
+  }
+};
+
+// ------------------------------------------------------------------------------- scorers
+
+// (max−v)/(max−min) over the candidates; 1 for all when they are equal.
+template <typename Value>
+void LowerIsBetter(std::span<const Candidate> cands, std::span<double> out, Value value) {
+  if (cands.empty()) return;
+  double lo = value(cands[0]), hi = lo;
+  for (const auto& c : cands) {
+    double v = value(c);
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  if (hi <= lo) {
+    std::fill(out.begin(), out.end(), 1.0);
+    return;
+  }
+  double inv = 1.0 / (hi - lo);
+  for (size_t j = 0; j < cands.size(); ++j) out[j] = (hi - value(cands[j])) * inv;
+}
+
+class QueueScorer final : public Scorer {
+ public:
+  explicit QueueScorer(bool count_routed) : count_routed_(count_routed) {}
+  void Score(SchedContext&, std::span<const Candidate> cands, std::span<double> out) override {
+    LowerIsBetter(cands, out, [this](const Candidate& c) {
+      return c.load.waiting + (count_routed_ ? c.routed_since_scrape : 0);
+    });
+  }
+
+ private:
+  bool count_routed_;
+};
+
+class KvCacheScorer final : public Scorer {
+ public:
+  void Score(SchedContext&, std::span<const Candidate> cands, std::span<double> out) override {
+    for (size_t j = 0; j < cands.size(); ++j) out[j] = 1.0 - cands[j].load.kv_usage;
+  }
+};
+
+class RunningScorer final : public Scorer {
+ public:
+  void Score(SchedContext&, std::span<const Candidate> cands, std::span<double> out) override {
+    LowerIsBetter(cands, out, [](const Candidate& c) { return c.load.running; });
+  }
+};
+
+class ActiveRequestScorer final : public Scorer {
+ public:
+  void Score(SchedContext&, std::span<const Candidate> cands, std::span<double> out) override {
+    LowerIsBetter(cands, out, [](const Candidate& c) { return double(c.in_flight); });
+  }
+};
+
+class PrefixCacheScorer final : public Scorer {
+ public:
+  PrefixCacheScorer(size_t block_chars, size_t max_blocks, size_t capacity)
+      : block_chars_(block_chars), max_blocks_(max_blocks), index_(capacity) {}
+
+  void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
+    auto hashes = ctx.PromptBlockHashes(block_chars_, max_blocks_);
+    if (hashes.empty()) return;
+    thread_local std::vector<uint32_t> matched;
+    thread_local std::vector<uint32_t> touched;
+    if (matched.size() < ctx.pool->size()) matched.resize(ctx.pool->size(), 0);
+    index_.Match(hashes, matched, &touched);
+    if (touched.empty()) return;
+    const double inv = 1.0 / static_cast<double>(hashes.size());
+    for (size_t j = 0; j < cands.size(); ++j) out[j] = matched[cands[j].index] * inv;
+    for (uint32_t t : touched) matched[t] = 0;
+    touched.clear();
+  }
+
+  void OnPicked(SchedContext& ctx, const Candidate& chosen) override {
+    auto hashes = ctx.PromptBlockHashes(block_chars_, max_blocks_);
+    index_.Record(chosen.index, hashes);
+  }
+
+ private:
+  size_t block_chars_, max_blocks_;
+  PrefixIndex index_;
+};
+
+class LoraAffinityScorer final : public Scorer {
+ public:
+  void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
+    std::string_view adapter = ctx.req->adapter;
+    if (adapter.empty()) return;
+    for (size_t j = 0; j < cands.size(); ++j) {
+      auto m = cands[j].endpoint->Metrics();
+      if (!m) continue;
+      if (m->AdapterRunning(adapter)) {
+        out[j] = 1.0;
+      } else if (m->has_lora_info && m->max_lora > 0 &&
+                 m->running_lora_adapters.size() + m->waiting_lora_adapters.size() <
+                     static_cast<size_t>(m->max_lora)) {
+        out[j] = 0.8;
+      } else if (m->AdapterWaiting(adapter)) {
+        out[j] = 0.6;
+      }
+    }
+  }
+};
+
+class SessionAffinityScorer final : public Scorer {
+ public:
+  explicit SessionAffinityScorer(size_t capacity) {
+    size_t n = 1;
+    while (n < capacity) n <<= 1;
+    mask_ = n - 1;
+    slots_ = std::make_unique<std::atomic<uint64_t>[]>(n);
+  }
+
+  void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
+    if (ctx.req->session_id.empty()) return;
+    uint64_t key = Key(ctx.req->session_id);
+    uint64_t v = slots_[key & mask_].load(std::memory_order_relaxed);
+    if ((v >> kIdBits) != (key >> kIdBits) || (v & kIdMask) == 0) return;
+    uint32_t ep = static_cast<uint32_t>((v & kIdMask) - 1);
+    for (size_t j = 0; j < cands.size(); ++j)
+      if (cands[j].index == ep) out[j] = 1.0;
+  }
+
+  void OnPicked(SchedContext& ctx, const Candidate& chosen) override {
+    if (ctx.req->session_id.empty() || chosen.index + 1 >= kIdMask) return;
+    uint64_t key = Key(ctx.req->session_id);
+    uint64_t v = ((key >> kIdBits) << kIdBits) | (uint64_t{chosen.index} + 1);
+    slots_[key & mask_].store(v, std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr int kIdBits = 24;
+  static constexpr uint64_t kIdMask = (uint64_t{1} << kIdBits) - 1;
+  static uint64_t Key(std::string_view s) { return HashBytes64(s, 0x5e5510ULL); }
+  std::unique_ptr<std::atomic<uint64_t>[]> slots_;
+  uint64_t mask_ = 0;
+};
+
+// ------------------------------------------------------------------------------- registration
+
+template <typename T, typename... Args>
+std::string Make(std::unique_ptr<Plugin>* out, Args&&... args) {
+  *out = std::make_unique<T>(std::forward<Args>(args)...);
+  return {};
+}
+
+}  // namespace
+
+void RegisterBuiltinPlugins(PluginRegistry* r) {
+  r->Register("stale-filter", [](const Params& p, std::unique_ptr<Plugin>* out) {
+    bool keep = true;
+    if (auto e = p.GetBool("keepAllIfAllStale", &keep); !e.empty()) return e;
+    return Make<StaleFilter>(out, keep);
+  });
+  r->Register("model-filter", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<ModelFilter>(out);
+  });
+  r->Register("saturation-filter", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<SaturationFilter>(out);
+  });
+  r->Register("queue-scorer", [](const Params& p, std::unique_ptr<Plugin>* out) {
+    bool count_routed = true;
+    if (auto e = p.GetBool("countRouted", &count_routed); !e.empty()) return e;
+    return Make<QueueScorer>(out, count_routed);
+  });
+  r->Register("kv-cache-utilization-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<KvCacheScorer>(out);
+  });
+  r->Register("running-requests-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<RunningScorer>(out);
+  });
+  r->Register("active-request-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<ActiveRequestScorer>(out);
+  });
+  r->Register("prefix-cache-scorer", [](const Params& p, std::unique_ptr<Plugin>* out) {
+    int64_t block = 64, max_blocks = 256, capacity = 31250;
+    if (auto e = p.GetInt("blockSize", &block, 1, 1 << 20); !e.empty()) return e;
+    if (auto e = p.GetInt("maxPrefixBlocksToMatch", &max_blocks, 1, 1 << 20); !e.empty()) return e;
+    if (auto e = p.GetInt("lruCapacityPerServer", &capacity, 1, int64_t{1} << 32); !e.empty())
+      return e;
+    return Make<PrefixCacheScorer>(out, block, max_blocks, capacity);
+  });
+  r->Register("lora-affinity-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<LoraAffinityScorer>(out);
+  });
+  r->Register("session-affinity-scorer", [](const Params& p, std::unique_ptr<Plugin>* out) {
+    int64_t capacity = 65536;
+    if (auto e = p.GetInt("capacity", &capacity, 1, int64_t{1} << 26); !e.empty()) return e;
+    return Make<SessionAffinityScorer>(out, static_cast<size_t>(capacity));
+  });
+  r->Register("max-score-picker", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<MarkerPlugin>(out, PluginKind::kPicker);
+  });
+  r->Register("single-profile-handler", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<MarkerPlugin>(out, PluginKind::kProfileHandler);
+  });
+}
+
+}  // namespace tidegate::sched

@@ -1,0 +1,35 @@
+// sched/plugins.h — the built-in filters and scorers, registered by type name.
+//
+// Contract: RegisterBuiltinPlugins() adds these types (names mirror GIE / llm-d):
+//   filters  "stale-filter"            drop endpoints whose metrics are stale (if every candidate
+//                                      is stale, keep them all: route blind rather than refuse;
+//                                      parameter keepAllIfAllStale, default true)
+//            "model-filter"            drop endpoints known not to serve the request's model or
+//                                      adapter (endpoints that report no model names are kept)
+//            "saturation-filter"       for sheddable requests (priority < 0) drop endpoints whose
+//                                      saturation is ≥ 1 (stale counts as saturated)
+//   scorers  "queue-scorer"            (max−q)/(max−min) over candidates, q = waiting (+ requests
+//                                      routed since the scrape; parameter countRouted, default
+//                                      true); all 1 when every q is equal
+//            "kv-cache-utilization-scorer"  1 − KV usage
+//            "running-requests-scorer" (max−r)/(max−min) over running requests
+//            "active-request-scorer"   (max−f)/(max−min) over this gateway's in-flight requests
+//            "prefix-cache-scorer"     matched leading blocks / prompt blocks (parameters
+//                                      blockSize 64 characters, maxPrefixBlocksToMatch 256,
+//                                      lruCapacityPerServer 31250)
+//            "lora-affinity-scorer"    adapter running 1.0, free adapter slot 0.8, adapter
+//                                      waiting 0.6, else 0 (0 for every endpoint when the request
+//                                      names no adapter)
+//            "session-affinity-scorer" 1.0 for the endpoint the request's session id was last
+//                                      routed to (parameter capacity: table slots, default 65536)
+//   markers  "max-score-picker", "single-profile-handler" (accepted for GIE configs).
+// Thread-safety: see sched/framework.h.
+#pragma once
+
+#include "sched/framework.h"
+
+namespace tidegate::sched {
+
+void RegisterBuiltinPlugins(PluginRegistry* registry);
+
+}  // namespace tidegate::sched

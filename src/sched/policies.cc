@@ -1,0 +1,63 @@
+#include "sched/policies.h"
+
+#include "sched/framework.h"
+
+namespace tidegate::sched {
+namespace {
+
+using PluginList = std::vector<std::pair<std::string, double>>;
+
+const std::vector<std::pair<std::string, PluginList>>& Policies() {
+  static const std::vector<std::pair<std::string, PluginList>> policies = {
+      // Exactly GIE's default weights; the stale filter is tidegate's rule that endpoints whose
+      // metrics are stale are avoided (it keeps everyone when all are stale).
+      {"gie-default",
+       {{"stale-filter", 0},
+        {"queue-scorer", 2},
+        {"kv-cache-utilization-scorer", 2},
+        {"prefix-cache-scorer", 3}}},
+      // GIE's weights, plus:
+      //  - model-filter: correctness first — never send a model to a server that does not have it;
+      //  - saturation-filter: sheddable work never lands on an endpoint that is already saturated,
+      //    so filler cannot deepen a queue that real-time traffic is waiting in;
+      //  - active-request-scorer 1: this gateway's own in-flight count is exact and current, while
+      //    scraped figures lag by up to one scrape interval; together with the queue scorer's
+      //    routed-since-scrape term it spreads a burst that arrives between two scrapes;
+      //  - lora-affinity-scorer 1: avoids adapter swaps (only active for adapter requests);
+      //  - session-affinity-scorer 1: keeps a conversation on its endpoint when the client sends
+      //    x-session-id, but weaker than prefix + load so a hot endpoint can still be escaped.
+      {"tidegate-default",
+       {{"stale-filter", 0},
+        {"model-filter", 0},
+        {"saturation-filter", 0},
+        {"queue-scorer", 2},
+        {"kv-cache-utilization-scorer", 2},
+        {"prefix-cache-scorer", 3},
+        {"active-request-scorer", 1},
+        {"lora-affinity-scorer", 1},
+        {"session-affinity-scorer", 1}}},
+  };
+  return policies;
+}
+
+}  // namespace
+
+std::unique_ptr<Picker> MakePolicyPicker(std::string_view name,
+                                         const pool::SaturationConfig& saturation) {
+  for (const auto& [policy, plugins] : Policies()) {
+    if (policy != name) continue;
+    Profile profile;
+    if (!BuildProfile(policy, plugins, &profile).empty()) return nullptr;
+    profile.saturation = saturation;
+    return MakeProfilePicker(std::move(profile), policy);
+  }
+  return nullptr;
+}
+
+std::vector<std::string> PolicyNames() {
+  std::vector<std::string> v;
+  for (const auto& [policy, plugins] : Policies()) v.push_back(policy);
+  return v;
+}
+
+}  // namespace tidegate::sched
