@@ -5,7 +5,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench format clean asan tsan fuzz
+.PHONY: all deps build test demo bench bench-sim format clean asan tsan fuzz
 
 all: build
 
@@ -31,6 +31,9 @@ bench:
 	@scripts/install-deps.sh --bench
 	@$(MAKE) --no-print-directory build
 	@bench/proxy_bench.sh
+
+bench-sim: build
+	@bench/sim_bench.sh
 
 # Unit tests under sanitizers (separate build trees).
 asan:
