@@ -21,7 +21,13 @@ build: deps $(BUILD)/build.ninja
 tests/node_modules/.package-lock.json: tests/package-lock.json
 	cd tests && npm ci --no-audit --no-fund --loglevel=error
 
+# The unit tests also run under ASan+UBSan and TSan first (SANITIZERS=0 skips them); ctest runs
+# last so its summary line closes the output.
+SANITIZERS ?= 1
 test: build tests/node_modules/.package-lock.json
+ifeq ($(SANITIZERS),1)
+	@$(MAKE) --no-print-directory asan tsan
+endif
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 demo: build
@@ -37,14 +43,14 @@ bench-sim: build
 
 # Unit tests under sanitizers (separate build trees).
 asan:
-	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=address,undefined -DTIDEGATE_BENCH=OFF
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=address,undefined -DTIDEGATE_BENCH=OFF >/dev/null
 	cmake --build build-asan -j $(JOBS) --target unit_tests
-	build-asan/unit_tests
+	UBSAN_OPTIONS=halt_on_error=1 build-asan/unit_tests --gtest_brief=1
 
 tsan:
-	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=thread -DTIDEGATE_BENCH=OFF
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=thread -DTIDEGATE_BENCH=OFF >/dev/null
 	cmake --build build-tsan -j $(JOBS) --target unit_tests
-	build-tsan/unit_tests
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/unit_tests --gtest_brief=1
 
 # Fuzzers (clang + libFuzzer): builds build-fuzz/*_fuzz and runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
