@@ -1,5 +1,6 @@
 // Streams N concurrent completions against a sim for D seconds; counts SSE token events and the
 // sim process's CPU time (from /proc) to report streamed tokens per CPU-second.
+// usage: node bench/sim_stream_load.mjs SIM_URL [concurrency=256] [seconds=10] SIM_PID [max_tokens=2000]
 import http from 'node:http';
 import fs from 'node:fs';
 const [url, conc = '256', dur = '10', pid, maxTokens = '2000'] = process.argv.slice(2);
@@ -17,7 +18,8 @@ function one() {
     let tail = '';
     res.setEncoding('utf8');
     res.on('data', (c) => { const s = tail + c; let i = 0;
-      while ((i = s.indexOf('"text":', i)) >= 0) { tokens++; i += 7; } tail = s.slice(-8); });
+      while ((i = s.indexOf('"text":', i)) >= 0) { tokens++; i += 7; }
+      tail = s.slice(-6); });  // one char shorter than the pattern: a match is never counted twice
     res.on('end', () => { done++; one(); });
   });
   req.on('error', () => { errors++; if (!stop) setTimeout(one, 10); });

@@ -1,9 +1,10 @@
 // lib.mjs — shared helpers for tidegate's integration tests (node:test).
 //
-// Starts fake upstreams (tests/fake_upstream.mjs) and the gateway binary as child processes on
-// 127.0.0.1, and gives small bounded HTTP/SSE helpers. Every wait here has a time limit, and
-// every child process is tracked so that stopAll() (called from `after` hooks) and a process
-// 'exit' hook can kill whatever a test file started, even when the test failed.
+// Starts fake upstreams (tests/fake_upstream.mjs), the simulator (`tidegate sim`) and the gateway
+// binary as child processes on 127.0.0.1, and gives small bounded HTTP/SSE helpers. Every wait
+// here has a time limit, and every child process is tracked so that stopAll() (called from
+// `after` hooks) and a process 'exit' hook can kill whatever a test file started, even when the
+// test failed.
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
@@ -109,7 +110,8 @@ function spawnAndWait(cmd, args, { re, timeoutMs = 10000, what, stdin = 'ignore'
     };
     const onData = (chunk) => {
       out += chunk.toString('utf8');
-      const m = out.match(re);
+      // `re` is a RegExp, or a function of the output so far returning a truthy match.
+      const m = typeof re === 'function' ? re(out) : out.match(re);
       if (m) finish(null, m);
     };
     proc.stdout.on('data', onData);
@@ -178,6 +180,90 @@ export async function startGateway(args = [], { timeoutMs = 10000, env } = {}) {
     // Sends a signal on purpose (so the exit is not reported as unexpected).
     signal: (sig) => { proc.stopRequested = true; proc.kill(sig); },
     stop: () => stopProcess(proc),
+  };
+}
+
+export const SIM_MODEL = 'meta-llama/Llama-3.1-8B-Instruct';
+
+// Number of servers a `tidegate sim` argument list asks for (--ports A,B / --port-count K).
+function simServerCount(args) {
+  const i = args.lastIndexOf('--ports');
+  if (i >= 0 && args[i + 1]) return args[i + 1].split(',').filter(Boolean).length;
+  const j = args.lastIndexOf('--port-count');
+  if (j >= 0 && args[j + 1]) return Number(args[j + 1]);
+  return 1;
+}
+
+// Starts the simulator: `tidegate sim --host 127.0.0.1 --port 0 ...args` (later flags override).
+// Resolves once every server printed `sim listening on http://127.0.0.1:<port>`, with
+// {ports, urls, endpoints, port, url, endpoint (the first server), proc, output(), metrics(i),
+// metric(name, i), signal(sig), stop()}. An exit the test did not ask for is reported on stderr.
+export async function startSim(args = [], { timeoutMs = 10000, env } = {}) {
+  const fullArgs = ['sim', '--host', '127.0.0.1', '--port', '0', ...args];
+  const want = simServerCount(fullArgs);
+  const listenRe = /sim listening on http:\/\/127\.0\.0\.1:(\d+)/g;
+  const { proc, output, ready } = spawnAndWait(GATEWAY_BIN, fullArgs, {
+    re: (out) => {
+      const ports = [...out.matchAll(listenRe)].map((m) => Number(m[1]));
+      return ports.length >= want ? ports : null;
+    },
+    what: `sim (${GATEWAY_BIN} ${fullArgs.join(' ')})`, timeoutMs, env,
+  });
+  let ports;
+  try {
+    ports = await ready;
+  } catch (err) {
+    await stopProcess(proc);
+    throw err;
+  }
+  proc.once('exit', (code, signal) => {
+    if (!proc.stopRequested) {
+      process.stderr.write(`\n*** sim on ports ${ports.join(',')} (pid ${proc.pid}) exited unexpectedly: ` +
+        `code ${code}, signal ${signal}; its output:\n${output()}\n*** end of sim output\n`);
+    }
+  });
+  const urls = ports.map((p) => `http://127.0.0.1:${p}`);
+  const metrics = async (i = 0) => {
+    const r = await request(urls[i], { path: '/metrics', timeoutMs: 3000 });
+    if (r.status !== 200) throw new Error(`GET ${urls[i]}/metrics: status ${r.status}`);
+    return parseMetrics(r.body);
+  };
+  return {
+    ports, urls, proc, output,
+    endpoints: ports.map((p) => `127.0.0.1:${p}`),
+    port: ports[0], url: urls[0], endpoint: `127.0.0.1:${ports[0]}`,
+    metrics,
+    // Sum over all series of one metric name (e.g. 'vllm:num_requests_running') of server i.
+    metric: async (name, i = 0) => (await metrics(i)).sum(name),
+    // Sends a signal on purpose (so the exit is not reported as unexpected).
+    signal: (sig) => { proc.stopRequested = true; proc.kill(sig); },
+    stop: () => stopProcess(proc),
+  };
+}
+
+// Parses the Prometheus text format into {samples: [{name, labels, value}], has(name), sum(name),
+// get(name, labels), series(name)}. sum() adds up every series of `name` (0 if there is none);
+// get() returns the value of the first series whose labels include `labels`, or undefined.
+export function parseMetrics(text) {
+  const samples = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$/);
+    if (!m) throw new Error(`unparsable metrics line: ${line}`);
+    const labels = {};
+    if (m[2]) {
+      for (const lm of m[2].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[lm[1]] = lm[2];
+    }
+    samples.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  const of = (name) => samples.filter((s) => s.name === name);
+  return {
+    samples,
+    has: (name) => of(name).length > 0,
+    sum: (name) => of(name).reduce((a, s) => a + s.value, 0),
+    get: (name, labels = {}) => of(name).find((s) =>
+      Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value,
+    series: of,
   };
 }
 
