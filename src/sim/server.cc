@@ -110,7 +110,10 @@ class Server {
         acceptor_(ioc),
         step_timer_(ioc),
         idle_timer_(ioc),
+        // Response ids must differ across processes and restarts (clients may deduplicate on
+        // them), so --seed only fixes the text; ids mix in a random seed.
         rng_(cfg.seed * 1000003 + index),
+        id_rng_(std::random_device{}() ^ (static_cast<uint64_t>(index) << 32)),
         index_(index) {
     const std::vector<std::string> ml = {"model_name"};
     const std::vector<std::string> mv = {cfg_.model};
@@ -147,11 +150,11 @@ class Server {
                               .AddCounter("vllm:generation_tokens_total",
                                           "Number of generation tokens processed.", ml)
                               .With(mv);
-    success_ =
-        &registry_
-             .AddCounter("vllm:request_success_total", "Count of successfully processed requests.",
-                         {"model_name", "finished_reason"})
-             .With({cfg_.model, "length"});
+    auto& success = registry_.AddCounter("vllm:request_success_total",
+                                         "Count of successfully processed requests.",
+                                         {"model_name", "finished_reason"});
+    success_length_ = &success.With({cfg_.model, "length"});
+    success_stop_ = &success.With({cfg_.model, "stop"});
     EngineSinks sinks;
     sinks.ttft =
         &registry_
@@ -267,6 +270,7 @@ class Server {
       }
       if (e.finished) {
         s.finished = true;
+        (s.limited_by_prompt ? success_stop_ : success_length_)->Inc();
         streams_.erase(it);
       } else if (cfg_.stall_after_tokens > 0 && s.completion_tokens >= cfg_.stall_after_tokens) {
         s.stalled = true;  // keeps the connection open, silent; the engine forgets it
@@ -456,7 +460,6 @@ class Server {
     sync(preemptions_, st.preemptions);
     sync(prompt_tokens_, st.prompt_tokens);
     sync(generation_tokens_, st.generation_tokens);
-    sync(success_, st.finished);
     std::string out = registry_.Render();
     // Rendered by hand: a float counter, and an info gauge whose labels change over time (the
     // registry never forgets a label set; vLLM exposes the latest one, valued by its timestamp).
@@ -587,7 +590,7 @@ class Server {
 
   std::string NewId(bool chat) {
     char buf[48];
-    uint64_t a = rng_(), b = rng_();
+    uint64_t a = id_rng_(), b = id_rng_();
     std::snprintf(buf, sizeof buf, "%s%016llx%016llx", chat ? "chatcmpl-" : "cmpl-",
                   static_cast<unsigned long long>(a), static_cast<unsigned long long>(b));
     return buf;
@@ -775,6 +778,7 @@ class Server {
   tcp::acceptor acceptor_;
   net::steady_timer step_timer_, idle_timer_;
   std::mt19937_64 rng_;
+  std::mt19937_64 id_rng_;
   size_t index_;
   uint64_t base_seed_ = 0;
   uint16_t port_ = 0;
@@ -786,7 +790,7 @@ class Server {
   metrics::Registry registry_;
   metrics::Gauge *running_, *waiting_, *kv_;
   metrics::Counter *prefix_queries_, *prefix_hits_, *preemptions_, *prompt_tokens_,
-      *generation_tokens_, *success_;
+      *generation_tokens_, *success_length_, *success_stop_;
 };
 
 // ------------------------------------------------------------------ the cluster

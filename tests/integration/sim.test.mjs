@@ -370,6 +370,36 @@ describe('sim: scheduling limits, fault injection, time scale', () => {
     }, { timeoutMs: 5000, what: 'all five to be gone' });
   });
 
+  it('--mode echo: a completion that runs out of prompt finishes "stop" and is counted so', T, async (t) => {
+    const sim = await startSim(['--mode', 'echo']);
+    t.after(() => sim.stop());
+    const long = await postJson(sim.url, '/v1/completions',
+      { model: SIM_MODEL, prompt: 'one two three four', max_tokens: 50 });
+    assert.equal(long.status, 200);
+    assert.equal(long.json.choices[0].finish_reason, 'stop');
+    assert.equal(long.json.choices[0].text, 'one two three four');
+    const short = await postJson(sim.url, '/v1/completions',
+      { model: SIM_MODEL, prompt: 'one two three four', max_tokens: 2 });
+    assert.equal(short.json.choices[0].finish_reason, 'length');
+    const text = (await request(sim.url, { path: '/metrics' })).body;
+    const count = (reason) => Number((text.match(new RegExp(
+      `^vllm:request_success_total\\{[^}]*finished_reason="${reason}"[^}]*\\} (\\S+)$`, 'm')) || [])[1]);
+    assert.equal(count('stop'), 1, text);
+    assert.equal(count('length'), 1, text);
+  });
+
+  it('response ids differ between two simulator processes', T, async (t) => {
+    const a = await startSim([]);
+    t.after(() => a.stop());
+    const b = await startSim([]);
+    t.after(() => b.stop());
+    const body = { model: SIM_MODEL, prompt: 'x', max_tokens: 1 };
+    const ra = await postJson(a.url, '/v1/completions', body);
+    const rb = await postJson(b.url, '/v1/completions', body);
+    assert.match(ra.json.id, /^cmpl-[0-9a-f]{32}$/);
+    assert.notEqual(ra.json.id, rb.json.id);
+  });
+
   it('--fail-rate 1: every completion is a 500 with an OpenAI-style error body', T, async (t) => {
     const sim = await startSim(['--fail-rate', '1']);
     t.after(() => sim.stop());
