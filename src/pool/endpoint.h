@@ -55,10 +55,10 @@ struct LoadSnapshot {
   double running = 0;
   double kv_usage = 0;
   Nanos scrape_time{0};
-  int max_lora = 0;             // 0 when unknown
-  int running_lora_count = 0;   // adapters in the running batch
-  bool has_metrics = false;     // a snapshot was published
-  bool scrape_failed = false;   // the latest scrape failed (RecordScrapeError)
+  int max_lora = 0;            // 0 when unknown
+  int running_lora_count = 0;  // adapters in the running batch
+  bool has_metrics = false;    // a snapshot was published
+  bool scrape_failed = false;  // the latest scrape failed (RecordScrapeError)
   bool has_kv = false;
 
   bool Stale(Nanos now, Nanos limit) const {
@@ -110,7 +110,9 @@ class Endpoint {
   // The full latest snapshot (nullptr before the first successful scrape).
   std::shared_ptr<const EndpointMetrics> Metrics() const;
   std::string LastScrapeError() const;
-  Nanos LastScrapeErrorTime() const { return Nanos{scrape_error_at_.load(std::memory_order_relaxed)}; }
+  Nanos LastScrapeErrorTime() const {
+    return Nanos{scrape_error_at_.load(std::memory_order_relaxed)};
+  }
   bool Stale(Nanos now, Nanos limit) const { return Load().Stale(now, limit); }
   double Saturation(Nanos now, const SaturationConfig& cfg) const {
     return Load().Saturation(now, cfg);

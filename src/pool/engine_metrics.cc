@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 #include "pool/prom_text.h"
 
@@ -14,7 +15,7 @@ enum class Field : uint8_t { kWaiting, kRunning, kKv, kKvFallback, kLora, kCache
 struct Rule {
   std::string_view metric;
   Field field;
-  std::string_view label = {};        // when set, only series with label == value count
+  std::string_view label = {};  // when set, only series with label == value count
   std::string_view label_value = {};
 };
 
@@ -97,6 +98,10 @@ bool ParseInt(std::string_view s, T* out) {
   // Some exporters render integers as floats ("16.0").
   double d;
   if (!ParsePromValue(s, &d) || !std::isfinite(d)) return false;
+  // Reject rather than convert out-of-range floats (the conversion would be undefined).
+  if (d < static_cast<double>(std::numeric_limits<T>::min()) ||
+      d > static_cast<double>(std::numeric_limits<T>::max()))
+    return false;
   *out = static_cast<T>(d);
   return true;
 }
@@ -208,7 +213,8 @@ class Collector final : public PromVisitor {
         int64_t blocks = 0;
         if (!bs.empty() && ParseInt(bs, &block_size)) out_->block_size = std::max(0, block_size);
         std::string_view nb = s.Label("num_gpu_blocks");
-        if (!nb.empty() && ParseInt(nb, &blocks)) out_->num_gpu_blocks = std::max<int64_t>(0, blocks);
+        if (!nb.empty() && ParseInt(nb, &blocks))
+          out_->num_gpu_blocks = std::max<int64_t>(0, blocks);
         break;
       }
     }

@@ -53,11 +53,15 @@ struct Cursor {
 
 bool ParseType(std::string_view word, MetricType* t) {
   static constexpr std::pair<std::string_view, MetricType> kTypes[] = {
-      {"counter", MetricType::kCounter},     {"gauge", MetricType::kGauge},
-      {"histogram", MetricType::kHistogram}, {"summary", MetricType::kSummary},
-      {"untyped", MetricType::kUntyped},     {"unknown", MetricType::kUntyped},
+      {"counter", MetricType::kCounter},
+      {"gauge", MetricType::kGauge},
+      {"histogram", MetricType::kHistogram},
+      {"summary", MetricType::kSummary},
+      {"untyped", MetricType::kUntyped},
+      {"unknown", MetricType::kUntyped},
       {"gaugehistogram", MetricType::kGaugeHistogram},
-      {"info", MetricType::kInfo},           {"stateset", MetricType::kStateSet},
+      {"info", MetricType::kInfo},
+      {"stateset", MetricType::kStateSet},
   };
   for (const auto& [name, type] : kTypes) {
     if (word == name) {
@@ -94,14 +98,22 @@ bool BelongsTo(std::string_view name, std::string_view family, MetricType type) 
 
 std::string_view MetricTypeName(MetricType t) {
   switch (t) {
-    case MetricType::kUntyped: return "untyped";
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kHistogram: return "histogram";
-    case MetricType::kSummary: return "summary";
-    case MetricType::kGaugeHistogram: return "gaugehistogram";
-    case MetricType::kInfo: return "info";
-    case MetricType::kStateSet: return "stateset";
+    case MetricType::kUntyped:
+      return "untyped";
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
+    case MetricType::kSummary:
+      return "summary";
+    case MetricType::kGaugeHistogram:
+      return "gaugehistogram";
+    case MetricType::kInfo:
+      return "info";
+    case MetricType::kStateSet:
+      return "stateset";
   }
   return "untyped";
 }
@@ -195,8 +207,7 @@ PromParseError PromTextParser::Parse(std::string_view text, PromVisitor& visitor
       std::string_view word = c.Token();
       MetricType type;
       if (word.empty()) return fail("missing type in # TYPE line for " + std::string(name));
-      if (!ParseType(word, &type))
-        return fail("unknown metric type \"" + std::string(word) + "\"");
+      if (!ParseType(word, &type)) return fail("unknown metric type \"" + std::string(word) + "\"");
       c.SkipBlanks();
       if (!c.done()) return fail("unexpected text after metric type");
       family = name;
@@ -250,8 +261,7 @@ PromParseError PromTextParser::Parse(std::string_view text, PromVisitor& visitor
             if (c.i >= line.size()) break;
             char e = line[c.i];
             if (e != '\\' && e != '"' && e != 'n')
-              return fail("invalid escape sequence '\\" + std::string(1, e) +
-                          "' in label value");
+              return fail("invalid escape sequence '\\" + std::string(1, e) + "' in label value");
           }
           ++c.i;
         }
@@ -294,8 +304,7 @@ PromParseError PromTextParser::Parse(std::string_view text, PromVisitor& visitor
     size_t before_value = c.i;
     std::string_view vtext = c.Token();
     if (before_value > 0 && !IsBlank(line[before_value - 1]) && line[before_value - 1] != '}')
-      return fail("invalid character '" + std::string(1, line[before_value]) +
-                  "' in metric name");
+      return fail("invalid character '" + std::string(1, line[before_value]) + "' in metric name");
     if (!ParsePromValue(vtext, &sample.value))
       return fail("invalid value \"" + std::string(vtext) + "\"");
     c.SkipBlanks();

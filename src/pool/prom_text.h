@@ -64,8 +64,8 @@ class PromVisitor {
 };
 
 struct PromParseError {
-  size_t line = 0;      // 1-based; 0 means no error
-  std::string reason;   // e.g. "expected '=' after label name"
+  size_t line = 0;     // 1-based; 0 means no error
+  std::string reason;  // e.g. "expected '=' after label name"
   bool ok() const { return line == 0; }
   std::string ToString() const;  // "line 12: expected ..."
 };

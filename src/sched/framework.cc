@@ -112,8 +112,7 @@ std::string Params::GetDouble(std::string_view key, double* out, double min, dou
   auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), d);
   if (ec != std::errc() || p != v->data() + v->size() || !std::isfinite(d))
     return "parameter " + std::string(key) + ": \"" + *v + "\" is not a number";
-  if (d < min || d > max)
-    return "parameter " + std::string(key) + ": " + *v + " is out of range";
+  if (d < min || d > max) return "parameter " + std::string(key) + ": " + *v + " is out of range";
   *out = d;
   return {};
 }
@@ -186,8 +185,7 @@ PluginRegistry& PluginRegistry::Default() {
 }
 
 std::string BuildProfile(std::string name,
-                         const std::vector<std::pair<std::string, double>>& plugins,
-                         Profile* out) {
+                         const std::vector<std::pair<std::string, double>>& plugins, Profile* out) {
   Profile p;
   p.name = std::move(name);
   for (const auto& [type, weight] : plugins) {
@@ -199,8 +197,8 @@ std::string BuildProfile(std::string name,
         p.filters.emplace_back(static_cast<Filter*>(plugin.release()));
         break;
       case PluginKind::kScorer:
-        p.scorers.push_back({std::shared_ptr<Scorer>(static_cast<Scorer*>(plugin.release())),
-                             weight});
+        p.scorers.push_back(
+            {std::shared_ptr<Scorer>(static_cast<Scorer*>(plugin.release())), weight});
         break;
       default:
         break;

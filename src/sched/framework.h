@@ -167,7 +167,6 @@ std::unique_ptr<Picker> MakeProfilePicker(Profile profile, std::string policy_na
 // Convenience: builds a profile from (plugin type, weight) pairs with default parameters; the
 // kind of each plugin decides whether it is a filter or a scorer (weight ignored for filters).
 std::string BuildProfile(std::string name,
-                         const std::vector<std::pair<std::string, double>>& plugins,
-                         Profile* out);
+                         const std::vector<std::pair<std::string, double>>& plugins, Profile* out);
 
 }  // namespace tidegate::sched

@@ -25,10 +25,6 @@ class StaleFilter final : public Filter {
   bool keep_all_;
 };
 
-bool Contains(const std::vector<std::string>& v, std::string_view x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
-}
-
 class ModelFilter final : public Filter {
  public:
   void Apply(SchedContext& ctx, std::vector<Candidate>* cands) override {
@@ -217,9 +213,8 @@ void RegisterBuiltinPlugins(PluginRegistry* r) {
     if (auto e = p.GetBool("keepAllIfAllStale", &keep); !e.empty()) return e;
     return Make<StaleFilter>(out, keep);
   });
-  r->Register("model-filter", [](const Params&, std::unique_ptr<Plugin>* out) {
-    return Make<ModelFilter>(out);
-  });
+  r->Register("model-filter",
+              [](const Params&, std::unique_ptr<Plugin>* out) { return Make<ModelFilter>(out); });
   r->Register("saturation-filter", [](const Params&, std::unique_ptr<Plugin>* out) {
     return Make<SaturationFilter>(out);
   });
@@ -228,12 +223,10 @@ void RegisterBuiltinPlugins(PluginRegistry* r) {
     if (auto e = p.GetBool("countRouted", &count_routed); !e.empty()) return e;
     return Make<QueueScorer>(out, count_routed);
   });
-  r->Register("kv-cache-utilization-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
-    return Make<KvCacheScorer>(out);
-  });
-  r->Register("running-requests-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
-    return Make<RunningScorer>(out);
-  });
+  r->Register("kv-cache-utilization-scorer",
+              [](const Params&, std::unique_ptr<Plugin>* out) { return Make<KvCacheScorer>(out); });
+  r->Register("running-requests-scorer",
+              [](const Params&, std::unique_ptr<Plugin>* out) { return Make<RunningScorer>(out); });
   r->Register("active-request-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
     return Make<ActiveRequestScorer>(out);
   });

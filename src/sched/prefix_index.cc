@@ -22,20 +22,42 @@ PrefixIndex::Item PrefixIndex::Ring::Pop() {
 
 void PrefixIndex::Match(std::span<const uint64_t> hashes, std::span<uint32_t> matched,
                         std::vector<uint32_t>* touched) const {
+  const size_t n = hashes.size();
+  if (n == 0) return;
   std::lock_guard lock(mu_);
-  for (size_t i = 0; i < hashes.size(); ++i) {
+  auto holds = [&](size_t i, uint32_t id) {
     auto it = map_.find(hashes[i]);
-    if (it == map_.end()) return;
+    if (it == map_.end()) return false;
     const Entry& e = it->second;
-    bool extended = false;
-    for (uint32_t k = 0; k < e.count; ++k) {
-      uint32_t id = e.ids[k];
-      if (id >= matched.size() || matched[id] != i) continue;
-      if (i == 0) touched->push_back(id);
-      matched[id] = static_cast<uint32_t>(i + 1);
-      extended = true;
+    for (uint32_t k = 0; k < e.count; ++k)
+      if (e.ids[k] == id) return true;
+    return false;
+  };
+  auto first = map_.find(hashes[0]);
+  if (first == map_.end()) return;
+  // Copy: the holders of block 0 are the only candidates for a match.
+  const Entry e0 = first->second;
+  for (uint32_t k = 0; k < e0.count; ++k) {
+    uint32_t id = e0.ids[k];
+    if (id >= matched.size() || matched[id] != 0) continue;
+    // Blocks are chained, so holding block i implies having been sent blocks 0..i: the matched
+    // length is the last block held, found by binary search (O(log n) lookups per holder).
+    size_t lo = 1, hi = n;  // holds the first `lo` blocks; cannot hold more than `hi`
+    if (holds(n - 1, id)) {
+      lo = n;
+    } else {
+      hi = n - 1;
+      while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        if (holds(mid - 1, id)) {
+          lo = mid;
+        } else {
+          hi = mid - 1;
+        }
+      }
     }
-    if (!extended) return;
+    matched[id] = static_cast<uint32_t>(lo);
+    touched->push_back(id);
   }
 }
 
@@ -61,6 +83,7 @@ void PrefixIndex::Record(uint32_t endpoint, std::span<const uint64_t> hashes) {
     }
     e.ids[k] = endpoint;
     e.ticks[k] = tick;
+    e.queued[k] = tick;
     Ring& ring = rings_[endpoint];
     ring.Push({h, tick});
     if (ring.size > capacity_) EvictOne(endpoint, ring);
@@ -68,22 +91,25 @@ void PrefixIndex::Record(uint32_t endpoint, std::span<const uint64_t> hashes) {
 }
 
 void PrefixIndex::EvictOne(uint32_t endpoint, Ring& ring) {
-  // Bounded: every item gets at most one second chance per call.
-  for (size_t attempts = ring.size; attempts > 0 && ring.size > 0; --attempts) {
+  int chances = kMaxSecondChances;
+  while (ring.size > 0) {
     Item item = ring.Pop();
     auto it = map_.find(item.hash);
     if (it == map_.end()) return;  // orphaned item: popping it freed the slot
     Entry& e = it->second;
     uint32_t k = 0;
     while (k < e.count && e.ids[k] != endpoint) ++k;
-    if (k == e.count) return;  // this endpoint was already forgotten for the block
-    if (e.ticks[k] > item.tick && attempts > 1) {  // used since queued: second chance
+    if (k == e.count || e.queued[k] != item.tick) return;  // forgotten / superseded item
+    if (e.ticks[k] > item.tick && chances-- > 0) {         // used since queued: second chance
+      e.queued[k] = e.ticks[k];
       ring.Push({item.hash, e.ticks[k]});
       continue;
     }
-    e.ids[k] = e.ids[e.count - 1];
-    e.ticks[k] = e.ticks[e.count - 1];
-    if (--e.count == 0) map_.erase(it);
+    --e.count;
+    e.ids[k] = e.ids[e.count];
+    e.ticks[k] = e.ticks[e.count];
+    e.queued[k] = e.queued[e.count];
+    if (e.count == 0) map_.erase(it);
     return;
   }
 }

@@ -3,10 +3,12 @@
 // Contract: the index maps a chained block hash (sched/framework.h ChainedBlockHashes) to the
 // endpoints that were sent a prompt containing that block, and keeps for every endpoint an
 // approximate LRU (CLOCK: FIFO with a second chance for blocks used since they were queued) of
-// at most `capacity_per_endpoint` block hashes, mirroring the engine's own prefix-cache eviction.
+// at most `capacity_per_endpoint` block hashes, mirroring the engine's own prefix-cache eviction;
+// an eviction gives at most kMaxSecondChances blocks a second chance, so it is O(1).
 // A block remembers at most kMaxHolders endpoints (the least recently used holder is forgotten
 // first). Match() reports, for every endpoint that holds the first block, how many leading blocks
-// of the prompt it holds; cost is proportional to the matched prefix, not to the pool size.
+// of the prompt it holds (binary search over the chain, O(holders · log blocks) lookups, never
+// proportional to the pool size).
 // Record() learns that `endpoint` was sent the whole prompt.
 // Thread-safety: all methods are safe from any thread (one mutex; the critical sections are a
 // few hundred hash-table operations at most, and hashing happens outside them).
@@ -23,6 +25,7 @@ namespace tidegate::sched {
 class PrefixIndex {
  public:
   static constexpr uint32_t kMaxHolders = 8;
+  static constexpr int kMaxSecondChances = 8;
 
   explicit PrefixIndex(size_t capacity_per_endpoint) : capacity_(capacity_per_endpoint) {}
 
@@ -41,7 +44,8 @@ class PrefixIndex {
   struct Entry {
     uint32_t count = 0;
     uint32_t ids[kMaxHolders];
-    uint64_t ticks[kMaxHolders];
+    uint64_t ticks[kMaxHolders];   // last use
+    uint64_t queued[kMaxHolders];  // tick of the holder's live ring item
   };
   struct Item {
     uint64_t hash;
