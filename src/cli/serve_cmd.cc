@@ -9,6 +9,7 @@
 #include "cli/flags.h"
 #include "common/units.h"
 #include "gateway/gateway.h"
+#include "pool/engine_metrics.h"
 #include "sched/picker.h"
 
 namespace tidegate::cli {
@@ -89,6 +90,7 @@ int RunServe(const std::vector<std::string>& args) {
                   pool::EndpointConfig ep;
                   if (auto err = pool::ParseEndpoint(item, &ep); !err.empty())
                     return "endpoint '" + item + "': " + err;
+                  ep.engine.clear();  // = --engine
                   cfg.endpoints.push_back(ep);
                 }
                 if (comma == std::string::npos) break;
@@ -108,12 +110,59 @@ int RunServe(const std::vector<std::string>& args) {
             IntFlag(&cfg.threads, 0, 256));
   std::string policies;
   for (const auto& n : sched::PickerNames()) policies += (policies.empty() ? "" : ", ") + n;
-  flags.Add("policy", "NAME", "endpoint picking policy: " + policies, defaults.policy,
-            [&](const std::string& v) -> std::string {
+  flags.Add("policy", "NAME",
+            "endpoint picking policy: " + policies +
+                " (a 'scheduling:' section in --config overrides it)",
+            defaults.policy, [&](const std::string& v) -> std::string {
               if (!sched::MakePicker(v)) return "unknown policy (choose from " + policies + ")";
               cfg.policy = v;
               return {};
             });
+  std::string engines;
+  for (const auto& n : pool::EngineNames()) engines += (engines.empty() ? "" : ", ") + n;
+  flags.Add("engine", "NAME",
+            "model-server kind of the endpoints, for reading their /metrics: " + engines,
+            defaults.default_engine, [&](const std::string& v) -> std::string {
+              if (!pool::EngineFromName(v)) return "unknown engine (choose from " + engines + ")";
+              cfg.default_engine = v;
+              return {};
+            });
+  flags.Add("scrape-interval", "DUR", "how often each endpoint's /metrics is read (0 = never)",
+            FormatDuration(defaults.scrape_interval), DurationFlag(&cfg.scrape_interval));
+  flags.Add("stale-after", "DUR",
+            "metrics older than this make an endpoint stale: avoided, and counted as saturated",
+            FormatDuration(defaults.stale_after), DurationFlag(&cfg.stale_after));
+  flags.Add("objective", "NAME=PRIORITY",
+            "an objective clients name in x-gateway-inference-objective (repeatable); higher "
+            "priority wins, negative = sheddable (refused with 429 when the pool is saturated)",
+            "none", [&](const std::string& v) { return gateway::AddObjective(v, &cfg); });
+  flags.Add("default-objective", "NAME", "objective of requests that name none",
+            "none (priority 0)", [&](const std::string& v) {
+              cfg.default_objective = v;
+              return std::string();
+            });
+  flags.Add("queue-threshold", "N",
+            "an endpoint with this many waiting requests is saturated (saturation = "
+            "max(waiting/N, kv/kv-threshold); the pool's is the mean)",
+            "5", [&](const std::string& v) -> std::string {
+              char* end = nullptr;
+              double d = std::strtod(v.c_str(), &end);
+              if (end == v.c_str() || *end || d <= 0) return "expected a positive number";
+              cfg.queue_threshold = d;
+              return {};
+            });
+  flags.Add("kv-threshold", "F", "KV-cache usage (0..1) at which an endpoint is saturated", "0.8",
+            [&](const std::string& v) -> std::string {
+              char* end = nullptr;
+              double d = std::strtod(v.c_str(), &end);
+              if (end == v.c_str() || *end || d <= 0 || d > 1) return "expected a number in (0, 1]";
+              cfg.kv_threshold = d;
+              return {};
+            });
+  flags.AddSwitch("forward-priority",
+                  "add vLLM's `priority` field (= -objective priority) to request bodies that "
+                  "have none, for servers run with --scheduling-policy priority",
+                  [&] { cfg.forward_priority = true; });
   flags.Add("max-body-bytes", "SIZE", "largest request body accepted (413 above it), e.g. 16MiB",
             "16MiB", [&](const std::string& v) -> std::string {
               auto b = ParseBytes(v);

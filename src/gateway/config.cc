@@ -4,7 +4,12 @@
 
 #include <set>
 
+#include <charconv>
+#include <sstream>
+
 #include "common/units.h"
+#include "pool/engine_metrics.h"
+#include "sched/config.h"
 
 namespace tidegate::gateway {
 namespace {
@@ -42,6 +47,30 @@ std::string GatewayConfig::Validate() const {
   if (connect_timeout.count() <= 0) return "connect timeout must be positive";
   if (ttfb_timeout.count() <= 0) return "time-to-first-byte timeout must be positive";
   if (stream_idle_timeout.count() <= 0) return "stream idle timeout must be positive";
+  if (queue_threshold <= 0 || kv_threshold <= 0) return "saturation thresholds must be positive";
+  if (!default_objective.empty() && !objectives.count(default_objective))
+    return "default objective '" + default_objective + "' is not a configured objective";
+  for (const auto& ep : endpoints) {
+    const std::string& engine = ep.engine.empty() ? default_engine : ep.engine;
+    if (!pool::EngineFromName(engine)) {
+      std::string names;
+      for (const auto& n : pool::EngineNames()) names += (names.empty() ? "" : ", ") + n;
+      return "endpoint " + ep.Address() + ": unknown engine '" + engine + "' (known: " + names +
+             ")";
+    }
+  }
+  return {};
+}
+
+std::string AddObjective(const std::string& spec, GatewayConfig* cfg) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0) return "expected NAME=PRIORITY, e.g. batch=-1";
+  std::string name = spec.substr(0, eq), value = spec.substr(eq + 1);
+  int priority = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), priority);
+  if (ec != std::errc() || p != value.data() + value.size())
+    return "priority of objective '" + name + "' must be an integer";
+  cfg->objectives[name] = priority;
   return {};
 }
 
@@ -56,12 +85,16 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
   }
   try {
     if (root.IsNull()) return {};
-    if (auto err = CheckKeys(root, "the config file", {"gateway", "endpoints"}); !err.empty())
+    if (auto err = CheckKeys(root, "the config file",
+                             {"gateway", "endpoints", "objectives", "default_objective",
+                              "saturation", "scheduling"});
+        !err.empty())
       return err;
     if (auto g = root["gateway"]) {
       if (auto err = CheckKeys(g, "'gateway'",
                                {"host", "port", "threads", "policy", "max_body_bytes", "timeouts",
-                                "health_interval", "max_idle_upstream_conns", "log_level"});
+                                "health_interval", "max_idle_upstream_conns", "log_level",
+                                "engine", "scrape_interval", "stale_after", "forward_priority"});
           !err.empty())
         return err;
       if (g["host"]) cfg->host = g["host"].as<std::string>();
@@ -73,6 +106,12 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (g["threads"]) cfg->threads = g["threads"].as<int>();
       if (g["policy"]) cfg->policy = g["policy"].as<std::string>();
       if (g["log_level"]) cfg->log_level = g["log_level"].as<std::string>();
+      if (g["engine"]) cfg->default_engine = g["engine"].as<std::string>();
+      if (g["forward_priority"]) cfg->forward_priority = g["forward_priority"].as<bool>();
+      if (auto err = ReadDuration(g, "scrape_interval", &cfg->scrape_interval); !err.empty())
+        return "gateway: " + err;
+      if (auto err = ReadDuration(g, "stale_after", &cfg->stale_after); !err.empty())
+        return "gateway: " + err;
       if (g["max_idle_upstream_conns"])
         cfg->max_idle_upstream_conns = g["max_idle_upstream_conns"].as<size_t>();
       if (g["max_body_bytes"]) {
@@ -100,21 +139,48 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (!eps.IsSequence()) return "'endpoints' must be a list";
       cfg->endpoints.clear();
       for (const auto& e : eps) {
-        std::string text;
+        std::string text, engine;
         if (e.IsScalar()) {
           text = e.as<std::string>();
         } else if (e.IsMap()) {
-          if (auto err = CheckKeys(e, "an endpoint", {"address"}); !err.empty()) return err;
+          if (auto err = CheckKeys(e, "an endpoint", {"address", "engine"}); !err.empty())
+            return err;
           if (!e["address"]) return "an endpoint needs 'address: host:port'";
           text = e["address"].as<std::string>();
+          if (e["engine"]) engine = e["engine"].as<std::string>();
         } else {
           return "each endpoint must be 'host:port' or {address: host:port}";
         }
         pool::EndpointConfig ep;
         if (auto err = pool::ParseEndpoint(text, &ep); !err.empty())
           return "endpoint '" + text + "': " + err;
+        ep.engine = engine;
         cfg->endpoints.push_back(ep);
       }
+    }
+    if (auto objs = root["objectives"]) {
+      if (!objs.IsSequence()) return "'objectives' must be a list of {name, priority}";
+      for (const auto& o : objs) {
+        if (auto err = CheckKeys(o, "an objective", {"name", "priority"}); !err.empty()) return err;
+        if (!o["name"]) return "an objective needs a 'name'";
+        cfg->objectives[o["name"].as<std::string>()] = o["priority"] ? o["priority"].as<int>() : 0;
+      }
+    }
+    if (root["default_objective"]) cfg->default_objective = root["default_objective"].as<std::string>();
+    if (auto sat = root["saturation"]) {
+      if (auto err = CheckKeys(sat, "'saturation'", {"queue_threshold", "kv_threshold"});
+          !err.empty())
+        return err;
+      if (sat["queue_threshold"]) cfg->queue_threshold = sat["queue_threshold"].as<double>();
+      if (sat["kv_threshold"]) cfg->kv_threshold = sat["kv_threshold"].as<double>();
+    }
+    if (auto sched = root["scheduling"]) {
+      std::unique_ptr<sched::Picker> probe;
+      if (auto err = sched::ParseSchedulerConfig(sched, &probe); !err.empty())
+        return "scheduling: " + err;
+      std::ostringstream out;
+      out << sched;
+      cfg->scheduler_yaml = out.str();
     }
   } catch (const YAML::Exception& e) {
     return "config file '" + path + "': " + e.what();

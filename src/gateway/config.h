@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,18 @@ struct GatewayConfig {
   uint16_t port = 8080;
   int threads = 0;  // 0 = one event loop per core
   std::vector<pool::EndpointConfig> endpoints;
-  std::string policy = "least-request";
+  std::string policy = "tidegate-default";
+  // GIE-style scheduler section (plugins, schedulingProfiles) as YAML text; overrides `policy`.
+  std::string scheduler_yaml;
+  std::string default_engine = "vllm";       // metric mapping for endpoints that name none
+  milliseconds scrape_interval{50};          // GET /metrics on every endpoint; 0 disables
+  milliseconds stale_after{2000};            // older metrics: the endpoint counts as saturated
+  double queue_threshold = 5;                // saturation = max(waiting/this, kv/kv_threshold)
+  double kv_threshold = 0.8;
+  // Objectives: name → priority (higher wins; negative = sheddable).
+  std::map<std::string, int> objectives;
+  std::string default_objective;             // for requests naming none ("" = priority 0)
+  bool forward_priority = false;             // add vLLM's `priority` (= −priority) to bodies
   uint64_t max_body_bytes = 16ull * 1024 * 1024;
   milliseconds connect_timeout{3000};
   milliseconds ttfb_timeout{120'000};        // request sent → first response byte
@@ -36,6 +48,9 @@ struct GatewayConfig {
   // Returns an error message, or empty when the configuration can start.
   std::string Validate() const;
 };
+
+// Parses "NAME=PRIORITY" into cfg->objectives. Returns an error message or empty.
+std::string AddObjective(const std::string& spec, GatewayConfig* cfg);
 
 // Loads the file at `path` into `cfg` (keys absent in the file keep their current values).
 // Returns an error message, or empty on success.

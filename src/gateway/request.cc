@@ -50,6 +50,46 @@ BodyInfo InspectBody(std::string& body, bool require_model) {
     }
   }
   info.stream = stream;
+  info.has_priority = !obj["priority"].error();
+
+  // Flatten the prompt for prefix affinity (no allocation once the buffer has grown).
+  thread_local std::string prompt;
+  prompt.clear();
+  auto append_text = [](simdjson::dom::element e) {
+    std::string_view sv;
+    if (!e.get_string().get(sv)) {
+      prompt.append(sv);
+      return;
+    }
+    simdjson::dom::array parts;
+    if (!e.get_array().get(parts)) {
+      for (auto part : parts) {
+        if (!part.get_string().get(sv)) {
+          prompt.append(sv);
+        } else if (!part["text"].get_string().get(sv)) {
+          prompt.append(sv);
+        }
+      }
+    }
+  };
+  simdjson::dom::array messages;
+  if (!obj["messages"].get_array().get(messages)) {
+    for (auto m : messages) {
+      std::string_view role;
+      if (!m["role"].get_string().get(role)) {
+        prompt.append(role);
+        prompt.push_back(':');
+      }
+      auto content = m["content"];
+      if (!content.error()) append_text(content.value_unsafe());
+      prompt.push_back('\n');
+    }
+  } else if (auto p = obj["prompt"]; !p.error()) {
+    append_text(p.value_unsafe());
+  } else if (auto in = obj["input"]; !in.error()) {
+    append_text(in.value_unsafe());
+  }
+  info.prompt = prompt;
   return info;
 }
 

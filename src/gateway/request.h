@@ -16,6 +16,11 @@ namespace tidegate::gateway {
 struct BodyInfo {
   std::string model;
   bool stream = false;
+  bool has_priority = false;  // the body sets vLLM's "priority" itself
+  // The prompt text (chat messages' contents, or `prompt`/`input`, concatenated) for prefix
+  // affinity. Points into a thread-local buffer: valid until the next InspectBody() call on
+  // this thread.
+  std::string_view prompt;
   std::string error;  // empty on success
   std::string code;
 };

@@ -21,7 +21,10 @@
 #include "gateway/wire.h"
 #include "metrics/registry.h"
 #include "pool/endpoint.h"
+#include "pool/engine_metrics.h"
+#include "sched/config.h"
 #include "sched/picker.h"
+#include "sched/policies.h"
 
 namespace tidegate::gateway {
 
@@ -38,7 +41,18 @@ constexpr size_t kRelayBufBytes = 16 * 1024;
 constexpr size_t kHeaderLimit = 64 * 1024;
 constexpr uint64_t kUpstreamSmallBodyLimit = 8 * 1024 * 1024;
 
-enum class Route { kChat, kCompletions, kEmbeddings, kModels, kMetrics, kHealthz, kReadyz, kOther };
+enum class Route {
+  kChat,
+  kCompletions,
+  kEmbeddings,
+  kModels,
+  kMetrics,
+  kHealthz,
+  kReadyz,
+  kPool,
+  kCapacity,
+  kOther
+};
 
 Route Classify(std::string_view path) {
   if (path == "/v1/chat/completions") return Route::kChat;
@@ -48,6 +62,8 @@ Route Classify(std::string_view path) {
   if (path == "/metrics") return Route::kMetrics;
   if (path == "/healthz") return Route::kHealthz;
   if (path == "/readyz") return Route::kReadyz;
+  if (path == "/v1/pool") return Route::kPool;
+  if (path == "/v1/capacity") return Route::kCapacity;
   return Route::kOther;
 }
 
@@ -262,7 +278,7 @@ struct Gateway::Impl {
       : cfg(std::move(c)),
         clock(SystemClock::Instance()),
         pool(cfg.endpoints),
-        picker(sched::MakePicker(cfg.policy)),
+
         acceptor(control) {
     requests_total = &registry.AddCounter(
         "tidegate_requests_total",
@@ -303,7 +319,36 @@ struct Gateway::Impl {
     auto& inf = registry.AddGauge("tidegate_endpoint_in_flight",
                                   "Requests this gateway has in flight to the endpoint",
                                   {"endpoint"});
+    pool_saturation = &registry
+                           .AddGauge("tidegate_pool_saturation",
+                                     "Mean over endpoints of max(waiting/queue_threshold, "
+                                     "kv/kv_threshold); stale endpoints count as 1 or more")
+                           .With({});
+    pool_capacity = &registry
+                         .AddGauge("tidegate_pool_sheddable_capacity",
+                                   "Estimate of how many more sheddable requests the pool can "
+                                   "take now")
+                         .With({});
+    shed = &registry.AddCounter("tidegate_requests_shed_total",
+                                "Requests refused for capacity, by reason (saturated)",
+                                {"reason"});
+    auto& sat = registry.AddGauge("tidegate_endpoint_saturation",
+                                  "max(waiting/queue_threshold, kv/kv_threshold) of the endpoint",
+                                  {"endpoint"});
+    auto& scrape_err = registry.AddCounter("tidegate_scrape_errors_total",
+                                           "Failed reads of an endpoint's /metrics", {"endpoint"});
+    saturation_cfg.queue_threshold = cfg.queue_threshold;
+    saturation_cfg.kv_threshold = cfg.kv_threshold;
+    saturation_cfg.stale_after = std::chrono::duration_cast<Nanos>(cfg.stale_after);
+    served_models.resize(pool.size());
+    last_scrape_log.resize(pool.size());
     for (size_t i = 0; i < pool.size(); ++i) {
+      endpoint_saturation.push_back(&sat.With({pool.at(i).address()}));
+      scrape_errors.push_back(&scrape_err.With({pool.at(i).address()}));
+      const auto& ecfg = pool.at(i).config();
+      engines.push_back(
+          pool::EngineFromName(ecfg.engine.empty() ? cfg.default_engine : ecfg.engine)
+              .value_or(pool::Engine{}));
       endpoint_up.push_back(&up.With({pool.at(i).address()}));
       endpoint_in_flight.push_back(&inf.With({pool.at(i).address()}));
       endpoint_up.back()->Set(1);
@@ -333,6 +378,7 @@ struct Gateway::Impl {
     for (size_t i = 0; i < pool.size(); ++i) {
       endpoint_up[i]->Set(pool.at(i).Available(now) ? 1 : 0);
       endpoint_in_flight[i]->Set(pool.at(i).InFlight());
+      endpoint_saturation[i]->Set(pool.at(i).Saturation(now, saturation_cfg));
     }
     return registry.Render();
   }
@@ -493,6 +539,12 @@ struct Gateway::Impl {
         co_return co_await WriteResponse(stream, http::status::ok, keep_alive, request_id,
                                          "text/plain; version=0.0.4; charset=utf-8",
                                          RenderMetrics(), head_extra);
+      case Route::kPool:
+        co_return co_await WriteResponse(stream, http::status::ok, keep_alive, request_id,
+                                         "application/json", PoolJson(), head_extra);
+      case Route::kCapacity:
+        co_return co_await WriteResponse(stream, http::status::ok, keep_alive, request_id,
+                                         "application/json", CapacityJson(), head_extra);
       default:
         break;
     }
@@ -541,9 +593,49 @@ struct Gateway::Impl {
                                     "invalid_request_error", info.code);
     }
     call.stream = info.stream;
+
+    // The objective decides the priority: higher wins, negative is sheddable.
+    int priority = 0;
+    std::string_view objective = req["x-gateway-inference-objective"];
+    if (!objective.empty()) {
+      auto it = cfg.objectives.find(std::string(objective));
+      if (it == cfg.objectives.end()) {
+        std::string known;
+        for (const auto& [name, p] : cfg.objectives) known += (known.empty() ? "" : ", ") + name;
+        co_return co_await WriteError(
+            call, http::status::bad_request,
+            "unknown objective '" + std::string(objective) +
+                "' in x-gateway-inference-objective (configured: " +
+                (known.empty() ? std::string("none") : known) + ")",
+            "invalid_request_error", "unknown_objective");
+      }
+      priority = it->second;
+    } else if (!cfg.default_objective.empty()) {
+      priority = cfg.objectives[cfg.default_objective];
+    }
+
+    Nanos now = clock.Now();
+    if (priority < 0 && pool.Saturation(now, saturation_cfg) >= 1.0) {
+      co_return co_await Shed(call, priority);
+    }
     sched::RequestInfo ri{RouteLabel(call.route), info.model, info.stream, req.body().size()};
-    sched::PickResult pick = picker->Pick(ri, pool, clock.Now());
-    if (pick.empty()) co_return co_await NoEndpoints(call);
+    ri.prompt = info.prompt;
+    ri.session_id = req["x-session-id"];
+    ri.priority = priority;
+    sched::PickResult pick = picker->Pick(ri, pool, now);
+    if (pick.empty()) {
+      if (priority < 0) co_return co_await Shed(call, priority);
+      co_return co_await NoEndpoints(call);
+    }
+    if (cfg.forward_priority && priority != 0 && !info.has_priority &&
+        req.body().size() > 1 && req.body().front() == '{') {
+      // vLLM's priority scheduling serves lower values first.
+      std::string field = "\"priority\":" + std::to_string(-priority);
+      if (req.body().find_first_not_of(" \t\r\n", 1) != std::string::npos &&
+          req.body()[req.body().find_first_not_of(" \t\r\n", 1)] != '}')
+        field += ',';
+      req.body().insert(1, field);
+    }
 
     ArmWatch(call);
     bool keep = false;
@@ -589,6 +681,68 @@ struct Gateway::Impl {
     }
     DisarmWatch(call);
     co_return keep;
+  }
+
+  awaitable<bool> Shed(Call& call, int priority) {
+    shed->With({"saturated"}).Inc();
+    int retry_after = static_cast<int>((cap_retry_after_ms.load() + 999) / 1000);
+    retry_after = std::max(1, retry_after);
+    char sat[32];
+    std::snprintf(sat, sizeof sat, "%.2f", cap_saturation.load());
+    co_return co_await WriteError(
+        call, http::status::too_many_requests,
+        std::string("the model server pool is saturated (saturation ") + sat +
+            "); sheddable requests (priority " + std::to_string(priority) +
+            ") are refused until capacity returns, retry after " + std::to_string(retry_after) +
+            " s",
+        "rate_limit_exceeded", "saturated",
+        {.dropped_reason = "saturated", .retry_after = retry_after});
+  }
+
+  std::string PoolJson() {
+    Nanos now = clock.Now();
+    nlohmann::ordered_json eps = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < pool.size(); ++i) {
+      const auto& ep = pool.at(i);
+      auto load = ep.Load();
+      auto snap = ep.Metrics();
+      nlohmann::ordered_json e;
+      e["address"] = ep.address();
+      e["engine"] = ep.config().engine.empty() ? cfg.default_engine : ep.config().engine;
+      e["available"] = ep.Available(now);
+      e["stale"] = load.Stale(now, saturation_cfg.stale_after);
+      e["waiting"] = load.waiting;
+      e["running"] = load.running;
+      e["kv_usage"] = load.kv_usage;
+      e["in_flight"] = ep.InFlight();
+      e["saturation"] = load.Saturation(now, saturation_cfg);
+      e["models"] = snap ? snap->models : std::vector<std::string>{};
+      e["running_lora_adapters"] = snap ? snap->running_lora_adapters : std::vector<std::string>{};
+      e["waiting_lora_adapters"] = snap ? snap->waiting_lora_adapters : std::vector<std::string>{};
+      std::string err = ep.LastScrapeError();
+      if (err.empty() && !ep.ProbeOk()) err = ep.LastError();
+      e["last_error"] = err;
+      e["scrape_age_ms"] =
+          load.has_metrics ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 now - load.scrape_time)
+                                 .count()
+                           : -1;
+      eps.push_back(std::move(e));
+    }
+    nlohmann::ordered_json out;
+    out["saturation"] = pool.Saturation(now, saturation_cfg);
+    out["endpoints"] = std::move(eps);
+    return out.dump();
+  }
+
+  std::string CapacityJson() {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "{\"saturation\":%.4f,\"sheddable_capacity\":%lld,\"retry_after_ms\":%lld,"
+                  "\"endpoints\":%zu,\"fresh_endpoints\":%d}",
+                  cap_saturation.load(), static_cast<long long>(cap_sheddable.load()),
+                  static_cast<long long>(cap_retry_after_ms.load()), pool.size(), cap_fresh.load());
+    return buf;
   }
 
   awaitable<bool> NoEndpoints(Call& call) {
@@ -1026,12 +1180,169 @@ struct Gateway::Impl {
     }
   }
 
+  // A keep-alive GET on the control loop; `conn` is (re)connected as needed. Returns false with
+  // *error set when no HTTP response came back.
+  awaitable<bool> ControlGet(std::optional<beast::tcp_stream>& conn, beast::flat_buffer& buf,
+                             pool::Endpoint& ep, std::string_view target, milliseconds timeout,
+                             int* status, std::string* body, std::string* error) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      bool fresh = false;
+      if (!conn) {
+        fresh = true;
+        conn.emplace(control);
+        buf.clear();
+        conn->expires_after(timeout);
+        auto [cec, e] = co_await conn->async_connect(resolved[ep.index()], kTok);
+        if (cec) {
+          *error = "connect: " + cec.message();
+          conn.reset();
+          co_return false;
+        }
+        beast::error_code ig;
+        conn->socket().set_option(tcp::no_delay(true), ig);
+      }
+      http::request<http::empty_body> req{http::verb::get, target, 11};
+      req.set(http::field::host, ep.address());
+      req.keep_alive(true);
+      conn->expires_after(timeout);
+      auto [ec, n] = co_await http::async_write(*conn, req, kTok);
+      http::response_parser<http::string_body> rp;
+      rp.body_limit(kUpstreamSmallBodyLimit);
+      if (!ec) std::tie(ec, n) = co_await http::async_read(*conn, buf, rp, kTok);
+      if (ec) {
+        conn.reset();
+        if (!fresh) continue;  // a stale keep-alive connection: reconnect once
+        *error = std::string(target) + ": " + ec.message();
+        co_return false;
+      }
+      conn->expires_never();
+      *status = rp.get().result_int();
+      *body = std::move(rp.get().body());
+      if (!rp.get().keep_alive()) conn.reset();
+      co_return true;
+    }
+    co_return false;
+  }
+
+  // Reads one endpoint's /metrics every scrape interval and publishes the parsed snapshot (or
+  // the error, which makes the endpoint stale). Runs on the control loop, never the data plane.
+  awaitable<void> ScrapeLoop(size_t i) {
+    auto& ep = pool.at(i);
+    std::optional<beast::tcp_stream> conn;
+    beast::flat_buffer buf;
+    net::steady_timer timer(control);
+    std::string body, error;
+    const auto timeout = std::max(milliseconds(500), cfg.stale_after);
+    while (!draining.load()) {
+      auto started = std::chrono::steady_clock::now();
+      int status = 0;
+      error.clear();
+      bool ok = co_await ControlGet(conn, buf, ep, "/metrics", timeout, &status, &body, &error);
+      Nanos now = clock.Now();
+      if (ok && status == 200) {
+        pool::EndpointMetrics m;
+        error = pool::ParseEngineMetrics(engines[i], body, now, &m);
+        if (error.empty()) {
+          // The served models (base and LoRA adapters) come from /v1/models when known.
+          if (!served_models[i].empty()) m.models = served_models[i];
+          ep.PublishMetrics(std::move(m));
+        }
+      } else if (ok) {
+        error = "/metrics answered HTTP " + std::to_string(status);
+      }
+      if (!error.empty()) {
+        ep.RecordScrapeError(now, error);
+        scrape_errors[i]->Inc();
+        if (error != last_scrape_log[i])
+          spdlog::warn("endpoint {}: cannot read metrics: {}", ep.address(), error);
+      } else if (!last_scrape_log[i].empty()) {
+        spdlog::info("endpoint {}: metrics readable again", ep.address());
+      }
+      last_scrape_log[i] = error;
+      timer.expires_at(started + cfg.scrape_interval);
+      co_await timer.async_wait(kTok);
+    }
+  }
+
+  // Pool-level capacity signal for /v1/capacity and the gauges: saturation, how many more
+  // sheddable requests fit, and when to retry, from how fast the queues have been draining.
+  awaitable<void> CapacityLoop() {
+    net::steady_timer timer(control);
+    double prev_waiting = -1;
+    auto prev_time = std::chrono::steady_clock::now();
+    double drain_rate = 0;  // waiting requests per second leaving the queues (EWMA)
+    const auto period = std::max(milliseconds(20), std::min(cfg.scrape_interval, milliseconds(250)));
+    while (!draining.load()) {
+      Nanos now = clock.Now();
+      double sat_sum = 0, waiting = 0, excess = 0;
+      int64_t room = 0;
+      int fresh = 0;
+      for (size_t i = 0; i < pool.size(); ++i) {
+        const auto& ep = pool.at(i);
+        auto load = ep.Load();
+        double sat = load.Saturation(now, saturation_cfg);
+        sat_sum += sat;
+        if (!ep.Available(now) || load.Stale(now, saturation_cfg.stale_after)) continue;
+        ++fresh;
+        waiting += load.waiting;
+        excess += std::max(0.0, load.waiting - cfg.queue_threshold + 1);
+        room += std::max<int64_t>(
+            0, static_cast<int64_t>((1.0 - sat) * cfg.queue_threshold) - ep.RoutedSinceScrape());
+      }
+      double saturation = pool.size() ? sat_sum / pool.size() : 1.0;
+      auto t = std::chrono::steady_clock::now();
+      double dt = std::chrono::duration<double>(t - prev_time).count();
+      if (prev_waiting >= 0 && dt > 0) {
+        double rate = std::max(0.0, (prev_waiting - waiting) / dt);
+        drain_rate = 0.8 * drain_rate + 0.2 * rate;
+      }
+      prev_waiting = waiting;
+      prev_time = t;
+      int64_t retry_ms = 1000;
+      if (saturation >= 1.0) {
+        retry_ms = drain_rate > 0.1 ? static_cast<int64_t>(1000.0 * std::max(1.0, excess) / drain_rate)
+                                    : 2000;
+        retry_ms = std::clamp<int64_t>(retry_ms, 1000, 30'000);
+      } else {
+        retry_ms = std::max<int64_t>(50, cfg.scrape_interval.count());
+      }
+      cap_saturation.store(saturation);
+      cap_sheddable.store(saturation >= 1.0 ? 0 : room);
+      cap_retry_after_ms.store(retry_ms);
+      cap_fresh.store(fresh);
+      pool_saturation->Set(saturation);
+      pool_capacity->Set(static_cast<double>(saturation >= 1.0 ? 0 : room));
+      timer.expires_after(period);
+      co_await timer.async_wait(kTok);
+    }
+  }
+
   awaitable<void> ProbeLoop(size_t index) {
     auto& ep = pool.at(index);
     net::steady_timer timer(control);
+    std::optional<beast::tcp_stream> models_conn;
+    beast::flat_buffer models_buf;
     while (!draining.load()) {
       std::string error;
       bool ok = co_await Probe(ep, &error);
+      if (ok) {
+        // Which models (base and LoRA adapters) this endpoint serves, for model-aware routing.
+        int status = 0;
+        std::string body, merr;
+        if (co_await ControlGet(models_conn, models_buf, ep, "/v1/models",
+                                std::max(milliseconds(1000), cfg.health_interval), &status, &body,
+                                &merr) &&
+            status == 200) {
+          auto doc = nlohmann::json::parse(body, nullptr, false);
+          std::vector<std::string> ids;
+          if (!doc.is_discarded() && doc.contains("data") && doc["data"].is_array()) {
+            for (const auto& m : doc["data"])
+              if (m.is_object() && m.contains("id") && m["id"].is_string())
+                ids.push_back(m["id"].get<std::string>());
+          }
+          served_models[index] = std::move(ids);
+        }
+      }
       if (ep.RecordProbe(ok, error)) {
         if (ok) {
           spdlog::info("endpoint {} is healthy again", ep.address());
@@ -1133,12 +1444,25 @@ struct Gateway::Impl {
   metrics::Registry registry;
   metrics::Family<metrics::Counter>* requests_total;
   metrics::Gauge* in_flight;
-  metrics::Histogram* duration[8]{};
+  metrics::Histogram* duration[static_cast<int>(Route::kOther) + 1]{};
   metrics::Histogram* ttft;
   metrics::Family<metrics::Counter>* upstream_errors;
   metrics::Counter* retries;
   metrics::Counter* client_disconnects;
-  std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight;
+  std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation;
+  std::vector<metrics::Counter*> scrape_errors;
+  metrics::Gauge* pool_saturation;
+  metrics::Gauge* pool_capacity;
+  metrics::Family<metrics::Counter>* shed;
+  pool::SaturationConfig saturation_cfg;
+  std::vector<pool::Engine> engines;                    // per endpoint
+  std::vector<std::vector<std::string>> served_models;  // per endpoint; control loop only
+  std::vector<std::string> last_scrape_log;             // per endpoint; control loop only
+  // The capacity signal, recomputed by CapacityLoop and read lock-free by /v1/capacity.
+  std::atomic<double> cap_saturation{1.0};
+  std::atomic<int64_t> cap_sheddable{0};
+  std::atomic<int64_t> cap_retry_after_ms{1000};
+  std::atomic<int> cap_fresh{0};
 };
 
 Gateway::Gateway(GatewayConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
@@ -1153,6 +1477,18 @@ Gateway::~Gateway() {
 
 std::string Gateway::Start() {
   auto& I = *impl_;
+  if (!I.cfg.scheduler_yaml.empty()) {
+    if (auto err = sched::ParseSchedulerConfig(std::string_view(I.cfg.scheduler_yaml), &I.picker);
+        !err.empty())
+      return "scheduling: " + err;
+  } else {
+    const auto framework = sched::PolicyNames();
+    if (std::find(framework.begin(), framework.end(), I.cfg.policy) != framework.end()) {
+      I.picker = sched::MakePolicyPicker(I.cfg.policy, I.saturation_cfg);
+    } else {
+      I.picker = sched::MakePicker(I.cfg.policy);
+    }
+  }
   if (!I.picker) return "unknown policy '" + I.cfg.policy + "'";
   tcp::resolver resolver(I.control);
   for (size_t i = 0; i < I.pool.size(); ++i) {
@@ -1202,6 +1538,11 @@ std::string Gateway::Start() {
   if (I.cfg.health_interval.count() > 0) {
     for (size_t i = 0; i < I.pool.size(); ++i) net::co_spawn(I.control, I.ProbeLoop(i), net::detached);
   }
+  if (I.cfg.scrape_interval.count() > 0) {
+    for (size_t i = 0; i < I.pool.size(); ++i)
+      net::co_spawn(I.control, I.ScrapeLoop(i), net::detached);
+  }
+  net::co_spawn(I.control, I.CapacityLoop(), net::detached);
   std::string eps;
   for (size_t i = 0; i < I.pool.size(); ++i) eps += (i ? "," : "") + I.pool.at(i).address();
   spdlog::info("tidegate serve: {} event loop(s), policy {}, {} endpoint(s): {}", threads,

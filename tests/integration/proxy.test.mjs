@@ -17,7 +17,9 @@ describe('proxy', () => {
     up1 = await startUpstream({ name: 'up1', models: ['fake-model', 'model-a'] });
     up2 = await startUpstream({ name: 'up2', models: ['fake-model', 'model-b'] });
     byEndpoint.set(up1.endpoint, up1).set(up2.endpoint, up2);
-    gw = await startGateway(['--endpoints', endpointsArg(up1, up2), '--log-level', 'info']);
+    // least-request is the picking these tests pin down (the fake upstreams publish no metrics).
+    gw = await startGateway(['--endpoints', endpointsArg(up1, up2), '--policy', 'least-request',
+      '--log-level', 'info']);
   }, T);
   after(stopAll);
 

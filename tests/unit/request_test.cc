@@ -51,3 +51,30 @@ TEST(ErrorBody, EscapesMessage) {
 
 }  // namespace
 }  // namespace tidegate::gateway
+
+namespace tidegate::gateway {
+namespace {
+
+TEST(InspectBody, FlattensChatMessagesForPrefixAffinity) {
+  std::string body =
+      R"({"model":"m","messages":[{"role":"system","content":"be brief"},)"
+      R"({"role":"user","content":[{"type":"text","text":"hello"},{"type":"text","text":" there"}]}]})";
+  auto info = InspectBody(body);
+  ASSERT_EQ(info.error, "");
+  EXPECT_EQ(info.prompt, "system:be brief\nuser:hello there\n");
+  EXPECT_FALSE(info.has_priority);
+}
+
+TEST(InspectBody, PromptAndInputAndPriority) {
+  std::string completion = R"({"model":"m","prompt":"once upon","priority":3})";
+  auto a = InspectBody(completion);
+  EXPECT_EQ(a.prompt, "once upon");
+  EXPECT_TRUE(a.has_priority);
+  std::string batch = R"({"model":"m","prompt":["a","b"]})";
+  EXPECT_EQ(InspectBody(batch).prompt, "ab");
+  std::string embed = R"({"model":"m","input":"vector me"})";
+  EXPECT_EQ(InspectBody(embed).prompt, "vector me");
+}
+
+}  // namespace
+}  // namespace tidegate::gateway
