@@ -600,14 +600,15 @@ struct Gateway::Impl {
     if (!objective.empty()) {
       auto it = cfg.objectives.find(std::string(objective));
       if (it == cfg.objectives.end()) {
+        // (The message is built outside the co_await: GCC 12 mishandles some temporaries in
+        // co_await operands.)
         std::string known;
         for (const auto& [name, p] : cfg.objectives) known += (known.empty() ? "" : ", ") + name;
-        co_return co_await WriteError(
-            call, http::status::bad_request,
-            "unknown objective '" + std::string(objective) +
-                "' in x-gateway-inference-objective (configured: " +
-                (known.empty() ? std::string("none") : known) + ")",
-            "invalid_request_error", "unknown_objective");
+        if (known.empty()) known = "none";
+        std::string message = "unknown objective '" + std::string(objective) +
+                              "' in x-gateway-inference-objective (configured: " + known + ")";
+        co_return co_await WriteError(call, http::status::bad_request, message,
+                                      "invalid_request_error", "unknown_objective");
       }
       priority = it->second;
     } else if (!cfg.default_objective.empty()) {
@@ -716,7 +717,8 @@ struct Gateway::Impl {
       e["kv_usage"] = load.kv_usage;
       e["in_flight"] = ep.InFlight();
       e["saturation"] = load.Saturation(now, saturation_cfg);
-      e["models"] = snap ? snap->models : std::vector<std::string>{};
+      auto served = ep.ServedModels();
+      e["models"] = !served.empty() ? served : snap ? snap->models : std::vector<std::string>{};
       e["running_lora_adapters"] = snap ? snap->running_lora_adapters : std::vector<std::string>{};
       e["waiting_lora_adapters"] = snap ? snap->waiting_lora_adapters : std::vector<std::string>{};
       std::string err = ep.LastScrapeError();
@@ -1052,7 +1054,8 @@ struct Gateway::Impl {
             "upstream_error",
             IsTimeout(fail_ec) ? "upstream_stream_timeout" : "upstream_disconnected");
         auto e1 = co_await WriteBody(call.client, true, event.data(), event.size());
-        auto e2 = e1 ? e1 : co_await WriteBody(call.client, false, "0\r\n\r\n", 5);
+        beast::error_code e2 = e1;
+        if (!e1) e2 = co_await WriteBody(call.client, false, "0\r\n\r\n", 5);
         keep = !e2 && call.keep_alive && !draining.load();
       }
       co_return AttemptResult{Outcome::kDone, {}};
@@ -1244,7 +1247,10 @@ struct Gateway::Impl {
         error = pool::ParseEngineMetrics(engines[i], body, now, &m);
         if (error.empty()) {
           // The served models (base and LoRA adapters) come from /v1/models when known.
-          if (!served_models[i].empty()) m.models = served_models[i];
+          if (!served_models[i].empty()) {
+            m.models = served_models[i];
+            m.models_listed = true;
+          }
           ep.PublishMetrics(std::move(m));
         }
       } else if (ok) {
@@ -1340,6 +1346,7 @@ struct Gateway::Impl {
               if (m.is_object() && m.contains("id") && m["id"].is_string())
                 ids.push_back(m["id"].get<std::string>());
           }
+          ep.SetServedModels(ids);
           served_models[index] = std::move(ids);
         }
       }

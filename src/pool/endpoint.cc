@@ -65,6 +65,16 @@ bool Endpoint::RecordProbe(bool ok, const std::string& error) {
   return probe_ok_.exchange(false, std::memory_order_relaxed);
 }
 
+void Endpoint::SetServedModels(std::vector<std::string> models) {
+  std::lock_guard lock(error_mu_);
+  served_models_ = std::move(models);
+}
+
+std::vector<std::string> Endpoint::ServedModels() const {
+  std::lock_guard lock(error_mu_);
+  return served_models_;
+}
+
 std::string Endpoint::LastError() const {
   std::lock_guard lock(error_mu_);
   return last_error_;

@@ -98,6 +98,10 @@ class Endpoint {
   bool RecordProbe(bool ok, const std::string& error);
   std::string LastError() const;
 
+  // The models (base and LoRA adapters) the server lists on GET /v1/models; empty = unknown.
+  void SetServedModels(std::vector<std::string> models);
+  std::vector<std::string> ServedModels() const;
+
   // --- Model-server metrics (see the header comment) ---
   // Publishes a successful scrape; clears the scrape error and the routed-since-scrape count.
   void PublishMetrics(std::shared_ptr<const EndpointMetrics> metrics);
@@ -129,6 +133,7 @@ class Endpoint {
   std::atomic<int> in_flight_{0};
   std::atomic<bool> probe_ok_{true};
   std::atomic<int> probe_failures_{0};
+  std::vector<std::string> served_models_;  // guarded by error_mu_
   std::atomic<int64_t> down_until_{0};
   std::atomic<int> consecutive_failures_{0};
   mutable std::mutex error_mu_;

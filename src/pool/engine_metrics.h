@@ -54,6 +54,9 @@ struct EndpointMetrics {
   int block_size = 0;
   int64_t num_gpu_blocks = 0;
   std::vector<std::string> models;  // served model names seen in labels (may be empty)
+  // True when `models` is the server's own complete list (its GET /v1/models, filled in by the
+  // gateway), so a model absent from it is not served there.
+  bool models_listed = false;
   Nanos scrape_time{0};             // monotonic time of the scrape (set by the caller)
 
   bool ServesModel(std::string_view model) const;

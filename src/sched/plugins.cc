@@ -37,6 +37,9 @@ class ModelFilter final : public Filter {
   static bool Serves(const Candidate& c, const RequestInfo& req) {
     auto m = c.endpoint->Metrics();
     if (!m) return true;  // nothing known yet
+    if (m->models_listed) {
+      return m->ServesModel(req.model) || (!req.adapter.empty() && m->ServesModel(req.adapter));
+    }
     bool lora_capable = m->has_lora_info && m->max_lora > 0;
     if (!req.adapter.empty()) {
       if (m->has_lora_info && !lora_capable) return false;

@@ -453,3 +453,48 @@ export function expectErrorShape(assert, r, { status, code } = {}) {
   if (code !== undefined) assert.equal(e.code, code, `error.code; ${ctx}`);
   return e;
 }
+
+// Opens `n` POST requests at once on fresh connections and keeps them open (their response
+// bodies are read and dropped), e.g. long streams that fill a simulator's queue directly.
+// Unlike openStream it does not wait for response heads (a queued request may have none yet).
+// Returns {statuses (head status per request, once known), errors, destroy()}; destroy() hangs
+// up every request, whatever state it is in.
+export function openFlood(baseUrl, p, obj, n, { headers = {} } = {}) {
+  const url = new URL(p, baseUrl);
+  const payload = Buffer.from(JSON.stringify(obj), 'utf8');
+  const reqs = [];
+  const statuses = [];
+  const errors = [];
+  for (let i = 0; i < n; i++) {
+    const req = http.request({
+      hostname: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': payload.length, ...headers },
+    }, (res) => {
+      statuses[i] = res.statusCode;
+      res.on('error', () => {});
+      res.resume();
+    });
+    req.on('error', (err) => { if (!req.destroyedOnPurpose) errors.push(err); });
+    req.end(payload);
+    reqs.push(req);
+  }
+  return {
+    statuses, errors,
+    destroy: () => {
+      for (const req of reqs) {
+        req.destroyedOnPurpose = true;
+        req.destroy();
+      }
+    },
+  };
+}
+
+// Runs `promtool check metrics` on an exposition text. Resolves {status, output} (status 0 =
+// clean). The binary is $PROMTOOL or /usr/bin/promtool.
+export async function promtoolCheckMetrics(text) {
+  const { spawnSync } = await import('node:child_process');
+  const res = spawnSync(process.env.PROMTOOL || '/usr/bin/promtool', ['check', 'metrics'],
+    { input: text, encoding: 'utf8', timeout: 10_000 });
+  if (res.error) throw res.error;
+  return { status: res.status, output: `${res.stdout}${res.stderr}` };
+}
