@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-UP1=19101; UP2=19102; TG=19110; HA=19111; NG=19112
+UP1=19101; UP2=19102; TG=19110; HA=19111; NG=19112; TGLR=19113
 
 # A canned non-streaming chat completion and a canned 16-event SSE stream.
 JSON='{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}'
@@ -57,6 +57,12 @@ http {
   server {
     listen 127.0.0.1:$UP1; listen 127.0.0.1:$UP2;
     location = /health { return 200 '{}'; }
+    # vLLM-style metrics, so tidegate's scheduler works on live (if constant) pool state.
+    location = /metrics {
+      default_type text/plain;
+      return 200 "vllm:num_requests_waiting{model_name=\\"m\\"} 0\nvllm:num_requests_running{model_name=\\"m\\"} 3\nvllm:kv_cache_usage_perc{model_name=\\"m\\"} 0.2\n";
+    }
+    location = /v1/models { default_type application/json; return 200 '{"object":"list","data":[{"id":"m","object":"model"}]}'; }
     location = /v1/chat/completions { default_type application/json; return 200 "$JSON_ESC"; }
     # Streaming: sub_filter forces chunked transfer encoding, like a real SSE stream.
     location = /v1/completions {
@@ -113,10 +119,16 @@ http {
 NGX
 nginx -c $WORK/proxy.conf
 
+# tidegate with its default, metric-aware policy, and with plain least-request for comparison.
 build/tidegate serve --host 127.0.0.1 --port $TG --threads $PROXY_THREADS \
   --endpoints 127.0.0.1:$UP1,127.0.0.1:$UP2 --log-level warn &
 pids+=($!)
+build/tidegate serve --host 127.0.0.1 --port $TGLR --threads $PROXY_THREADS --policy least-request \
+  --endpoints 127.0.0.1:$UP1,127.0.0.1:$UP2 --log-level warn &
+pids+=($!)
 sleep 1
+curl -s http://127.0.0.1:$TG/v1/pool | grep -q '"stale":false' \
+  || echo "warning: tidegate does not see fresh endpoint metrics" >&2
 
 BODY='{"model":"m","messages":[{"role":"user","content":"Say something about foxes."}],"max_tokens":16}'
 SBODY='{"model":"m","prompt":"Say something about foxes.","max_tokens":16,"stream":true}'
@@ -128,10 +140,10 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 }
 
-declare -A TARGETS=([direct]=$UP1 [tidegate]=$TG [haproxy]=$HA [nginx]=$NG)
-ORDER=(direct tidegate haproxy nginx)
+declare -A TARGETS=([direct]=$UP1 [tidegate]=$TG [tidegate-lr]=$TGLR [haproxy]=$HA [nginx]=$NG)
+ORDER=(direct tidegate tidegate-lr haproxy nginx)
 results=()
-printf "\n%-10s %-10s %5s %12s %10s %10s\n" workload target conns "req/s" "p50(ms)" "p99(ms)"
+printf "\n%-10s %-11s %5s %12s %10s %10s\n" workload target conns "req/s" "p50(ms)" "p99(ms)"
 # Two load levels: saturated (--connections, throughput) and one connection (added latency,
 # measured without queueing on this 2-core machine).
 for run in "json $CONNS" "sse $CONNS" "json 1" "sse 1"; do
@@ -148,7 +160,7 @@ for run in "json $CONNS" "sse $CONNS" "json 1" "sse 1"; do
     errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
     tomsec() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v+0 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
     p50ms=$(tomsec "$p50"); p99ms=$(tomsec "$p99")
-    printf "%-10s %-10s %5s %12s %10s %10s %s\n" $workload $name $c "$rps" "$p50ms" "$p99ms" "$errs"
+    printf "%-10s %-11s %5s %12s %10s %10s %s\n" $workload $name $c "$rps" "$p50ms" "$p99ms" "$errs"
     results+=("{\"workload\":\"$workload\",\"connections\":$c,\"target\":\"$name\",\"rps\":$rps,\"p50_ms\":$p50ms,\"p99_ms\":$p99ms,\"errors\":\"${errs}\"}")
   done
 done
