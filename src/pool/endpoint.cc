@@ -33,8 +33,33 @@ std::string ParseEndpoint(const std::string& text, EndpointConfig* out) {
   return {};
 }
 
+namespace {
+std::atomic<uint64_t> next_endpoint_uid{1};
+}
+
 Endpoint::Endpoint(size_t index, EndpointConfig cfg)
-    : index_(index), cfg_(std::move(cfg)), address_(cfg_.Address()) {}
+    : index_(index),
+      cfg_(std::move(cfg)),
+      address_(cfg_.Address()),
+      uid_(next_endpoint_uid.fetch_add(1, std::memory_order_relaxed)) {}
+
+const EndpointMetrics* Endpoint::MetricsCached() const {
+  struct Entry {
+    uint64_t uid = 0;
+    uint64_t gen = 0;
+    std::shared_ptr<const EndpointMetrics> metrics;
+  };
+  thread_local std::vector<Entry> cache;  // indexed by endpoint index
+  const uint64_t gen = metrics_gen_.load(std::memory_order_acquire);
+  if (cache.size() <= index_) cache.resize(index_ + 1);
+  Entry& e = cache[index_];
+  if (e.uid != uid_ || e.gen != gen || (gen != 0 && !e.metrics)) {
+    e.uid = uid_;
+    e.gen = gen;
+    e.metrics = Metrics();
+  }
+  return e.metrics.get();
+}
 
 void Endpoint::RecordConnectFailure(Nanos now) {
   int n = consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -109,6 +134,7 @@ void Endpoint::PublishMetrics(std::shared_ptr<const EndpointMetrics> m) {
   routed_since_scrape_.store(0, std::memory_order_relaxed);
   metrics_ = std::move(m);
   scrape_error_.clear();
+  metrics_gen_.fetch_add(1, std::memory_order_release);
 }
 
 void Endpoint::RecordScrapeError(Nanos now, std::string error) {

@@ -113,6 +113,11 @@ class Endpoint {
   LoadSnapshot Load() const;
   // The full latest snapshot (nullptr before the first successful scrape).
   std::shared_ptr<const EndpointMetrics> Metrics() const;
+  // The same snapshot for the hot path: served from a per-thread cache keyed by the publish
+  // generation, so a decision touches no shared reference count or mutex unless a new scrape
+  // landed. Null before the first scrape. The pointer stays valid until this thread's next
+  // MetricsCached() call for this endpoint.
+  const EndpointMetrics* MetricsCached() const;
   std::string LastScrapeError() const;
   Nanos LastScrapeErrorTime() const {
     return Nanos{scrape_error_at_.load(std::memory_order_relaxed)};
@@ -147,6 +152,8 @@ class Endpoint {
   std::atomic<uint8_t> m_flags_{0};
   mutable std::atomic<int> routed_since_scrape_{0};
   std::atomic<int64_t> scrape_error_at_{0};
+  const uint64_t uid_;                       // unique across all endpoints ever made
+  std::atomic<uint64_t> metrics_gen_{0};     // bumped after each PublishMetrics
   mutable std::mutex metrics_mu_;  // serialises writers; guards the two fields below
   std::shared_ptr<const EndpointMetrics> metrics_;
   std::string scrape_error_;

@@ -35,7 +35,7 @@ class ModelFilter final : public Filter {
 
  private:
   static bool Serves(const Candidate& c, const RequestInfo& req) {
-    auto m = c.endpoint->Metrics();
+    const pool::EndpointMetrics* m = c.endpoint->MetricsCached();
     if (!m) return true;  // nothing known yet
     if (m->models_listed) {
       return m->ServesModel(req.model) || (!req.adapter.empty() && m->ServesModel(req.adapter));
@@ -151,7 +151,7 @@ class LoraAffinityScorer final : public Scorer {
     std::string_view adapter = ctx.req->adapter;
     if (adapter.empty()) return;
     for (size_t j = 0; j < cands.size(); ++j) {
-      auto m = cands[j].endpoint->Metrics();
+      const pool::EndpointMetrics* m = cands[j].endpoint->MetricsCached();
       if (!m) continue;
       if (m->AdapterRunning(adapter)) {
         out[j] = 1.0;
