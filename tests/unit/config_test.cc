@@ -68,3 +68,62 @@ TEST(Config, ValidateNeedsEndpoints) {
 
 }  // namespace
 }  // namespace tidegate::gateway
+
+namespace tidegate::gateway {
+namespace {
+
+TEST(Config, ObjectivesSaturationAndScheduling) {
+  auto path = WriteTemp(R"(
+gateway: {engine: sglang, scrape_interval: 100ms, stale_after: 1s, forward_priority: true}
+endpoints:
+  - 127.0.0.1:8000
+  - {address: 127.0.0.1:8001, engine: vllm}
+objectives:
+  - {name: interactive, priority: 10}
+  - {name: batch, priority: -1}
+default_objective: interactive
+saturation: {queue_threshold: 3, kv_threshold: 0.9}
+scheduling:
+  plugins: [{type: queue-scorer}]
+  schedulingProfiles: [{name: p, plugins: [{pluginRef: queue-scorer, weight: 2}]}]
+)");
+  GatewayConfig cfg;
+  ASSERT_EQ(LoadGatewayConfigYaml(path, &cfg), "");
+  EXPECT_EQ(cfg.default_engine, "sglang");
+  EXPECT_EQ(cfg.endpoints[0].engine, "");  // = the default engine
+  EXPECT_EQ(cfg.endpoints[1].engine, "vllm");
+  EXPECT_EQ(cfg.scrape_interval.count(), 100);
+  EXPECT_EQ(cfg.stale_after.count(), 1000);
+  EXPECT_TRUE(cfg.forward_priority);
+  EXPECT_EQ(cfg.objectives.at("batch"), -1);
+  EXPECT_EQ(cfg.objectives.at("interactive"), 10);
+  EXPECT_EQ(cfg.default_objective, "interactive");
+  EXPECT_EQ(cfg.queue_threshold, 3);
+  EXPECT_EQ(cfg.kv_threshold, 0.9);
+  EXPECT_NE(cfg.scheduler_yaml.find("queue-scorer"), std::string::npos);
+  EXPECT_EQ(cfg.Validate(), "");
+  std::remove(path.c_str());
+}
+
+TEST(Config, BadSchedulingAndObjectivesAreClearErrors) {
+  auto path = WriteTemp("scheduling:\n  plugins: [{type: no-such-scorer}]\n");
+  GatewayConfig cfg;
+  auto err = LoadGatewayConfigYaml(path, &cfg);
+  EXPECT_NE(err.find("no-such-scorer"), std::string::npos) << err;
+  std::remove(path.c_str());
+
+  GatewayConfig c2;
+  EXPECT_NE(AddObjective("batch", &c2), "");
+  EXPECT_NE(AddObjective("batch=low", &c2), "");
+  EXPECT_EQ(AddObjective("batch=-2", &c2), "");
+  EXPECT_EQ(c2.objectives.at("batch"), -2);
+  c2.endpoints.push_back({"h", 1});
+  c2.default_objective = "missing";
+  EXPECT_NE(c2.Validate().find("default objective"), std::string::npos);
+  c2.default_objective.clear();
+  c2.endpoints[0].engine = "nope";
+  EXPECT_NE(c2.Validate().find("unknown engine"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tidegate::gateway
