@@ -1,7 +1,14 @@
 #include "cli/flags.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <iostream>
 #include <sstream>
+
+#include "common/units.h"
 
 namespace tidegate::cli {
 
@@ -80,6 +87,82 @@ std::string FlagSet::Usage() const {
   }
   out << "  -h, --help" << std::string(width + 4 - 8, ' ') << "show this help\n";
   return out.str();
+}
+
+bool ParseIntIn(const std::string& v, long long lo, long long hi, long long* out) {
+  long long x = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  if (ec != std::errc() || p != v.data() + v.size() || x < lo || x > hi) return false;
+  *out = x;
+  return true;
+}
+
+bool ParseDoubleIn(const std::string& v, double lo, double hi, double* out) {
+  if (v.empty()) return false;
+  char* end = nullptr;
+  double x = std::strtod(v.c_str(), &end);
+  if (end != v.c_str() + v.size() || !std::isfinite(x) || x < lo || x > hi) return false;
+  *out = x;
+  return true;
+}
+
+std::vector<std::string> SplitList(const std::string& v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t comma = v.find(',', start);
+    std::string item =
+        v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+FlagSet::Setter DoubleSetter(double* out, double lo, double hi) {
+  return [out, lo, hi](const std::string& v) -> std::string {
+    if (!ParseDoubleIn(v, lo, hi, out)) {
+      std::ostringstream msg;
+      msg << "expected a number from " << lo << " to " << hi;
+      return msg.str();
+    }
+    return {};
+  };
+}
+
+FlagSet::Setter DurationSetter(std::chrono::milliseconds* out) {
+  return [out](const std::string& v) -> std::string {
+    auto d = ParseDuration(v);
+    if (!d) return "expected a duration such as 500ms, 3s or 2m";
+    *out = *d;
+    return {};
+  };
+}
+
+FlagSet::Setter LogLevelSetter(std::string* out) {
+  return [out](const std::string& v) -> std::string {
+    if (spdlog::level::from_str(v) == spdlog::level::off && v != "off") return "unknown level";
+    *out = v;
+    return {};
+  };
+}
+
+std::optional<int> ParseCommandLine(FlagSet& flags, const std::vector<std::string>& args) {
+  if (auto err = flags.Parse(args)) {
+    std::cerr << flags.command() << ": " << *err << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  if (!flags.positional().empty()) {
+    std::cerr << flags.command() << ": unexpected argument '" << flags.positional()[0]
+              << "' (see " << flags.command() << " --help)\n";
+    return 2;
+  }
+  return std::nullopt;
 }
 
 }  // namespace tidegate::cli

@@ -8,6 +8,7 @@
 // Thread-safety: none needed; used once at start-up.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -34,6 +35,7 @@ class FlagSet {
   bool WasSet(const std::string& name) const;
 
   std::string Usage() const;
+  const std::string& command() const { return command_; }
 
  private:
   struct Flag {
@@ -50,5 +52,30 @@ class FlagSet {
   std::vector<std::string> seen_;
   bool help_requested_ = false;
 };
+
+// Strict number parsing: the whole text, within [lo, hi].
+bool ParseIntIn(const std::string& v, long long lo, long long hi, long long* out);
+bool ParseDoubleIn(const std::string& v, double lo, double hi, double* out);
+// "a,b,,c" → {"a","b","c"}.
+std::vector<std::string> SplitList(const std::string& v);
+
+// Typed setters for FlagSet::Add.
+template <typename T>
+FlagSet::Setter IntSetter(T* out, long long lo, long long hi) {
+  return [out, lo, hi](const std::string& v) -> std::string {
+    long long x = 0;
+    if (!ParseIntIn(v, lo, hi, &x))
+      return "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+    *out = static_cast<T>(x);
+    return {};
+  };
+}
+FlagSet::Setter DoubleSetter(double* out, double lo, double hi);
+FlagSet::Setter DurationSetter(std::chrono::milliseconds* out);
+FlagSet::Setter LogLevelSetter(std::string* out);
+
+// Parses `args` into `flags`, printing errors (to stderr) or the usage (for --help, to stdout).
+// Returns the exit code to return at once (0 after help, 2 on a usage error), or nullopt to go on.
+std::optional<int> ParseCommandLine(FlagSet& flags, const std::vector<std::string>& args);
 
 }  // namespace tidegate::cli

@@ -21,31 +21,6 @@ bool SetLogLevel(const std::string& name) {
   return true;
 }
 
-namespace {
-
-FlagSet::Setter DurationFlag(std::chrono::milliseconds* out) {
-  return [out](const std::string& v) -> std::string {
-    auto d = ParseDuration(v);
-    if (!d) return "expected a duration such as 500ms, 3s or 2m";
-    *out = *d;
-    return {};
-  };
-}
-
-template <typename T>
-FlagSet::Setter IntFlag(T* out, long long lo, long long hi) {
-  return [out, lo, hi](const std::string& v) -> std::string {
-    long long x = 0;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-    if (ec != std::errc() || p != v.data() + v.size() || x < lo || x > hi)
-      return "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
-    *out = static_cast<T>(x);
-    return {};
-  };
-}
-
-}  // namespace
-
 int RunServe(const std::vector<std::string>& args) {
   gateway::GatewayConfig cfg;
   const gateway::GatewayConfig defaults;
@@ -81,20 +56,12 @@ int RunServe(const std::vector<std::string>& args) {
   flags.Add("endpoints", "HOST:PORT,...", "model servers to route to (comma-separated)", "none",
             [&](const std::string& v) -> std::string {
               cfg.endpoints.clear();
-              size_t start = 0;
-              while (start <= v.size()) {
-                size_t comma = v.find(',', start);
-                std::string item = v.substr(start, comma == std::string::npos ? std::string::npos
-                                                                              : comma - start);
-                if (!item.empty()) {
-                  pool::EndpointConfig ep;
-                  if (auto err = pool::ParseEndpoint(item, &ep); !err.empty())
-                    return "endpoint '" + item + "': " + err;
-                  ep.engine.clear();  // = --engine
-                  cfg.endpoints.push_back(ep);
-                }
-                if (comma == std::string::npos) break;
-                start = comma + 1;
+              for (const auto& item : SplitList(v)) {
+                pool::EndpointConfig ep;
+                if (auto err = pool::ParseEndpoint(item, &ep); !err.empty())
+                  return "endpoint '" + item + "': " + err;
+                ep.engine.clear();  // = --engine
+                cfg.endpoints.push_back(ep);
               }
               return cfg.endpoints.empty() ? "no endpoints given" : "";
             });
@@ -104,10 +71,10 @@ int RunServe(const std::vector<std::string>& args) {
               return std::string();
             });
   flags.Add("port", "N", "port to listen on (0 picks a free one)", std::to_string(defaults.port),
-            IntFlag(&cfg.port, 0, 65535));
+            IntSetter(&cfg.port, 0, 65535));
   flags.Add("threads", "N", "event loops (0 = one per core)",
             "0 (= " + std::to_string(std::thread::hardware_concurrency()) + " here)",
-            IntFlag(&cfg.threads, 0, 256));
+            IntSetter(&cfg.threads, 0, 256));
   std::string policies;
   for (const auto& n : sched::PickerNames()) policies += (policies.empty() ? "" : ", ") + n;
   flags.Add("policy", "NAME",
@@ -128,10 +95,10 @@ int RunServe(const std::vector<std::string>& args) {
               return {};
             });
   flags.Add("scrape-interval", "DUR", "how often each endpoint's /metrics is read (0 = never)",
-            FormatDuration(defaults.scrape_interval), DurationFlag(&cfg.scrape_interval));
+            FormatDuration(defaults.scrape_interval), DurationSetter(&cfg.scrape_interval));
   flags.Add("stale-after", "DUR",
             "metrics older than this make an endpoint stale: avoided, and counted as saturated",
-            FormatDuration(defaults.stale_after), DurationFlag(&cfg.stale_after));
+            FormatDuration(defaults.stale_after), DurationSetter(&cfg.stale_after));
   flags.Add("objective", "NAME=PRIORITY",
             "an objective clients name in x-gateway-inference-objective (repeatable); higher "
             "priority wins, negative = sheddable (refused with 429 when the pool is saturated)",
@@ -144,21 +111,9 @@ int RunServe(const std::vector<std::string>& args) {
   flags.Add("queue-threshold", "N",
             "an endpoint with this many waiting requests is saturated (saturation = "
             "max(waiting/N, kv/kv-threshold); the pool's is the mean)",
-            "5", [&](const std::string& v) -> std::string {
-              char* end = nullptr;
-              double d = std::strtod(v.c_str(), &end);
-              if (end == v.c_str() || *end || d <= 0) return "expected a positive number";
-              cfg.queue_threshold = d;
-              return {};
-            });
+            "5", DoubleSetter(&cfg.queue_threshold, 1e-9, 1e9));
   flags.Add("kv-threshold", "F", "KV-cache usage (0..1) at which an endpoint is saturated", "0.8",
-            [&](const std::string& v) -> std::string {
-              char* end = nullptr;
-              double d = std::strtod(v.c_str(), &end);
-              if (end == v.c_str() || *end || d <= 0 || d > 1) return "expected a number in (0, 1]";
-              cfg.kv_threshold = d;
-              return {};
-            });
+            DoubleSetter(&cfg.kv_threshold, 1e-9, 1));
   flags.AddSwitch("forward-priority",
                   "add vLLM's `priority` field (= -objective priority) to request bodies that "
                   "have none, for servers run with --scheduling-policy priority",
@@ -171,40 +126,23 @@ int RunServe(const std::vector<std::string>& args) {
               return {};
             });
   flags.Add("connect-timeout", "DUR", "upstream connect timeout (then the next endpoint is tried)",
-            FormatDuration(defaults.connect_timeout), DurationFlag(&cfg.connect_timeout));
+            FormatDuration(defaults.connect_timeout), DurationSetter(&cfg.connect_timeout));
   flags.Add("ttfb-timeout", "DUR",
             "time allowed from sending a request upstream to its first response byte (504 after)",
-            FormatDuration(defaults.ttfb_timeout), DurationFlag(&cfg.ttfb_timeout));
+            FormatDuration(defaults.ttfb_timeout), DurationSetter(&cfg.ttfb_timeout));
   flags.Add("stream-idle-timeout", "DUR",
             "longest silence allowed between two chunks of a response, either direction",
-            FormatDuration(defaults.stream_idle_timeout), DurationFlag(&cfg.stream_idle_timeout));
+            FormatDuration(defaults.stream_idle_timeout), DurationSetter(&cfg.stream_idle_timeout));
   flags.Add("client-idle-timeout", "DUR", "keep-alive idle time before a client is closed",
-            FormatDuration(defaults.client_idle_timeout), DurationFlag(&cfg.client_idle_timeout));
+            FormatDuration(defaults.client_idle_timeout), DurationSetter(&cfg.client_idle_timeout));
   flags.Add("drain-timeout", "DUR", "on SIGTERM, how long in-flight requests may take to finish",
-            FormatDuration(defaults.drain_timeout), DurationFlag(&cfg.drain_timeout));
+            FormatDuration(defaults.drain_timeout), DurationSetter(&cfg.drain_timeout));
   flags.Add("health-interval", "DUR", "how often each endpoint's GET /health is probed (0 = off)",
-            FormatDuration(defaults.health_interval), DurationFlag(&cfg.health_interval));
+            FormatDuration(defaults.health_interval), DurationSetter(&cfg.health_interval));
   flags.Add("log-level", "LEVEL", "trace, debug (one line per request), info, warn, error, off",
-            defaults.log_level, [&](const std::string& v) -> std::string {
-              if (spdlog::level::from_str(v) == spdlog::level::off && v != "off")
-                return "unknown level";
-              cfg.log_level = v;
-              return {};
-            });
+            defaults.log_level, LogLevelSetter(&cfg.log_level));
 
-  if (auto err = flags.Parse(args)) {
-    std::cerr << "tidegate serve: " << *err << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
-  if (!flags.positional().empty()) {
-    std::cerr << "tidegate serve: unexpected argument '" << flags.positional()[0]
-              << "' (see tidegate serve --help)\n";
-    return 2;
-  }
+  if (auto code = ParseCommandLine(flags, args)) return *code;
   SetLogLevel(cfg.log_level);
   if (auto err = cfg.Validate(); !err.empty()) {
     std::cerr << "tidegate serve: " << err << "\n";

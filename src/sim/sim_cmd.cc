@@ -16,58 +16,10 @@ namespace tidegate::cli {
 
 namespace {
 
-std::vector<std::string> SplitList(const std::string& v) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= v.size()) {
-    size_t comma = v.find(',', start);
-    std::string item =
-        v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!item.empty()) out.push_back(item);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
 
-bool ParseInt(const std::string& v, long long lo, long long hi, long long* out) {
-  long long x = 0;
-  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  if (ec != std::errc() || p != v.data() + v.size() || x < lo || x > hi) return false;
-  *out = x;
-  return true;
-}
 
-bool ParseDouble(const std::string& v, double lo, double hi, double* out) {
-  try {
-    size_t used = 0;
-    double x = std::stod(v, &used);
-    if (used != v.size() || !std::isfinite(x) || x < lo || x > hi) return false;
-    *out = x;
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
 
-template <typename T>
-FlagSet::Setter Int(T* out, long long lo, long long hi) {
-  return [out, lo, hi](const std::string& v) -> std::string {
-    long long x;
-    if (!ParseInt(v, lo, hi, &x))
-      return "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
-    *out = static_cast<T>(x);
-    return {};
-  };
-}
 
-FlagSet::Setter Double(double* out, double lo, double hi) {
-  return [out, lo, hi](const std::string& v) -> std::string {
-    if (!ParseDouble(v, lo, hi, out))
-      return "expected a number from " + std::to_string(lo) + " to " + std::to_string(hi);
-    return {};
-  };
-}
 
 // "a,b,c" of numbers into the given fields.
 FlagSet::Setter Doubles(std::vector<double*> outs) {
@@ -76,7 +28,7 @@ FlagSet::Setter Doubles(std::vector<double*> outs) {
     if (items.size() != outs.size())
       return "expected " + std::to_string(outs.size()) + " comma-separated numbers";
     for (size_t i = 0; i < outs.size(); ++i)
-      if (!ParseDouble(items[i], 0, 1e18, outs[i])) return "bad number '" + items[i] + "'";
+      if (!ParseDoubleIn(items[i], 0, 1e18, outs[i])) return "bad number '" + items[i] + "'";
     return {};
   };
 }
@@ -135,35 +87,35 @@ int RunSim(const std::vector<std::string>& args) {
     return std::string();
   });
   flags.Add("port", "N", "port of the first server (0 = a free port for each server)",
-            std::to_string(port), Int(&port, 0, 65535));
+            std::to_string(port), IntSetter(&port, 0, 65535));
   flags.Add("port-count", "K", "number of servers, on ports N, N+1, ... (all free ports if N=0)",
-            "1", Int(&port_count, 1, 1024));
+            "1", IntSetter(&port_count, 1, 1024));
   flags.Add("ports", "A,B,...", "explicit ports, one server each (overrides --port/--port-count)",
             "none", [&](const std::string& v) -> std::string {
               port_list.clear();
               for (const auto& item : SplitList(v)) {
                 long long x;
-                if (!ParseInt(item, 0, 65535, &x)) return "bad port '" + item + "'";
+                if (!ParseIntIn(item, 0, 65535, &x)) return "bad port '" + item + "'";
                 port_list.push_back(static_cast<uint16_t>(x));
               }
               return port_list.empty() ? "no ports given" : "";
             });
   flags.Add("threads", "N", "event loops shared by the servers (0 = min(servers, cores))", "0",
-            Int(&cfg.threads, 0, 256));
+            IntSetter(&cfg.threads, 0, 256));
   flags.Add("model", "NAME", "served (base) model name", cfg.model, [&](const std::string& v) {
     cfg.model = v;
     return std::string();
   });
   flags.Add("max-num-seqs", "N", "most requests in a batch; the rest wait",
-            std::to_string(e.max_num_seqs), Int(&e.max_num_seqs, 1, 1 << 20));
+            std::to_string(e.max_num_seqs), IntSetter(&e.max_num_seqs, 1, 1 << 20));
   flags.Add("max-num-batched-tokens", "N", "token budget of one step (chunked prefill)",
-            std::to_string(e.max_num_batched_tokens), Int(&e.max_num_batched_tokens, 1, 1 << 24));
+            std::to_string(e.max_num_batched_tokens), IntSetter(&e.max_num_batched_tokens, 1, 1 << 24));
   flags.Add("block-size", "N", "tokens per KV block", std::to_string(e.block_size),
-            Int(&e.block_size, 1, 1024));
+            IntSetter(&e.block_size, 1, 1024));
   flags.Add("num-gpu-blocks", "N", "KV cache size in blocks", std::to_string(e.num_gpu_blocks),
-            Int(&e.num_gpu_blocks, 1, 1 << 26));
+            IntSetter(&e.num_gpu_blocks, 1, 1 << 26));
   flags.Add("max-model-len", "N", "longest prompt + completion (also capped by the KV cache)",
-            std::to_string(e.max_model_len), Int(&e.max_model_len, 2, 1 << 26));
+            std::to_string(e.max_model_len), IntSetter(&e.max_model_len, 2, 1 << 26));
   flags.AddSwitch("no-enable-prefix-caching", "disable prefix caching",
                   [&] { e.enable_prefix_caching = false; });
   flags.Add("scheduling-policy", "fcfs|priority",
@@ -192,9 +144,9 @@ int RunSim(const std::vector<std::string>& args) {
               return {};
             });
   flags.Add("max-loras", "N", "adapters that can be in a batch at once",
-            std::to_string(e.max_loras), Int(&e.max_loras, 1, 1024));
+            std::to_string(e.max_loras), IntSetter(&e.max_loras, 1, 1024));
   flags.Add("lora-load-ms", "MS", "simulated time to load an adapter into a slot",
-            Fmt(lat.lora_load_ms), Double(&lat.lora_load_ms, 0, 1e9));
+            Fmt(lat.lora_load_ms), DoubleSetter(&lat.lora_load_ms, 0, 1e9));
   flags.Add("prefill-coeffs", "A,B,C", "prefill step ms = A·N² + B·N + C for N prefill tokens",
             Fmt(lat.prefill_a) + "," + Fmt(lat.prefill_b) + "," + Fmt(lat.prefill_c),
             Doubles({&lat.prefill_a, &lat.prefill_b, &lat.prefill_c}));
@@ -203,13 +155,13 @@ int RunSim(const std::vector<std::string>& args) {
             Doubles({&lat.decode_base_ms, &lat.decode_per_seq_ms}));
   flags.Add("kv-bytes-per-token", "BYTES",
             "KV bytes per token for the memory-bound decode floor (context × this / bandwidth)",
-            Fmt(lat.kv_bytes_per_token), Double(&lat.kv_bytes_per_token, 0, 1e12));
+            Fmt(lat.kv_bytes_per_token), DoubleSetter(&lat.kv_bytes_per_token, 0, 1e12));
   flags.Add("mem-bandwidth", "BYTES/S", "HBM bandwidth for the memory-bound decode floor",
-            Fmt(lat.mem_bandwidth_bytes_per_s), Double(&lat.mem_bandwidth_bytes_per_s, 1, 1e18));
+            Fmt(lat.mem_bandwidth_bytes_per_s), DoubleSetter(&lat.mem_bandwidth_bytes_per_s, 1, 1e18));
   flags.Add("time-scale", "X",
             "simulated time runs X times faster than wall time (latencies and "
             "metrics are in simulated time)",
-            "1", Double(&cfg.time_scale, 1e-3, 1e6));
+            "1", DoubleSetter(&cfg.time_scale, 1e-3, 1e6));
   flags.Add("mode", "filler|echo", "output text: deterministic filler words or the prompt echoed",
             "filler", [&](const std::string& v) -> std::string {
               if (v == "filler") {
@@ -223,35 +175,18 @@ int RunSim(const std::vector<std::string>& args) {
             });
   flags.Add("default-max-tokens", "N",
             "completion length of chat requests without max_tokens (completions: 16, as OpenAI)",
-            std::to_string(cfg.default_max_tokens), Int(&cfg.default_max_tokens, 1, 1 << 24));
+            std::to_string(cfg.default_max_tokens), IntSetter(&cfg.default_max_tokens, 1, 1 << 24));
   flags.Add("fail-rate", "P", "probability that a completion request is answered 500 at once", "0",
-            Double(&cfg.fail_rate, 0, 1));
+            DoubleSetter(&cfg.fail_rate, 0, 1));
   flags.Add("stall-after-tokens", "N",
             "each stream goes silent after N tokens, connection left open (0 = never)", "0",
-            Int(&cfg.stall_after_tokens, 0, 1 << 30));
+            IntSetter(&cfg.stall_after_tokens, 0, 1 << 30));
   flags.Add("seed", "S", "seed for filler text, ids and --fail-rate", "0",
-            Int(&cfg.seed, 0, std::numeric_limits<long long>::max()));
+            IntSetter(&cfg.seed, 0, std::numeric_limits<long long>::max()));
   flags.Add("log-level", "LEVEL", "trace, debug, info, warn, error, off", log_level,
-            [&](const std::string& v) -> std::string {
-              if (spdlog::level::from_str(v) == spdlog::level::off && v != "off")
-                return "unknown level";
-              log_level = v;
-              return {};
-            });
+            LogLevelSetter(&log_level));
 
-  if (auto err = flags.Parse(args)) {
-    std::cerr << "tidegate sim: " << *err << "\n";
-    return 2;
-  }
-  if (flags.help_requested()) {
-    std::cout << flags.Usage();
-    return 0;
-  }
-  if (!flags.positional().empty()) {
-    std::cerr << "tidegate sim: unexpected argument '" << flags.positional()[0]
-              << "' (see tidegate sim --help)\n";
-    return 2;
-  }
+  if (auto code = ParseCommandLine(flags, args)) return *code;
   SetLogLevel(log_level);
   if (!port_list.empty()) {
     cfg.ports = port_list;

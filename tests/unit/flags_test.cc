@@ -58,3 +58,46 @@ TEST(FlagSet, UsageListsEveryFlagWithDefault) {
 
 }  // namespace
 }  // namespace tidegate::cli
+
+namespace tidegate::cli {
+namespace {
+
+TEST(FlagHelpers, StrictNumbersAndLists) {
+  long long i = 0;
+  EXPECT_TRUE(ParseIntIn("42", 0, 100, &i));
+  EXPECT_EQ(i, 42);
+  EXPECT_FALSE(ParseIntIn("42x", 0, 100, &i));
+  EXPECT_FALSE(ParseIntIn("101", 0, 100, &i));
+  double d = 0;
+  EXPECT_TRUE(ParseDoubleIn("0.5", 0, 1, &d));
+  EXPECT_EQ(d, 0.5);
+  EXPECT_FALSE(ParseDoubleIn("nan", 0, 1, &d));
+  EXPECT_FALSE(ParseDoubleIn("", 0, 1, &d));
+  EXPECT_EQ(SplitList("a,,b,"), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(FlagHelpers, TypedSettersAndParseCommandLine) {
+  FlagSet flags("tidegate t", "test");
+  int n = 0;
+  double f = 0;
+  std::chrono::milliseconds dur{0};
+  std::string level = "info";
+  flags.Add("n", "N", "", "", IntSetter(&n, 1, 9));
+  flags.Add("f", "F", "", "", DoubleSetter(&f, 0, 1));
+  flags.Add("d", "DUR", "", "", DurationSetter(&dur));
+  flags.Add("log-level", "L", "", "", LogLevelSetter(&level));
+  EXPECT_EQ(ParseCommandLine(flags, {"--n", "3", "--f=0.25", "--d", "250ms", "--log-level=warn"}),
+            std::nullopt);
+  EXPECT_EQ(n, 3);
+  EXPECT_EQ(f, 0.25);
+  EXPECT_EQ(dur.count(), 250);
+  EXPECT_EQ(level, "warn");
+  FlagSet bad("tidegate t", "test");
+  bad.Add("n", "N", "", "", IntSetter(&n, 1, 9));
+  EXPECT_EQ(ParseCommandLine(bad, {"--n", "10"}), 2);
+  FlagSet extra("tidegate t", "test");
+  EXPECT_EQ(ParseCommandLine(extra, {"stray"}), 2);
+}
+
+}  // namespace
+}  // namespace tidegate::cli
