@@ -619,7 +619,11 @@ struct Gateway::Impl {
     if (priority < 0 && pool.Saturation(now, saturation_cfg) >= 1.0) {
       co_return co_await Shed(call, priority);
     }
-    sched::RequestInfo ri{RouteLabel(call.route), info.model, info.stream, req.body().size()};
+    sched::RequestInfo ri;
+    ri.path = RouteLabel(call.route);
+    ri.model = info.model;
+    ri.stream = info.stream;
+    ri.body_bytes = req.body().size();
     ri.prompt = info.prompt;
     ri.session_id = req["x-session-id"];
     ri.priority = priority;
