@@ -92,6 +92,8 @@ cat <<MSG
     curl -sN http://127.0.0.1:$PORT/v1/chat/completions -H 'content-type: application/json' \\
       -d '{"model":"$MODEL","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
     curl -s http://127.0.0.1:$PORT/v1/models
+    curl -s http://127.0.0.1:$PORT/v1/pool        # live state of every server, as the gateway sees it
+    curl -s http://127.0.0.1:$PORT/v1/capacity    # how many more sheddable requests fit now
 
   metrics:
     curl -s http://127.0.0.1:$PORT/metrics | grep -E '^tidegate_(requests_total|requests_in_flight|endpoint)'
