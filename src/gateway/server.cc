@@ -1252,6 +1252,9 @@ struct Gateway::Impl {
         if (error.empty()) {
           // The served models (base and LoRA adapters) come from /v1/models when known.
           if (!served_models[i].empty()) {
+            // Served models not named as a base model in the metric labels are LoRA adapters.
+            for (const auto& id : served_models[i])
+              if (!m.ServesModel(id)) m.lora_adapters.push_back(id);
             m.models = served_models[i];
             m.models_listed = true;
           }

@@ -253,6 +253,7 @@ std::vector<std::string> EngineNames() {
 }
 
 bool EndpointMetrics::ServesModel(std::string_view model) const { return Contains(models, model); }
+bool EndpointMetrics::ServesAdapter(std::string_view a) const { return Contains(lora_adapters, a); }
 bool EndpointMetrics::AdapterRunning(std::string_view a) const {
   return Contains(running_lora_adapters, a);
 }

@@ -57,10 +57,14 @@ struct EndpointMetrics {
   // True when `models` is the server's own complete list (its GET /v1/models, filled in by the
   // gateway), so a model absent from it is not served there.
   bool models_listed = false;
+  // LoRA adapters the server offers (its /v1/models minus the base models named in its metric
+  // labels); filled in by the gateway.
+  std::vector<std::string> lora_adapters;
   Nanos scrape_time{0};             // monotonic time of the scrape (set by the caller)
 
   bool ServesModel(std::string_view model) const;
   bool AdapterRunning(std::string_view adapter) const;
+  bool ServesAdapter(std::string_view adapter) const;
   bool AdapterWaiting(std::string_view adapter) const;
 };
 

@@ -149,7 +149,19 @@ class LoraAffinityScorer final : public Scorer {
  public:
   void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
     std::string_view adapter = ctx.req->adapter;
-    if (adapter.empty()) return;
+    if (adapter.empty()) {
+      // In the OpenAI API a LoRA adapter is requested by naming it as the model: it is one if
+      // some candidate lists it as an adapter (served, or in its LoRA metrics).
+      std::string_view model = ctx.req->model;
+      bool is_adapter = false;
+      for (size_t j = 0; j < cands.size() && !is_adapter && !model.empty(); ++j) {
+        const pool::EndpointMetrics* m = cands[j].endpoint->MetricsCached();
+        is_adapter = m && (m->ServesAdapter(model) || m->AdapterRunning(model) ||
+                           m->AdapterWaiting(model));
+      }
+      if (!is_adapter) return;
+      adapter = model;
+    }
     for (size_t j = 0; j < cands.size(); ++j) {
       const pool::EndpointMetrics* m = cands[j].endpoint->MetricsCached();
       if (!m) continue;

@@ -210,6 +210,32 @@ TEST(LoraAffinityScorer, LoadedThenFreeSlotThenWaiting) {
   EXPECT_EQ(r.order[3], 0u);
 }
 
+TEST(LoraAffinityScorer, AnAdapterNamedAsTheModelIsRecognised) {
+  auto pool = MakePool(2);
+  auto publish = [&](size_t i, std::vector<std::string> adapters, std::vector<std::string> running) {
+    pool::EndpointMetrics m;
+    m.has_lora_info = true;
+    m.max_lora = 1;
+    m.models = {"llama"};
+    m.lora_adapters = std::move(adapters);
+    m.running_lora_adapters = std::move(running);
+    m.scrape_time = kNow;
+    pool.at(i).PublishMetrics(std::move(m));
+  };
+  publish(0, {"sql"}, {"other"});  // serves the adapter, but its only slot is busy → 0
+  publish(1, {"sql"}, {"sql"});    // adapter loaded → 1.0
+  auto picker = Only({{"lora-affinity-scorer", 1}});
+  RequestInfo req;
+  req.model = "sql";  // OpenAI style: the adapter is requested as the model
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(picker->Pick(req, pool, kNow).order[0], 1u);
+  // A base-model request is not scored by LoRA affinity (random tie-break between both).
+  req.model = "llama";
+  int first0 = 0;
+  for (int i = 0; i < 200; ++i) first0 += picker->Pick(req, pool, kNow).order[0] == 0u;
+  EXPECT_GT(first0, 40);
+  EXPECT_LT(first0, 160);
+}
+
 TEST(PrefixCacheScorer, RepeatedPromptGoesBackToTheSameEndpoint) {
   auto pool = MakePool(8);
   for (int i = 0; i < 8; ++i) SetLoad(pool, i, 0, 0.1);
