@@ -1,0 +1,104 @@
+// queue/queue.cc — the registry of queue backends by URI scheme.
+//
+// Built-in backends are registered explicitly by RegisterBuiltinQueueBackends(), run once,
+// lazily, by the first call to any registry function — not by static initializers, which a
+// static library would silently drop when nothing else references their object file. Scheme
+// matching is case-insensitive (schemes are stored lower-case). RegisterQueueBackend() after
+// the built-ins replaces a built-in of the same scheme (tests use this for fakes).
+// Thread-safety: all functions may be called from any thread; factories run outside the lock.
+#include "queue/queue.h"
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+#include "queue/pubsub_queue.h"
+#include "queue/sqlite_queue.h"
+
+namespace tidegate::queue {
+namespace {
+
+struct Registry {
+  std::mutex mu;
+  std::map<std::string, QueueFactory> factories;  // by lower-case scheme
+};
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+void RegisterBuiltinQueueBackends(Registry& r) {
+  auto add = [&r](const char* scheme, QueueFactory factory) {
+    r.factories[scheme] = std::move(factory);
+  };
+  // ---- Built-in backends: one line each (plus its #include above). ----
+  add("sqlite", OpenSqliteQueue);
+  // >>> Pub/Sub backend registers here, e.g.:  add("pubsub", OpenPubSubQueue);
+  add("pubsub", OpenPubSubQueue);
+  // ---- end of built-in backends ----
+}
+
+Registry& GetRegistry() {
+  static Registry* registry = [] {
+    auto* r = new Registry;  // never destroyed: usable from other static destructors
+    RegisterBuiltinQueueBackends(*r);
+    return r;
+  }();
+  return *registry;
+}
+
+std::string JoinSchemes(const std::vector<std::string>& schemes) {
+  std::string out;
+  for (const auto& s : schemes) {
+    if (!out.empty()) out += ", ";
+    out += s + "://";
+  }
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+void RegisterQueueBackend(const std::string& scheme, QueueFactory factory) {
+  Registry& r = GetRegistry();
+  std::lock_guard lock(r.mu);
+  r.factories[Lower(scheme)] = std::move(factory);
+}
+
+std::vector<std::string> QueueSchemes() {
+  Registry& r = GetRegistry();
+  std::lock_guard lock(r.mu);
+  std::vector<std::string> out;
+  for (const auto& [scheme, factory] : r.factories) out.push_back(scheme);
+  return out;  // sorted (std::map order)
+}
+
+std::unique_ptr<Queue> OpenQueue(const std::string& uri, std::string* error) {
+  std::string local_error;
+  if (error == nullptr) error = &local_error;
+  size_t sep = uri.find("://");
+  if (sep == std::string::npos || sep == 0) {
+    *error = "queue URI '" + uri +
+             "' has no scheme (expected SCHEME://...; known: " + JoinSchemes(QueueSchemes()) + ")";
+    return nullptr;
+  }
+  std::string scheme = Lower(uri.substr(0, sep));
+  QueueFactory factory;
+  {
+    Registry& r = GetRegistry();
+    std::lock_guard lock(r.mu);
+    auto it = r.factories.find(scheme);
+    if (it != r.factories.end()) factory = it->second;
+  }
+  if (!factory) {
+    *error = "queue URI '" + uri + "': unknown scheme '" + scheme +
+             "://' (known: " + JoinSchemes(QueueSchemes()) + ")";
+    return nullptr;
+  }
+  auto q = factory(uri, error);
+  if (q == nullptr && error->empty()) *error = "queue URI '" + uri + "': cannot open";
+  return q;
+}
+
+}  // namespace tidegate::queue
