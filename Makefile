@@ -22,13 +22,14 @@ tests/node_modules/.package-lock.json: tests/package-lock.json
 	cd tests && npm ci --no-audit --no-fund --loglevel=error
 
 # The unit tests also run under ASan+UBSan and TSan first (SANITIZERS=0 skips them); ctest runs
-# last so its summary line closes the output.
+# last so its summary line closes the output. Serially: several suites run real servers, and
+# timing-sensitive tests should not compete with an emulator booting next to them.
 SANITIZERS ?= 1
 test: build tests/node_modules/.package-lock.json
 ifeq ($(SANITIZERS),1)
 	@$(MAKE) --no-print-directory asan tsan
 endif
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure
 
 demo: build
 	@scripts/demo.sh
