@@ -612,7 +612,7 @@ struct Gateway::Impl {
       }
       priority = it->second;
     } else if (!cfg.default_objective.empty()) {
-      priority = cfg.objectives[cfg.default_objective];
+      priority = cfg.objectives.at(cfg.default_objective);  // checked by Validate()
     }
 
     Nanos now = clock.Now();
