@@ -127,19 +127,23 @@ function spawnAndWait(cmd, args, { re, timeoutMs = 10000, what, stdin = 'ignore'
 }
 
 // Starts a fake upstream. Resolves {name, port, url, endpoint, proc, stats(), reset(), stop()}.
+// Waits for a child's readiness; if it never gets ready, stops it before rethrowing.
+async function readyOrStop(proc, ready) {
+  try {
+    return await ready;
+  } catch (err) {
+    await stopProcess(proc);
+    throw err;
+  }
+}
+
 export async function startUpstream({ name = 'up', models } = {}) {
   const args = [FAKE_UPSTREAM, '--port', '0', '--name', name, '--exit-on-stdin-close'];
   if (models && models.length) args.push('--models', models.join(','));
   const { proc, output, ready } = spawnAndWait(process.execPath, args, {
     re: /^LISTENING (\d+)$/m, what: `fake upstream ${name}`, stdin: 'pipe',
   });
-  let m;
-  try {
-    m = await ready;
-  } catch (err) {
-    await stopProcess(proc);
-    throw err;
-  }
+  const m = await readyOrStop(proc, ready);
   const port = Number(m[1]);
   const url = `http://127.0.0.1:${port}`;
   return {
@@ -159,13 +163,7 @@ export async function startGateway(args = [], { timeoutMs = 10000, env } = {}) {
     re: /listening on http:\/\/127\.0\.0\.1:(\d+)/, what: `gateway (${GATEWAY_BIN} ${fullArgs.join(' ')})`,
     timeoutMs, env,
   });
-  let m;
-  try {
-    m = await ready;
-  } catch (err) {
-    await stopProcess(proc);
-    throw err;
-  }
+  const m = await readyOrStop(proc, ready);
   const port = Number(m[1]);
   // A gateway that dies on its own is a finding: say so loudly, with its output and exit status.
   proc.once('exit', (code, signal) => {
@@ -209,13 +207,7 @@ export async function startSim(args = [], { timeoutMs = 10000, env } = {}) {
     },
     what: `sim (${GATEWAY_BIN} ${fullArgs.join(' ')})`, timeoutMs, env,
   });
-  let ports;
-  try {
-    ports = await ready;
-  } catch (err) {
-    await stopProcess(proc);
-    throw err;
-  }
+  const ports = await readyOrStop(proc, ready);
   proc.once('exit', (code, signal) => {
     if (!proc.stopRequested) {
       process.stderr.write(`\n*** sim on ports ${ports.join(',')} (pid ${proc.pid}) exited unexpectedly: ` +
