@@ -629,6 +629,13 @@ struct Gateway::Impl {
     ri.priority = priority;
     sched::PickResult pick = picker->Pick(ri, pool, now);
     if (pick.empty()) {
+      if (std::string served; UnservedModel(info.model, now, &served)) {
+        std::string message = "the model '" + info.model +
+                              "' is not served by any endpoint of this gateway (served: " + served +
+                              ")";
+        co_return co_await WriteError(call, http::status::not_found, message,
+                                      "invalid_request_error", "model_not_found");
+      }
       if (priority < 0) co_return co_await Shed(call, priority);
       co_return co_await NoEndpoints(call);
     }
@@ -686,6 +693,26 @@ struct Gateway::Impl {
     }
     DisarmWatch(call);
     co_return keep;
+  }
+
+  // True when every available endpoint has published its model list and none lists `model`
+  // (then the client named a wrong model: 404, not a capacity problem). *served lists them.
+  bool UnservedModel(const std::string& model, Nanos now, std::string* served) {
+    std::set<std::string> all;
+    bool any = false;
+    for (size_t i = 0; i < pool.size(); ++i) {
+      const auto& ep = pool.at(i);
+      if (!ep.Available(now)) continue;
+      auto models = ep.ServedModels();
+      if (models.empty()) return false;  // unknown: cannot tell
+      any = true;
+      for (auto& m : models) {
+        if (m == model) return false;
+        all.insert(std::move(m));
+      }
+    }
+    for (const auto& m : all) *served += (served->empty() ? "" : ", ") + m;
+    return any;
   }
 
   awaitable<bool> Shed(Call& call, int priority) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import OpenAI from 'openai';
 import {
-  startSim, startGateway, stopAll, SIM_MODEL, openStream, sseData, sseContent, waitFor, waitExit,
+  startSim, startGateway, stopAll, SIM_MODEL, request, openStream, sseData, sseContent, waitFor, waitExit,
   postJson, withTimeout,
 } from './lib.mjs';
 
@@ -96,19 +96,32 @@ describe('gateway in front of two simulators', () => {
     assert.deepEqual(ids.sort(), [SIM_MODEL, 'lora-a', 'lora-b'].sort());
   });
 
-  it('a LoRA adapter only one simulator serves answers (or is a clear 404)', T, async () => {
-    // Picking is not model-aware yet: the request may land on the simulator without the
-    // adapter. Either way the client gets an answer that says what happened.
-    const r = await postJson(gw.url, '/v1/chat/completions',
-      { model: 'lora-a', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
-    const dest = simOf(r.headers['x-gateway-destination-endpoint']);
-    if (dest === simA) {
+  // Picking is model-aware: the gateway learns each simulator's models from its /v1/models.
+  const waitModelsKnown = () => waitFor(async () => {
+    const pool = (await request(gw.url, { path: '/v1/pool' })).json;
+    return pool.endpoints.every((e) => e.models.length > 0) && pool;
+  }, { timeoutMs: 5000, what: 'the gateway to learn every simulator\'s models' });
+
+  it('a LoRA adapter only one simulator serves goes to that simulator', T, async () => {
+    await waitModelsKnown();
+    for (let i = 0; i < 5; i++) {
+      const r = await postJson(gw.url, '/v1/chat/completions',
+        { model: 'lora-a', messages: [{ role: 'user', content: `x ${i}` }], max_tokens: 2 });
       assert.equal(r.status, 200, r.body);
+      assert.equal(simOf(r.headers['x-gateway-destination-endpoint']), simA);
       assert.equal(r.json.model, 'lora-a');
-    } else {
-      assert.equal(r.status, 404, r.body);
-      assert.match(r.json?.error?.message ?? '', /lora-a/);
     }
+  });
+
+  it('a model no simulator serves is a 404 model_not_found from the gateway', T, async () => {
+    await waitModelsKnown();
+    const r = await postJson(gw.url, '/v1/chat/completions',
+      { model: 'no-such-model', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
+    assert.equal(r.status, 404, r.body);
+    assert.equal(r.json.error.code, 'model_not_found');
+    assert.match(r.json.error.message, /no-such-model/);
+    assert.match(r.json.error.message, /lora-a/);  // lists what is served
+    assert.equal(r.headers['x-gateway-destination-endpoint'], undefined);
   });
 
   it('a client hang-up mid-stream frees the simulator’s sequence and KV', T, async () => {
