@@ -10,7 +10,8 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(tidegate — an inference gateway that serves real-time and async LLM traffic
+constexpr const char* kUsage =
+    R"(tidegate — an inference gateway that serves real-time and async LLM traffic
 on one shared pool of model servers.
 
 usage: tidegate <command> [flags]

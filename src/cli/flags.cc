@@ -64,7 +64,8 @@ std::optional<std::string> FlagSet::Parse(const std::vector<std::string>& args) 
       continue;
     }
     if (!value) {
-      if (i + 1 >= args.size()) return "flag --" + name + " needs a value (" + flag->placeholder + ")";
+      if (i + 1 >= args.size())
+        return "flag --" + name + " needs a value (" + flag->placeholder + ")";
       value = args[++i];
     }
     std::string err = flag->setter(*value);
@@ -158,8 +159,8 @@ std::optional<int> ParseCommandLine(FlagSet& flags, const std::vector<std::strin
     return 0;
   }
   if (!flags.positional().empty()) {
-    std::cerr << flags.command() << ": unexpected argument '" << flags.positional()[0]
-              << "' (see " << flags.command() << " --help)\n";
+    std::cerr << flags.command() << ": unexpected argument '" << flags.positional()[0] << "' (see "
+              << flags.command() << " --help)\n";
     return 2;
   }
   return std::nullopt;

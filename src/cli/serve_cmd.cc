@@ -65,11 +65,10 @@ int RunServe(const std::vector<std::string>& args) {
               }
               return cfg.endpoints.empty() ? "no endpoints given" : "";
             });
-  flags.Add("host", "ADDR", "address to listen on", defaults.host,
-            [&](const std::string& v) {
-              cfg.host = v;
-              return std::string();
-            });
+  flags.Add("host", "ADDR", "address to listen on", defaults.host, [&](const std::string& v) {
+    cfg.host = v;
+    return std::string();
+  });
   flags.Add("port", "N", "port to listen on (0 picks a free one)", std::to_string(defaults.port),
             IntSetter(&cfg.port, 0, 65535));
   flags.Add("threads", "N", "event loops (0 = one per core)",

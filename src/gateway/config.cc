@@ -2,9 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <set>
-
 #include <charconv>
+#include <set>
 #include <sstream>
 
 #include "common/units.h"
@@ -31,8 +30,9 @@ std::string CheckKeys(const YAML::Node& node, const std::string& where,
 std::string ReadDuration(const YAML::Node& n, const std::string& key, milliseconds* out) {
   if (!n[key]) return {};
   auto d = ParseDuration(n[key].as<std::string>());
-  if (!d) return "bad duration for '" + key + "': '" + n[key].as<std::string>() +
-                  "' (use e.g. 500ms, 3s, 2m)";
+  if (!d)
+    return "bad duration for '" + key + "': '" + n[key].as<std::string>() +
+           "' (use e.g. 500ms, 3s, 2m)";
   *out = *d;
   return {};
 }
@@ -93,8 +93,8 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
     if (auto g = root["gateway"]) {
       if (auto err = CheckKeys(g, "'gateway'",
                                {"host", "port", "threads", "policy", "max_body_bytes", "timeouts",
-                                "health_interval", "max_idle_upstream_conns", "log_level",
-                                "engine", "scrape_interval", "stale_after", "forward_priority"});
+                                "health_interval", "max_idle_upstream_conns", "log_level", "engine",
+                                "scrape_interval", "stale_after", "forward_priority"});
           !err.empty())
         return err;
       if (g["host"]) cfg->host = g["host"].as<std::string>();
@@ -126,12 +126,13 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
                                  {"connect", "ttfb", "stream_idle", "client_idle", "drain"});
             !err.empty())
           return err;
-        for (auto [key, field] : {std::pair{"connect", &cfg->connect_timeout},
-                                  std::pair{"ttfb", &cfg->ttfb_timeout},
-                                  std::pair{"stream_idle", &cfg->stream_idle_timeout},
-                                  std::pair{"client_idle", &cfg->client_idle_timeout},
-                                  std::pair{"drain", &cfg->drain_timeout}}) {
-          if (auto err = ReadDuration(t, key, field); !err.empty()) return "gateway.timeouts: " + err;
+        for (auto [key, field] :
+             {std::pair{"connect", &cfg->connect_timeout}, std::pair{"ttfb", &cfg->ttfb_timeout},
+              std::pair{"stream_idle", &cfg->stream_idle_timeout},
+              std::pair{"client_idle", &cfg->client_idle_timeout},
+              std::pair{"drain", &cfg->drain_timeout}}) {
+          if (auto err = ReadDuration(t, key, field); !err.empty())
+            return "gateway.timeouts: " + err;
         }
       }
     }
@@ -166,7 +167,8 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
         cfg->objectives[o["name"].as<std::string>()] = o["priority"] ? o["priority"].as<int>() : 0;
       }
     }
-    if (root["default_objective"]) cfg->default_objective = root["default_objective"].as<std::string>();
+    if (root["default_objective"])
+      cfg->default_objective = root["default_objective"].as<std::string>();
     if (auto sat = root["saturation"]) {
       if (auto err = CheckKeys(sat, "'saturation'", {"queue_threshold", "kv_threshold"});
           !err.empty())

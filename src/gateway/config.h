@@ -26,15 +26,15 @@ struct GatewayConfig {
   std::string policy = "tidegate-default";
   // GIE-style scheduler section (plugins, schedulingProfiles) as YAML text; overrides `policy`.
   std::string scheduler_yaml;
-  std::string default_engine = "vllm";       // metric mapping for endpoints that name none
-  milliseconds scrape_interval{50};          // GET /metrics on every endpoint; 0 disables
-  milliseconds stale_after{2000};            // older metrics: the endpoint counts as saturated
-  double queue_threshold = 5;                // saturation = max(waiting/this, kv/kv_threshold)
+  std::string default_engine = "vllm";  // metric mapping for endpoints that name none
+  milliseconds scrape_interval{50};     // GET /metrics on every endpoint; 0 disables
+  milliseconds stale_after{2000};       // older metrics: the endpoint counts as saturated
+  double queue_threshold = 5;           // saturation = max(waiting/this, kv/kv_threshold)
   double kv_threshold = 0.8;
   // Objectives: name → priority (higher wins; negative = sheddable).
   std::map<std::string, int> objectives;
-  std::string default_objective;             // for requests naming none ("" = priority 0)
-  bool forward_priority = false;             // add vLLM's `priority` (= −priority) to bodies
+  std::string default_objective;  // for requests naming none ("" = priority 0)
+  bool forward_priority = false;  // add vLLM's `priority` (= −priority) to bodies
   uint64_t max_body_bytes = 16ull * 1024 * 1024;
   milliseconds connect_timeout{3000};
   milliseconds ttfb_timeout{120'000};        // request sent → first response byte

@@ -4,9 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
-#include <boost/container/static_vector.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/container/static_vector.hpp>
 #include <list>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -284,8 +284,9 @@ struct Gateway::Impl {
         "tidegate_requests_total",
         "API requests answered, by path, HTTP status and serving endpoint (none = no endpoint)",
         {"path", "code", "endpoint"});
-    in_flight = &registry.AddGauge("tidegate_requests_in_flight",
-                                   "API requests being handled right now").With({});
+    in_flight =
+        &registry.AddGauge("tidegate_requests_in_flight", "API requests being handled right now")
+             .With({});
     auto& dur = registry.AddHistogram(
         "tidegate_request_duration_seconds",
         "End-to-end latency: request received to the last response byte written, by path",
@@ -305,9 +306,11 @@ struct Gateway::Impl {
         "connect_timeout, closed_before_response, ttfb_timeout, disconnected_mid_stream, "
         "stream_idle_timeout)",
         {"endpoint", "reason"});
-    retries = &registry.AddCounter("tidegate_upstream_retries_total",
-                                   "Requests retried on another endpoint before any byte reached "
-                                   "the client").With({});
+    retries = &registry
+                   .AddCounter("tidegate_upstream_retries_total",
+                               "Requests retried on another endpoint before any byte reached "
+                               "the client")
+                   .With({});
     client_disconnects =
         &registry
              .AddCounter("tidegate_client_disconnects_total",
@@ -316,9 +319,9 @@ struct Gateway::Impl {
              .With({});
     auto& up = registry.AddGauge("tidegate_endpoint_up",
                                  "1 if the endpoint is available for new requests", {"endpoint"});
-    auto& inf = registry.AddGauge("tidegate_endpoint_in_flight",
-                                  "Requests this gateway has in flight to the endpoint",
-                                  {"endpoint"});
+    auto& inf =
+        registry.AddGauge("tidegate_endpoint_in_flight",
+                          "Requests this gateway has in flight to the endpoint", {"endpoint"});
     pool_saturation = &registry
                            .AddGauge("tidegate_pool_saturation",
                                      "Mean over endpoints of max(waiting/queue_threshold, "
@@ -330,8 +333,7 @@ struct Gateway::Impl {
                                    "take now")
                          .With({});
     shed = &registry.AddCounter("tidegate_requests_shed_total",
-                                "Requests refused for capacity, by reason (saturated)",
-                                {"reason"});
+                                "Requests refused for capacity, by reason (saturated)", {"reason"});
     auto& sat = registry.AddGauge("tidegate_endpoint_saturation",
                                   "max(waiting/queue_threshold, kv/kv_threshold) of the endpoint",
                                   {"endpoint"});
@@ -346,9 +348,8 @@ struct Gateway::Impl {
       endpoint_saturation.push_back(&sat.With({pool.at(i).address()}));
       scrape_errors.push_back(&scrape_err.With({pool.at(i).address()}));
       const auto& ecfg = pool.at(i).config();
-      engines.push_back(
-          pool::EngineFromName(ecfg.engine.empty() ? cfg.default_engine : ecfg.engine)
-              .value_or(pool::Engine{}));
+      engines.push_back(pool::EngineFromName(ecfg.engine.empty() ? cfg.default_engine : ecfg.engine)
+                            .value_or(pool::Engine{}));
       endpoint_up.push_back(&up.With({pool.at(i).address()}));
       endpoint_in_flight.push_back(&inf.With({pool.at(i).address()}));
       endpoint_up.back()->Set(1);
@@ -394,7 +395,8 @@ struct Gateway::Impl {
     if (!request_id.empty()) res.set("x-request-id", request_id);
     if (extra.endpoint) res.set("x-gateway-destination-endpoint", extra.endpoint->address());
     if (extra.dropped_reason) res.set("x-gateway-request-dropped-reason", extra.dropped_reason);
-    if (extra.retry_after >= 0) res.set(http::field::retry_after, std::to_string(extra.retry_after));
+    if (extra.retry_after >= 0)
+      res.set(http::field::retry_after, std::to_string(extra.retry_after));
     if (extra.allow) res.set(http::field::allow, extra.allow);
     res.keep_alive(keep_alive && !draining.load());
     res.body() = std::move(body);
@@ -425,7 +427,7 @@ struct Gateway::Impl {
   awaitable<void> ErrorAndClose(TimedSocket& s, beast::flat_buffer& buf, http::status status,
                                 std::string message, const char* code) {
     const char* type = status == http::status::payload_too_large ? "invalid_request_error"
-                                                                  : "invalid_request_error";
+                                                                 : "invalid_request_error";
     co_await WriteResponse(s, status, false, NewRequestId(), "application/json",
                            ErrorBody(message, type, code));
     beast::error_code ec;
@@ -475,15 +477,16 @@ struct Gateway::Impl {
       stream.expires_never();
       if (rec) {
         if (rec == http::error::body_limit) {
-          co_await ErrorAndClose(
-              stream, buf, http::status::payload_too_large,
-              "request body exceeds the gateway's limit of " + std::to_string(cfg.max_body_bytes) +
-                  " bytes (raise it with --max-body-bytes)",
-              "body_too_large");
+          co_await ErrorAndClose(stream, buf, http::status::payload_too_large,
+                                 "request body exceeds the gateway's limit of " +
+                                     std::to_string(cfg.max_body_bytes) +
+                                     " bytes (raise it with --max-body-bytes)",
+                                 "body_too_large");
         } else if (rec == http::error::header_limit) {
           co_await ErrorAndClose(stream, buf, http::status::request_header_fields_too_large,
                                  "request headers exceed 64 KiB", "headers_too_large");
-        } else if (rec.category() == beast::http::make_error_code(http::error::bad_target).category() &&
+        } else if (rec.category() ==
+                       beast::http::make_error_code(http::error::bad_target).category() &&
                    rec != http::error::end_of_stream && rec != http::error::partial_message) {
           co_await ErrorAndClose(stream, buf, http::status::bad_request,
                                  "malformed HTTP request: " + rec.message(), "bad_request");
@@ -525,12 +528,12 @@ struct Gateway::Impl {
       case Route::kReadyz: {
         size_t avail = pool.AvailableCount(clock.Now());
         bool ready = avail > 0 && !draining.load();
-        std::string body = ready ? "{\"status\":\"ready\",\"available_endpoints\":" +
-                                       std::to_string(avail) + "}"
-                                 : ErrorBody(draining.load() ? "the gateway is draining"
-                                                             : "no model server endpoint is "
-                                                               "available",
-                                             "service_unavailable", "not_ready");
+        std::string body =
+            ready ? "{\"status\":\"ready\",\"available_endpoints\":" + std::to_string(avail) + "}"
+                  : ErrorBody(draining.load() ? "the gateway is draining"
+                                              : "no model server endpoint is "
+                                                "available",
+                              "service_unavailable", "not_ready");
         co_return co_await WriteResponse(
             stream, ready ? http::status::ok : http::status::service_unavailable, keep_alive,
             request_id, "application/json", std::move(body), head_extra);
@@ -550,8 +553,8 @@ struct Gateway::Impl {
     }
 
     in_flight->Add(1);
-    Call call{w,          stream, buf,   watch, head, std::move(request_id), route, false,
-              keep_alive, start,  is_head};
+    Call call{w,     stream, buf,        watch, head,   std::move(request_id),
+              route, false,  keep_alive, start, is_head};
     bool keep = false;
     if (route == Route::kOther) {
       keep = co_await WriteError(call, http::status::not_found,
@@ -639,8 +642,8 @@ struct Gateway::Impl {
       if (priority < 0) co_return co_await Shed(call, priority);
       co_return co_await NoEndpoints(call);
     }
-    if (cfg.forward_priority && priority != 0 && !info.has_priority &&
-        req.body().size() > 1 && req.body().front() == '{') {
+    if (cfg.forward_priority && priority != 0 && !info.has_priority && req.body().size() > 1 &&
+        req.body().front() == '{') {
       // vLLM's priority scheduling serves lower values first.
       std::string field = "\"priority\":" + std::to_string(-priority);
       if (req.body().find_first_not_of(" \t\r\n", 1) != std::string::npos &&
@@ -665,11 +668,11 @@ struct Gateway::Impl {
       if (r.outcome == Outcome::kClientGone) break;
       if (r.outcome == Outcome::kTimeout) {
         DisarmWatch(call);
-        keep = co_await WriteError(
-            call, http::status::gateway_timeout,
-            "the model server at " + ep.address() + " did not start responding within " +
-                std::to_string(cfg.ttfb_timeout.count()) + " ms",
-            "upstream_timeout", "upstream_timeout", {.endpoint = &ep});
+        keep = co_await WriteError(call, http::status::gateway_timeout,
+                                   "the model server at " + ep.address() +
+                                       " did not start responding within " +
+                                       std::to_string(cfg.ttfb_timeout.count()) + " ms",
+                                   "upstream_timeout", "upstream_timeout", {.endpoint = &ep});
         break;
       }
       if (r.outcome != Outcome::kConnectFailed) all_connect_failures = false;
@@ -721,14 +724,14 @@ struct Gateway::Impl {
     retry_after = std::max(1, retry_after);
     char sat[32];
     std::snprintf(sat, sizeof sat, "%.2f", cap_saturation.load());
-    co_return co_await WriteError(
-        call, http::status::too_many_requests,
-        std::string("the model server pool is saturated (saturation ") + sat +
-            "); sheddable requests (priority " + std::to_string(priority) +
-            ") are refused until capacity returns, retry after " + std::to_string(retry_after) +
-            " s",
-        "rate_limit_exceeded", "saturated",
-        {.dropped_reason = "saturated", .retry_after = retry_after});
+    co_return co_await WriteError(call, http::status::too_many_requests,
+                                  std::string("the model server pool is saturated (saturation ") +
+                                      sat + "); sheddable requests (priority " +
+                                      std::to_string(priority) +
+                                      ") are refused until capacity returns, retry after " +
+                                      std::to_string(retry_after) + " s",
+                                  "rate_limit_exceeded", "saturated",
+                                  {.dropped_reason = "saturated", .retry_after = retry_after});
   }
 
   std::string PoolJson() {
@@ -756,10 +759,10 @@ struct Gateway::Impl {
       if (err.empty() && !ep.ProbeOk()) err = ep.LastError();
       e["last_error"] = err;
       e["scrape_age_ms"] =
-          load.has_metrics ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 now - load.scrape_time)
-                                 .count()
-                           : -1;
+          load.has_metrics
+              ? std::chrono::duration_cast<std::chrono::milliseconds>(now - load.scrape_time)
+                    .count()
+              : -1;
       eps.push_back(std::move(e));
     }
     nlohmann::ordered_json out;
@@ -786,12 +789,12 @@ struct Gateway::Impl {
                                  std::max(recovery - now, Nanos{cfg.health_interval}))
                                      .count() +
                                  1));
-    co_return co_await WriteError(
-        call, http::status::service_unavailable,
-        "no model server endpoint is available to serve this request (" +
-            std::to_string(pool.size()) + " configured, none reachable or healthy)",
-        "service_unavailable", "no_endpoints",
-        {.dropped_reason = "no-endpoints", .retry_after = retry_after});
+    co_return co_await WriteError(call, http::status::service_unavailable,
+                                  "no model server endpoint is available to serve this request (" +
+                                      std::to_string(pool.size()) +
+                                      " configured, none reachable or healthy)",
+                                  "service_unavailable", "no_endpoints",
+                                  {.dropped_reason = "no-endpoints", .retry_after = retry_after});
   }
 
   // Watching the client for a hang-up while the request is upstream: a readiness wait (no read,
@@ -858,8 +861,8 @@ struct Gateway::Impl {
       if (timed_out) ec = net::error::timed_out;
       const char* reason = timed_out ? "connect_timeout" : "connect_refused";
       UpstreamError(ep, reason, ec.message());
-      co_return std::pair{nullptr, AttemptResult{Outcome::kConnectFailed,
-                                                 "cannot connect (" + ec.message() + ")"}};
+      co_return std::pair{
+          nullptr, AttemptResult{Outcome::kConnectFailed, "cannot connect (" + ec.message() + ")"}};
     }
     beast::error_code ig;
     conn->stream.socket().set_option(tcp::no_delay(true), ig);
@@ -931,8 +934,7 @@ struct Gateway::Impl {
   }
 
   // Writes one chunk of a chunked body (or the raw bytes when the length is known).
-  awaitable<beast::error_code> WriteBody(TimedSocket& s, bool chunked, const char* data,
-                                         size_t n) {
+  awaitable<beast::error_code> WriteBody(TimedSocket& s, bool chunked, const char* data, size_t n) {
     s.expires_after(cfg.stream_idle_timeout);
     beast::error_code ec;
     size_t wrote;
@@ -1007,8 +1009,7 @@ struct Gateway::Impl {
       size_t got = 0;
       // Read what is available; keep parsing while more is already buffered (no socket read),
       // so one client write carries everything that arrived together.
-      while (!rp.is_done() && !(head_pending && conn->buf.size() == 0) &&
-             got < kRelayBufBytes) {
+      while (!rp.is_done() && !(head_pending && conn->buf.size() == 0) && got < kRelayBufBytes) {
         const size_t room = kRelayBufBytes - got;
         up_res.body().data = chunk.get() + got;
         up_res.body().size = room;
@@ -1311,7 +1312,8 @@ struct Gateway::Impl {
     double prev_waiting = -1;
     auto prev_time = std::chrono::steady_clock::now();
     double drain_rate = 0;  // waiting requests per second leaving the queues (EWMA)
-    const auto period = std::max(milliseconds(20), std::min(cfg.scrape_interval, milliseconds(250)));
+    const auto period =
+        std::max(milliseconds(20), std::min(cfg.scrape_interval, milliseconds(250)));
     while (!draining.load()) {
       Nanos now = clock.Now();
       double sat_sum = 0, waiting = 0, excess = 0;
@@ -1340,8 +1342,9 @@ struct Gateway::Impl {
       prev_time = t;
       int64_t retry_ms = 1000;
       if (saturation >= 1.0) {
-        retry_ms = drain_rate > 0.1 ? static_cast<int64_t>(1000.0 * std::max(1.0, excess) / drain_rate)
-                                    : 2000;
+        retry_ms = drain_rate > 0.1
+                       ? static_cast<int64_t>(1000.0 * std::max(1.0, excess) / drain_rate)
+                       : 2000;
         retry_ms = std::clamp<int64_t>(retry_ms, 1000, 30'000);
       } else {
         retry_ms = std::max<int64_t>(50, cfg.scrape_interval.count());
@@ -1398,7 +1401,8 @@ struct Gateway::Impl {
 
   awaitable<bool> Probe(pool::Endpoint& ep, std::string* error) {
     beast::tcp_stream s(control);
-    auto timeout = std::max(milliseconds(1000), std::min(2 * cfg.health_interval, milliseconds(5000)));
+    auto timeout =
+        std::max(milliseconds(1000), std::min(2 * cfg.health_interval, milliseconds(5000)));
     s.expires_after(timeout);
     auto [cec, e] = co_await s.async_connect(resolved[ep.index()], kTok);
     if (cec) {
@@ -1554,8 +1558,8 @@ std::string Gateway::Start() {
   }
   I.bound_port = I.acceptor.local_endpoint().port();
 
-  int threads = I.cfg.threads > 0 ? I.cfg.threads
-                                  : std::max(1u, std::thread::hardware_concurrency());
+  int threads =
+      I.cfg.threads > 0 ? I.cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   for (int t = 0; t < threads; ++t) {
     auto w = std::make_unique<Impl::Worker>();
     w->idle.resize(I.pool.size());
@@ -1577,7 +1581,8 @@ std::string Gateway::Start() {
   }
   net::co_spawn(I.control, I.AcceptLoop(), net::detached);
   if (I.cfg.health_interval.count() > 0) {
-    for (size_t i = 0; i < I.pool.size(); ++i) net::co_spawn(I.control, I.ProbeLoop(i), net::detached);
+    for (size_t i = 0; i < I.pool.size(); ++i)
+      net::co_spawn(I.control, I.ProbeLoop(i), net::detached);
   }
   if (I.cfg.scrape_interval.count() > 0) {
     for (size_t i = 0; i < I.pool.size(); ++i)

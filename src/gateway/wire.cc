@@ -10,7 +10,7 @@ namespace tidegate::gateway {
 std::string NewRequestId() {
   static constexpr char kHex[] = "0123456789abcdef";
   uint64_t a = sched::FastRandom(), b = sched::FastRandom();
-  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;             // version 4
+  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;              // version 4
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
   std::string out(36, '-');
   int pos = 0;

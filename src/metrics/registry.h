@@ -73,8 +73,7 @@ class FamilyBase {
 
  protected:
   void RenderHeader(std::string& out) const;
-  std::string LabelString(const std::vector<std::string>& values,
-                          std::string_view extra_name = {},
+  std::string LabelString(const std::vector<std::string>& values, std::string_view extra_name = {},
                           std::string_view extra_value = {}) const;
   std::string name_, help_;
   Type type_;
@@ -104,8 +103,7 @@ class Registry {
  public:
   Family<Counter>& AddCounter(std::string name, std::string help,
                               std::vector<std::string> labels = {});
-  Family<Gauge>& AddGauge(std::string name, std::string help,
-                          std::vector<std::string> labels = {});
+  Family<Gauge>& AddGauge(std::string name, std::string help, std::vector<std::string> labels = {});
   Family<Histogram>& AddHistogram(std::string name, std::string help, std::vector<double> bounds,
                                   std::vector<std::string> labels = {});
   // The whole registry in the Prometheus text format.

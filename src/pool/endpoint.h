@@ -152,9 +152,9 @@ class Endpoint {
   std::atomic<uint8_t> m_flags_{0};
   mutable std::atomic<int> routed_since_scrape_{0};
   std::atomic<int64_t> scrape_error_at_{0};
-  const uint64_t uid_;                       // unique across all endpoints ever made
-  std::atomic<uint64_t> metrics_gen_{0};     // bumped after each PublishMetrics
-  mutable std::mutex metrics_mu_;  // serialises writers; guards the two fields below
+  const uint64_t uid_;                    // unique across all endpoints ever made
+  std::atomic<uint64_t> metrics_gen_{0};  // bumped after each PublishMetrics
+  mutable std::mutex metrics_mu_;         // serialises writers; guards the two fields below
   std::shared_ptr<const EndpointMetrics> metrics_;
   std::string scrape_error_;
 };

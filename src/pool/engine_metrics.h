@@ -60,7 +60,7 @@ struct EndpointMetrics {
   // LoRA adapters the server offers (its /v1/models minus the base models named in its metric
   // labels); filled in by the gateway.
   std::vector<std::string> lora_adapters;
-  Nanos scrape_time{0};             // monotonic time of the scrape (set by the caller)
+  Nanos scrape_time{0};  // monotonic time of the scrape (set by the caller)
 
   bool ServesModel(std::string_view model) const;
   bool AdapterRunning(std::string_view adapter) const;

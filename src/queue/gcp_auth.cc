@@ -59,7 +59,8 @@ class CurlHttpClient final : public HttpClient {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp.body);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_slist* headers = nullptr;
-    for (const auto& [k, v] : req.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
+    for (const auto& [k, v] : req.headers)
+      headers = curl_slist_append(headers, (k + ": " + v).c_str());
     headers = curl_slist_append(headers, "Expect:");
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     if (req.method == "GET") {
@@ -282,7 +283,8 @@ std::shared_ptr<TokenSource> CachingTokenSource(TokenFetcher fetch, WallClock no
 Status ParseTokenResponse(std::string_view body, std::chrono::system_clock::time_point now,
                           AccessToken* out) {
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return Status::Error("token response is not a JSON object: " + BodyExcerpt(body));
+  if (!j.is_object())
+    return Status::Error("token response is not a JSON object: " + BodyExcerpt(body));
   auto tok = j.find("access_token");
   if (tok == j.end() || !tok->is_string() || tok->get<std::string>().empty()) {
     return Status::Error("token response has no access_token: " + BodyExcerpt(body, 120));
@@ -323,8 +325,7 @@ Status ParseServiceAccountKey(std::string_view json, ServiceAccountKey* out) {
 
 Status BuildJwtAssertion(const ServiceAccountKey& key, std::string_view scope,
                          std::chrono::system_clock::time_point now, std::string* jwt) {
-  int64_t iat =
-      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  int64_t iat = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   Json header = {{"alg", "RS256"}, {"typ", "JWT"}};
   if (!key.private_key_id.empty()) header["kid"] = key.private_key_id;
   Json claims = {{"iss", key.client_email},

@@ -43,7 +43,7 @@ struct HttpRequest {
 };
 
 struct HttpResponse {
-  long status = 0;              // HTTP status; 0 when the request never got a response
+  long status = 0;  // HTTP status; 0 when the request never got a response
   std::string body;
   std::string transport_error;  // non-empty on a transport failure (curl's message)
 };
@@ -63,7 +63,7 @@ std::string Base64Encode(std::string_view in);     // standard alphabet, padded
 std::string Base64UrlEncode(std::string_view in);  // URL alphabet, unpadded (JWT)
 // Accepts the standard or URL alphabet, padded or not; false on any other character.
 bool Base64Decode(std::string_view in, std::string* out);
-std::string UrlFormEncode(std::string_view in);    // application/x-www-form-urlencoded value
+std::string UrlFormEncode(std::string_view in);  // application/x-www-form-urlencoded value
 // "1.5 KiB of body\n..." → a single-line excerpt of at most `max` bytes, for error messages.
 std::string BodyExcerpt(std::string_view body, size_t max = 300);
 

@@ -31,8 +31,8 @@ bool ValidResourceId(std::string_view id) {
 // Project ids: lowercase letters, digits, '-', and "domain.com:project" forms.
 bool ValidProject(std::string_view p) {
   return !p.empty() && std::all_of(p.begin(), p.end(), [](char c) {
-    return std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-           c == '-' || c == '.' || c == ':';
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == ':';
   });
 }
 
@@ -80,7 +80,8 @@ Status ParsePubSubUri(std::string_view uri, PubSubTarget* out) {
     rest = rest.substr(0, q);
   }
   auto parts = Split(rest, '/');
-  if (parts.size() != 4 || parts[0] != "projects") return fail("path must be projects/P/<kind>/<id>");
+  if (parts.size() != 4 || parts[0] != "projects")
+    return fail("path must be projects/P/<kind>/<id>");
   if (!ValidProject(parts[1])) return fail("invalid project id \"" + std::string(parts[1]) + "\"");
   if (!ValidResourceId(parts[3])) {
     return fail("invalid id \"" + std::string(parts[3]) +
@@ -106,7 +107,8 @@ Status ParsePubSubUri(std::string_view uri, PubSubTarget* out) {
       if (t.subscription.empty()) return fail("topic= is only for subscription URIs");
       if (v.substr(0, 9) == "projects/") {
         auto tp = Split(v, '/');
-        if (tp.size() != 4 || tp[2] != "topics" || !ValidProject(tp[1]) || !ValidResourceId(tp[3])) {
+        if (tp.size() != 4 || tp[2] != "topics" || !ValidProject(tp[1]) ||
+            !ValidResourceId(tp[3])) {
           return fail("topic= must be an id or projects/Q/topics/T");
         }
         t.topic = std::string(v);
@@ -150,7 +152,8 @@ std::string PubSubPublishBody(std::string_view data,
 
 Status ParsePubSubPullResponse(std::string_view body, std::vector<Message>* out) {
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return Status::Error("response is not a JSON object: " + gcp::BodyExcerpt(body));
+  if (!j.is_object())
+    return Status::Error("response is not a JSON object: " + gcp::BodyExcerpt(body));
   auto rm = j.find("receivedMessages");
   if (rm == j.end()) return Status::Ok();  // empty pull: {}
   if (!rm->is_array()) return Status::Error("receivedMessages is not an array");
@@ -158,13 +161,15 @@ Status ParsePubSubPullResponse(std::string_view body, std::vector<Message>* out)
     if (!r.is_object()) return Status::Error("receivedMessages[] entry is not an object");
     Message m;
     auto ack = r.find("ackId");
-    if (ack == r.end() || !ack->is_string()) return Status::Error("receivedMessages[] without ackId");
+    if (ack == r.end() || !ack->is_string())
+      return Status::Error("receivedMessages[] without ackId");
     m.ack_id = ack->get<std::string>();
     if (auto da = r.find("deliveryAttempt"); da != r.end() && da->is_number_integer()) {
       m.delivery_attempt = std::max(1, da->get<int>());
     }
     auto msg = r.find("message");
-    if (msg == r.end() || !msg->is_object()) return Status::Error("receivedMessages[] without message");
+    if (msg == r.end() || !msg->is_object())
+      return Status::Error("receivedMessages[] without message");
     m.id = msg->value("messageId", "");
     if (auto d = msg->find("data"); d != msg->end() && d->is_string()) {
       if (!gcp::Base64Decode(d->get_ref<const std::string&>(), &m.data)) {
@@ -236,7 +241,8 @@ bool ParseRfc3339(std::string_view s, std::chrono::system_clock::time_point* out
     ++pos;
   } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh, om;
-    if (!num(pos + 1, 2, &oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !num(pos + 4, 2, &om)) {
+    if (!num(pos + 1, 2, &oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !num(pos + 4, 2, &om)) {
       return false;
     }
     offset_min = (s[pos] == '-' ? -1 : 1) * (oh * 60 + om);
@@ -270,7 +276,8 @@ Status PubSubQueue::Call(std::string_view op, const std::string& method,
                          bool retry, std::string* resp_body) {
   std::string what = "pubsub " + std::string(op) + " " + resource;
   std::string token;
-  if (Status st = options_.tokens->Token(&token); !st.ok) return Status::Error(what + ": " + st.error);
+  if (Status st = options_.tokens->Token(&token); !st.ok)
+    return Status::Error(what + ": " + st.error);
   gcp::HttpRequest req;
   req.method = method;
   req.url = options_.endpoint + "/v1/" + resource + std::string(suffix);
@@ -292,7 +299,8 @@ Status PubSubQueue::Call(std::string_view op, const std::string& method,
     backoff *= 3;
   }
   if (!resp.transport_error.empty()) {
-    return Status::Error(what + ": " + resp.transport_error + " (endpoint " + options_.endpoint + ")");
+    return Status::Error(what + ": " + resp.transport_error + " (endpoint " + options_.endpoint +
+                         ")");
   }
   return Status::Error(what + ": HTTP " + std::to_string(resp.status) + ": " +
                        gcp::BodyExcerpt(resp.body));
@@ -343,7 +351,8 @@ std::optional<int> PubSubQueue::SubscriptionAckDeadline() {
   return value;
 }
 
-Status PubSubQueue::Pull(int max, milliseconds lease, milliseconds wait, std::vector<Message>* out) {
+Status PubSubQueue::Pull(int max, milliseconds lease, milliseconds wait,
+                         std::vector<Message>* out) {
   if (Status st = NeedSubscription("pull"); !st.ok) return st;
   if (max < 1) return Status::Error("pubsub pull " + target_.subscription + ": max must be >= 1");
   const int deadline_s = PubSubAckDeadlineSeconds(lease);
@@ -361,9 +370,8 @@ Status PubSubQueue::Pull(int max, milliseconds lease, milliseconds wait, std::ve
     if (!got.empty()) break;
     auto now = std::chrono::steady_clock::now();
     if (now >= give_up) return Status::Ok();
-    std::this_thread::sleep_for(
-        std::min<milliseconds>(sleep, std::chrono::duration_cast<milliseconds>(give_up - now) +
-                                          milliseconds(1)));
+    std::this_thread::sleep_for(std::min<milliseconds>(
+        sleep, std::chrono::duration_cast<milliseconds>(give_up - now) + milliseconds(1)));
     sleep = std::min<milliseconds>(sleep * 2, milliseconds(500));
   }
   if (!sub_default || *sub_default != deadline_s) {

@@ -27,9 +27,9 @@
 namespace tidegate::queue {
 
 struct Message {
-  std::string id;         // backend message id (unique per message, stable across deliveries)
-  std::string ack_id;     // handle for Ack/Nack/Extend of this delivery
-  std::string data;       // the payload bytes (already base64-decoded for Pub/Sub)
+  std::string id;      // backend message id (unique per message, stable across deliveries)
+  std::string ack_id;  // handle for Ack/Nack/Extend of this delivery
+  std::string data;    // the payload bytes (already base64-decoded for Pub/Sub)
   std::map<std::string, std::string> attributes;
   int delivery_attempt = 1;  // 1 on first delivery
   std::chrono::system_clock::time_point publish_time{};
@@ -57,7 +57,8 @@ class Queue {
                       std::vector<Message>* out) = 0;
   virtual Status Ack(const std::vector<std::string>& ack_ids) = 0;
   virtual Status Nack(const std::vector<std::string>& ack_ids) = 0;
-  virtual Status Extend(const std::vector<std::string>& ack_ids, std::chrono::milliseconds lease) = 0;
+  virtual Status Extend(const std::vector<std::string>& ack_ids,
+                        std::chrono::milliseconds lease) = 0;
 };
 
 // Opens a queue by URI. Returns nullptr and sets *error (naming the URI and the problem) when

@@ -156,8 +156,8 @@ class LoraAffinityScorer final : public Scorer {
       bool is_adapter = false;
       for (size_t j = 0; j < cands.size() && !is_adapter && !model.empty(); ++j) {
         const pool::EndpointMetrics* m = cands[j].endpoint->MetricsCached();
-        is_adapter = m && (m->ServesAdapter(model) || m->AdapterRunning(model) ||
-                           m->AdapterWaiting(model));
+        is_adapter =
+            m && (m->ServesAdapter(model) || m->AdapterRunning(model) || m->AdapterWaiting(model));
       }
       if (!is_adapter) return;
       adapter = model;

@@ -16,11 +16,6 @@ namespace tidegate::cli {
 
 namespace {
 
-
-
-
-
-
 // "a,b,c" of numbers into the given fields.
 FlagSet::Setter Doubles(std::vector<double*> outs) {
   return [outs](const std::string& v) -> std::string {
@@ -109,7 +104,8 @@ int RunSim(const std::vector<std::string>& args) {
   flags.Add("max-num-seqs", "N", "most requests in a batch; the rest wait",
             std::to_string(e.max_num_seqs), IntSetter(&e.max_num_seqs, 1, 1 << 20));
   flags.Add("max-num-batched-tokens", "N", "token budget of one step (chunked prefill)",
-            std::to_string(e.max_num_batched_tokens), IntSetter(&e.max_num_batched_tokens, 1, 1 << 24));
+            std::to_string(e.max_num_batched_tokens),
+            IntSetter(&e.max_num_batched_tokens, 1, 1 << 24));
   flags.Add("block-size", "N", "tokens per KV block", std::to_string(e.block_size),
             IntSetter(&e.block_size, 1, 1024));
   flags.Add("num-gpu-blocks", "N", "KV cache size in blocks", std::to_string(e.num_gpu_blocks),
@@ -157,7 +153,8 @@ int RunSim(const std::vector<std::string>& args) {
             "KV bytes per token for the memory-bound decode floor (context × this / bandwidth)",
             Fmt(lat.kv_bytes_per_token), DoubleSetter(&lat.kv_bytes_per_token, 0, 1e12));
   flags.Add("mem-bandwidth", "BYTES/S", "HBM bandwidth for the memory-bound decode floor",
-            Fmt(lat.mem_bandwidth_bytes_per_s), DoubleSetter(&lat.mem_bandwidth_bytes_per_s, 1, 1e18));
+            Fmt(lat.mem_bandwidth_bytes_per_s),
+            DoubleSetter(&lat.mem_bandwidth_bytes_per_s, 1, 1e18));
   flags.Add("time-scale", "X",
             "simulated time runs X times faster than wall time (latencies and "
             "metrics are in simulated time)",

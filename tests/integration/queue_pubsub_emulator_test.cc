@@ -12,10 +12,10 @@
 // Not part of unit_tests: built as its own binary (pubsub_emulator_tests) and registered with
 // ctest as integration.pubsub_emulator.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -145,8 +145,8 @@ class PubSubEmulatorTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(100ms);
     }
-    startup_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started)
-                      .count();
+    startup_ms_ =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     std::printf("[ emulator ] ready on 127.0.0.1:%d in %lld ms\n", port_,
                 static_cast<long long>(startup_ms_));
     emulator_host_ = "127.0.0.1:" + std::to_string(port_);
@@ -217,8 +217,7 @@ class PubSubEmulatorTest : public ::testing::Test {
   }
   static void CreateTopic(const std::string& id) { Put(Topic(id), ""); }
   static void CreateSubscription(const std::string& id, const std::string& topic,
-                                 const std::string& dead_letter_topic = "",
-                                 int max_attempts = 5) {
+                                 const std::string& dead_letter_topic = "", int max_attempts = 5) {
     std::string body = "{\"topic\": \"" + Topic(topic) + "\", \"ackDeadlineSeconds\": 10";
     if (!dead_letter_topic.empty()) {
       body += ", \"deadLetterPolicy\": {\"deadLetterTopic\": \"" + Topic(dead_letter_topic) +

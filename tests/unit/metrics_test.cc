@@ -1,8 +1,8 @@
-#include "metrics/registry.h"
-
 #include <gtest/gtest.h>
 
 #include <thread>
+
+#include "metrics/registry.h"
 
 namespace tidegate::metrics {
 namespace {

@@ -95,10 +95,10 @@ struct TestKey {
   ~TestKey() { EVP_PKEY_free(pkey); }
   bool Verify(std::string_view data, std::string_view sig) const {
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    bool ok = EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, pkey) == 1 &&
-              EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
-                               reinterpret_cast<const unsigned char*>(data.data()),
-                               data.size()) == 1;
+    bool ok =
+        EVP_DigestVerifyInit(ctx, nullptr, EVP_sha256(), nullptr, pkey) == 1 &&
+        EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
+                         reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
     EVP_MD_CTX_free(ctx);
     return ok;
   }
@@ -130,20 +130,21 @@ TEST(PubSubUri, SubscriptionAndTopicForms) {
 
   PubSubTarget st = MustParse("pubsub://projects/p1/subscriptions/sub?topic=out");
   EXPECT_EQ(st.topic, "projects/p1/topics/out");
-  PubSubTarget full = MustParse("PUBSUB://projects/p1/subscriptions/sub?topic=projects/other/topics/out");
+  PubSubTarget full =
+      MustParse("PUBSUB://projects/p1/subscriptions/sub?topic=projects/other/topics/out");
   EXPECT_EQ(full.topic, "projects/other/topics/out");
   MustParse("pubsub://projects/example.com:proj/topics/a.b~c+d%25e_f-g");
 }
 
 TEST(PubSubUri, RejectsBadUrisWithClearErrors) {
-  for (const char* bad : {"sqlite:///x.db", "pubsub://", "pubsub://projects/p/subscriptions",
-                          "pubsub://projects/p/subscriptions/s/extra", "pubsub://proj/p/topics/abc",
-                          "pubsub://projects/p/queues/abc", "pubsub://projects/p/topics/ab",
-                          "pubsub://projects/p/topics/1abc", "pubsub://projects/P/topics/abc",
-                          "pubsub://projects/p/topics/abc?topic=xyz",
-                          "pubsub://projects/p/subscriptions/abc?foo=bar",
-                          "pubsub://projects/p/subscriptions/abc?topic=x",
-                          "pubsub://projects/p/subscriptions/abc?topic=projects/p/subs/xyz"}) {
+  for (const char* bad :
+       {"sqlite:///x.db", "pubsub://", "pubsub://projects/p/subscriptions",
+        "pubsub://projects/p/subscriptions/s/extra", "pubsub://proj/p/topics/abc",
+        "pubsub://projects/p/queues/abc", "pubsub://projects/p/topics/ab",
+        "pubsub://projects/p/topics/1abc", "pubsub://projects/P/topics/abc",
+        "pubsub://projects/p/topics/abc?topic=xyz", "pubsub://projects/p/subscriptions/abc?foo=bar",
+        "pubsub://projects/p/subscriptions/abc?topic=x",
+        "pubsub://projects/p/subscriptions/abc?topic=projects/p/subs/xyz"}) {
     PubSubTarget t;
     Status st = ParsePubSubUri(bad, &t);
     EXPECT_FALSE(st.ok) << bad;
@@ -184,7 +185,8 @@ TEST(PubSubUri, BadCredentialsFileFailsAtOpen) {
 // ---- Shaping --------------------------------------------------------------------------------
 
 TEST(PubSubShaping, RequestBodies) {
-  EXPECT_EQ(Json::parse(PubSubPullBody(7)), Json::parse(R"({"maxMessages":7,"returnImmediately":true})"));
+  EXPECT_EQ(Json::parse(PubSubPullBody(7)),
+            Json::parse(R"({"maxMessages":7,"returnImmediately":true})"));
   EXPECT_EQ(Json::parse(PubSubPullBody(5000))["maxMessages"], 1000);
   EXPECT_EQ(Json::parse(PubSubAckBody({"a", "b"})), Json::parse(R"({"ackIds":["a","b"]})"));
   EXPECT_EQ(Json::parse(PubSubModifyAckDeadlineBody({"a"}, 0)),
@@ -214,9 +216,10 @@ TEST(PubSubShaping, ParsesPullResponse) {
   EXPECT_EQ(msgs[0].data, "hello");
   EXPECT_EQ(msgs[0].attributes, (std::map<std::string, std::string>{{"a", "b"}}));
   EXPECT_EQ(msgs[0].delivery_attempt, 2);
-  EXPECT_EQ(std::chrono::duration_cast<std::chrono::milliseconds>(
-                msgs[0].publish_time.time_since_epoch()).count(),
-            1795440537600);
+  EXPECT_EQ(
+      std::chrono::duration_cast<std::chrono::milliseconds>(msgs[0].publish_time.time_since_epoch())
+          .count(),
+      1795440537600);
   EXPECT_EQ(msgs[1].delivery_attempt, 1);  // no dead-letter policy → absent → 1
   EXPECT_EQ(msgs[1].data, "");
 
@@ -360,11 +363,10 @@ TEST(PubSubQueueFake, PullPollsUntilWaitAndHandsBackOnLeaseFailure) {
 }
 
 TEST(PubSubQueueFake, AckNackExtendPublish) {
-  QueueFixture f("pubsub://projects/p/subscriptions/sub?topic=out",
-                 [](const gcp::HttpRequest& r) {
-                   if (r.url.ends_with(":publish")) return Resp(200, R"({"messageIds":["77"]})");
-                   return Resp(200, "{}");
-                 });
+  QueueFixture f("pubsub://projects/p/subscriptions/sub?topic=out", [](const gcp::HttpRequest& r) {
+    if (r.url.ends_with(":publish")) return Resp(200, R"({"messageIds":["77"]})");
+    return Resp(200, "{}");
+  });
   ASSERT_TRUE(f.q->Ack({"a", "b"}).ok);
   ASSERT_TRUE(f.q->Nack({"c"}).ok);
   ASSERT_TRUE(f.q->Extend({"d"}, 45s).ok);
@@ -392,7 +394,8 @@ TEST(PubSubQueueFake, ErrorsNameOperationResourceAndStatus) {
   QueueFixture f("pubsub://projects/p/subscriptions/sub", [&](const gcp::HttpRequest& r) {
     ++calls;
     if (r.url.ends_with(":acknowledge")) return Resp(503, "unavailable");
-    if (r.url.ends_with(":modifyAckDeadline")) return gcp::HttpResponse{0, "", "Connection refused"};
+    if (r.url.ends_with(":modifyAckDeadline"))
+      return gcp::HttpResponse{0, "", "Connection refused"};
     return Resp(404, R"({"error":{"code":404,"message":"Subscription does not exist"}})");
   });
   std::vector<Message> out;
@@ -412,11 +415,10 @@ TEST(PubSubQueueFake, ErrorsNameOperationResourceAndStatus) {
   EXPECT_FALSE(st.ok);
   EXPECT_NE(st.error.find("add ?topic=T"), std::string::npos) << st.error;
 
-  QueueFixture t("pubsub://projects/p/topics/top", [](const gcp::HttpRequest&) {
-    return Resp(200, "{}");
-  });
-  for (Status s : {t.q->Pull(1, 10s, 0ms, &out), t.q->Ack({"a"}), t.q->Nack({"a"}),
-                   t.q->Extend({"a"}, 10s)}) {
+  QueueFixture t("pubsub://projects/p/topics/top",
+                 [](const gcp::HttpRequest&) { return Resp(200, "{}"); });
+  for (Status s :
+       {t.q->Pull(1, 10s, 0ms, &out), t.q->Ack({"a"}), t.q->Nack({"a"}), t.q->Extend({"a"}, 10s)}) {
     EXPECT_FALSE(s.ok);
     EXPECT_NE(s.error.find("is a topic (publish only)"), std::string::npos) << s.error;
   }
@@ -464,10 +466,11 @@ TEST(GcpAuth, JwtIsRs256SignedWithExpectedClaims) {
 
 TEST(GcpAuth, BadKeysAreClearErrors) {
   gcp::ServiceAccountKey k;
-  EXPECT_NE(gcp::ParseServiceAccountKey(R"({"type":"external_account"})", &k).error.find(
-                "external_account"),
+  EXPECT_NE(gcp::ParseServiceAccountKey(R"({"type":"external_account"})", &k)
+                .error.find("external_account"),
             std::string::npos);
-  EXPECT_FALSE(gcp::ParseServiceAccountKey(R"({"type":"service_account","private_key":"x"})", &k).ok);
+  EXPECT_FALSE(
+      gcp::ParseServiceAccountKey(R"({"type":"service_account","private_key":"x"})", &k).ok);
   k = TestAccount();
   k.private_key = "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n";
   std::string jwt;
@@ -531,9 +534,9 @@ TEST(GcpAuth, MetadataServerAndFailuresAreNotCached) {
   EXPECT_EQ(calls, 3);
 
   gcp::AccessToken t;
-  EXPECT_FALSE(gcp::ParseTokenResponse(R"({"error":"invalid_grant"})",
-                                       std::chrono::system_clock::now(), &t)
-                   .ok);
+  EXPECT_FALSE(
+      gcp::ParseTokenResponse(R"({"error":"invalid_grant"})", std::chrono::system_clock::now(), &t)
+          .ok);
 }
 
 }  // namespace

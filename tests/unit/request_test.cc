@@ -8,7 +8,8 @@ namespace tidegate::gateway {
 namespace {
 
 TEST(InspectBody, ExtractsModelAndStream) {
-  std::string body = R"({"model":"llama","stream":true,"messages":[{"role":"user","content":"hi"}]})";
+  std::string body =
+      R"({"model":"llama","stream":true,"messages":[{"role":"user","content":"hi"}]})";
   auto info = InspectBody(body);
   EXPECT_EQ(info.error, "");
   EXPECT_EQ(info.model, "llama");
@@ -46,7 +47,8 @@ TEST(InspectBody, RejectsNonObjectsAndMissingModel) {
 TEST(ErrorBody, EscapesMessage) {
   EXPECT_EQ(ErrorBody("bad \"x\"\n", "t", "c"),
             R"({"error":{"message":"bad \"x\"\n","type":"t","code":"c"}})");
-  EXPECT_EQ(ErrorEvent("m", "t", "c"), "data: {\"error\":{\"message\":\"m\",\"type\":\"t\",\"code\":\"c\"}}\n\n");
+  EXPECT_EQ(ErrorEvent("m", "t", "c"),
+            "data: {\"error\":{\"message\":\"m\",\"type\":\"t\",\"code\":\"c\"}}\n\n");
 }
 
 }  // namespace

@@ -212,7 +212,8 @@ TEST(LoraAffinityScorer, LoadedThenFreeSlotThenWaiting) {
 
 TEST(LoraAffinityScorer, AnAdapterNamedAsTheModelIsRecognised) {
   auto pool = MakePool(2);
-  auto publish = [&](size_t i, std::vector<std::string> adapters, std::vector<std::string> running) {
+  auto publish = [&](size_t i, std::vector<std::string> adapters,
+                     std::vector<std::string> running) {
     pool::EndpointMetrics m;
     m.has_lora_info = true;
     m.max_lora = 1;

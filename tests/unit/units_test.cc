@@ -32,8 +32,7 @@ TEST(ParseBytes, AcceptsSuffixes) {
 }
 
 TEST(FormatDuration, RoundTrips) {
-  for (const char* s : {"250ms", "3s", "2m", "1h"})
-    EXPECT_EQ(FormatDuration(*ParseDuration(s)), s);
+  for (const char* s : {"250ms", "3s", "2m", "1h"}) EXPECT_EQ(FormatDuration(*ParseDuration(s)), s);
 }
 
 }  // namespace
