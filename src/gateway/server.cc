@@ -82,7 +82,7 @@ const char* RouteLabel(Route r) {
   }
 }
 
-bool IsHopByHop(http::field f, std::string_view name) {
+bool IsHopByHop(http::field f) {
   switch (f) {
     case http::field::connection:
     case http::field::keep_alive:
@@ -105,6 +105,14 @@ bool CanParseBuffered(const beast::flat_buffer& b, bool chunked) {
   if (!chunked) return true;  // everything buffered is body
   return ChunkedParserCanProgress(
       std::string_view(static_cast<const char*>(b.data().data()), b.size()));
+}
+
+constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
+
+// The "<hex size>\r\n" line that opens a chunk of `n` bytes, formatted into `buf`.
+net::const_buffer ChunkSizeLine(char (&buf)[24], size_t n) {
+  int len = std::snprintf(buf, sizeof buf, "%zx\r\n", n);
+  return net::buffer(buf, static_cast<size_t>(len));
 }
 
 bool IsTimeout(const beast::error_code& ec) {
@@ -342,7 +350,6 @@ struct Gateway::Impl {
     saturation_cfg.queue_threshold = cfg.queue_threshold;
     saturation_cfg.kv_threshold = cfg.kv_threshold;
     saturation_cfg.stale_after = std::chrono::duration_cast<Nanos>(cfg.stale_after);
-    served_models.resize(pool.size());
     last_scrape_log.resize(pool.size());
     for (size_t i = 0; i < pool.size(); ++i) {
       endpoint_saturation.push_back(&sat.With({pool.at(i).address()}));
@@ -426,10 +433,8 @@ struct Gateway::Impl {
   // client is still sending for a moment, so the response is not lost to a TCP reset.
   awaitable<void> ErrorAndClose(TimedSocket& s, beast::flat_buffer& buf, http::status status,
                                 std::string message, const char* code) {
-    const char* type = status == http::status::payload_too_large ? "invalid_request_error"
-                                                                 : "invalid_request_error";
     co_await WriteResponse(s, status, false, NewRequestId(), "application/json",
-                           ErrorBody(message, type, code));
+                           ErrorBody(message, "invalid_request_error", code));
     beast::error_code ec;
     s.socket().shutdown(tcp::socket::shutdown_send, ec);
     size_t drained = 0;
@@ -646,9 +651,8 @@ struct Gateway::Impl {
         req.body().front() == '{') {
       // vLLM's priority scheduling serves lower values first.
       std::string field = "\"priority\":" + std::to_string(-priority);
-      if (req.body().find_first_not_of(" \t\r\n", 1) != std::string::npos &&
-          req.body()[req.body().find_first_not_of(" \t\r\n", 1)] != '}')
-        field += ',';
+      const size_t next = req.body().find_first_not_of(" \t\r\n", 1);
+      if (next != std::string::npos && req.body()[next] != '}') field += ',';
       req.body().insert(1, field);
     }
 
@@ -877,7 +881,7 @@ struct Gateway::Impl {
     h.append(req.method_string()).append(" ").append(req.target()).append(" HTTP/1.1\r\nHost: ");
     h.append(ep.address()).append("\r\n");
     for (const auto& f : req) {
-      if (IsHopByHop(f.name(), f.name_string())) continue;
+      if (IsHopByHop(f.name())) continue;
       if (f.name() == http::field::unknown && beast::iequals(f.name_string(), "x-request-id"))
         continue;
       h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
@@ -933,20 +937,11 @@ struct Gateway::Impl {
     co_return co_await Relay(call, ep, std::move(conn), *rp, keep);
   }
 
-  // Writes one chunk of a chunked body (or the raw bytes when the length is known).
-  awaitable<beast::error_code> WriteBody(TimedSocket& s, bool chunked, const char* data, size_t n) {
+  // Writes a gather list to the client, bounded by the stream idle timeout.
+  template <typename Buffers>
+  awaitable<beast::error_code> WriteClient(TimedSocket& s, const Buffers& buffers) {
     s.expires_after(cfg.stream_idle_timeout);
-    beast::error_code ec;
-    size_t wrote;
-    if (chunked) {
-      char size_line[24];
-      int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", n);
-      std::array<net::const_buffer, 3> bufs{net::buffer(size_line, len), net::buffer(data, n),
-                                            net::buffer("\r\n", 2)};
-      std::tie(ec, wrote) = co_await net::async_write(s, bufs, kTok);
-    } else {
-      std::tie(ec, wrote) = co_await net::async_write(s, net::buffer(data, n), kTok);
-    }
+    auto [ec, n] = co_await net::async_write(s, buffers, kTok);
     s.expires_never();
     co_return ec;
   }
@@ -967,7 +962,7 @@ struct Gateway::Impl {
     h.append("HTTP/1.1 ").append(std::to_string(call.status)).append(" ");
     h.append(http::obsolete_reason(up_res.result())).append("\r\n");
     for (const auto& f : up_res) {
-      if (IsHopByHop(f.name(), f.name_string())) continue;
+      if (IsHopByHop(f.name())) continue;
       h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
     }
     h.append("x-gateway-destination-endpoint: ").append(ep.address()).append("\r\n");
@@ -1004,7 +999,6 @@ struct Gateway::Impl {
     bool first = true;
     const char* failure = nullptr;
     beast::error_code fail_ec;
-    static constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
     for (;;) {
       size_t got = 0;
       // Read what is available; keep parsing while more is already buffered (no socket read),
@@ -1047,8 +1041,7 @@ struct Gateway::Impl {
       if (head_pending) out.push_back(net::buffer(h));
       if (got > 0) {
         if (chunked) {
-          int len = std::snprintf(size_line, sizeof size_line, "%zx\r\n", got);
-          out.push_back(net::buffer(size_line, len));
+          out.push_back(ChunkSizeLine(size_line, got));
           out.push_back(net::buffer(chunk.get(), got));
           out.push_back(net::buffer(kCrlf));
         } else {
@@ -1057,10 +1050,7 @@ struct Gateway::Impl {
       }
       if (done && chunked) out.push_back(net::buffer(kLastChunk));
       head_pending = false;
-      call.client.expires_after(cfg.stream_idle_timeout);
-      auto [wec, wn] = co_await net::async_write(call.client, out, kTok);
-      call.client.expires_never();
-      if (wec || call.watch->client_gone) {
+      if (auto wec = co_await WriteClient(call.client, out); wec || call.watch->client_gone) {
         call.watch->client_gone = true;
         break;
       }
@@ -1085,10 +1075,12 @@ struct Gateway::Impl {
                 " (" + fail_ec.message() + ")",
             "upstream_error",
             IsTimeout(fail_ec) ? "upstream_stream_timeout" : "upstream_disconnected");
-        auto e1 = co_await WriteBody(call.client, true, event.data(), event.size());
-        beast::error_code e2 = e1;
-        if (!e1) e2 = co_await WriteBody(call.client, false, "0\r\n\r\n", 5);
-        keep = !e2 && call.keep_alive && !draining.load();
+        char size_line[24];
+        std::array<net::const_buffer, 4> out{ChunkSizeLine(size_line, event.size()),
+                                             net::buffer(event), net::buffer(kCrlf),
+                                             net::buffer(kLastChunk)};
+        auto ec = co_await WriteClient(call.client, out);
+        keep = !ec && call.keep_alive && !draining.load();
       }
       co_return AttemptResult{Outcome::kDone, {}};
     }
@@ -1099,6 +1091,23 @@ struct Gateway::Impl {
   // ---------------------------------------------------------------- /v1/models
 
   // GET `target` from one endpoint (small bodies only). Returns the body on a 2xx.
+  // One keep-alive GET of a small body on an open connection (TimedSocket on the event loops,
+  // beast::tcp_stream on the control loop), bounded by `timeout`.
+  template <typename Stream>
+  awaitable<beast::error_code> GetOnce(Stream& s, beast::flat_buffer& buf, const pool::Endpoint& ep,
+                                       std::string_view target, milliseconds timeout,
+                                       http::response_parser<http::string_body>& rp) {
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, ep.address());
+    req.keep_alive(true);
+    rp.body_limit(kUpstreamSmallBodyLimit);
+    s.expires_after(timeout);
+    auto [ec, n] = co_await http::async_write(s, req, kTok);
+    if (!ec) std::tie(ec, n) = co_await http::async_read(s, buf, rp, kTok);
+    s.expires_never();
+    co_return ec;
+  }
+
   awaitable<std::optional<std::string>> Fetch(Worker& w, pool::Endpoint& ep,
                                               std::string_view target, std::string* error) {
     auto conn = PopIdle(w, ep.index());
@@ -1112,15 +1121,9 @@ struct Gateway::Impl {
         }
         conn = std::move(c);
       }
-      http::request<http::empty_body> req{http::verb::get, target, 11};
-      req.set(http::field::host, ep.address());
-      req.keep_alive(true);
       http::response_parser<http::string_body> rp;
-      rp.body_limit(kUpstreamSmallBodyLimit);
-      conn->stream.expires_after(std::min(cfg.ttfb_timeout, milliseconds(10'000)));
-      auto [ec, n] = co_await http::async_write(conn->stream, req, kTok);
-      if (!ec) std::tie(ec, n) = co_await http::async_read(conn->stream, conn->buf, rp, kTok);
-      conn->stream.expires_never();
+      auto ec = co_await GetOnce(conn->stream, conn->buf, ep, target,
+                                 std::min(cfg.ttfb_timeout, milliseconds(10'000)), rp);
       if (ec) {
         conn.reset();
         if (reused) continue;
@@ -1236,21 +1239,14 @@ struct Gateway::Impl {
         beast::error_code ig;
         conn->socket().set_option(tcp::no_delay(true), ig);
       }
-      http::request<http::empty_body> req{http::verb::get, target, 11};
-      req.set(http::field::host, ep.address());
-      req.keep_alive(true);
-      conn->expires_after(timeout);
-      auto [ec, n] = co_await http::async_write(*conn, req, kTok);
       http::response_parser<http::string_body> rp;
-      rp.body_limit(kUpstreamSmallBodyLimit);
-      if (!ec) std::tie(ec, n) = co_await http::async_read(*conn, buf, rp, kTok);
+      auto ec = co_await GetOnce(*conn, buf, ep, target, timeout, rp);
       if (ec) {
         conn.reset();
         if (!fresh) continue;  // a stale keep-alive connection: reconnect once
         *error = std::string(target) + ": " + ec.message();
         co_return false;
       }
-      conn->expires_never();
       *status = rp.get().result_int();
       *body = std::move(rp.get().body());
       if (!rp.get().keep_alive()) conn.reset();
@@ -1279,11 +1275,11 @@ struct Gateway::Impl {
         error = pool::ParseEngineMetrics(engines[i], body, now, &m);
         if (error.empty()) {
           // The served models (base and LoRA adapters) come from /v1/models when known.
-          if (!served_models[i].empty()) {
+          if (auto served = ep.ServedModels(); !served.empty()) {
             // Served models not named as a base model in the metric labels are LoRA adapters.
-            for (const auto& id : served_models[i])
+            for (const auto& id : served)
               if (!m.ServesModel(id)) m.lora_adapters.push_back(id);
-            m.models = served_models[i];
+            m.models = std::move(served);
             m.models_listed = true;
           }
           ep.PublishMetrics(std::move(m));
@@ -1383,8 +1379,7 @@ struct Gateway::Impl {
               if (m.is_object() && m.contains("id") && m["id"].is_string())
                 ids.push_back(m["id"].get<std::string>());
           }
-          ep.SetServedModels(ids);
-          served_models[index] = std::move(ids);
+          ep.SetServedModels(std::move(ids));
         }
       }
       if (ep.RecordProbe(ok, error)) {
@@ -1399,36 +1394,19 @@ struct Gateway::Impl {
     }
   }
 
+  // GET /health on a fresh connection (so a server that stopped accepting fails the probe);
+  // any answer below 500 counts as alive.
   awaitable<bool> Probe(pool::Endpoint& ep, std::string* error) {
-    beast::tcp_stream s(control);
-    auto timeout =
+    std::optional<beast::tcp_stream> conn;
+    beast::flat_buffer buf;
+    int status = 0;
+    std::string body;
+    const auto timeout =
         std::max(milliseconds(1000), std::min(2 * cfg.health_interval, milliseconds(5000)));
-    s.expires_after(timeout);
-    auto [cec, e] = co_await s.async_connect(resolved[ep.index()], kTok);
-    if (cec) {
-      *error = "connect: " + cec.message();
+    if (!co_await ControlGet(conn, buf, ep, "/health", timeout, &status, &body, error))
       co_return false;
-    }
-    http::request<http::empty_body> req{http::verb::get, "/health", 11};
-    req.set(http::field::host, ep.address());
-    req.keep_alive(false);
-    auto [wec, wn] = co_await http::async_write(s, req, kTok);
-    if (wec) {
-      *error = "write: " + wec.message();
-      co_return false;
-    }
-    beast::flat_buffer b;
-    http::response_parser<http::string_body> rp;
-    rp.body_limit(64 * 1024);
-    auto [rec, rn] = co_await http::async_read(s, b, rp, kTok);
-    beast::error_code ig;
-    s.socket().shutdown(tcp::socket::shutdown_both, ig);
-    if (rec) {
-      *error = "read: " + rec.message();
-      co_return false;
-    }
-    if (rp.get().result_int() >= 500) {
-      *error = "/health answered HTTP " + std::to_string(rp.get().result_int());
+    if (status >= 500) {
+      *error = "/health answered HTTP " + std::to_string(status);
       co_return false;
     }
     co_return true;
@@ -1500,9 +1478,8 @@ struct Gateway::Impl {
   metrics::Gauge* pool_capacity;
   metrics::Family<metrics::Counter>* shed;
   pool::SaturationConfig saturation_cfg;
-  std::vector<pool::Engine> engines;                    // per endpoint
-  std::vector<std::vector<std::string>> served_models;  // per endpoint; control loop only
-  std::vector<std::string> last_scrape_log;             // per endpoint; control loop only
+  std::vector<pool::Engine> engines;         // per endpoint
+  std::vector<std::string> last_scrape_log;  // per endpoint; control loop only
   // The capacity signal, recomputed by CapacityLoop and read lock-free by /v1/capacity.
   std::atomic<double> cap_saturation{1.0};
   std::atomic<int64_t> cap_sheddable{0};
