@@ -9,6 +9,8 @@ namespace tidegate::cli {
 
 int RunServe(const std::vector<std::string>& args);
 int RunSim(const std::vector<std::string>& args);
+int RunSubmit(const std::vector<std::string>& args);
+int RunResults(const std::vector<std::string>& args);
 
 // Sets the global log level from a name (trace, debug, info, warn, error, off); returns false
 // for an unknown name.
