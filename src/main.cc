@@ -19,11 +19,12 @@ usage: tidegate <command> [flags]
 commands:
   serve     the gateway: OpenAI-compatible front door, endpoint picking, streaming proxy
   sim       a vLLM-compatible model-server simulator (no GPU needed)
+  async     the async processor: queue → gateway (sheddable, when there is room) → results
   submit    publish JSONL requests (llm-d-async, OpenAI Batch or bare bodies) to a queue
   results   print the result messages from a queue as JSONL, acknowledging them
   version   print the version
 
-planned (not in this build yet): async, demo, bench
+planned (not in this build yet): demo, bench
 
 Run `tidegate <command> --help` for the flags of a command.
 )";
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (cmd == "serve") return tidegate::cli::RunServe(args);
   if (cmd == "sim") return tidegate::cli::RunSim(args);
+  if (cmd == "async") return tidegate::cli::RunAsync(args);
   if (cmd == "submit") return tidegate::cli::RunSubmit(args);
   if (cmd == "results") return tidegate::cli::RunResults(args);
   if (cmd == "version" || cmd == "--version") {

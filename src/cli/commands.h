@@ -9,6 +9,7 @@ namespace tidegate::cli {
 
 int RunServe(const std::vector<std::string>& args);
 int RunSim(const std::vector<std::string>& args);
+int RunAsync(const std::vector<std::string>& args);
 int RunSubmit(const std::vector<std::string>& args);
 int RunResults(const std::vector<std::string>& args);
 

@@ -31,8 +31,9 @@ struct GatewayConfig {
   milliseconds stale_after{2000};       // older metrics: the endpoint counts as saturated
   double queue_threshold = 5;           // saturation = max(waiting/this, kv/kv_threshold)
   double kv_threshold = 0.8;
-  // Objectives: name → priority (higher wins; negative = sheddable).
-  std::map<std::string, int> objectives;
+  // Objectives: name → priority (higher wins; negative = sheddable). Two are built in so the
+  // async processor works against a default gateway; configuration may redefine them.
+  std::map<std::string, int> objectives = {{"standard", 0}, {"sheddable", -1}};
   std::string default_objective;  // for requests naming none ("" = priority 0)
   bool forward_priority = false;  // add vLLM's `priority` (= −priority) to bodies
   uint64_t max_body_bytes = 16ull * 1024 * 1024;

@@ -60,6 +60,19 @@ std::string JoinSchemes(const std::vector<std::string>& schemes) {
 
 }  // namespace
 
+Status Queue::PublishAndAck(std::vector<PublishAck>* items, Queue& source) {
+  for (auto& item : *items) {
+    if (item.done) continue;
+    if (!item.published) {
+      if (Status st = Publish(item.data, item.attributes, nullptr); !st.ok) return st;
+      item.published = true;
+    }
+    if (Status st = source.Ack({item.ack_id}); !st.ok) return st;
+    item.done = true;
+  }
+  return Status::Ok();
+}
+
 void RegisterQueueBackend(const std::string& scheme, QueueFactory factory) {
   Registry& r = GetRegistry();
   std::lock_guard lock(r.mu);

@@ -42,6 +42,17 @@ struct Status {
   static Status Error(std::string e) { return {false, std::move(e)}; }
 };
 
+// One result to publish on this queue together with the acknowledgement of the request delivery
+// (`ack_id` on the source queue) it answers. See Queue::PublishAndAck.
+struct PublishAck {
+  std::string data;
+  std::map<std::string, std::string> attributes;
+  std::string ack_id;       // the source delivery to acknowledge
+  bool published = false;   // the data is on this queue (a retry only acknowledges)
+  bool done = false;        // set when both steps happened (or the item was superseded)
+  bool superseded = false;  // the source delivery was no longer current: nothing was published
+};
+
 class Queue {
  public:
   virtual ~Queue() = default;
@@ -59,6 +70,16 @@ class Queue {
   virtual Status Nack(const std::vector<std::string>& ack_ids) = 0;
   virtual Status Extend(const std::vector<std::string>& ack_ids,
                         std::chrono::milliseconds lease) = 0;
+
+  // Publishes each item's data on this queue and then acknowledges its ack_id on `source`,
+  // marking items done in order; on an error the remaining items are left not done (the caller
+  // retries them). The default does Publish then source.Ack per item: a crash between the two
+  // redelivers the request (at-least-once; its result may then be published twice). Backends
+  // that can do both atomically override it: the embedded queue does, when `source` lives in
+  // the same file, in one transaction per batch; there an item whose delivery is no longer
+  // current (its lease ran out and it was delivered again, or it is gone) is skipped and marked
+  // superseded, so each request gets exactly one result even across crashes.
+  virtual Status PublishAndAck(std::vector<PublishAck>* items, Queue& source);
 };
 
 // Opens a queue by URI. Returns nullptr and sets *error (naming the URI and the problem) when

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -147,6 +148,9 @@ class SqliteQueue final : public Queue {
       return false;
     }
     if (!Exec("PRAGMA synchronous=FULL", error) || !Exec(kSchema, error)) return false;
+    std::error_code fec;
+    canonical_path_ = std::filesystem::weakly_canonical(opts_.path, fec).string();
+    if (fec) canonical_path_ = opts_.path;
     insert_ = std::make_unique<Stmt>();
     select_ready_ = std::make_unique<Stmt>();
     lease_ = std::make_unique<Stmt>();
@@ -249,6 +253,81 @@ class SqliteQueue final : public Queue {
   Status Extend(const std::vector<std::string>& ack_ids, std::chrono::milliseconds lease) override {
     int64_t until = NowUs() + std::max<int64_t>(lease.count(), 0) * 1000;
     return ForEachAckId("Extend", ack_ids, set_lease_.get(), until);
+  }
+
+  // Same file: delete the request delivery and insert the result in one transaction, so a crash
+  // leaves both or neither. A delivery that is no longer current is skipped (superseded).
+  Status PublishAndAck(std::vector<PublishAck>* items, Queue& source) override {
+    auto* src = dynamic_cast<SqliteQueue*>(&source);
+    if (src == nullptr || src->canonical_path_ != canonical_path_)
+      return Queue::PublishAndAck(items, source);
+    std::vector<std::pair<int64_t, int64_t>> parsed(items->size());
+    for (size_t i = 0; i < items->size(); ++i) {
+      if (!ParseAckId((*items)[i].ack_id, &parsed[i].first, &parsed[i].second))
+        return Status::Error(Describe("PublishAndAck") + ": malformed ack id '" +
+                             (*items)[i].ack_id + "'");
+    }
+    std::vector<std::string> attributes;
+    attributes.reserve(items->size());
+    for (const auto& item : *items) {
+      nlohmann::json a = nlohmann::json::object();
+      for (const auto& [k, v] : item.attributes) a[k] = v;
+      attributes.push_back(a.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    std::vector<char> superseded(items->size(), 0);
+    Status st;
+    {
+      std::lock_guard lock(mu_);
+      st = InWriteTransaction("PublishAndAck", [&]() -> Status {
+        const int64_t now = NowUs();
+        for (size_t i = 0; i < items->size(); ++i) {
+          const auto& item = (*items)[i];
+          if (item.done) continue;
+          sqlite3_stmt* d = delete_->get();
+          sqlite3_bind_int64(d, 1, parsed[i].first);
+          sqlite3_bind_int64(d, 2, parsed[i].second);
+          sqlite3_bind_text(d, 3, src->opts_.queue.data(),
+                            static_cast<int>(src->opts_.queue.size()), SQLITE_STATIC);
+          int rc = sqlite3_step(d);
+          delete_->Reset();
+          if (rc != SQLITE_DONE)
+            return Status::Error(Describe("PublishAndAck") + ": " + sqlite3_errmsg(db_));
+          if (sqlite3_changes(db_) == 0) {
+            superseded[i] = 1;
+            continue;
+          }
+          sqlite3_stmt* s = insert_->get();
+          sqlite3_bind_text(s, 1, opts_.queue.data(), static_cast<int>(opts_.queue.size()),
+                            SQLITE_STATIC);
+          static const char kEmpty[1] = {0};
+          sqlite3_bind_blob64(s, 2, item.data.empty() ? kEmpty : item.data.data(), item.data.size(),
+                              SQLITE_STATIC);
+          sqlite3_bind_text(s, 3, attributes[i].data(), static_cast<int>(attributes[i].size()),
+                            SQLITE_STATIC);
+          sqlite3_bind_int64(s, 4, now);
+          rc = sqlite3_step(s);
+          insert_->Reset();
+          if (rc != SQLITE_DONE)
+            return Status::Error(Describe("PublishAndAck") + ": " + sqlite3_errmsg(db_));
+        }
+        return Status::Ok();
+      });
+    }
+    if (!st.ok) return st;
+    for (size_t i = 0; i < items->size(); ++i) {
+      auto& item = (*items)[i];
+      if (item.done) continue;
+      item.done = true;
+      item.superseded = superseded[i] != 0;
+      item.published = !item.superseded;
+    }
+    {
+      auto& sig = Signal();
+      std::lock_guard lock(sig.mu);
+      ++sig.generation;
+    }
+    Signal().cv.notify_all();
+    return Status::Ok();
   }
 
  private:
@@ -387,7 +466,8 @@ class SqliteQueue final : public Queue {
 
   const std::string uri_;
   const SqliteQueueOptions opts_;
-  std::mutex mu_;  // guards db_ and the statements
+  std::string canonical_path_;  // to tell whether two queues share one file
+  std::mutex mu_;               // guards db_ and the statements
   sqlite3* db_ = nullptr;
   std::unique_ptr<Stmt> insert_, select_ready_, lease_, dead_letter_, delete_, set_lease_;
 };

@@ -1,0 +1,762 @@
+// async/processor.cc — the async processor (see processor.h). Everything except the blocking
+// queue calls runs on one event-loop thread, so the processor's state needs no locks.
+#include "async/processor.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/algorithm/string/predicate.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cmath>
+#include <csignal>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include "async/message.h"
+#include "http/client.h"
+#include "metrics/registry.h"
+#include "queue/queue.h"
+
+namespace tidegate::async {
+
+namespace net = boost::asio;
+using net::awaitable;
+using std::chrono::milliseconds;
+using Steady = std::chrono::steady_clock;
+using System = std::chrono::system_clock;
+
+namespace {
+constexpr auto kTok = net::as_tuple(net::use_awaitable);
+
+// (A function rather than aggregate initialization inside coroutines: GCC 12 rejects string
+// literals as aggregate members there.)
+Result MakeResult(std::string id, int status, std::string payload, ErrorCode code,
+                  std::string message) {
+  Result r;
+  r.id = std::move(id);
+  r.status_code = status;
+  r.payload = std::move(payload);
+  r.error_code = code;
+  r.error_message = std::move(message);
+  return r;
+}
+}  // namespace
+
+std::string ProcessorConfig::Validate() const {
+  if (requests.empty()) return "--requests is required (a queue URI to consume)";
+  if (responses.empty()) return "--responses is required (a queue URI for the results)";
+  if (objective.empty()) return "--objective must not be empty";
+  if (max_inflight < 1) return "--max-inflight must be at least 1";
+  if (min_window < 1 || min_window > max_inflight)
+    return "--min-window must be between 1 and --max-inflight";
+  if (max_held < 1) return "--max-held must be at least 1";
+  if (lease < milliseconds(1000)) return "--lease must be at least 1s";
+  if (workers < 1) return "--workers must be at least 1";
+  std::string err;
+  http::Url u;
+  if (!http::ParseHttpUrl(gateway, &u, &err)) return "--gateway: " + err;
+  return "";
+}
+
+struct Processor::Impl {
+  explicit Impl(ProcessorConfig c)
+      : cfg(std::move(c)),
+        io(1),
+        blocking(static_cast<size_t>(cfg.workers)),
+        wake(io),
+        flush_wake(io),
+        rng(std::random_device{}()) {
+    window = std::clamp<double>(cfg.initial_window, cfg.min_window, cfg.max_inflight);
+    auto& r = registry;
+    m_pulled = &r.AddCounter("tidegate_async_messages_pulled_total",
+                             "Request messages received from the request queue (every delivery)")
+                    .With({});
+    m_dispatched = &r.AddCounter("tidegate_async_requests_dispatched_total",
+                                 "Attempts sent to the gateway (first tries and retries)")
+                        .With({});
+    m_succeeded = &r.AddCounter("tidegate_async_requests_succeeded_total",
+                                "Requests answered with a 2xx and published as results")
+                       .With({});
+    m_failed = &r.AddCounter("tidegate_async_requests_failed_total",
+                             "Requests published as error results, by error code", {"error_code"});
+    m_retries = &r.AddCounter("tidegate_async_retries_total",
+                              "Attempts scheduled again, by reason (shed, server_error, transport)",
+                              {"reason"});
+    m_sheds =
+        &r.AddCounter("tidegate_async_sheds_total", "429 responses (requests shed by the gateway)")
+             .With({});
+    m_deadline = &r.AddCounter("tidegate_async_deadline_misses_total",
+                               "Requests whose deadline passed before they could be served")
+                      .With({});
+    m_superseded = &r.AddCounter("tidegate_async_superseded_total",
+                                 "Results not published because the message had been "
+                                 "redelivered to another holder")
+                        .With({});
+    m_publish_errors = &r.AddCounter("tidegate_async_publish_errors_total",
+                                     "Failed attempts to publish results (retried)")
+                            .With({});
+    m_handed_back = &r.AddCounter("tidegate_async_messages_handed_back_total",
+                                  "Held messages handed back to the queue (nack) at shutdown")
+                         .With({});
+    m_inflight =
+        &r.AddGauge("tidegate_async_in_flight", "Requests in flight to the gateway").With({});
+    m_held = &r.AddGauge("tidegate_async_held_messages",
+                         "Messages leased from the request queue and not yet answered")
+                  .With({});
+    m_window =
+        &r.AddGauge("tidegate_async_dispatch_window", "Current AIMD limit on requests in flight")
+             .With({});
+    m_capacity = &r.AddGauge("tidegate_async_gateway_sheddable_capacity",
+                             "The gateway's last reported sheddable capacity (-1 unknown)")
+                      .With({});
+    m_residence = &r.AddHistogram("tidegate_async_queue_residence_seconds",
+                                  "Time from publication of a request to its first dispatch",
+                                  metrics::LatencyBuckets())
+                       .With({});
+    m_e2e = &r.AddHistogram("tidegate_async_end_to_end_seconds",
+                            "Time from publication of a request to the publication of its result",
+                            metrics::LatencyBuckets())
+                 .With({});
+    m_window->Set(window);
+    m_capacity->Set(-1);
+  }
+
+  struct Item {
+    queue::Message msg;
+    Request req;
+    Steady::time_point deadline;  // steady-clock image of the request's deadline
+    Steady::time_point ready_at;
+    Steady::time_point received;
+    System::time_point published;  // when the request was published (or created)
+    int attempts = 0;
+    bool dispatched_once = false;
+    enum class State { kWaiting, kInFlight, kFinishing } state = State::kWaiting;
+  };
+  using ItemPtr = std::shared_ptr<Item>;
+
+  ProcessorConfig cfg;
+  net::io_context io;
+  net::thread_pool blocking;
+  std::unique_ptr<queue::Queue> requests, responses;
+  std::unique_ptr<http::Client> client, cap_client;
+  std::unique_ptr<http::AdminServer> admin;
+  metrics::Registry registry;
+  net::steady_timer wake, flush_wake;
+  std::mt19937_64 rng;
+
+  std::unordered_map<std::string, ItemPtr> held;         // by ack id
+  std::set<std::pair<Steady::time_point, Item*>> ready;  // EDF: (deadline, item)
+  std::multimap<Steady::time_point, ItemPtr> delayed;    // retries by ready time
+  std::vector<std::pair<ItemPtr, Result>> finished;      // results waiting for publication
+  int inflight = 0;
+  int flushing = 0;  // results in the PublishAndAck batch now running
+  double window;
+  Steady::time_point last_decrease{};
+  Steady::time_point paused_until{};
+  // Capacity signal.
+  bool cap_known = false;
+  double cap_saturation = 0;
+  int64_t cap_room = 0;
+  int cap_inflight_base = 0;  // our in-flight count when the signal was read
+  bool cap_warned = false;
+
+  std::atomic<bool> stop_requested{false};
+  bool stopping = false;
+  bool loops_done = false;
+  bool pull_done = false;
+  int exit_code = 0;
+  uint64_t n_succeeded = 0, n_failed = 0, n_pulled = 0;
+
+  metrics::Counter *m_pulled, *m_dispatched, *m_succeeded, *m_sheds, *m_deadline, *m_superseded,
+      *m_publish_errors, *m_handed_back;
+  metrics::Family<metrics::Counter>*m_failed, *m_retries;
+  metrics::Gauge *m_inflight, *m_held, *m_window, *m_capacity;
+  metrics::Histogram *m_residence, *m_e2e;
+
+  // Runs f() on the worker pool and resumes on the event loop with its result.
+  template <typename F>
+  awaitable<std::invoke_result_t<F&>> Blocking(F f) {
+    using R = std::invoke_result_t<F&>;
+    co_return co_await net::co_spawn(
+        blocking, [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); },
+        net::use_awaitable);
+  }
+
+  void Kick() { wake.cancel(); }
+
+  void UpdateGauges() {
+    m_inflight->Set(inflight);
+    m_held->Set(static_cast<double>(held.size()));
+    m_window->Set(window);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Pulling
+
+  awaitable<void> PullLoop() {
+    net::steady_timer timer(io);
+    while (!stopping) {
+      int room = cfg.max_held - static_cast<int>(held.size());
+      if (room <= 0) {
+        timer.expires_after(milliseconds(20));
+        co_await timer.async_wait(kTok);
+        continue;
+      }
+      int max = std::min(room, cfg.pull_batch);
+      auto lease = cfg.lease;
+      queue::Queue* q = requests.get();
+      auto [st, msgs] = co_await Blocking([q, max, lease] {
+        std::vector<queue::Message> out;
+        queue::Status s = q->Pull(max, lease, milliseconds(500), &out);
+        return std::make_pair(s, std::move(out));
+      });
+      if (!st.ok) {
+        spdlog::warn("async: pull failed: {} (retrying in 1s)", st.error);
+        timer.expires_after(milliseconds(1000));
+        co_await timer.async_wait(kTok);
+        continue;
+      }
+      if (stopping) {
+        // Pulled while shutting down: hand them straight back.
+        std::vector<std::string> ids;
+        for (auto& m : msgs) ids.push_back(m.ack_id);
+        if (!ids.empty()) co_await HandBack(std::move(ids));
+        break;
+      }
+      for (auto& m : msgs) Accept(std::move(m));
+      if (!msgs.empty()) Kick();
+      UpdateGauges();
+    }
+    pull_done = true;
+  }
+
+  void Accept(queue::Message m) {
+    ++n_pulled;
+    m_pulled->Inc();
+    auto item = std::make_shared<Item>();
+    item->received = Steady::now();
+    auto sys_now = System::now();
+    ParsedRequest parsed = ParseRequestMessage(m.data, m.id);
+    item->msg = std::move(m);
+    item->req = std::move(parsed.request);
+    // Residence and end-to-end latency count from publication (the queue's precise timestamp),
+    // else from the message's `created` (whole seconds), else from now.
+    if (item->msg.publish_time.time_since_epoch().count() != 0)
+      item->published = item->msg.publish_time;
+    else if (item->req.created > 0)
+      item->published = System::time_point(std::chrono::seconds(item->req.created));
+    else
+      item->published = sys_now;
+    if (held.count(item->msg.ack_id)) return;  // the same delivery twice: keep the first
+    held[item->msg.ack_id] = item;
+    if (!parsed.ok()) {
+      spdlog::warn("async: message {} is not a valid request: {}", item->msg.id,
+                   parsed.error_message);
+      Finish(item,
+             MakeResult(item->req.id, 0, "", ErrorCode::kInvalidRequest, parsed.error_message));
+      return;
+    }
+    System::time_point deadline_sys =
+        item->req.deadline > 0 ? System::time_point(std::chrono::seconds(item->req.deadline))
+                               : item->published + cfg.default_deadline;
+    item->deadline =
+        item->received + std::chrono::duration_cast<Steady::duration>(deadline_sys - sys_now);
+    if (item->deadline <= item->received) {
+      m_deadline->Inc();
+      Finish(item, MakeResult(item->req.id, 0, "", ErrorCode::kDeadlineExceeded,
+                              "the deadline passed before the request could be dispatched"));
+      return;
+    }
+    item->ready_at = item->received;
+    ready.emplace(item->deadline, item.get());
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Dispatching
+
+  int Allowed(Steady::time_point now) const {
+    if (now < paused_until) return 0;
+    int limit = static_cast<int>(std::floor(window));
+    if (cap_known) {
+      if (cap_saturation >= 1.0) return 0;
+      int64_t cap_limit = cap_inflight_base + cap_room;
+      limit = static_cast<int>(std::min<int64_t>(limit, cap_limit));
+    }
+    return std::max(0, limit - inflight);
+  }
+
+  awaitable<void> DispatchLoop() {
+    while (!stopping) {
+      auto now = Steady::now();
+      // Due retries join the EDF set.
+      while (!delayed.empty() && delayed.begin()->first <= now) {
+        ItemPtr it = delayed.begin()->second;
+        delayed.erase(delayed.begin());
+        ready.emplace(it->deadline, it.get());
+      }
+      int allowed = Allowed(now);
+      while (allowed > 0 && !ready.empty()) {
+        Item* raw = ready.begin()->second;
+        ready.erase(ready.begin());
+        auto hit = held.find(raw->msg.ack_id);
+        if (hit == held.end()) continue;
+        ItemPtr item = hit->second;
+        if (item->deadline <= now) {
+          m_deadline->Inc();
+          Finish(item, MakeResult(item->req.id, 0, "", ErrorCode::kDeadlineExceeded,
+                                  "the deadline passed while the request waited for capacity"));
+          continue;
+        }
+        --allowed;
+        ++inflight;
+        item->state = Item::State::kInFlight;
+        net::co_spawn(io, Dispatch(item), net::detached);
+      }
+      UpdateGauges();
+      // Sleep until something changes: a kick (new messages, a finished request), the next
+      // retry, the end of a pause, or a periodic re-check of the capacity signal.
+      auto until = now + milliseconds(std::max<int64_t>(5, cfg.capacity_interval.count() / 2));
+      if (cfg.capacity_interval.count() == 0) until = now + milliseconds(50);
+      if (!delayed.empty()) until = std::min(until, delayed.begin()->first);
+      if (paused_until > now) until = std::min(until, paused_until);
+      wake.expires_at(until);
+      co_await wake.async_wait(kTok);
+    }
+  }
+
+  milliseconds Backoff(int attempt, int64_t retry_after_ms) {
+    double base =
+        static_cast<double>(cfg.backoff_base.count()) * std::pow(2.0, std::min(attempt - 1, 16));
+    base = std::min(base, static_cast<double>(cfg.backoff_max.count()));
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    double ms = base * jitter(rng);
+    if (retry_after_ms > 0) ms = std::max(ms, static_cast<double>(retry_after_ms));
+    return milliseconds(static_cast<int64_t>(ms));
+  }
+
+  http::Headers BuildHeaders(const Item& item) const {
+    http::Headers headers;
+    headers.reserve(item.req.headers.size() + 2);
+    bool has_objective = false, has_id = false;
+    for (const auto& [k, v] : item.req.headers) {
+      if (boost::iequals(k, "x-gateway-inference-objective")) has_objective = true;
+      if (boost::iequals(k, "x-request-id")) has_id = true;
+      headers.emplace_back(k, v);
+    }
+    if (!has_objective) headers.emplace_back("x-gateway-inference-objective", cfg.objective);
+    if (!has_id) headers.emplace_back("x-request-id", item.req.id);
+    return headers;
+  }
+
+  // One attempt: the HTTP exchange is the only suspension point; the bookkeeping before and
+  // after is in plain functions.
+  awaitable<void> Dispatch(ItemPtr item) {
+    http::Headers headers = BeforeAttempt(*item);
+    http::ClientRequest req;
+    req.method = "POST";
+    req.target = item->req.path;
+    req.body = item->req.payload;
+    req.headers = &headers;
+    req.deadline = std::min(item->deadline, Steady::now() + cfg.request_timeout);
+    http::ClientResponse resp = co_await client->Send(req);
+    if (AfterAttempt(item, std::move(resp))) {
+      std::vector<std::string> ids(1, item->msg.ack_id);
+      co_await HandBack(std::move(ids));
+    }
+  }
+
+  http::Headers BeforeAttempt(Item& item) {
+    if (!item.dispatched_once) {
+      item.dispatched_once = true;
+      m_residence->Observe(
+          std::max(0.0, std::chrono::duration<double>(System::now() - item.published).count()));
+    }
+    ++item.attempts;
+    m_dispatched->Inc();
+    return BuildHeaders(item);
+  }
+
+  // Classifies the answer: a result, a retry, or (while stopping) a hand-back — returns true
+  // when the message must be handed back (it is no longer held).
+  bool AfterAttempt(const ItemPtr& item, http::ClientResponse resp) {
+    --inflight;
+    auto now = Steady::now();
+    Kick();
+    const int status = resp.status;
+    if (status >= 200 && status < 300) {
+      window = std::min<double>(cfg.max_inflight, window + 1.0 / std::max(1.0, window));
+      Finish(item, MakeResult(item->req.id, status, std::move(resp.body), ErrorCode::kNone, ""));
+      return false;
+    }
+    if (status == 0 && resp.timed_out && now >= item->deadline) {
+      m_deadline->Inc();
+      Finish(item, MakeResult(item->req.id, 0, std::move(resp.body), ErrorCode::kDeadlineExceeded,
+                              "the deadline passed while the request was in flight"));
+      return false;
+    }
+    bool retryable = status == 0 || status == 429 || status == 408 || status >= 500;
+    if (!retryable) {
+      std::string msg = "the gateway answered " + std::to_string(status);
+      Finish(item, MakeResult(item->req.id, status, std::move(resp.body),
+                              ErrorCode::kInvalidRequest, std::move(msg)));
+      return false;
+    }
+    std::string reason = "server_error";
+    if (status == 429) reason = "shed";
+    if (status == 0) reason = "transport";
+    int64_t retry_after = resp.retry_after_ms;
+    if (status == 429) {
+      m_sheds->Inc();
+      if (now - last_decrease > milliseconds(100)) {
+        window = std::max<double>(cfg.min_window, window / 2);
+        last_decrease = now;
+      }
+      if (retry_after < 0) retry_after = 1000;
+      paused_until = std::max(paused_until, now + milliseconds(retry_after));
+    } else if (status == 0 && resp.connect_failed) {
+      // The gateway is unreachable: pause everyone briefly instead of spinning.
+      paused_until = std::max(paused_until, now + cfg.backoff_base);
+    } else if (status >= 500) {
+      if (now - last_decrease > milliseconds(100)) {
+        window = std::max<double>(cfg.min_window, window * 0.8);
+        last_decrease = now;
+      }
+    }
+    auto delay = Backoff(item->attempts, retry_after);
+    auto next = now + delay;
+    bool attempts_left = cfg.max_attempts == 0 || item->attempts < cfg.max_attempts;
+    if (!attempts_left || next >= item->deadline || stopping) {
+      if (stopping && attempts_left && next < item->deadline) {
+        // Shutting down: hand it back rather than give up on it.
+        held.erase(item->msg.ack_id);
+        return true;
+      }
+      std::string msg;
+      ErrorCode code = status == 429 ? ErrorCode::kShedExhausted : ErrorCode::kInferenceError;
+      if (status == 0)
+        msg = resp.error;
+      else
+        msg = "the gateway answered " + std::to_string(status);
+      if (!attempts_left)
+        msg += " after " + std::to_string(item->attempts) + " attempts (--max-attempts)";
+      else
+        msg += "; no further attempt fits before the deadline";
+      Finish(item, MakeResult(item->req.id, status, std::move(resp.body), code, std::move(msg)));
+      return false;
+    }
+    RecordRetry(reason);
+    item->state = Item::State::kWaiting;
+    item->ready_at = next;
+    delayed.emplace(next, item);
+    return false;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Results
+
+  void RecordRetry(const std::string& reason) { m_retries->With({reason}).Inc(); }
+
+  void Finish(const ItemPtr& item, Result result) {
+    item->state = Item::State::kFinishing;
+    finished.emplace_back(item, std::move(result));
+    flush_wake.cancel();
+  }
+
+  awaitable<void> FlushLoop() {
+    net::steady_timer retry_timer(io);
+    for (;;) {
+      if (finished.empty()) {
+        if (loops_done) co_return;
+        flush_wake.expires_after(milliseconds(200));
+        co_await flush_wake.async_wait(kTok);
+        continue;
+      }
+      std::vector<std::pair<ItemPtr, Result>> batch;
+      size_t n = std::min<size_t>(finished.size(), 512);
+      batch.assign(std::make_move_iterator(finished.begin()),
+                   std::make_move_iterator(finished.begin() + n));
+      finished.erase(finished.begin(), finished.begin() + n);
+      auto items = std::make_shared<std::vector<queue::PublishAck>>();
+      items->reserve(n);
+      for (auto& [item, result] : batch) {
+        queue::PublishAck pa;
+        pa.data = RenderResultMessage(result);
+        pa.attributes["id"] = result.id;
+        if (result.error_code != ErrorCode::kNone)
+          pa.attributes["error_code"] = std::string(ErrorCodeName(result.error_code));
+        pa.ack_id = item->msg.ack_id;
+        items->push_back(std::move(pa));
+      }
+      flushing = static_cast<int>(n);
+      queue::Queue* out = responses.get();
+      queue::Queue* src = requests.get();
+      for (int attempt = 1;; ++attempt) {
+        queue::Status st =
+            co_await Blocking([out, src, items] { return out->PublishAndAck(items.get(), *src); });
+        if (st.ok) break;
+        m_publish_errors->Inc();
+        spdlog::warn("async: publishing {} result(s) failed (attempt {}): {}", n, attempt,
+                     st.error);
+        retry_timer.expires_after(std::min(milliseconds(200 * attempt), milliseconds(5000)));
+        co_await retry_timer.async_wait(kTok);
+      }
+      flushing = 0;
+      auto sys_now = System::now();
+      for (size_t i = 0; i < n; ++i) {
+        auto& [item, result] = batch[i];
+        held.erase(item->msg.ack_id);
+        if ((*items)[i].superseded) {
+          m_superseded->Inc();
+          spdlog::info("async: result for {} not published: the message was redelivered",
+                       result.id);
+          continue;
+        }
+        m_e2e->Observe(
+            std::max(0.0, std::chrono::duration<double>(sys_now - item->published).count()));
+        if (result.error_code == ErrorCode::kNone) {
+          ++n_succeeded;
+          m_succeeded->Inc();
+        } else {
+          ++n_failed;
+          m_failed->With({std::string(ErrorCodeName(result.error_code))}).Inc();
+        }
+      }
+      UpdateGauges();
+      Kick();
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Leases, capacity, shutdown
+
+  awaitable<void> HandBack(std::vector<std::string> ack_ids) {
+    queue::Queue* q = requests.get();
+    size_t n = ack_ids.size();
+    queue::Status st = co_await Blocking([q, ids = std::move(ack_ids)] { return q->Nack(ids); });
+    if (!st.ok)
+      spdlog::warn(
+          "async: handing back {} message(s) failed: {} (they return when their lease "
+          "runs out)",
+          n, st.error);
+    else
+      m_handed_back->Inc(n);
+  }
+
+  awaitable<void> LeaseLoop() {
+    net::steady_timer timer(io);
+    const auto period = std::max(milliseconds(200), cfg.lease / 3);
+    while (!loops_done) {
+      timer.expires_after(period);
+      co_await timer.async_wait(kTok);
+      if (held.empty()) continue;
+      std::vector<std::string> ids;
+      ids.reserve(held.size());
+      for (const auto& [ack, item] : held) ids.push_back(ack);
+      queue::Queue* q = requests.get();
+      auto lease = cfg.lease;
+      queue::Status st =
+          co_await Blocking([q, ids = std::move(ids), lease] { return q->Extend(ids, lease); });
+      if (!st.ok) spdlog::warn("async: extending leases failed: {}", st.error);
+    }
+  }
+
+  awaitable<void> CapacityLoop() {
+    if (cfg.capacity_interval.count() == 0) co_return;
+    net::steady_timer timer(io);
+    while (!stopping) {
+      http::ClientRequest req;
+      req.method = "GET";
+      req.target = "/v1/capacity";
+      req.deadline = Steady::now() + std::max(milliseconds(1000), cfg.capacity_interval * 4);
+      http::ClientResponse resp = co_await cap_client->Send(req);
+      bool ok = false;
+      if (resp.status == 200) {
+        auto j = nlohmann::json::parse(resp.body, nullptr, false);
+        if (j.is_object() && j.contains("saturation") && j.contains("sheddable_capacity")) {
+          cap_saturation = j.value("saturation", 1.0);
+          cap_room = j.value("sheddable_capacity", static_cast<int64_t>(0));
+          cap_inflight_base = inflight;
+          if (cap_saturation >= 1.0) {
+            int64_t ra = j.value("retry_after_ms", static_cast<int64_t>(0));
+            if (ra > 0)
+              paused_until = std::max(
+                  paused_until, Steady::now() + milliseconds(std::min<int64_t>(
+                                                    ra, cfg.capacity_interval.count() * 4 + 50)));
+          }
+          ok = true;
+          if (!cap_known && cap_warned)
+            spdlog::info("async: the gateway's capacity signal is back");
+          cap_known = true;
+          cap_warned = false;
+          m_capacity->Set(static_cast<double>(cap_room));
+          Kick();
+        }
+      }
+      if (!ok) {
+        if (!cap_warned) {
+          std::string why = resp.status ? "HTTP " + std::to_string(resp.status) : resp.error;
+          spdlog::warn("async: cannot read {}/v1/capacity ({}); pacing by the AIMD window alone",
+                       cfg.gateway, why);
+          cap_warned = true;
+        }
+        cap_known = false;
+        m_capacity->Set(-1);
+      }
+      timer.expires_after(cfg.capacity_interval);
+      co_await timer.async_wait(kTok);
+    }
+  }
+
+  awaitable<void> ProgressLoop() {
+    if (cfg.progress_interval.count() == 0) co_return;
+    net::steady_timer timer(io);
+    uint64_t last = ~0ull;
+    while (!stopping) {
+      timer.expires_after(cfg.progress_interval);
+      co_await timer.async_wait(kTok);
+      uint64_t sig = n_pulled + n_succeeded + n_failed + held.size();
+      if (sig == last) continue;
+      last = sig;
+      spdlog::info(
+          "async: pulled {}, succeeded {}, failed {}, held {}, in flight {}, window {:.1f}",
+          n_pulled, n_succeeded, n_failed, held.size(), inflight, window);
+    }
+  }
+
+  awaitable<void> StopWatch() {
+    net::steady_timer timer(io);
+    while (!stop_requested.load()) {
+      timer.expires_after(milliseconds(50));
+      co_await timer.async_wait(kTok);
+    }
+    stopping = true;
+    Kick();
+    spdlog::info(
+        "async: stopping: no more pulls; handing back {} waiting message(s), finishing "
+        "{} in flight (up to {} ms)",
+        ready.size() + delayed.size(), inflight, cfg.drain_timeout.count());
+    // Hand back everything not in flight and not being published.
+    std::vector<std::string> back;
+    for (auto it = held.begin(); it != held.end();) {
+      if (it->second->state == Item::State::kWaiting) {
+        back.push_back(it->first);
+        it = held.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    ready.clear();
+    delayed.clear();
+    if (!back.empty()) co_await HandBack(std::move(back));
+    auto give_up = Steady::now() + cfg.drain_timeout;
+    while ((inflight > 0 || !finished.empty() || flushing > 0 || !held.empty() || !pull_done) &&
+           Steady::now() < give_up) {
+      // Retries scheduled during the drain were handed back by Dispatch; wait for the rest.
+      timer.expires_after(milliseconds(20));
+      co_await timer.async_wait(kTok);
+      for (auto it = held.begin(); it != held.end();) {
+        if (it->second->state == Item::State::kWaiting) {
+          std::vector<std::string> one{it->first};
+          it = held.erase(it);
+          co_await HandBack(std::move(one));
+        } else {
+          ++it;
+        }
+      }
+      ready.clear();
+      delayed.clear();
+    }
+    if (!held.empty()) {
+      std::vector<std::string> rest;
+      for (const auto& [ack, item] : held) rest.push_back(ack);
+      spdlog::warn("async: drain timeout: handing back {} message(s) still in flight", rest.size());
+      held.clear();
+      co_await HandBack(std::move(rest));
+      exit_code = 1;
+    }
+    loops_done = true;
+    flush_wake.cancel();
+    spdlog::info("async: stopped (pulled {}, succeeded {}, failed {})", n_pulled, n_succeeded,
+                 n_failed);
+    if (admin) admin->Stop();
+    io.stop();
+  }
+};
+
+Processor::Processor(ProcessorConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
+Processor::~Processor() {
+  if (impl_) impl_->blocking.join();
+}
+
+std::string Processor::Start() {
+  auto& im = *impl_;
+  if (auto err = im.cfg.Validate(); !err.empty()) return err;
+  std::string err;
+  im.requests = queue::OpenQueue(im.cfg.requests, &err);
+  if (!im.requests) return "--requests: " + err;
+  im.responses = queue::OpenQueue(im.cfg.responses, &err);
+  if (!im.responses) return "--responses: " + err;
+  http::Url url;
+  http::ParseHttpUrl(im.cfg.gateway, &url, &err);
+  im.client = std::make_unique<http::Client>(im.io.get_executor(), url,
+                                             static_cast<size_t>(im.cfg.max_inflight));
+  im.cap_client = std::make_unique<http::Client>(im.io.get_executor(), url, 2);
+  if (im.cfg.metrics_port >= 0) {
+    im.admin = std::make_unique<http::AdminServer>(
+        im.io.get_executor(), [&im](std::string_view path) -> http::AdminResponse {
+          if (path == "/metrics")
+            return {200, "text/plain; version=0.0.4; charset=utf-8", im.registry.Render()};
+          if (path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+          return {404, "text/plain; charset=utf-8", "not found (try /metrics or /healthz)\n"};
+        });
+    if (auto e = im.admin->Start(im.cfg.metrics_host, static_cast<uint16_t>(im.cfg.metrics_port));
+        !e.empty())
+      return "metrics server: " + e;
+  }
+  return "";
+}
+
+int Processor::metrics_port() const { return impl_->admin ? impl_->admin->port() : -1; }
+
+void Processor::Stop() { impl_->stop_requested.store(true); }
+
+int Processor::Run(bool handle_signals) {
+  auto& im = *impl_;
+  std::optional<net::signal_set> signals;
+  if (handle_signals) {
+    signals.emplace(im.io, SIGINT, SIGTERM);
+    signals->async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("async: received signal {}", sig);
+      Stop();
+    });
+  }
+  spdlog::info("async: {} → {} (objective {}) → {}", im.cfg.requests, im.cfg.gateway,
+               im.cfg.objective, im.cfg.responses);
+  if (im.admin)
+    spdlog::info("async: metrics on http://{}:{}/metrics", im.cfg.metrics_host, im.admin->port());
+  net::co_spawn(im.io, im.PullLoop(), net::detached);
+  net::co_spawn(im.io, im.DispatchLoop(), net::detached);
+  net::co_spawn(im.io, im.FlushLoop(), net::detached);
+  net::co_spawn(im.io, im.LeaseLoop(), net::detached);
+  net::co_spawn(im.io, im.CapacityLoop(), net::detached);
+  net::co_spawn(im.io, im.ProgressLoop(), net::detached);
+  net::co_spawn(im.io, im.StopWatch(), net::detached);
+  im.io.run();
+  if (signals) signals->cancel();
+  im.blocking.join();
+  return im.exit_code;
+}
+
+}  // namespace tidegate::async
