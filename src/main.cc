@@ -17,6 +17,7 @@ on one shared pool of model servers.
 usage: tidegate <command> [flags]
 
 commands:
+  demo      everything on one machine: simulated fleet + gateway + async processor + queue
   serve     the gateway: OpenAI-compatible front door, endpoint picking, streaming proxy
   sim       a vLLM-compatible model-server simulator (no GPU needed)
   async     the async processor: queue → gateway (sheddable, when there is room) → results
@@ -24,7 +25,7 @@ commands:
   results   print the result messages from a queue as JSONL, acknowledging them
   version   print the version
 
-planned (not in this build yet): demo, bench
+planned (not in this build yet): bench
 
 Run `tidegate <command> --help` for the flags of a command.
 )";
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   }
   std::string cmd = args[0];
   args.erase(args.begin());
+  if (cmd == "demo") return tidegate::cli::RunDemo(args);
   if (cmd == "serve") return tidegate::cli::RunServe(args);
   if (cmd == "sim") return tidegate::cli::RunSim(args);
   if (cmd == "async") return tidegate::cli::RunAsync(args);

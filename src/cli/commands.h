@@ -12,6 +12,7 @@ int RunSim(const std::vector<std::string>& args);
 int RunAsync(const std::vector<std::string>& args);
 int RunSubmit(const std::vector<std::string>& args);
 int RunResults(const std::vector<std::string>& args);
+int RunDemo(const std::vector<std::string>& args);
 
 // Sets the global log level from a name (trace, debug, info, warn, error, off); returns false
 // for an unknown name.
