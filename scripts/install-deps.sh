@@ -10,6 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm
   prometheus
+  chromium  # headless, for tests/integration/report_html.test.mjs
 )
 if [[ "${1:-}" == "--bench" ]]; then PKGS+=(haproxy nginx wrk); fi
 

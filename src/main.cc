@@ -23,6 +23,7 @@ commands:
   async     the async processor: queue → gateway (sheddable, when there is room) → results
   submit    publish JSONL requests (llm-d-async, OpenAI Batch or bare bodies) to a queue
   results   print the result messages from a queue as JSONL, acknowledging them
+  report    render a bench report.json as report.html and print its table
   version   print the version
 
 planned (not in this build yet): bench
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   if (cmd == "serve") return tidegate::cli::RunServe(args);
   if (cmd == "sim") return tidegate::cli::RunSim(args);
   if (cmd == "async") return tidegate::cli::RunAsync(args);
+  if (cmd == "report") return tidegate::cli::RunReport(args);
   if (cmd == "submit") return tidegate::cli::RunSubmit(args);
   if (cmd == "results") return tidegate::cli::RunResults(args);
   if (cmd == "version" || cmd == "--version") {

@@ -10,6 +10,7 @@ namespace tidegate::cli {
 int RunServe(const std::vector<std::string>& args);
 int RunSim(const std::vector<std::string>& args);
 int RunAsync(const std::vector<std::string>& args);
+int RunReport(const std::vector<std::string>& args);
 int RunSubmit(const std::vector<std::string>& args);
 int RunResults(const std::vector<std::string>& args);
 int RunDemo(const std::vector<std::string>& args);
