@@ -15,7 +15,7 @@
 //
 // Contract: every field may be missing, null or of the wrong type; such a value is shown as "–"
 // (and a chart without data draws its axes and a "no data" label), so the renderers never
-// throw on odd input. A missing "t" is rebuilt from "interval_s"; series points that are not
+// throw on odd input. A missing "t" is rebuilt from "interval_s" (default 1 s); points that are not
 // finite numbers leave gaps. All text taken from the JSON is HTML-escaped.
 //
 // The HTML page needs no network and no JavaScript: styles are inline and the charts are inline
