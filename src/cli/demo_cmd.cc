@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -185,30 +186,40 @@ std::string Fixed(double v, int digits) {
   return buf;
 }
 
-// A scenario name → its file: ./scenarios/NAME.yaml, then <binary dir>/../scenarios/NAME.yaml,
-// else the argument as given.
-std::string ResolveScenario(const std::string& name) {
+// A scenario name → its file: NAME itself if it is a file, else ./scenarios/NAME.yaml, else
+// <binary dir>/../scenarios/NAME.yaml. Returns "" (and the places tried) when none exists.
+std::string ResolveScenario(const std::string& name, std::vector<std::string>* tried) {
   std::error_code ec;
   if (fs::is_regular_file(name, ec)) return name;
+  tried->push_back(name);
   std::string file = name;
-  if (file.size() < 5 || (file.substr(file.size() - 5) != ".yaml" &&
-                          (file.size() < 4 || file.substr(file.size() - 4) != ".yml")))
-    file += ".yaml";
-  std::vector<fs::path> candidates = {fs::path("scenarios") / file};
+  auto ends_with = [&](const std::string& suffix) {
+    return file.size() >= suffix.size() &&
+           file.compare(file.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (!ends_with(".yaml") && !ends_with(".yml")) file += ".yaml";
   fs::path exe_dir = fs::path(SelfExe()).parent_path();
-  candidates.push_back(exe_dir / ".." / "scenarios" / file);
-  candidates.push_back(exe_dir / "scenarios" / file);
-  for (const auto& c : candidates)
-    if (fs::is_regular_file(c, ec)) return c.lexically_normal().string();
-  return name;
+  for (const auto& c : {fs::path("scenarios") / file, exe_dir / ".." / "scenarios" / file}) {
+    fs::path n = c.lexically_normal();
+    if (fs::is_regular_file(n, ec)) return n.string();
+    tried->push_back(n.string());
+  }
+  return "";
 }
 
 // Runs `tidegate bench` in place of this process. Returns only on failure.
 int ExecBench(const std::string& scenario, const std::string& report,
               const std::optional<std::string>& duration) {
   std::string exe = SelfExe();
-  std::vector<std::string> argv = {exe,        "bench", "--scenario", ResolveScenario(scenario),
-                                   "--report", report};
+  std::vector<std::string> tried;
+  std::string file = ResolveScenario(scenario, &tried);
+  if (file.empty()) {
+    std::cerr << "tidegate demo: no scenario file for '" << scenario << "' (tried";
+    for (const auto& t : tried) std::cerr << " " << t;
+    std::cerr << ")\n";
+    return 2;
+  }
+  std::vector<std::string> argv = {exe, "bench", "--scenario", file, "--report", report};
   if (duration) {
     argv.push_back("--duration");
     argv.push_back(*duration);
@@ -251,11 +262,11 @@ int RunDemo(const std::vector<std::string>& args) {
       "`tidegate submit` and read results with `tidegate results`, and where the metrics are.\n"
       "Then it shows one status line per second (rewritten in place on a terminal, else a line\n"
       "every 5 s): real-time requests/s (API requests minus the processor's dispatches), TTFT p99\n"
-      "of streamed requests in the last interval (wall-clock; the fleet runs --time-scale times\n"
-      "faster than a real one), the async backlog (messages in the requests queue, including "
-      "those\n"
-      "being worked on), async requests in flight / done / shed (429s the processor retried), and\n"
-      "pool utilisation (simulated busy time over wall time × time scale × servers).\n\n"
+      "of streamed requests in the last interval (simulated time: wall time × --time-scale, as a\n"
+      "real fleet would see it), the async backlog (messages in the requests queue, including\n"
+      "those being worked on), async requests in flight / done / shed (429s the processor\n"
+      "retried), and pool utilisation (simulated busy time over wall time × time scale × "
+      "servers).\n\n"
       "Ctrl-C (or SIGTERM) stops everything cleanly: the processor first (it hands unfinished\n"
       "work back to the queue), then the gateway, then the fleet; a second Ctrl-C kills at once.\n"
       "If a child exits on its own, the demo says which (and its log) and stops the rest (exit "
@@ -335,11 +346,25 @@ int RunDemo(const std::vector<std::string>& args) {
   const std::string requests_uri = "sqlite://" + db + "?queue=requests";
   const std::string results_uri = "sqlite://" + db + "?queue=results";
 
-  auto pick = [](int wanted, const char* flag, int* out) -> bool {
+  std::set<int> taken;  // ports already given to a component
+  auto pick = [&taken](int wanted, const char* flag, int* out) -> bool {
     if (wanted == 0) {
-      *out = FreeTcpPort();
-      return *out > 0;
+      for (int tries = 0; tries < 100; ++tries) {
+        int p = FreeTcpPort();
+        if (p > 0 && taken.insert(p).second) {
+          *out = p;
+          return true;
+        }
+      }
+      std::cerr << "tidegate demo: cannot find a free port for " << flag << "\n";
+      return false;
     }
+    if (taken.count(wanted)) {
+      std::cerr << "tidegate demo: port " << wanted << " is given twice (" << flag
+                << " overlaps another port flag)\n";
+      return false;
+    }
+    taken.insert(wanted);
     if (!PortFree(wanted)) {
       std::cerr << "tidegate demo: port " << wanted << " is in use (pass " << flag
                 << " with another port, or 0 for a free one)\n";
@@ -442,6 +467,11 @@ int RunDemo(const std::vector<std::string>& args) {
   std::string sim_range = std::to_string(sim_ports.front());
   if (sim_ports.size() > 1) sim_range += ".." + std::to_string(sim_ports.back());
   bool contiguous = sim_ports.back() - sim_ports.front() + 1 == static_cast<int>(sim_ports.size());
+  auto pad = [](std::string s) {
+    s.insert(0, "    ");
+    s.resize(std::max<size_t>(s.size() + 2, 48), ' ');
+    return s;
+  };
   std::ostringstream m;
   m << "\n"
     << "  tidegate is running.\n\n"
@@ -463,10 +493,11 @@ int RunDemo(const std::vector<std::string>& args) {
     << "    " << exe << " submit --queue '" << requests_uri << "' work.jsonl\n"
     << "    " << exe << " results --queue '" << results_uri << "'\n\n"
     << "  metrics:\n"
-    << "    " << gateway_url << "/metrics               the gateway (Prometheus)\n"
-    << "    http://" << kHost << ":" << metrics_port << "/metrics          the async processor\n"
-    << "    " << gateway_url << "/v1/pool               every server, as the gateway sees it\n"
-    << "    " << gateway_url << "/v1/capacity           how many more sheddable requests fit\n\n"
+    << pad(gateway_url + "/metrics") << "the gateway (Prometheus text format)\n"
+    << pad("http://" + std::string(kHost) + ":" + std::to_string(metrics_port) + "/metrics")
+    << "the async processor\n"
+    << pad(gateway_url + "/v1/pool") << "every server, as the gateway sees it\n"
+    << pad(gateway_url + "/v1/capacity") << "how many more sheddable requests fit now\n\n"
     << "  logs: " << (dir / "sim.log").string() << ", gateway.log, async.log\n"
     << "  pids: sim " << comps[0].child->pid() << ", gateway " << comps[1].child->pid()
     << ", async " << comps[2].child->pid() << "\n"
@@ -483,13 +514,53 @@ int RunDemo(const std::vector<std::string>& args) {
     for (int p : sim_ports) s.sims.push_back(Scrape(p));
     return s;
   };
+  // The status line: rates over the interval since `base` (1 s on a terminal, else 5 s).
+  auto status_line = [&](const Sample& cur, const Sample& base, Clock::time_point started) {
+    double dt = std::chrono::duration<double>(cur.at - base.at).count();
+    std::string rps = "-", p99 = "-", backlog = "-", inflight = "-", done = "-", shed = "-",
+                util = "-";
+    if (cur.gateway && base.gateway && dt > 0) {
+      double api = cur.gateway->Get("api_requests") - base.gateway->Get("api_requests");
+      double disp = 0;
+      if (cur.processor && base.processor)
+        disp = cur.processor->Get("tidegate_async_requests_dispatched_total") -
+               base.processor->Get("tidegate_async_requests_dispatched_total");
+      rps = Fixed(std::max(0.0, api - disp) / dt, 1);
+      if (auto q = QuantileOfDelta(cur.gateway->ttft_buckets, base.gateway->ttft_buckets, 0.99))
+        p99 = std::to_string(static_cast<long long>(std::llround(*q * 1000 * time_scale))) +
+              (time_scale == 1 ? " ms" : " ms simulated");
+    }
+    if (long long n = CountQueue(db, "requests"); n >= 0) backlog = std::to_string(n);
+    if (cur.processor) {
+      inflight = Fixed(cur.processor->Get("tidegate_async_in_flight"), 0);
+      done = Fixed(cur.processor->Get("tidegate_async_requests_succeeded_total"), 0);
+      shed = Fixed(cur.processor->Get("tidegate_async_sheds_total"), 0);
+    }
+    double busy = 0;
+    bool have_busy = dt > 0;
+    for (size_t i = 0; have_busy && i < cur.sims.size(); ++i) {
+      if (!cur.sims[i] || !base.sims[i]) {
+        have_busy = false;
+        break;
+      }
+      busy += cur.sims[i]->Get("tidegate_sim_busy_seconds_total") -
+              base.sims[i]->Get("tidegate_sim_busy_seconds_total");
+    }
+    if (have_busy)
+      util = Fixed(std::clamp(100 * busy / (dt * time_scale * servers), 0.0, 100.0), 0) + "%";
+    long long secs = std::chrono::duration_cast<std::chrono::seconds>(cur.at - started).count();
+    return "[" + std::to_string(secs) + "s] real-time " + rps + " req/s, TTFT p99 " + p99 +
+           " | async backlog " + backlog + ", in flight " + inflight + ", done " + done +
+           ", shed " + shed + " | utilisation " + util;
+  };
+
   const auto started = Clock::now();
-  Sample prev = take();
-  auto last_line = started;
+  Sample base = take();
+  auto tick = base.at;
   int exit_code = 0;
   while (true) {
-    auto next = prev.at + milliseconds(1000);
-    while (Clock::now() < next && g_signals.load() == 0)
+    tick += milliseconds(1000);
+    while (Clock::now() < tick && g_signals.load() == 0)
       std::this_thread::sleep_for(milliseconds(50));
     if (g_signals.load() > 0) {
       if (tty) std::cout << "\n";
@@ -499,7 +570,7 @@ int RunDemo(const std::vector<std::string>& args) {
     bool died = false;
     for (auto& c : comps) {
       if (!c.child->Running()) {
-        if (tty) std::cout << "\n";
+        if (tty && !died) std::cout << "\n";
         std::cout << "tidegate demo: " << c.what << " (pid " << c.child->pid()
                   << ") exited on its own with status " << c.child->Wait(milliseconds(0))
                   << "; see its log " << c.log << "; stopping the rest" << std::endl;
@@ -510,49 +581,15 @@ int RunDemo(const std::vector<std::string>& args) {
       exit_code = 1;
       break;
     }
+    if (Clock::now() > tick + milliseconds(1000)) tick = Clock::now();  // scrapes were slow
     Sample cur = take();
-    double dt = std::chrono::duration<double>(cur.at - prev.at).count();
-    std::string rps = "-", p99 = "-", backlog = "-", inflight = "-", done = "-", shed = "-",
-                util = "-";
-    if (cur.gateway && prev.gateway) {
-      double api = cur.gateway->Get("api_requests") - prev.gateway->Get("api_requests");
-      double disp = 0;
-      if (cur.processor && prev.processor)
-        disp = cur.processor->Get("tidegate_async_requests_dispatched_total") -
-               prev.processor->Get("tidegate_async_requests_dispatched_total");
-      rps = Fixed(std::max(0.0, api - disp) / dt, 1);
-      if (auto q = QuantileOfDelta(cur.gateway->ttft_buckets, prev.gateway->ttft_buckets, 0.99))
-        p99 = std::to_string(static_cast<long long>(std::llround(*q * 1000))) + " ms";
-    }
-    if (long long n = CountQueue(db, "requests"); n >= 0) backlog = std::to_string(n);
-    if (cur.processor) {
-      inflight = Fixed(cur.processor->Get("tidegate_async_in_flight"), 0);
-      done = Fixed(cur.processor->Get("tidegate_async_requests_succeeded_total"), 0);
-      shed = Fixed(cur.processor->Get("tidegate_async_sheds_total"), 0);
-    }
-    double busy = 0;
-    bool have_busy = true;
-    for (size_t i = 0; i < cur.sims.size(); ++i) {
-      if (!cur.sims[i] || !prev.sims[i]) {
-        have_busy = false;
-        break;
-      }
-      busy += cur.sims[i]->Get("tidegate_sim_busy_seconds_total") -
-              prev.sims[i]->Get("tidegate_sim_busy_seconds_total");
-    }
-    if (have_busy)
-      util = Fixed(std::clamp(100 * busy / (dt * time_scale * servers), 0.0, 100.0), 0) + "%";
-    long long secs = std::chrono::duration_cast<std::chrono::seconds>(cur.at - started).count();
-    std::string line = "[" + std::to_string(secs) + "s] real-time " + rps + " req/s, TTFT p99 " +
-                       p99 + " | async backlog " + backlog + ", in flight " + inflight + ", done " +
-                       done + ", shed " + shed + " | utilisation " + util;
     if (tty) {
-      std::cout << "\r" << line << "\033[K" << std::flush;
-    } else if (cur.at - last_line >= milliseconds(4900)) {
-      std::cout << line << std::endl;
-      last_line = cur.at;
+      std::cout << "\r" << status_line(cur, base, started) << "\033[K" << std::flush;
+      base = std::move(cur);
+    } else if (cur.at - base.at >= milliseconds(4900)) {
+      std::cout << status_line(cur, base, started) << std::endl;
+      base = std::move(cur);
     }
-    prev = std::move(cur);
     if (duration.count() > 0 && Clock::now() - started >= duration) {
       if (tty) std::cout << "\n";
       std::cout << "tidegate demo: --duration " << *duration_text << " reached; stopping"

@@ -107,6 +107,10 @@ describe('tidegate demo', () => {
         assert.ok(!r.error_code && r.status_code >= 200 && r.status_code < 300, JSON.stringify(r));
       }
 
+      // The status line (a line every 5 s when not on a terminal) counts the async work.
+      await waitFor(() => /\[\d+s\] real-time [\d.]+ req\/s, TTFT p99 .* \| async backlog 0, in flight 0, done 20, shed \d+ \| utilisation \d+%/.test(demo.output()),
+        { timeoutMs: 8000, intervalMs: 100, what: `a status line with done 20; ${ctx()}` });
+
       // Ctrl-C: exit 0, processor first, then gateway, then sims; nothing left behind.
       demo.proc.kill('SIGINT');
       const { code, signal } = await waitExit(demo.proc, 20_000);
