@@ -1,0 +1,1004 @@
+#include "bench/runner.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "async/message.h"
+#include "bench/report.h"
+#include "common/subprocess.h"
+#include "http/client.h"
+#include "queue/queue.h"
+
+namespace tidegate::bench {
+
+namespace net = boost::asio;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Steady = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+bool SumMetric(const std::string& text, const std::string& name, double* out) {
+  bool found = false;
+  double sum = 0;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line.compare(0, name.size(), name) != 0) continue;
+    if (line.size() > name.size() && line[name.size()] != '{' && line[name.size()] != ' ') continue;
+    size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    // "name{..} value" or "name{..} value timestamp": take the value after the labels.
+    size_t lab_end = line.find('}');
+    size_t vstart = lab_end == std::string::npos ? name.size() : lab_end + 1;
+    std::istringstream vs(line.substr(vstart));
+    double v = 0;
+    if (vs >> v) {
+      sum += v;
+      found = true;
+    }
+  }
+  *out = sum;
+  return found;
+}
+
+namespace {
+
+constexpr auto kTok = net::as_tuple(net::use_awaitable);
+
+double Seconds(Steady::duration d) { return std::chrono::duration<double>(d).count(); }
+Steady::duration FromSeconds(double s) {
+  return std::chrono::duration_cast<Steady::duration>(std::chrono::duration<double>(s));
+}
+
+json NumOrNull(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+std::string NowIso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-run measurements.
+
+struct RtRecord {
+  double at_s = 0;  // scheduled send time (wall s from t0)
+  bool done = false;
+  int status = 0;
+  bool ok = false;
+  double ttft_ms = NAN;  // simulated ms
+  double tpot_ms = NAN;  // simulated ms
+  int events = 0;
+  double first_s = NAN, last_s = NAN;  // wall s from t0 of the first / last SSE event
+};
+
+struct AsyncRecord {
+  bool done = false;
+  int status = 0;
+  double done_s = NAN;
+  bool ok = false;
+  bool shed = false;
+};
+
+struct MetricSample {
+  double t = 0;
+  double busy = 0;    // sum of simulated busy seconds
+  double tokens = 0;  // sum of generated tokens
+  double running = 0, waiting = 0;
+  bool ok = false;
+};
+
+struct ResultRecord {
+  double t = 0;
+  bool ok = false;
+  bool shed = false;
+};
+
+struct RunState {
+  const Scenario* sc = nullptr;
+  const RunSpec* run = nullptr;
+  double ts = 1;
+  Steady::time_point t0;
+  Steady::time_point hard_deadline;  // no request outlives this
+  http::Url target;
+  std::vector<PlannedRequest> rt_plan, async_plan;
+  std::vector<RtRecord> rt;
+  std::vector<AsyncRecord> direct;
+  std::vector<std::string> rt_bodies;  // built before the timed part
+  std::vector<std::string> async_bodies;
+  std::atomic<int> rt_sent{0}, rt_done{0}, async_sent{0}, async_done{0};
+  std::string model;
+};
+
+std::string CompletionBody(const std::string& model, const std::string& prompt, int max_tokens,
+                           bool stream) {
+  json j;
+  j["model"] = model;
+  j["prompt"] = prompt;
+  j["max_tokens"] = max_tokens;
+  j["stream"] = stream;
+  return j.dump();
+}
+
+http::Headers RtHeaders(const RealtimeSpec& rt, size_t i) {
+  http::Headers h;
+  h.emplace_back("x-gateway-inference-objective", rt.objective);
+  h.emplace_back("x-slo-ttft-ms", std::to_string(static_cast<long long>(rt.slo_ttft_ms)));
+  h.emplace_back("x-request-id", "rt-" + std::to_string(i));
+  return h;
+}
+
+http::Headers DirectHeaders(const std::string& objective, size_t i) {
+  http::Headers h;
+  h.emplace_back("x-gateway-inference-objective", objective);
+  h.emplace_back("x-request-id", "async-" + std::to_string(i));
+  return h;
+}
+
+void RecordRt(RunState& st, size_t i, Steady::time_point start, const http::ClientResponse& r) {
+  RtRecord& rec = st.rt[i];
+  rec.done = true;
+  rec.status = r.status;
+  const bool stream = st.run->realtime.stream;
+  rec.ok = r.status == 200 && (!stream || r.sse_events > 0);
+  if (rec.ok) {
+    auto first = stream ? r.first_event : r.first_byte;
+    if (first == Steady::time_point{}) first = r.first_byte;
+    rec.ttft_ms = Seconds(first - start) * 1000.0 * st.ts;
+    rec.events = r.sse_events;
+    if (stream && r.sse_events > 0) {
+      rec.first_s = Seconds(r.first_event - st.t0);
+      rec.last_s = Seconds(r.last_event - st.t0);
+      if (r.sse_events > 1)
+        rec.tpot_ms = Seconds(r.last_event - r.first_event) * 1000.0 * st.ts / (r.sse_events - 1);
+    }
+  }
+  st.rt_done.fetch_add(1);
+}
+
+void RecordDirect(RunState& st, size_t i, const http::ClientResponse& r) {
+  AsyncRecord& rec = st.direct[i];
+  rec.done = true;
+  rec.status = r.status;
+  rec.done_s = Seconds(Steady::now() - st.t0);
+  rec.ok = r.status >= 200 && r.status < 300;
+  rec.shed = r.status == 429;
+  st.async_done.fetch_add(1);
+}
+
+net::awaitable<void> SendRt(RunState& st, http::Client& client, size_t i) {
+  http::Headers headers = RtHeaders(st.run->realtime, i);
+  http::ClientRequest req;
+  req.method = "POST";
+  req.target = "/v1/completions";
+  req.body = st.rt_bodies[i];
+  req.headers = &headers;
+  req.deadline = st.hard_deadline;
+  Steady::time_point start = Steady::now();
+  st.rt_sent.fetch_add(1);
+  http::ClientResponse resp = co_await client.Send(req);
+  RecordRt(st, i, start, resp);
+}
+
+net::awaitable<void> SendDirect(RunState& st, http::Client& client, size_t i) {
+  std::string objective = "sheddable";
+  if (st.run->async_mode == "direct-standard") objective = "standard";
+  http::Headers headers = DirectHeaders(objective, i);
+  http::ClientRequest req;
+  req.method = "POST";
+  req.target = "/v1/completions";
+  req.body = st.async_bodies[i];
+  req.headers = &headers;
+  req.deadline = st.hard_deadline;
+  st.async_sent.fetch_add(1);
+  http::ClientResponse resp = co_await client.Send(req);
+  RecordDirect(st, i, resp);
+}
+
+net::awaitable<void> RtScheduler(RunState& st, http::Client& client) {
+  auto ex = co_await net::this_coro::executor;
+  net::steady_timer timer(ex);
+  for (size_t i = 0; i < st.rt_plan.size(); ++i) {
+    timer.expires_at(st.t0 + FromSeconds(st.rt_plan[i].at_s));
+    co_await timer.async_wait(kTok);
+    net::co_spawn(ex, SendRt(st, client, i), net::detached);
+  }
+}
+
+net::awaitable<void> DirectScheduler(RunState& st, http::Client& client, double window_s) {
+  auto ex = co_await net::this_coro::executor;
+  net::steady_timer timer(ex);
+  const size_t n = st.async_plan.size();
+  for (size_t i = 0; i < n; ++i) {
+    double at = window_s * static_cast<double>(i) / static_cast<double>(n);
+    timer.expires_at(st.t0 + FromSeconds(at));
+    co_await timer.async_wait(kTok);
+    net::co_spawn(ex, SendDirect(st, client, i), net::detached);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The processes of one run.
+
+struct Fleet {
+  std::vector<std::unique_ptr<Child>> sims;  // one process serving all simulators
+  std::vector<int> sim_ports;
+  std::unique_ptr<Child> front;  // gateway or haproxy
+  std::unique_ptr<Child> processor;
+  int front_port = 0;
+  int processor_metrics_port = 0;
+
+  void StopAll() {
+    if (processor) processor->Stop(milliseconds(3000));
+    if (front) front->Stop(milliseconds(3000));
+    for (auto& s : sims) s->Stop(milliseconds(3000));
+    processor.reset();
+    front.reset();
+    sims.clear();
+  }
+  ~Fleet() { StopAll(); }
+};
+
+std::string JoinPorts(const std::vector<int>& ports, const std::string& host_prefix) {
+  std::string s;
+  for (size_t i = 0; i < ports.size(); ++i)
+    s += (i ? "," : "") + host_prefix + std::to_string(ports[i]);
+  return s;
+}
+
+bool StartSims(const Scenario& sc, const std::string& dir, Fleet* f, std::string* err) {
+  std::set<int> used;
+  while (static_cast<int>(f->sim_ports.size()) < sc.fleet.count) {
+    int p = FreeTcpPort();
+    if (p <= 0) {
+      *err = "no free TCP port for the simulators";
+      return false;
+    }
+    if (used.insert(p).second) f->sim_ports.push_back(p);
+  }
+  std::vector<std::string> argv = {SelfExe(),      "sim",
+                                   "--host",       "127.0.0.1",
+                                   "--ports",      JoinPorts(f->sim_ports, ""),
+                                   "--profile",    sc.fleet.profile,
+                                   "--time-scale", std::to_string(sc.fleet.time_scale),
+                                   "--model",      sc.model,
+                                   "--seed",       std::to_string(sc.seed),
+                                   "--log-level",  "warn"};
+  if (sc.fleet.max_num_seqs > 0) {
+    argv.push_back("--max-num-seqs");
+    argv.push_back(std::to_string(sc.fleet.max_num_seqs));
+  }
+  if (sc.fleet.scheduling_policy == "priority") {
+    argv.push_back("--scheduling-policy");
+    argv.push_back("priority");
+  }
+  for (const auto& a : sc.fleet.sim_args) argv.push_back(a);
+  auto child = Child::Spawn(argv, dir + "/sim.log", err);
+  if (!child) return false;
+  f->sims.push_back(std::move(child));
+  for (int p : f->sim_ports) {
+    if (!WaitHttpReady("127.0.0.1", p, "/health", milliseconds(15000))) {
+      *err = "simulator on port " + std::to_string(p) + " did not become ready (see " + dir +
+             "/sim.log)";
+      return false;
+    }
+  }
+  return true;
+}
+
+bool StartGateway(const Scenario& sc, const RunSpec& run, const std::string& dir, Fleet* f,
+                  std::string* err) {
+  f->front_port = FreeTcpPort();
+  std::vector<std::string> argv = {SelfExe(),     "serve",
+                                   "--host",      "127.0.0.1",
+                                   "--port",      std::to_string(f->front_port),
+                                   "--endpoints", JoinPorts(f->sim_ports, "127.0.0.1:"),
+                                   "--policy",    run.policy,
+                                   "--log-level", "warn"};
+  if (sc.fleet.scheduling_policy == "priority") argv.push_back("--forward-priority");
+  for (const auto& a : sc.fleet.gateway_args) argv.push_back(a);
+  f->front = Child::Spawn(argv, dir + "/gateway.log", err);
+  if (!f->front) return false;
+  if (!WaitHttpReady("127.0.0.1", f->front_port, "/readyz", milliseconds(15000))) {
+    *err = "gateway did not become ready (see " + dir + "/gateway.log)";
+    return false;
+  }
+  return true;
+}
+
+bool StartHaproxy(const BenchOptions& opt, const std::string& dir, Fleet* f, std::string* err) {
+  f->front_port = FreeTcpPort();
+  std::string cfg_path = dir + "/haproxy.cfg";
+  {
+    std::ofstream cfg(cfg_path);
+    cfg << "# generated by tidegate bench: leastconn over the same simulators\n"
+           "global\n  maxconn 20000\n\n"
+           "defaults\n  mode http\n  timeout connect 5s\n  timeout client 10m\n"
+           "  timeout server 10m\n  timeout http-keep-alive 75s\n\n"
+           "frontend fe\n  bind 127.0.0.1:"
+        << f->front_port
+        << "\n  default_backend sims\n\n"
+           "backend sims\n  balance leastconn\n";
+    for (size_t i = 0; i < f->sim_ports.size(); ++i)
+      cfg << "  server s" << i << " 127.0.0.1:" << f->sim_ports[i] << "\n";
+    if (!cfg) {
+      *err = "cannot write " + cfg_path;
+      return false;
+    }
+  }
+  std::vector<std::string> argv = {opt.haproxy_bin, "-f", cfg_path, "-db"};
+  f->front = Child::Spawn(argv, dir + "/haproxy.log", err);
+  if (!f->front) return false;
+  if (!WaitHttpReady("127.0.0.1", f->front_port, "/health", milliseconds(15000))) {
+    *err = "haproxy did not become ready (see " + dir + "/haproxy.log)";
+    return false;
+  }
+  return true;
+}
+
+bool StartProcessor(const Scenario& sc, const std::string& gateway_url, const std::string& db,
+                    const std::string& dir, Fleet* f, std::string* err) {
+  f->processor_metrics_port = FreeTcpPort();
+  std::vector<std::string> argv = {SelfExe(),
+                                   "async",
+                                   "--gateway",
+                                   gateway_url,
+                                   "--requests",
+                                   "sqlite://" + db + "?queue=requests",
+                                   "--responses",
+                                   "sqlite://" + db + "?queue=results",
+                                   "--metrics-host",
+                                   "127.0.0.1",
+                                   "--metrics-port",
+                                   std::to_string(f->processor_metrics_port),
+                                   "--lease",
+                                   "30s",
+                                   "--progress-interval",
+                                   "0",
+                                   "--log-level",
+                                   "warn"};
+  for (const auto& a : sc.fleet.processor_args) argv.push_back(a);
+  f->processor = Child::Spawn(argv, dir + "/processor.log", err);
+  if (!f->processor) return false;
+  if (!WaitHttpReady("127.0.0.1", f->processor_metrics_port, "/healthz", milliseconds(15000))) {
+    *err = "async processor did not become ready (see " + dir + "/processor.log)";
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Background threads: metric sampling (+ progress lines) and async result collection.
+
+class Sampler {
+ public:
+  Sampler(std::vector<int> ports, Steady::time_point t0, double interval_s, RunState* st,
+          double duration_s)
+      : ports_(std::move(ports)), t0_(t0), interval_(interval_s), st_(st), duration_(duration_s) {}
+
+  MetricSample SampleOnce() {
+    MetricSample s;
+    s.t = Seconds(Steady::now() - t0_);
+    s.ok = !ports_.empty();
+    for (int p : ports_) {
+      std::string body;
+      if (HttpGetBlocking("127.0.0.1", p, "/metrics", &body, milliseconds(2000)) != 200) {
+        s.ok = false;
+        continue;
+      }
+      double v = 0;
+      if (SumMetric(body, "tidegate_sim_busy_seconds_total", &v)) s.busy += v;
+      if (SumMetric(body, "vllm:generation_tokens_total", &v)) s.tokens += v;
+      if (SumMetric(body, "vllm:num_requests_running", &v)) s.running += v;
+      if (SumMetric(body, "vllm:num_requests_waiting", &v)) s.waiting += v;
+    }
+    return s;
+  }
+
+  void Start() {
+    samples_.push_back(SampleOnce());
+    samples_.back().t = 0;
+    thread_ = std::thread([this] { Loop(); });
+  }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  std::function<std::string()> progress_extra;
+  const std::vector<MetricSample>& samples() const { return samples_; }
+
+ private:
+  void Loop() {
+    int k = 1;
+    auto last_progress = Steady::now();
+    for (;;) {
+      auto next = t0_ + FromSeconds(interval_ * k);
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        if (cv_.wait_until(lk, next, [this] { return stop_; })) return;
+      }
+      MetricSample s = SampleOnce();
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        samples_.push_back(s);
+      }
+      ++k;
+      if (Steady::now() - last_progress >= std::chrono::seconds(5)) {
+        last_progress = Steady::now();
+        int sent = st_->rt_sent.load(), done = st_->rt_done.load();
+        std::string extra = progress_extra ? progress_extra() : std::string();
+        std::cerr << "bench: [" << st_->run->name << "] " << std::fixed << std::setprecision(0)
+                  << s.t << "s/" << duration_ << "s  real-time sent " << sent << ", in flight "
+                  << (sent - done) << "  pool running " << s.running << ", waiting " << s.waiting
+                  << extra << "\n";
+      }
+    }
+  }
+
+  std::vector<int> ports_;
+  Steady::time_point t0_;
+  double interval_;
+  RunState* st_;
+  double duration_;
+  std::vector<MetricSample> samples_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+};
+
+class ResultReader {
+ public:
+  ResultReader(std::string uri, Steady::time_point t0, size_t expected)
+      : uri_(std::move(uri)), t0_(t0), expected_(expected) {}
+
+  bool Start(std::string* err) {
+    q_ = queue::OpenQueue(uri_, err);
+    if (!q_) return false;
+    thread_ = std::thread([this] { Loop(); });
+    return true;
+  }
+  void Stop() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  size_t distinct() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return by_id_.size();
+  }
+  std::map<std::string, ResultRecord> results() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return by_id_;
+  }
+  size_t malformed() const { return malformed_.load(); }
+  size_t duplicates() const { return duplicates_.load(); }
+
+ private:
+  void Loop() {
+    while (!stop_.load()) {
+      std::vector<queue::Message> msgs;
+      queue::Status s = q_->Pull(100, milliseconds(60000), milliseconds(200), &msgs);
+      if (!s.ok) {
+        spdlog::warn("bench: reading results failed: {}", s.error);
+        std::this_thread::sleep_for(milliseconds(200));
+        continue;
+      }
+      std::vector<std::string> acks;
+      double t = Seconds(Steady::now() - t0_);
+      for (auto& m : msgs) {
+        acks.push_back(m.ack_id);
+        async::Result r;
+        std::string perr;
+        if (!async::ParseResultMessage(m.data, &r, &perr)) {
+          malformed_.fetch_add(1);
+          continue;
+        }
+        ResultRecord rec;
+        rec.t = t;
+        rec.ok =
+            r.error_code == async::ErrorCode::kNone && r.status_code >= 200 && r.status_code < 300;
+        rec.shed = r.error_code == async::ErrorCode::kShedExhausted;
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!by_id_.emplace(r.id, rec).second) duplicates_.fetch_add(1);
+      }
+      if (!acks.empty()) q_->Ack(acks);
+    }
+  }
+
+  std::string uri_;
+  Steady::time_point t0_;
+  size_t expected_;
+  std::unique_ptr<queue::Queue> q_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  std::map<std::string, ResultRecord> by_id_;
+  std::atomic<size_t> malformed_{0}, duplicates_{0};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Figures.
+
+json Percentiles(const std::vector<double>& v) {
+  json j;
+  j["p50"] = NumOrNull(Percentile(v, 50));
+  j["p90"] = NumOrNull(Percentile(v, 90));
+  j["p99"] = NumOrNull(Percentile(v, 99));
+  j["n"] = v.size();
+  return j;
+}
+
+// Index of the last sample at or before t (+ half an interval).
+size_t SampleAt(const std::vector<MetricSample>& s, double t, double interval) {
+  size_t best = 0;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (s[i].t <= t + interval / 2) best = i;
+  return best;
+}
+
+// Real-time tokens generated in [a, b): each stream's tokens spread evenly over its events.
+double RtTokensIn(const std::vector<RtRecord>& rt, double a, double b) {
+  double sum = 0;
+  for (const auto& r : rt) {
+    if (!r.ok || r.events <= 0 || !std::isfinite(r.first_s)) continue;
+    double span = r.last_s - r.first_s;
+    if (span <= 1e-9) {
+      if (r.first_s >= a && r.first_s < b) sum += r.events;
+      continue;
+    }
+    double lo = std::max(a, r.first_s), hi = std::min(b, r.last_s);
+    if (hi > lo) sum += r.events * (hi - lo) / span;
+  }
+  return sum;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, bool* setup_failed) {
+  const std::string dir = opt.report_dir + "/runs/" + run.name;
+  fs::create_directories(dir);
+  std::error_code ec;
+  fs::remove(dir + "/queue.db", ec);
+  fs::remove(dir + "/queue.db-wal", ec);
+  fs::remove(dir + "/queue.db-shm", ec);
+
+  RunState st;
+  st.sc = &sc;
+  st.run = &run;
+  st.ts = sc.fleet.time_scale;
+  st.model = sc.model;
+  st.rt_plan = ArrivalSchedule(run.realtime, sc.duration_s, sc.seed, sc.max_requests);
+  st.rt.resize(st.rt_plan.size());
+  for (size_t i = 0; i < st.rt_plan.size(); ++i) {
+    const auto& p = st.rt_plan[i];
+    st.rt_bodies.push_back(CompletionBody(
+        sc.model, PromptText(p.prompt_tokens, p.group, run.realtime.prefix_tokens, i + 1),
+        p.output_tokens, run.realtime.stream));
+  }
+  const bool via = run.async_mode == "via-processor";
+  const bool direct = run.async_mode == "direct-sheddable" || run.async_mode == "direct-standard";
+  if (via || direct) {
+    st.async_plan = AsyncPlan(run.async, sc.seed);
+    st.direct.resize(direct ? st.async_plan.size() : 0);
+    for (size_t i = 0; i < st.async_plan.size(); ++i) {
+      const auto& p = st.async_plan[i];
+      st.async_bodies.push_back(CompletionBody(
+          sc.model, PromptText(p.prompt_tokens, -1, 0, 1000000 + i), p.output_tokens, false));
+    }
+  }
+
+  json out;
+  out["name"] = run.name;
+  out["policy"] = run.target == "haproxy" ? "leastconn" : run.policy;
+  out["async_mode"] = run.async_mode;
+  out["target"] = run.target;
+  out["duration_s"] = sc.duration_s;
+  out["time_scale"] = st.ts;
+  out["latency_unit"] = "simulated ms (wall ms x time_scale)";
+
+  std::cerr << "bench: [" << run.name << "] starting (" << st.rt_plan.size()
+            << " real-time requests over " << sc.duration_s << "s"
+            << (st.async_plan.empty()
+                    ? std::string()
+                    : ", " + std::to_string(st.async_plan.size()) + " async " + run.async_mode)
+            << ")\n";
+
+  Fleet fleet;
+  std::string err, target_url = opt.target_url;
+  const bool external = !opt.target_url.empty();
+  if (!external) {
+    bool ok = StartSims(sc, dir, &fleet, &err);
+    if (ok && run.target == "haproxy") ok = StartHaproxy(opt, dir, &fleet, &err);
+    if (ok && run.target == "tidegate") ok = StartGateway(sc, run, dir, &fleet, &err);
+    if (!ok) {
+      std::cerr << "bench: [" << run.name << "] setup failed: " << err << "\n";
+      *setup_failed = true;
+      out["error"] = err;
+      return out;
+    }
+    target_url = "http://127.0.0.1:" + std::to_string(fleet.front_port);
+  }
+  if (!http::ParseHttpUrl(target_url, &st.target, &err)) {
+    *setup_failed = true;
+    out["error"] = err;
+    return out;
+  }
+
+  // Async submission for via-processor: publish everything before the timed part.
+  const std::string db = fs::absolute(dir + "/queue.db").string();
+  int64_t deadline_unix = 0;
+  if (via) {
+    auto q = queue::OpenQueue("sqlite://" + db + "?queue=requests", &err);
+    if (!q) {
+      *setup_failed = true;
+      out["error"] = err;
+      return out;
+    }
+    // The deadline counts from the start of the load phase: publishing takes a few ms per
+    // message, and the processor a moment to start.
+    double publish_estimate_s = 0.006 * st.async_plan.size() + 1.0;
+    auto sys_t0 = std::chrono::system_clock::now() + FromSeconds(publish_estimate_s);
+    deadline_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                        sys_t0.time_since_epoch() + FromSeconds(run.async.deadline_s))
+                        .count();
+    int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+    for (size_t i = 0; i < st.async_plan.size(); ++i) {
+      async::Request r;
+      r.id = "async-" + std::to_string(i);
+      r.created = created;
+      r.deadline = deadline_unix;
+      r.path = "/v1/completions";
+      r.payload = st.async_bodies[i];
+      auto s = q->Publish(async::RenderRequestMessage(r), {}, nullptr);
+      if (!s.ok) {
+        *setup_failed = true;
+        out["error"] = s.error;
+        return out;
+      }
+    }
+    if (!StartProcessor(sc, target_url, db, dir, &fleet, &err)) {
+      std::cerr << "bench: [" << run.name << "] setup failed: " << err << "\n";
+      *setup_failed = true;
+      out["error"] = err;
+      return out;
+    }
+  }
+
+  // ---- the timed part
+  st.t0 = Steady::now();
+  st.hard_deadline = st.t0 + FromSeconds(sc.duration_s + sc.drain_timeout_s);
+  double deadline_rel_s = run.async.deadline_s;
+  Steady::time_point deadline_steady = st.t0 + FromSeconds(deadline_rel_s);
+  if (via) {
+    auto now_sys = std::chrono::system_clock::now();
+    auto dl_sys = std::chrono::system_clock::time_point(std::chrono::seconds(deadline_unix));
+    deadline_steady = st.t0 + std::chrono::duration_cast<Steady::duration>(dl_sys - now_sys);
+    deadline_rel_s = Seconds(deadline_steady - st.t0);
+  }
+
+  Sampler sampler(external ? std::vector<int>() : fleet.sim_ports, st.t0, sc.sample_interval_s, &st,
+                  sc.duration_s);
+  std::unique_ptr<ResultReader> reader;
+  if (via) {
+    reader = std::make_unique<ResultReader>("sqlite://" + db + "?queue=results", st.t0,
+                                            st.async_plan.size());
+    if (!reader->Start(&err)) {
+      *setup_failed = true;
+      out["error"] = err;
+      return out;
+    }
+    ResultReader* rd = reader.get();
+    size_t total = st.async_plan.size();
+    sampler.progress_extra = [rd, total] {
+      return "  async results " + std::to_string(rd->distinct()) + "/" + std::to_string(total);
+    };
+  } else if (direct) {
+    RunState* sp = &st;
+    sampler.progress_extra = [sp] {
+      return "  async answered " + std::to_string(sp->async_done.load()) + "/" +
+             std::to_string(sp->async_sent.load());
+    };
+  }
+  sampler.Start();
+
+  {
+    net::io_context io(1);
+    http::Client client(io.get_executor(), st.target, 1024);
+    net::co_spawn(io, RtScheduler(st, client), net::detached);
+    if (direct) {
+      double window = run.async.submit_window_s > 0 ? run.async.submit_window_s : sc.duration_s;
+      net::co_spawn(io, DirectScheduler(st, client, window), net::detached);
+    }
+    io.run();
+  }
+  double load_end_s = Seconds(Steady::now() - st.t0);
+
+  // via-processor: wait (bounded) for the remaining results, until the deadline (+ grace).
+  if (via) {
+    auto limit = std::max(deadline_steady + std::chrono::seconds(5), Steady::now());
+    limit = std::min(limit, Steady::now() + FromSeconds(std::max(sc.drain_timeout_s, 5.0)) +
+                                FromSeconds(deadline_rel_s));
+    while (reader->distinct() < st.async_plan.size() && Steady::now() < limit)
+      std::this_thread::sleep_for(milliseconds(100));
+    std::this_thread::sleep_for(milliseconds(300));  // results published in the same batch
+  }
+  double end_s = Seconds(Steady::now() - st.t0);
+  sampler.Stop();
+  if (reader) reader->Stop();
+
+  json processor_metrics;
+  if (via) {
+    std::string body;
+    if (HttpGetBlocking("127.0.0.1", fleet.processor_metrics_port, "/metrics", &body) == 200) {
+      for (const char* name :
+           {"tidegate_async_requests_dispatched_total", "tidegate_async_requests_succeeded_total",
+            "tidegate_async_requests_failed_total", "tidegate_async_sheds_total",
+            "tidegate_async_retries_total", "tidegate_async_deadline_misses_total"}) {
+        double v = 0;
+        if (SumMetric(body, name, &v)) processor_metrics[name] = v;
+      }
+    }
+  }
+  fleet.StopAll();
+
+  // ---- figures
+  const auto& samples = sampler.samples();
+  const double interval = sc.sample_interval_s;
+  std::vector<double> ttft, tpot;
+  int rt_ok = 0, slo_ok = 0;
+  for (const auto& r : st.rt) {
+    if (!r.ok) continue;
+    ++rt_ok;
+    ttft.push_back(r.ttft_ms);
+    if (std::isfinite(r.tpot_ms)) tpot.push_back(r.tpot_ms);
+    if (r.ttft_ms <= run.realtime.slo_ttft_ms) ++slo_ok;
+  }
+  json rt;
+  rt["sent"] = st.rt_sent.load();
+  rt["planned"] = st.rt_plan.size();
+  rt["succeeded"] = rt_ok;
+  rt["failed"] = st.rt_sent.load() - rt_ok;
+  rt["ttft_ms"] = Percentiles(ttft);
+  rt["tpot_ms"] = Percentiles(tpot);
+  rt["slo_ttft_ms"] = run.realtime.slo_ttft_ms;
+  rt["slo_attainment"] =
+      st.rt_sent.load() > 0 ? json(static_cast<double>(slo_ok) / st.rt_sent.load()) : json(nullptr);
+  out["realtime"] = rt;
+
+  // Async completions over time (wall s from t0) for the timeseries.
+  std::vector<double> async_done_times;
+  json as;
+  if (via) {
+    auto results = reader->results();
+    int ok = 0, shed = 0, failed = 0, on_time = 0;
+    for (const auto& [id, r] : results) {
+      if (r.ok) {
+        ++ok;
+        async_done_times.push_back(r.t);
+        if (r.t <= deadline_rel_s + 1e-9) ++on_time;
+      } else if (r.shed) {
+        ++shed;
+      } else {
+        ++failed;
+      }
+    }
+    as["submitted"] = st.async_plan.size();
+    as["succeeded"] = ok;
+    as["shed"] = shed;
+    as["failed"] = failed;
+    as["lost"] = static_cast<int64_t>(st.async_plan.size()) - static_cast<int64_t>(results.size());
+    as["on_time"] = on_time;
+    as["duplicate_results"] = reader->duplicates();
+    as["malformed_results"] = reader->malformed();
+    as["processor"] = processor_metrics;
+  } else if (direct) {
+    int ok = 0, shed = 0, failed = 0, on_time = 0, answered = 0;
+    for (const auto& r : st.direct) {
+      if (!r.done) continue;
+      ++answered;
+      if (r.ok) {
+        ++ok;
+        async_done_times.push_back(r.done_s);
+        if (r.done_s <= deadline_rel_s) ++on_time;
+      } else if (r.shed) {
+        ++shed;
+      } else {
+        ++failed;
+      }
+    }
+    as["submitted"] = st.async_sent.load();
+    as["succeeded"] = ok;
+    as["shed"] = shed;
+    as["failed"] = failed;
+    as["lost"] = st.async_sent.load() - answered;
+    as["on_time"] = on_time;
+  }
+  if (via || direct) {
+    as["deadline_s"] = deadline_rel_s;
+    as["submit_window_s"] =
+        direct ? (run.async.submit_window_s > 0 ? run.async.submit_window_s : sc.duration_s) : 0.0;
+    int after_load = 0;
+    for (double t : async_done_times)
+      if (t > sc.duration_s) ++after_load;
+    as["completed_after_load_phase"] = after_load;
+    out["async"] = as;
+  } else {
+    out["async"] = nullptr;
+  }
+
+  // Utilisation and throughput over the load phase.
+  const double n_servers = external ? 0 : sc.fleet.count;
+  if (!external && samples.size() >= 2) {
+    size_t a = 0, b = SampleAt(samples, sc.duration_s, interval);
+    double wall = samples[b].t - samples[a].t;
+    if (wall > 0) {
+      double util = (samples[b].busy - samples[a].busy) / (wall * st.ts * n_servers);
+      double toks = samples[b].tokens - samples[a].tokens;
+      out["utilization"] = std::clamp(util, 0.0, 1.0);
+      out["tokens_per_s"] = toks / wall;
+      out["tokens_per_s_simulated"] = toks / (wall * st.ts);
+      out["utilization_window_s"] = wall;
+    }
+  } else {
+    out["utilization"] = nullptr;
+    out["tokens_per_s"] = nullptr;
+  }
+  out["load_phase_s"] = load_end_s;
+  out["total_s"] = end_s;
+
+  // Timeseries.
+  json tsj;
+  tsj["interval_s"] = interval;
+  json t = json::array(), urt = json::array(), uas = json::array(), rps = json::array(),
+       p50 = json::array(), p99 = json::array(), acomp = json::array(), running = json::array(),
+       waiting = json::array();
+  std::sort(async_done_times.begin(), async_done_times.end());
+  size_t rt_idx = 0;
+  for (size_t k = 1; k < samples.size(); ++k) {
+    const auto& s0 = samples[k - 1];
+    const auto& s1 = samples[k];
+    double dt = s1.t - s0.t;
+    if (dt <= 0) continue;
+    t.push_back(s1.t);
+    if (!external && s0.ok && s1.ok) {
+      double util = std::clamp((s1.busy - s0.busy) / (dt * st.ts * n_servers), 0.0, 1.0);
+      double toks = s1.tokens - s0.tokens;
+      double share = 1.0;
+      if (via || direct) {
+        double rtt = RtTokensIn(st.rt, s0.t, s1.t);
+        share = toks > 0 ? std::clamp(rtt / toks, 0.0, 1.0) : 1.0;
+      }
+      urt.push_back(util * share);
+      uas.push_back(util * (1.0 - share));
+    } else {
+      urt.push_back(nullptr);
+      uas.push_back(nullptr);
+    }
+    std::vector<double> win;
+    int arrivals = 0;
+    while (rt_idx < st.rt_plan.size() && st.rt_plan[rt_idx].at_s < s1.t) {
+      ++arrivals;
+      if (st.rt[rt_idx].ok) win.push_back(st.rt[rt_idx].ttft_ms);
+      ++rt_idx;
+    }
+    rps.push_back(arrivals / dt);
+    p50.push_back(NumOrNull(Percentile(win, 50)));
+    p99.push_back(NumOrNull(Percentile(win, 99)));
+    acomp.push_back(std::upper_bound(async_done_times.begin(), async_done_times.end(), s1.t) -
+                    async_done_times.begin());
+    running.push_back(s1.running);
+    waiting.push_back(s1.waiting);
+  }
+  tsj["t"] = t;
+  tsj["util_realtime"] = urt;
+  tsj["util_async"] = uas;
+  tsj["realtime_rps"] = rps;
+  tsj["ttft_p50_ms"] = p50;
+  tsj["ttft_p99_ms"] = p99;
+  tsj["async_completed"] = acomp;
+  tsj["pool_running"] = running;
+  tsj["pool_waiting"] = waiting;
+  out["timeseries"] = tsj;
+
+  std::cerr << "bench: [" << run.name << "] done in " << std::fixed << std::setprecision(1) << end_s
+            << "s: real-time " << rt_ok << "/" << st.rt_sent.load() << " ok, TTFT p99 "
+            << Percentile(ttft, 99) << " ms (sim)";
+  if (via || direct)
+    std::cerr << "; async " << as["succeeded"] << "/" << as["submitted"] << " ok, shed "
+              << as["shed"] << ", lost " << as["lost"];
+  if (out.contains("utilization") && out["utilization"].is_number())
+    std::cerr << "; utilisation " << std::setprecision(3) << out["utilization"].get<double>();
+  std::cerr << "\n";
+  return out;
+}
+
+}  // namespace
+
+int RunBenchScenario(const Scenario& sc, const BenchOptions& opt) {
+  std::error_code ec;
+  fs::create_directories(opt.report_dir, ec);
+  if (ec) {
+    std::cerr << "tidegate bench: cannot create " << opt.report_dir << ": " << ec.message() << "\n";
+    return 1;
+  }
+  for (const auto& name : opt.only) {
+    bool found = false;
+    for (const auto& r : sc.runs) found = found || r.name == name;
+    if (!found) {
+      std::cerr << "tidegate bench: --only: no run named '" << name << "' in the scenario\n";
+      return 2;
+    }
+  }
+  // Children die with SIGPIPE-free writes; a broken client connection must not kill us.
+  signal(SIGPIPE, SIG_IGN);
+
+  json report;
+  report["scenario"] = sc.name;
+  report["scenario_file"] = opt.scenario_path;
+  report["generated_at"] = NowIso();
+  report["command"] = opt.command_line;
+  report["time_scale"] = sc.fleet.time_scale;
+  report["fleet"] = {{"count", sc.fleet.count},
+                     {"profile", sc.fleet.profile},
+                     {"time_scale", sc.fleet.time_scale},
+                     {"max_num_seqs", sc.fleet.max_num_seqs},
+                     {"scheduling_policy", sc.fleet.scheduling_policy}};
+  report["latency_unit"] = "simulated ms (wall ms x time_scale)";
+  report["runs"] = json::array();
+  bool failed = false;
+  for (const auto& run : sc.runs) {
+    if (!opt.only.empty() &&
+        std::find(opt.only.begin(), opt.only.end(), run.name) == opt.only.end())
+      continue;
+    bool setup_failed = false;
+    report["runs"].push_back(RunOne(sc, run, opt, &setup_failed));
+    failed = failed || setup_failed;
+    // Write as we go, so a long benchmark leaves partial results behind.
+    std::ofstream(opt.report_dir + "/report.json") << report.dump(2) << "\n";
+  }
+  std::ofstream(opt.report_dir + "/report.json") << report.dump(2) << "\n";
+  std::ofstream html(opt.report_dir + "/report.html");
+  html << RenderReportHtml(report);
+  std::cout << RenderReportTable(report) << std::flush;
+  std::cerr << "bench: wrote " << opt.report_dir << "/report.json and " << opt.report_dir
+            << "/report.html\n";
+  return failed ? 1 : 0;
+}
+
+}  // namespace tidegate::bench

@@ -1,0 +1,203 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "bench/runner.h"
+#include "bench/scenario.h"
+
+namespace tidegate::bench {
+namespace {
+
+constexpr const char* kScenario = R"(
+name: t
+fleet: {count: 2, time_scale: 5, max_num_seqs: 8, scheduling_policy: priority}
+duration: 40s
+seed: 7
+realtime:
+  base_rps: 2
+  spike_rps: 40
+  spike_every: 10s
+  spike_duration: 2s
+  spike_offset: 4
+  prompt_tokens: {mean: 100, min: 50, max: 150}
+  output_tokens: 32
+  slo_ttft_ms: 300
+async:
+  requests: 50
+  deadline: 30s
+  submit_window: 5s
+runs:
+  - {name: base}
+  - name: sched
+    policy: round-robin
+    realtime: {shared_prefix: {groups: 4, prefix_tokens: 64}, base_rps: 3}
+  - {name: via, async_mode: via-processor}
+  - {name: ha, target: haproxy}
+)";
+
+Scenario MustParse(const std::string& text) {
+  Scenario s;
+  std::string err;
+  EXPECT_TRUE(ParseScenario(text, &s, &err)) << err;
+  return s;
+}
+
+std::string ParseError(const std::string& text) {
+  Scenario s;
+  std::string err;
+  EXPECT_FALSE(ParseScenario(text, &s, &err));
+  return err;
+}
+
+TEST(BenchScenario, ParsesFieldsAndOverlaysRunOverrides) {
+  Scenario s = MustParse(kScenario);
+  EXPECT_EQ(s.name, "t");
+  EXPECT_EQ(s.fleet.count, 2);
+  EXPECT_DOUBLE_EQ(s.fleet.time_scale, 5);
+  EXPECT_EQ(s.fleet.max_num_seqs, 8);
+  EXPECT_EQ(s.fleet.scheduling_policy, "priority");
+  EXPECT_DOUBLE_EQ(s.duration_s, 40);
+  EXPECT_EQ(s.seed, 7u);
+  ASSERT_EQ(s.runs.size(), 4u);
+  const RunSpec& base = s.runs[0];
+  EXPECT_EQ(base.policy, "tidegate-default");
+  EXPECT_EQ(base.async_mode, "none");
+  EXPECT_DOUBLE_EQ(base.realtime.spike_every_s, 10);
+  EXPECT_DOUBLE_EQ(base.realtime.spike_offset_s, 4);
+  EXPECT_EQ(base.realtime.prompt_tokens.min, 50);
+  EXPECT_EQ(base.realtime.output_tokens.min, 32);
+  EXPECT_EQ(base.realtime.output_tokens.max, 32);
+  EXPECT_EQ(base.realtime.prefix_groups, 0);
+  const RunSpec& sched = s.runs[1];
+  EXPECT_EQ(sched.policy, "round-robin");
+  EXPECT_EQ(sched.realtime.prefix_groups, 4);
+  EXPECT_EQ(sched.realtime.prefix_tokens, 64);
+  EXPECT_DOUBLE_EQ(sched.realtime.base_rps, 3);
+  EXPECT_DOUBLE_EQ(sched.realtime.spike_rps, 40);  // inherited
+  EXPECT_EQ(s.runs[2].async_mode, "via-processor");
+  EXPECT_EQ(s.runs[2].async.requests, 50);
+  EXPECT_DOUBLE_EQ(s.runs[2].async.deadline_s, 30);
+  EXPECT_EQ(s.runs[3].target, "haproxy");
+}
+
+TEST(BenchScenario, ErrorsNameTheKey) {
+  std::string base = "runs: [{name: a}]\n";
+  EXPECT_NE(ParseError("fleet: {count: 0}\n" + base).find("fleet.count"), std::string::npos);
+  EXPECT_NE(ParseError("fleet: {cuont: 2}\n" + base).find("fleet.cuont: unknown key"),
+            std::string::npos);
+  EXPECT_NE(ParseError("duration: soon\n" + base).find("duration"), std::string::npos);
+  EXPECT_NE(ParseError("realtime: {spike_rps: 5}\n" + base).find("realtime.spike_every"),
+            std::string::npos);
+  EXPECT_NE(ParseError("realtime: {output_tokens: {min: 9, max: 3}}\n" + base)
+                .find("realtime.output_tokens.min"),
+            std::string::npos);
+  EXPECT_NE(ParseError("runs: [{name: a, async_mode: sometimes}]\n").find("runs[0].async_mode"),
+            std::string::npos);
+  EXPECT_NE(
+      ParseError("runs: [{name: a, async_mode: via-processor}]\n").find("runs[0].async.requests"),
+      std::string::npos);
+  EXPECT_NE(ParseError("runs: [{name: a}, {name: a}]\n").find("runs[1].name: duplicate"),
+            std::string::npos);
+  EXPECT_NE(ParseError("runs: [{name: a, policy: fastest}]\n").find("runs[0].policy"),
+            std::string::npos);
+  EXPECT_NE(ParseError("name: x\n").find("runs"), std::string::npos);
+  EXPECT_NE(
+      ParseError("runs: [{name: a, realtime: {base_rps: -1}}]\n").find("runs[0].realtime.base_rps"),
+      std::string::npos);
+  EXPECT_NE(ParseError("runs: [{name: a}\n").find("invalid YAML"), std::string::npos);
+}
+
+TEST(BenchScenario, ArrivalScheduleIsDeterministicAndSpiky) {
+  Scenario s = MustParse(kScenario);
+  const RealtimeSpec& rt = s.runs[0].realtime;
+  auto a = ArrivalSchedule(rt, 400, 7, 1000000);
+  auto b = ArrivalSchedule(rt, 400, 7, 1000000);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_DOUBLE_EQ(a[i].at_s, b[i].at_s);
+    EXPECT_EQ(a[i].prompt_tokens, b[i].prompt_tokens);
+  }
+  auto c = ArrivalSchedule(rt, 400, 8, 1000000);
+  EXPECT_TRUE(c.size() != a.size() || c[0].at_s != a[0].at_s);
+
+  // Spikes: 2 s of every 10 s at 40 rps, the rest at 2 rps → 40 spikes of ~80 and 320 s of ~2.
+  int in_spike = 0, outside = 0;
+  for (const auto& r : a) {
+    EXPECT_GE(r.at_s, 0);
+    EXPECT_LT(r.at_s, 400);
+    EXPECT_GE(r.prompt_tokens, 50);
+    EXPECT_LE(r.prompt_tokens, 150);
+    EXPECT_EQ(r.output_tokens, 32);
+    (InSpike(rt, r.at_s) ? in_spike : outside)++;
+  }
+  EXPECT_NEAR(in_spike / 80.0, 40.0, 6.0);  // rate during spikes
+  EXPECT_NEAR(outside / 320.0, 2.0, 0.4);   // rate between spikes
+  EXPECT_TRUE(InSpike(rt, 4.5));
+  EXPECT_FALSE(InSpike(rt, 3.9));
+  EXPECT_FALSE(InSpike(rt, 6.1));
+  EXPECT_TRUE(InSpike(rt, 14.1));
+  EXPECT_DOUBLE_EQ(RateAt(rt, 5), 40);
+  EXPECT_DOUBLE_EQ(RateAt(rt, 7), 2);
+  // Bounded by max_requests.
+  EXPECT_EQ(ArrivalSchedule(rt, 400, 7, 10).size(), 10u);
+}
+
+TEST(BenchScenario, SharedPrefixPrompts) {
+  std::string a = PromptText(100, 2, 64, 1), b = PromptText(100, 2, 64, 2);
+  std::string c = PromptText(100, 3, 64, 1);
+  EXPECT_EQ(a.size(), 400u);
+  EXPECT_EQ(a.substr(0, 256), b.substr(0, 256));
+  EXPECT_NE(a.substr(256), b.substr(256));
+  EXPECT_NE(a.substr(0, 256), c.substr(0, 256));
+  EXPECT_EQ(PromptText(100, -1, 0, 5), PromptText(100, -1, 0, 5));
+}
+
+TEST(BenchScenario, Percentile) {
+  EXPECT_TRUE(std::isnan(Percentile({}, 50)));
+  EXPECT_DOUBLE_EQ(Percentile({7}, 99), 7);
+  EXPECT_DOUBLE_EQ(Percentile({3, 1, 2}, 50), 2);
+  EXPECT_DOUBLE_EQ(Percentile({1, 2, 3, 4}, 50), 2.5);
+  std::vector<double> v;
+  for (int i = 1; i <= 100; ++i) v.push_back(i);
+  EXPECT_NEAR(Percentile(v, 99), 99.01, 1e-9);
+  EXPECT_DOUBLE_EQ(Percentile(v, 0), 1);
+  EXPECT_DOUBLE_EQ(Percentile(v, 100), 100);
+}
+
+TEST(BenchScenario, ScaleKeepsTheShape) {
+  Scenario s = MustParse(kScenario);
+  ScaleScenario(&s, 0.5);
+  EXPECT_DOUBLE_EQ(s.duration_s, 20);
+  EXPECT_EQ(s.runs[2].async.requests, 25);
+  EXPECT_DOUBLE_EQ(s.runs[2].async.deadline_s, 15);
+}
+
+TEST(BenchScenario, SumMetric) {
+  std::string text =
+      "# TYPE x counter\nx{a=\"1\"} 2.5\nx{a=\"2\"} 1.5\nxy 100\nvllm:lora_requests_info{b=\"c\"} "
+      "5 1700000000\n";
+  double v = 0;
+  EXPECT_TRUE(SumMetric(text, "x", &v));
+  EXPECT_DOUBLE_EQ(v, 4.0);
+  EXPECT_TRUE(SumMetric(text, "vllm:lora_requests_info", &v));
+  EXPECT_DOUBLE_EQ(v, 5.0);
+  EXPECT_FALSE(SumMetric(text, "zz", &v));
+}
+
+TEST(BenchScenario, ShippedScenariosParse) {
+  for (const char* path : {"scenarios/seed.yaml", "scenarios/quick.yaml"}) {
+    // The repository root, from this file's path (tests/unit/...).
+    std::string root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+    std::string full = root + "/" + path;
+    std::ifstream in(full);
+    if (!in) continue;  // not shipped in this checkout
+    Scenario s;
+    std::string err;
+    EXPECT_TRUE(LoadScenario(full, &s, &err)) << err;
+  }
+}
+
+}  // namespace
+}  // namespace tidegate::bench
