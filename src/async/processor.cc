@@ -23,6 +23,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "async/journal.h"
 #include "async/message.h"
 #include "http/client.h"
 #include "metrics/registry.h"
@@ -128,6 +129,10 @@ struct Processor::Impl {
                             "Time from publication of a request to the publication of its result",
                             metrics::LatencyBuckets())
                  .With({});
+    m_replayed = &r.AddCounter("tidegate_async_results_replayed_total",
+                               "Results republished from the journal for redelivered messages "
+                               "(answered before a crash, not yet acknowledged)")
+                      .With({});
     m_window->Set(window);
     m_capacity->Set(-1);
   }
@@ -158,7 +163,15 @@ struct Processor::Impl {
   std::unordered_map<std::string, ItemPtr> held;         // by ack id
   std::set<std::pair<Steady::time_point, Item*>> ready;  // EDF: (deadline, item)
   std::multimap<Steady::time_point, ItemPtr> delayed;    // retries by ready time
-  std::vector<std::pair<ItemPtr, Result>> finished;      // results waiting for publication
+  struct Finished {
+    ItemPtr item;
+    Result result;
+    std::string data;  // the rendered result message
+    bool replayed = false;
+  };
+  std::vector<Finished> finished;    // results waiting for publication
+  std::unique_ptr<Journal> journal;  // null when publish+ack is atomic or it is switched off
+  metrics::Counter* m_replayed = nullptr;
   int inflight = 0;
   int flushing = 0;  // results in the PublishAndAck batch now running
   double window;
@@ -188,9 +201,8 @@ struct Processor::Impl {
   template <typename F>
   awaitable<std::invoke_result_t<F&>> Blocking(F f) {
     using R = std::invoke_result_t<F&>;
-    co_return co_await net::co_spawn(
-        blocking, [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); },
-        net::use_awaitable);
+    auto task = [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); };
+    co_return co_await net::co_spawn(blocking, std::move(task), net::use_awaitable);
   }
 
   void Kick() { wake.cancel(); }
@@ -216,11 +228,20 @@ struct Processor::Impl {
       int max = std::min(room, cfg.pull_batch);
       auto lease = cfg.lease;
       queue::Queue* q = requests.get();
-      auto [st, msgs] = co_await Blocking([q, max, lease] {
-        std::vector<queue::Message> out;
-        queue::Status s = q->Pull(max, lease, milliseconds(500), &out);
-        return std::make_pair(s, std::move(out));
-      });
+      Journal* j = journal.get();
+      // (Lambdas are named before co_await: GCC 12 mis-destroys temporaries in its operand.)
+      auto pull = [q, max, lease, j] {
+        PullOut r;
+        r.status = q->Pull(max, lease, milliseconds(500), &r.msgs);
+        // A message whose result was already published (we crashed before acknowledging it)
+        // gets that same result again, not a second run.
+        if (j != nullptr)
+          for (const auto& m : r.msgs) r.replays.push_back(j->Lookup(m.id));
+        return r;
+      };
+      PullOut pulled = co_await Blocking(std::move(pull));
+      queue::Status st = pulled.status;
+      auto& msgs = pulled.msgs;
       if (!st.ok) {
         spdlog::warn("async: pull failed: {} (retrying in 1s)", st.error);
         timer.expires_after(milliseconds(1000));
@@ -234,14 +255,24 @@ struct Processor::Impl {
         if (!ids.empty()) co_await HandBack(std::move(ids));
         break;
       }
-      for (auto& m : msgs) Accept(std::move(m));
+      for (size_t i = 0; i < msgs.size(); ++i) {
+        std::optional<std::string> replay;
+        if (i < pulled.replays.size()) replay = std::move(pulled.replays[i]);
+        Accept(std::move(msgs[i]), std::move(replay));
+      }
       if (!msgs.empty()) Kick();
       UpdateGauges();
     }
     pull_done = true;
   }
 
-  void Accept(queue::Message m) {
+  struct PullOut {
+    queue::Status status;
+    std::vector<queue::Message> msgs;
+    std::vector<std::optional<std::string>> replays;
+  };
+
+  void Accept(queue::Message m, std::optional<std::string> replay) {
     ++n_pulled;
     m_pulled->Inc();
     auto item = std::make_shared<Item>();
@@ -260,6 +291,21 @@ struct Processor::Impl {
       item->published = sys_now;
     if (held.count(item->msg.ack_id)) return;  // the same delivery twice: keep the first
     held[item->msg.ack_id] = item;
+    if (replay) {
+      Result previous;
+      std::string err;
+      if (ParseResultMessage(*replay, &previous, &err)) {
+        spdlog::info(
+            "async: message {} (id {}) was answered before a restart; republishing "
+            "that result",
+            item->msg.id, previous.id);
+        m_replayed->Inc();
+        item->state = Item::State::kFinishing;
+        finished.push_back(Finished{item, std::move(previous), std::move(*replay), true});
+        flush_wake.cancel();
+        return;
+      }
+    }
     if (!parsed.ok()) {
       spdlog::warn("async: message {} is not a valid request: {}", item->msg.id,
                    parsed.error_message);
@@ -469,7 +515,8 @@ struct Processor::Impl {
 
   void Finish(const ItemPtr& item, Result result) {
     item->state = Item::State::kFinishing;
-    finished.emplace_back(item, std::move(result));
+    std::string data = RenderResultMessage(result);
+    finished.push_back(Finished{item, std::move(result), std::move(data), false});
     flush_wake.cancel();
   }
 
@@ -482,16 +529,18 @@ struct Processor::Impl {
         co_await flush_wake.async_wait(kTok);
         continue;
       }
-      std::vector<std::pair<ItemPtr, Result>> batch;
+      std::vector<Finished> batch;
       size_t n = std::min<size_t>(finished.size(), 512);
       batch.assign(std::make_move_iterator(finished.begin()),
                    std::make_move_iterator(finished.begin() + n));
       finished.erase(finished.begin(), finished.begin() + n);
       auto items = std::make_shared<std::vector<queue::PublishAck>>();
       items->reserve(n);
-      for (auto& [item, result] : batch) {
+      auto journaled = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
+      for (auto& [item, result, data, replayed] : batch) {
         queue::PublishAck pa;
-        pa.data = RenderResultMessage(result);
+        if (journal) journaled->emplace_back(item->msg.id, data);
+        pa.data = data;
         pa.attributes["id"] = result.id;
         if (result.error_code != ErrorCode::kNone)
           pa.attributes["error_code"] = std::string(ErrorCodeName(result.error_code));
@@ -502,8 +551,11 @@ struct Processor::Impl {
       queue::Queue* out = responses.get();
       queue::Queue* src = requests.get();
       for (int attempt = 1;; ++attempt) {
-        queue::Status st =
-            co_await Blocking([out, src, items] { return out->PublishAndAck(items.get(), *src); });
+        Journal* j = journal.get();
+        auto publish = [out, src, items, j, journaled] {
+          return PublishBatch(out, src, items.get(), j, *journaled);
+        };
+        queue::Status st = co_await Blocking(std::move(publish));
         if (st.ok) break;
         m_publish_errors->Inc();
         spdlog::warn("async: publishing {} result(s) failed (attempt {}): {}", n, attempt,
@@ -514,7 +566,7 @@ struct Processor::Impl {
       flushing = 0;
       auto sys_now = System::now();
       for (size_t i = 0; i < n; ++i) {
-        auto& [item, result] = batch[i];
+        auto& [item, result, data, replayed] = batch[i];
         held.erase(item->msg.ack_id);
         if ((*items)[i].superseded) {
           m_superseded->Inc();
@@ -537,13 +589,33 @@ struct Processor::Impl {
     }
   }
 
+  // On a worker thread: journal (when there is one), publish and acknowledge, then drop the
+  // journal entries of what was acknowledged.
+  static queue::Status PublishBatch(
+      queue::Queue* out, queue::Queue* src, std::vector<queue::PublishAck>* items, Journal* j,
+      const std::vector<std::pair<std::string, std::string>>& entries) {
+    if (j != nullptr) {
+      if (std::string err = j->Record(entries); !err.empty()) return queue::Status::Error(err);
+    }
+    queue::Status st = out->PublishAndAck(items, *src);
+    if (j != nullptr) {
+      std::vector<std::string> done;
+      for (size_t i = 0; i < items->size() && i < entries.size(); ++i)
+        if ((*items)[i].done) done.push_back(entries[i].first);
+      if (std::string err = j->Forget(done); !err.empty())
+        spdlog::warn("async: {} (entries are purged after a week)", err);
+    }
+    return st;
+  }
+
   // ------------------------------------------------------------------------------------------
   // Leases, capacity, shutdown
 
   awaitable<void> HandBack(std::vector<std::string> ack_ids) {
     queue::Queue* q = requests.get();
     size_t n = ack_ids.size();
-    queue::Status st = co_await Blocking([q, ids = std::move(ack_ids)] { return q->Nack(ids); });
+    auto nack = [q, ids = std::move(ack_ids)] { return q->Nack(ids); };
+    queue::Status st = co_await Blocking(std::move(nack));
     if (!st.ok)
       spdlog::warn(
           "async: handing back {} message(s) failed: {} (they return when their lease "
@@ -565,8 +637,8 @@ struct Processor::Impl {
       for (const auto& [ack, item] : held) ids.push_back(ack);
       queue::Queue* q = requests.get();
       auto lease = cfg.lease;
-      queue::Status st =
-          co_await Blocking([q, ids = std::move(ids), lease] { return q->Extend(ids, lease); });
+      auto extend = [q, ids = std::move(ids), lease] { return q->Extend(ids, lease); };
+      queue::Status st = co_await Blocking(std::move(extend));
       if (!st.ok) spdlog::warn("async: extending leases failed: {}", st.error);
     }
   }
@@ -707,6 +779,16 @@ std::string Processor::Start() {
   if (!im.requests) return "--requests: " + err;
   im.responses = queue::OpenQueue(im.cfg.responses, &err);
   if (!im.responses) return "--responses: " + err;
+  if (im.cfg.journal != "off" && !im.cfg.journal.empty() &&
+      !(im.cfg.journal == "auto" && im.responses->AtomicPublishAck(*im.requests))) {
+    std::string path = im.cfg.journal == "auto" ? "tidegate-async-journal.db" : im.cfg.journal;
+    im.journal = Journal::Open(path, &err);
+    if (!im.journal) return "--journal: " + err;
+    spdlog::info(
+        "async: result journal {} (a crash between publishing a result and "
+        "acknowledging its request republishes the same result)",
+        path);
+  }
   http::Url url;
   http::ParseHttpUrl(im.cfg.gateway, &url, &err);
   im.client = std::make_unique<http::Client>(im.io.get_executor(), url,

@@ -22,7 +22,10 @@
 //    INVALID_REQUEST result. Nothing is dropped silently.
 //  * Results are published on `responses` and only then is the request acknowledged
 //    (Queue::PublishAndAck, batched; atomic for the embedded queue when both queues share a
-//    file). A failed publish is retried while the lease is kept alive.
+//    file). A failed publish is retried while the lease is kept alive. Where publish+ack is not
+//    atomic, a local journal (async/journal.h) records each result before it is published, so
+//    a message redelivered after a crash gets the same result again (an identical duplicate at
+//    worst, never a different one).
 //  * Each attempt carries x-gateway-inference-objective: `objective`, x-request-id: the message
 //    id, and the message's own headers (which win over the defaults).
 //  * Stop() (SIGTERM / SIGINT in Run()) stops pulling, hands back (nacks) every held message not
@@ -62,6 +65,9 @@ struct ProcessorConfig {
   int metrics_port = 9464;  // -1 disables the metrics server; 0 picks a free port
   int workers = 4;          // threads for blocking queue calls
   std::chrono::milliseconds progress_interval{10'000};  // 0 = no periodic progress log
+  // Result journal: "auto" = tidegate-async-journal.db in the working directory unless
+  // publish+ack is atomic (both queues in one SQLite file); "off"; or a file path.
+  std::string journal = "auto";
 
   std::string Validate() const;  // an error message, or empty
 };

@@ -24,10 +24,12 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
   YAML::Node n = root["async"] ? root["async"] : root;
   if (!n.IsMap()) return "config '" + path + "': expected a mapping (optionally under 'async:')";
   static const std::set<std::string> kKeys = {
-      "gateway",           "requests",        "responses",    "objective",    "max_inflight",
-      "min_window",        "initial_window",  "max_held",     "pull_batch",   "lease",
-      "capacity_interval", "request_timeout", "backoff_base", "backoff_max",  "max_attempts",
-      "default_deadline",  "drain_timeout",   "metrics_host", "metrics_port", "workers"};
+      "gateway",       "requests",     "responses",         "objective",
+      "max_inflight",  "min_window",   "initial_window",    "max_held",
+      "pull_batch",    "lease",        "capacity_interval", "request_timeout",
+      "backoff_base",  "backoff_max",  "max_attempts",      "default_deadline",
+      "drain_timeout", "metrics_host", "metrics_port",      "workers",
+      "journal"};
   try {
     for (const auto& kv : n) {
       std::string key = kv.first.as<std::string>();
@@ -193,6 +195,14 @@ int RunAsync(const std::vector<std::string>& args) {
             IntSetter(&cfg.workers, 1, 64));
   flags.Add("progress-interval", "DURATION", "how often to log progress (0 = never)",
             ms(d.progress_interval), DurationSetter(&cfg.progress_interval));
+  flags.Add("journal", "auto|off|FILE",
+            "local record of results published but not yet acknowledged, so a crash leads to an "
+            "identical duplicate at worst (auto: tidegate-async-journal.db unless both queues "
+            "share one SQLite file, where publish+ack is atomic)",
+            d.journal, [&](const std::string& v) {
+              cfg.journal = v;
+              return std::string();
+            });
   flags.Add("log-level", "LEVEL", "trace, debug, info, warn, error or off", log_level,
             LogLevelSetter(&log_level));
   if (auto rc = ParseCommandLine(flags, args)) return *rc;

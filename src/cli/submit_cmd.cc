@@ -153,6 +153,7 @@ std::string Excerpt(std::string_view data, size_t max = 200) {
 int RunSubmit(const std::vector<std::string>& args) {
   const char* cmd = "tidegate submit";
   std::string uri, id_prefix;
+  bool raw = false;
   milliseconds deadline{3'600'000};
   FlagSet flags(
       cmd,
@@ -190,6 +191,10 @@ int RunSubmit(const std::vector<std::string>& args) {
               deadline = *d;
               return {};
             });
+  flags.AddSwitch("raw",
+                  "publish every non-blank line verbatim, without validation or normalization "
+                  "(to replay messages, or to test how a consumer handles malformed ones)",
+                  [&] { raw = true; });
   flags.Add("id-prefix", "P", "ids of lines without one become P-<line number>",
             "<file name>-<UTC time>-<random>, e.g. batch-20250102T030405Z-9f3a",
             [&](const std::string& v) -> std::string {
@@ -285,15 +290,18 @@ int RunSubmit(const std::vector<std::string>& args) {
     message.clear();
     id.clear();
     error.clear();
-    if (!async::BuildRequestMessage(line, std::chrono::system_clock::now(),
-                                    std::chrono::ceil<std::chrono::seconds>(deadline), fallback_id,
-                                    &message, &id, &error)) {
+    if (raw) {
+      message.assign(line);
+      id = fallback_id;
+    } else if (!async::BuildRequestMessage(line, std::chrono::system_clock::now(),
+                                           std::chrono::ceil<std::chrono::seconds>(deadline),
+                                           fallback_id, &message, &id, &error)) {
       ++invalid;
       std::cerr << cmd << ": " << input_name << ":" << line_no
                 << ": invalid line, not published: " << error << "\n";
       continue;
     }
-    if (id == fallback_id) ++generated_ids;
+    if (!raw && id == fallback_id) ++generated_ids;
     auto [it, inserted] = first_line_of_id.emplace(id, line_no);
     if (!inserted) {
       std::cerr << cmd << ": warning: " << input_name << ":" << line_no << ": id \"" << id

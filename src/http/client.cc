@@ -97,11 +97,15 @@ struct Client::Impl {
         resp->connect_failed = true;
         co_return nullptr;
       }
-      for (const auto& r : results) endpoints.push_back(r.endpoint());
+      // Several sends may resolve at once; the first answer is kept. Each connect works on its
+      // own copy, so no coroutine iterates the list while another one fills it.
+      if (endpoints.empty())
+        for (const auto& r : results) endpoints.push_back(r.endpoint());
     }
     auto c = std::make_unique<Conn>(ex);
     c->stream.expires_at(deadline);
-    auto [ec, ep] = co_await c->stream.async_connect(endpoints, kTok);
+    std::vector<tcp::endpoint> targets = endpoints;
+    auto [ec, ep] = co_await c->stream.async_connect(targets, kTok);
     if (ec) {
       resp->error = "cannot connect to " + host_header + ": " + ErrorText(ec);
       resp->timed_out = ec == beast::error::timeout;

@@ -80,6 +80,8 @@ class Queue {
   // current (its lease ran out and it was delivered again, or it is gone) is skipped and marked
   // superseded, so each request gets exactly one result even across crashes.
   virtual Status PublishAndAck(std::vector<PublishAck>* items, Queue& source);
+  // True when PublishAndAck(…, source) is atomic (no duplicate result can follow a crash).
+  virtual bool AtomicPublishAck(const Queue& source) const { return false; }
 };
 
 // Opens a queue by URI. Returns nullptr and sets *error (naming the URI and the problem) when

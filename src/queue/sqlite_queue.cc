@@ -257,10 +257,14 @@ class SqliteQueue final : public Queue {
 
   // Same file: delete the request delivery and insert the result in one transaction, so a crash
   // leaves both or neither. A delivery that is no longer current is skipped (superseded).
+  bool AtomicPublishAck(const Queue& source) const override {
+    auto* src = dynamic_cast<const SqliteQueue*>(&source);
+    return src != nullptr && src->canonical_path_ == canonical_path_;
+  }
+
   Status PublishAndAck(std::vector<PublishAck>* items, Queue& source) override {
-    auto* src = dynamic_cast<SqliteQueue*>(&source);
-    if (src == nullptr || src->canonical_path_ != canonical_path_)
-      return Queue::PublishAndAck(items, source);
+    if (!AtomicPublishAck(source)) return Queue::PublishAndAck(items, source);
+    auto* src = static_cast<SqliteQueue*>(&source);
     std::vector<std::pair<int64_t, int64_t>> parsed(items->size());
     for (size_t i = 0; i < items->size(); ++i) {
       if (!ParseAckId((*items)[i].ack_id, &parsed[i].first, &parsed[i].second))

@@ -490,3 +490,52 @@ export async function promtoolCheckMetrics(text) {
   if (res.error) throw res.error;
   return { status: res.status, output: `${res.stdout}${res.stderr}` };
 }
+
+// Starts `tidegate async` (the async processor) with its metrics on a free port; resolves once
+// it logged the metrics address. `metrics()` reads its /metrics.
+export async function startAsync(args = [], { timeoutMs = 10000, env, cwd } = {}) {
+  const fullArgs = ['async', '--metrics-port', '0', '--progress-interval', '0', ...args];
+  const { proc, output, ready } = spawnAndWait(GATEWAY_BIN, fullArgs, {
+    re: /metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/,
+    what: `async processor (${GATEWAY_BIN} ${fullArgs.join(' ')})`, timeoutMs, env,
+  });
+  const m = await readyOrStop(proc, ready);
+  const port = Number(m[1]);
+  proc.once('exit', (code, signal) => {
+    if (!proc.stopRequested) {
+      process.stderr.write(`\n*** async processor (pid ${proc.pid}) exited unexpectedly: ` +
+        `code ${code}, signal ${signal}; its output:\n${output()}\n*** end of processor output\n`);
+    }
+  });
+  const metrics = async () => {
+    const r = await request(`http://127.0.0.1:${port}`, { path: '/metrics', timeoutMs: 3000 });
+    if (r.status !== 200) throw new Error(`processor /metrics: status ${r.status}`);
+    return parseMetrics(r.body);
+  };
+  return {
+    port, proc, output, metrics,
+    metric: async (name) => (await metrics()).sum(name),
+    signal: (sig) => { proc.stopRequested = true; proc.kill(sig); },
+    stop: () => stopProcess(proc),
+  };
+}
+
+// Runs the tidegate binary to completion (bounded); resolves {code, signal, stdout, stderr}.
+export function runTidegate(args, { input, timeoutMs = 60000, env } = {}) {
+  return new Promise((resolve, reject) => {
+    const proc = track(spawn(GATEWAY_BIN, args, { stdio: ['pipe', 'pipe', 'pipe'], env: env ?? process.env }));
+    let stdout = '', stderr = '';
+    proc.stdout.on('data', (c) => { stdout += c; });
+    proc.stderr.on('data', (c) => { stderr += c; });
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`tidegate ${args.join(' ')}: still running after ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    proc.once('error', (err) => { clearTimeout(timer); reject(err); });
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    if (input !== undefined) proc.stdin.end(input); else proc.stdin.end();
+  });
+}

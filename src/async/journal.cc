@@ -1,0 +1,142 @@
+// async/journal.cc — see journal.h.
+#include "async/journal.h"
+
+#include <sqlite3.h>
+
+#include <chrono>
+#include <mutex>
+
+namespace tidegate::async {
+
+struct Journal::Impl {
+  sqlite3* db = nullptr;
+  std::string path;
+  std::mutex mu;
+  ~Impl() {
+    if (db != nullptr) sqlite3_close_v2(db);
+  }
+  std::string Error(const char* op) const {
+    return "result journal " + path + ": " + op + ": " + sqlite3_errmsg(db);
+  }
+  bool Exec(const char* sql) {
+    return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
+  }
+};
+
+namespace {
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+std::unique_ptr<Journal> Journal::Open(const std::string& path, std::string* error) {
+  std::unique_ptr<Journal> j(new Journal());
+  j->impl_ = std::make_unique<Impl>();
+  Impl& im = *j->impl_;
+  im.path = path;
+  if (sqlite3_open_v2(path.c_str(), &im.db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    *error = "cannot open result journal " + path + ": " +
+             (im.db ? sqlite3_errmsg(im.db) : "out of memory");
+    return nullptr;
+  }
+  sqlite3_busy_timeout(im.db, 10000);
+  if (!im.Exec("PRAGMA journal_mode=WAL") || !im.Exec("PRAGMA synchronous=FULL") ||
+      !im.Exec("CREATE TABLE IF NOT EXISTS results(message_id TEXT PRIMARY KEY, "
+               "result BLOB NOT NULL, recorded INTEGER NOT NULL)")) {
+    *error = im.Error("open");
+    return nullptr;
+  }
+  std::string purge =
+      "DELETE FROM results WHERE recorded < " + std::to_string(NowSeconds() - 7 * 24 * 3600);
+  im.Exec(purge.c_str());
+  return j;
+}
+
+Journal::~Journal() = default;
+
+std::string Journal::Record(const std::vector<std::pair<std::string, std::string>>& entries) {
+  if (entries.empty()) return "";
+  Impl& im = *impl_;
+  std::lock_guard lock(im.mu);
+  if (!im.Exec("BEGIN IMMEDIATE")) return im.Error("begin");
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(im.db,
+                         "INSERT OR REPLACE INTO results(message_id, result, recorded) "
+                         "VALUES(?1, ?2, ?3)",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    std::string e = im.Error("prepare");
+    im.Exec("ROLLBACK");
+    return e;
+  }
+  const int64_t now = NowSeconds();
+  for (const auto& [id, result] : entries) {
+    sqlite3_bind_text(st, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, result.data(), result.size(), SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+      std::string e = im.Error("insert");
+      sqlite3_finalize(st);
+      im.Exec("ROLLBACK");
+      return e;
+    }
+  }
+  sqlite3_finalize(st);
+  if (!im.Exec("COMMIT")) {
+    std::string e = im.Error("commit");
+    im.Exec("ROLLBACK");
+    return e;
+  }
+  return "";
+}
+
+std::optional<std::string> Journal::Lookup(const std::string& message_id) {
+  Impl& im = *impl_;
+  std::lock_guard lock(im.mu);
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(im.db, "SELECT result FROM results WHERE message_id = ?1", -1, &st,
+                         nullptr) != SQLITE_OK)
+    return std::nullopt;
+  sqlite3_bind_text(st, 1, message_id.data(), static_cast<int>(message_id.size()), SQLITE_STATIC);
+  std::optional<std::string> out;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    const void* p = sqlite3_column_blob(st, 0);
+    int n = sqlite3_column_bytes(st, 0);
+    out = std::string(static_cast<const char*>(p), static_cast<size_t>(n));
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+std::string Journal::Forget(const std::vector<std::string>& message_ids) {
+  if (message_ids.empty()) return "";
+  Impl& im = *impl_;
+  std::lock_guard lock(im.mu);
+  if (!im.Exec("BEGIN IMMEDIATE")) return im.Error("begin");
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(im.db, "DELETE FROM results WHERE message_id = ?1", -1, &st, nullptr) !=
+      SQLITE_OK) {
+    std::string e = im.Error("prepare");
+    im.Exec("ROLLBACK");
+    return e;
+  }
+  for (const auto& id : message_ids) {
+    sqlite3_bind_text(st, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+    sqlite3_step(st);
+    sqlite3_reset(st);
+  }
+  sqlite3_finalize(st);
+  if (!im.Exec("COMMIT")) {
+    std::string e = im.Error("commit");
+    im.Exec("ROLLBACK");
+    return e;
+  }
+  return "";
+}
+
+}  // namespace tidegate::async
