@@ -60,6 +60,15 @@ std::string JoinSchemes(const std::vector<std::string>& schemes) {
 
 }  // namespace
 
+Status Queue::PublishBatch(const std::vector<std::string>& data, size_t* published) {
+  *published = 0;
+  for (const auto& d : data) {
+    if (Status st = Publish(d, {}, nullptr); !st.ok) return st;
+    ++*published;
+  }
+  return Status::Ok();
+}
+
 Status Queue::PublishAndAck(std::vector<PublishAck>* items, Queue& source) {
   for (auto& item : *items) {
     if (item.done) continue;

@@ -66,6 +66,9 @@ class Queue {
   // Leases up to `max` messages; waits at most `wait` for the first one (0 = return at once).
   virtual Status Pull(int max, std::chrono::milliseconds lease, std::chrono::milliseconds wait,
                       std::vector<Message>* out) = 0;
+  // Publishes several messages (no attributes) in order; *published counts those that made it
+  // (all or none for the embedded queue, which does it in one transaction and one fsync).
+  virtual Status PublishBatch(const std::vector<std::string>& data, size_t* published);
   virtual Status Ack(const std::vector<std::string>& ack_ids) = 0;
   virtual Status Nack(const std::vector<std::string>& ack_ids) = 0;
   virtual Status Extend(const std::vector<std::string>& ack_ids,

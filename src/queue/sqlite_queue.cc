@@ -257,6 +257,43 @@ class SqliteQueue final : public Queue {
 
   // Same file: delete the request delivery and insert the result in one transaction, so a crash
   // leaves both or neither. A delivery that is no longer current is skipped (superseded).
+  Status PublishBatch(const std::vector<std::string>& data, size_t* published) override {
+    *published = 0;
+    if (data.empty()) return Status::Ok();
+    static const std::string kNoAttributes = "{}";
+    Status st;
+    {
+      std::lock_guard lock(mu_);
+      st = InWriteTransaction("PublishBatch", [&]() -> Status {
+        const int64_t now = NowUs();
+        for (const auto& d : data) {
+          sqlite3_stmt* s = insert_->get();
+          sqlite3_bind_text(s, 1, opts_.queue.data(), static_cast<int>(opts_.queue.size()),
+                            SQLITE_STATIC);
+          static const char kEmpty[1] = {0};
+          sqlite3_bind_blob64(s, 2, d.empty() ? kEmpty : d.data(), d.size(), SQLITE_STATIC);
+          sqlite3_bind_text(s, 3, kNoAttributes.data(), static_cast<int>(kNoAttributes.size()),
+                            SQLITE_STATIC);
+          sqlite3_bind_int64(s, 4, now);
+          int rc = sqlite3_step(s);
+          insert_->Reset();
+          if (rc != SQLITE_DONE)
+            return Status::Error(Describe("PublishBatch") + ": " + sqlite3_errmsg(db_));
+        }
+        return Status::Ok();
+      });
+    }
+    if (!st.ok) return st;
+    *published = data.size();
+    {
+      auto& sig = Signal();
+      std::lock_guard lock(sig.mu);
+      ++sig.generation;
+    }
+    Signal().cv.notify_all();
+    return Status::Ok();
+  }
+
   bool AtomicPublishAck(const Queue& source) const override {
     auto* src = dynamic_cast<const SqliteQueue*>(&source);
     return src != nullptr && src->canonical_path_ == canonical_path_;

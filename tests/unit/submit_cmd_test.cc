@@ -243,8 +243,9 @@ class FlakyQueue final : public queue::Queue {
 
 TEST_F(SubmitCmdTest, RetriesPublishThenStopsSayingHowManyWerePublished) {
   auto state = std::make_shared<FlakyQueue::State>();
-  state->fail_calls = {3};  // line 3's first attempt fails, its retry succeeds
-  state->fail_from = 5;     // line 4 (call 5 on) never succeeds
+  // Lines are published as one batch; a retry resumes after what was published.
+  state->fail_calls = {3};  // line 3's first attempt fails, its retry (call 4) succeeds
+  state->fail_from = 5;     // line 4 (call 5 on) never succeeds: calls 5, 6, 7 = 3 more attempts
   queue::RegisterQueueBackend("flakysubmit", [state](const std::string& uri, std::string*) {
     return std::make_unique<FlakyQueue>(uri, state);
   });
@@ -258,7 +259,7 @@ TEST_F(SubmitCmdTest, RetriesPublishThenStopsSayingHowManyWerePublished) {
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_LT(took, std::chrono::seconds(2));
   EXPECT_NE(r.err.find("five.jsonl:4: publish to flakysubmit://x failed after 4 attempts: "
-                       "flaky publish: injected failure #8"),
+                       "flaky publish: injected failure #7"),
             std::string::npos)
       << r.err;
   EXPECT_NE(r.err.find("3 requests were published"), std::string::npos) << r.err;
