@@ -24,9 +24,8 @@ commands:
   submit    publish JSONL requests (llm-d-async, OpenAI Batch or bare bodies) to a queue
   results   print the result messages from a queue as JSONL, acknowledging them
   report    render a bench report.json as report.html and print its table
+  bench     run a benchmark scenario (fleet, gateway, processor) and write a report
   version   print the version
-
-planned (not in this build yet): bench
 
 Run `tidegate <command> --help` for the flags of a command.
 )";
@@ -52,6 +51,7 @@ int main(int argc, char** argv) {
   if (cmd == "report") return tidegate::cli::RunReport(args);
   if (cmd == "submit") return tidegate::cli::RunSubmit(args);
   if (cmd == "results") return tidegate::cli::RunResults(args);
+  if (cmd == "bench") return tidegate::cli::RunBench(args);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "tidegate 0.1.0\n";
     return 0;

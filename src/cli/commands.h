@@ -13,6 +13,7 @@ int RunAsync(const std::vector<std::string>& args);
 int RunReport(const std::vector<std::string>& args);
 int RunSubmit(const std::vector<std::string>& args);
 int RunResults(const std::vector<std::string>& args);
+int RunBench(const std::vector<std::string>& args);
 int RunDemo(const std::vector<std::string>& args);
 
 // Sets the global log level from a name (trace, debug, info, warn, error, off); returns false
