@@ -5,7 +5,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench bench-sim format clean asan tsan fuzz
+.PHONY: all deps build test demo bench bench-sim bench-async format clean asan tsan fuzz
 
 all: build
 
@@ -41,6 +41,12 @@ bench:
 
 bench-sim: build
 	@bench/sim_bench.sh
+
+# The async processor's own overhead (queue → processor → gateway → zero-latency sims → queue).
+bench-async:
+	@scripts/install-deps.sh --bench
+	@$(MAKE) --no-print-directory build
+	@bench/async_bench.sh
 
 # Unit tests under sanitizers (separate build trees).
 asan:
