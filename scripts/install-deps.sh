@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libboost1.81-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libsqlite3-dev libcurl4-openssl-dev libssl-dev
+  libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm
   prometheus
