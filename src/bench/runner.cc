@@ -457,10 +457,11 @@ class Sampler {
         last_progress = Steady::now();
         int sent = st_->rt_sent.load(), done = st_->rt_done.load();
         std::string extra = progress_extra ? progress_extra() : std::string();
-        std::cerr << "bench: [" << st_->run->name << "] " << std::fixed << std::setprecision(0)
-                  << s.t << "s/" << duration_ << "s  real-time sent " << sent << ", in flight "
-                  << (sent - done) << "  pool running " << s.running << ", waiting " << s.waiting
-                  << extra << "\n";
+        std::ostringstream line;
+        line << "bench: [" << st_->run->name << "] " << std::fixed << std::setprecision(0) << s.t
+             << "s/" << duration_ << "s  real-time sent " << sent << ", in flight " << (sent - done)
+             << "  pool running " << s.running << ", waiting " << s.waiting << extra << "\n";
+        std::cerr << line.str();
       }
     }
   }
@@ -936,15 +937,17 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   tsj["pool_waiting"] = waiting;
   out["timeseries"] = tsj;
 
-  std::cerr << "bench: [" << run.name << "] done in " << std::fixed << std::setprecision(1) << end_s
-            << "s: real-time " << rt_ok << "/" << st.rt_sent.load() << " ok, TTFT p99 "
-            << Percentile(ttft, 99) << " ms (sim)";
+  std::ostringstream done;
+  done << "bench: [" << run.name << "] done in " << std::fixed << std::setprecision(1) << end_s
+       << "s: real-time " << rt_ok << "/" << st.rt_sent.load() << " ok, TTFT p99 "
+       << Percentile(ttft, 99) << " ms (sim)";
   if (via || direct)
-    std::cerr << "; async " << as["succeeded"] << "/" << as["submitted"] << " ok, shed "
-              << as["shed"] << ", lost " << as["lost"];
+    done << "; async " << as["succeeded"] << "/" << as["submitted"] << " ok, shed " << as["shed"]
+         << ", lost " << as["lost"];
   if (out.contains("utilization") && out["utilization"].is_number())
-    std::cerr << "; utilisation " << std::setprecision(3) << out["utilization"].get<double>();
-  std::cerr << "\n";
+    done << "; utilisation " << std::setprecision(3) << out["utilization"].get<double>();
+  done << "\n";
+  std::cerr << done.str();
   return out;
 }
 
