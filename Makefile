@@ -73,3 +73,9 @@ format:
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan
+
+# The seed scenario (issue 6): real-time + async on one simulated pool, and the scheduling
+# comparison; writes reports/seed/report.{json,html} and prints the table (~12 min).
+.PHONY: bench-seed
+bench-seed: build
+	$(BUILD)/tidegate bench --scenario scenarios/seed.yaml --report reports/seed
