@@ -8,7 +8,7 @@
 
 namespace tidegate::async {
 
-struct Journal::Impl {
+struct Journal::Impl {  // (public to the helpers in this file)
   sqlite3* db = nullptr;
   std::string path;
   std::mutex mu;
@@ -58,29 +58,26 @@ std::unique_ptr<Journal> Journal::Open(const std::string& path, std::string* err
 
 Journal::~Journal() = default;
 
-std::string Journal::Record(const std::vector<std::pair<std::string, std::string>>& entries) {
-  if (entries.empty()) return "";
-  Impl& im = *impl_;
+namespace {
+// Runs `sql` once per item of `items` (bind(stmt, item) binds its parameters) in one
+// transaction. Returns an error message or "".
+template <typename Items, typename Bind>
+std::string RunBatch(Journal::Impl& im, const char* sql, const Items& items, Bind bind) {
+  if (items.empty()) return "";
   std::lock_guard lock(im.mu);
   if (!im.Exec("BEGIN IMMEDIATE")) return im.Error("begin");
   sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(im.db,
-                         "INSERT OR REPLACE INTO results(message_id, result, recorded) "
-                         "VALUES(?1, ?2, ?3)",
-                         -1, &st, nullptr) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(im.db, sql, -1, &st, nullptr) != SQLITE_OK) {
     std::string e = im.Error("prepare");
     im.Exec("ROLLBACK");
     return e;
   }
-  const int64_t now = NowSeconds();
-  for (const auto& [id, result] : entries) {
-    sqlite3_bind_text(st, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
-    sqlite3_bind_blob64(st, 2, result.data(), result.size(), SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now);
+  for (const auto& item : items) {
+    bind(st, item);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-      std::string e = im.Error("insert");
+      std::string e = im.Error("write");
       sqlite3_finalize(st);
       im.Exec("ROLLBACK");
       return e;
@@ -93,6 +90,18 @@ std::string Journal::Record(const std::vector<std::pair<std::string, std::string
     return e;
   }
   return "";
+}
+}  // namespace
+
+std::string Journal::Record(const std::vector<std::pair<std::string, std::string>>& entries) {
+  const int64_t now = NowSeconds();
+  return RunBatch(
+      *impl_, "INSERT OR REPLACE INTO results(message_id, result, recorded) VALUES(?1, ?2, ?3)",
+      entries, [now](sqlite3_stmt* st, const auto& e) {
+        sqlite3_bind_text(st, 1, e.first.data(), static_cast<int>(e.first.size()), SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 2, e.second.data(), e.second.size(), SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+      });
 }
 
 std::optional<std::string> Journal::Lookup(const std::string& message_id) {
@@ -114,29 +123,10 @@ std::optional<std::string> Journal::Lookup(const std::string& message_id) {
 }
 
 std::string Journal::Forget(const std::vector<std::string>& message_ids) {
-  if (message_ids.empty()) return "";
-  Impl& im = *impl_;
-  std::lock_guard lock(im.mu);
-  if (!im.Exec("BEGIN IMMEDIATE")) return im.Error("begin");
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(im.db, "DELETE FROM results WHERE message_id = ?1", -1, &st, nullptr) !=
-      SQLITE_OK) {
-    std::string e = im.Error("prepare");
-    im.Exec("ROLLBACK");
-    return e;
-  }
-  for (const auto& id : message_ids) {
-    sqlite3_bind_text(st, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
-    sqlite3_step(st);
-    sqlite3_reset(st);
-  }
-  sqlite3_finalize(st);
-  if (!im.Exec("COMMIT")) {
-    std::string e = im.Error("commit");
-    im.Exec("ROLLBACK");
-    return e;
-  }
-  return "";
+  return RunBatch(*impl_, "DELETE FROM results WHERE message_id = ?1", message_ids,
+                  [](sqlite3_stmt* st, const std::string& id) {
+                    sqlite3_bind_text(st, 1, id.data(), static_cast<int>(id.size()), SQLITE_STATIC);
+                  });
 }
 
 }  // namespace tidegate::async

@@ -31,9 +31,10 @@ class Journal {
   std::optional<std::string> Lookup(const std::string& message_id);
   std::string Forget(const std::vector<std::string>& message_ids);
 
+  struct Impl;
+
  private:
   Journal() = default;
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -97,17 +97,13 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
 
 int RunAsync(const std::vector<std::string>& args) {
   async::ProcessorConfig cfg;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string path;
-    if (args[i] == "--config" && i + 1 < args.size()) path = args[i + 1];
-    if (args[i].rfind("--config=", 0) == 0) path = args[i].substr(9);
-    if (!path.empty()) {
-      if (auto err = LoadAsyncConfigYaml(path, &cfg); !err.empty()) {
-        std::cerr << "tidegate async: " << err << "\n";
-        return 2;
-      }
+  for (const auto& path : ConfigFlagValues(args)) {
+    if (auto err = LoadAsyncConfigYaml(path, &cfg); !err.empty()) {
+      std::cerr << "tidegate async: " << err << "\n";
+      return 2;
     }
   }
+
   const async::ProcessorConfig d;
   auto ms = [](std::chrono::milliseconds v) { return FormatDuration(v); };
   std::string log_level = "info";

@@ -166,4 +166,13 @@ std::optional<int> ParseCommandLine(FlagSet& flags, const std::vector<std::strin
   return std::nullopt;
 }
 
+std::vector<std::string> ConfigFlagValues(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) out.push_back(args[i + 1]);
+    if (args[i].rfind("--config=", 0) == 0) out.push_back(args[i].substr(9));
+  }
+  return out;
+}
+
 }  // namespace tidegate::cli

@@ -74,6 +74,10 @@ FlagSet::Setter DoubleSetter(double* out, double lo, double hi);
 FlagSet::Setter DurationSetter(std::chrono::milliseconds* out);
 FlagSet::Setter LogLevelSetter(std::string* out);
 
+// The values of every `--config FILE` / `--config=FILE` in args, in order (config files are
+// loaded before the other flags are parsed, so that flags override them).
+std::vector<std::string> ConfigFlagValues(const std::vector<std::string>& args);
+
 // Parses `args` into `flags`, printing errors (to stderr) or the usage (for --help, to stdout).
 // Returns the exit code to return at once (0 after help, 2 on a usage error), or nullopt to go on.
 std::optional<int> ParseCommandLine(FlagSet& flags, const std::vector<std::string>& args);

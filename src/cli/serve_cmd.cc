@@ -26,15 +26,10 @@ int RunServe(const std::vector<std::string>& args) {
   const gateway::GatewayConfig defaults;
 
   // A config file is applied first; flags given on the command line override it.
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string path;
-    if (args[i] == "--config" && i + 1 < args.size()) path = args[i + 1];
-    if (args[i].rfind("--config=", 0) == 0) path = args[i].substr(9);
-    if (!path.empty()) {
-      if (auto err = gateway::LoadGatewayConfigYaml(path, &cfg); !err.empty()) {
-        std::cerr << "tidegate serve: " << err << "\n";
-        return 2;
-      }
+  for (const auto& path : ConfigFlagValues(args)) {
+    if (auto err = gateway::LoadGatewayConfigYaml(path, &cfg); !err.empty()) {
+      std::cerr << "tidegate serve: " << err << "\n";
+      return 2;
     }
   }
 

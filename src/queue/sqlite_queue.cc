@@ -76,6 +76,14 @@ PublishSignal& Signal() {
   static PublishSignal* s = new PublishSignal;  // never destroyed: usable during exit
   return *s;
 }
+void NotifyPublished() {
+  auto& sig = Signal();
+  {
+    std::lock_guard lock(sig.mu);
+    ++sig.generation;
+  }
+  sig.cv.notify_all();
+}
 
 // Owns a prepared statement; Reset() after each use.
 class Stmt {
@@ -209,12 +217,7 @@ class SqliteQueue final : public Queue {
       seq = sqlite3_last_insert_rowid(db_);
     }
     if (id != nullptr) *id = std::to_string(seq);
-    {
-      auto& sig = Signal();
-      std::lock_guard lock(sig.mu);
-      ++sig.generation;
-    }
-    Signal().cv.notify_all();
+    NotifyPublished();
     return Status::Ok();
   }
 
@@ -285,12 +288,7 @@ class SqliteQueue final : public Queue {
     }
     if (!st.ok) return st;
     *published = data.size();
-    {
-      auto& sig = Signal();
-      std::lock_guard lock(sig.mu);
-      ++sig.generation;
-    }
-    Signal().cv.notify_all();
+    NotifyPublished();
     return Status::Ok();
   }
 
@@ -362,12 +360,7 @@ class SqliteQueue final : public Queue {
       item.superseded = superseded[i] != 0;
       item.published = !item.superseded;
     }
-    {
-      auto& sig = Signal();
-      std::lock_guard lock(sig.mu);
-      ++sig.generation;
-    }
-    Signal().cv.notify_all();
+    NotifyPublished();
     return Status::Ok();
   }
 

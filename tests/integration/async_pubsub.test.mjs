@@ -16,12 +16,11 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PubSub } from '@google-cloud/pubsub';
 import {
-  SIM_MODEL, startSim, startGateway, startAsync, stopAll, waitFor, sleep,
+  SIM_MODEL, startSim, startGateway, startAsync, stopAll, waitFor, sleep, closedPort,
 } from './lib.mjs';
 
 const PROJECT = 'tidegate-test';
@@ -29,19 +28,8 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tidegate-async-pubsub-'));
 let emulator; // child process (group leader)
 let emulatorHost;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 async function startEmulator() {
-  const port = await freePort();
+  const port = await closedPort(); // a free loopback port
   emulatorHost = `127.0.0.1:${port}`;
   let out = '';
   emulator = spawn('gcloud', ['beta', 'emulators', 'pubsub', 'start', `--host-port=${emulatorHost}`,
