@@ -313,11 +313,20 @@ struct Processor::Impl {
              MakeResult(item->req.id, 0, "", ErrorCode::kInvalidRequest, parsed.error_message));
       return;
     }
-    System::time_point deadline_sys =
-        item->req.deadline > 0 ? System::time_point(std::chrono::seconds(item->req.deadline))
-                               : item->published + cfg.default_deadline;
-    item->deadline =
-        item->received + std::chrono::duration_cast<Steady::duration>(deadline_sys - sys_now);
+    // Time left, in milliseconds, capped at ten years (a deadline in year 9999 would overflow
+    // a nanosecond clock).
+    constexpr int64_t kMaxLeftMs = int64_t{10} * 365 * 24 * 3600 * 1000;
+    const int64_t now_ms =
+        std::chrono::duration_cast<milliseconds>(sys_now.time_since_epoch()).count();
+    int64_t left_ms;
+    if (item->req.deadline > 0) {
+      left_ms = std::min(item->req.deadline, kMaxUnixSeconds) * 1000 - now_ms;
+    } else {
+      left_ms = std::chrono::duration_cast<milliseconds>(item->published - sys_now).count() +
+                cfg.default_deadline.count();
+    }
+    left_ms = std::clamp<int64_t>(left_ms, -1, kMaxLeftMs);
+    item->deadline = item->received + milliseconds(left_ms);
     if (item->deadline <= item->received) {
       m_deadline->Inc();
       Finish(item, MakeResult(item->req.id, 0, "", ErrorCode::kDeadlineExceeded,
