@@ -360,6 +360,18 @@ struct Processor::Impl {
         delayed.erase(delayed.begin());
         ready.emplace(it->deadline, it.get());
       }
+      // Expired messages become results whether or not anything may be dispatched now (the
+      // EDF set is ordered by deadline, so they are at its head).
+      while (!ready.empty() && ready.begin()->first <= now) {
+        Item* raw = ready.begin()->second;
+        ready.erase(ready.begin());
+        auto hit = held.find(raw->msg.ack_id);
+        if (hit == held.end()) continue;
+        m_deadline->Inc();
+        Finish(hit->second,
+               MakeResult(raw->req.id, 0, "", ErrorCode::kDeadlineExceeded,
+                          "the deadline passed while the request waited for capacity"));
+      }
       int allowed = Allowed(now);
       while (allowed > 0 && !ready.empty()) {
         Item* raw = ready.begin()->second;
@@ -385,6 +397,7 @@ struct Processor::Impl {
       if (cfg.capacity_interval.count() == 0) until = now + milliseconds(50);
       if (!delayed.empty()) until = std::min(until, delayed.begin()->first);
       if (paused_until > now) until = std::min(until, paused_until);
+      if (!ready.empty()) until = std::min(until, ready.begin()->first);
       wake.expires_at(until);
       co_await wake.async_wait(kTok);
     }
@@ -478,7 +491,14 @@ struct Processor::Impl {
         last_decrease = now;
       }
       if (retry_after < 0) retry_after = 1000;
-      paused_until = std::max(paused_until, now + milliseconds(retry_after));
+      // The shed request itself waits at least Retry-After (below). Everyone else pauses only
+      // until a fresh capacity reading can say whether there is room again: the gateway's
+      // Retry-After is a worst-case estimate made at the top of a spike, and pausing for all of
+      // it would leave the trough after the spike unfilled.
+      milliseconds pause =
+          cap_known ? std::max(milliseconds(100), cfg.capacity_interval * 2) : milliseconds(1000);
+      pause = std::min(pause, milliseconds(retry_after));
+      paused_until = std::max(paused_until, now + pause);
     } else if (status == 0 && resp.connect_failed) {
       // The gateway is unreachable: pause everyone briefly instead of spinning.
       paused_until = std::max(paused_until, now + cfg.backoff_base);

@@ -8,11 +8,13 @@
 //    new requests start only while the pool is not saturated, at most `sheddable_capacity` more
 //    than were in flight at the last poll, and never more than the AIMD window (additive
 //    increase of 1/window per success, halved on a 429 at most once per 100 ms, between
-//    min_window and max_inflight). A 429 also pauses all new dispatches for its Retry-After.
+//    min_window and max_inflight). The shed request waits at least its Retry-After; all other
+//    dispatching pauses only until a fresh capacity reading (two polls; 1 s without the signal).
 //    When /v1/capacity cannot be read, the window alone decides.
 //  * Among held messages the earliest deadline goes first (EDF; a message without a deadline
 //    gets publish time + default_deadline). A message whose deadline has passed becomes a
-//    DEADLINE_EXCEEDED result; an attempt's HTTP timeout never outlives the deadline.
+//    DEADLINE_EXCEEDED result at once, even while dispatching is paused; an attempt's HTTP
+//    timeout never outlives the deadline.
 //  * 429, 408 and 5xx responses and transport failures are retried after an exponential
 //    back-off with jitter (at least the Retry-After), never past the deadline and at most
 //    max_attempts attempts (0 = until the deadline). When no further attempt fits, the result is

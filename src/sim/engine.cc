@@ -331,6 +331,20 @@ const StepResult& Engine::Step() {
     std::stable_sort(running_.begin(), running_.end(),
                      [this](const Seq* a, const Seq* b) { return Before(a, b); });
   }
+  // Priority preemption (as vLLM's priority scheduler): while the batch is full, a waiting
+  // request that outranks the lowest-priority running one takes its place; the victim goes back
+  // to waiting (its KV is freed and recomputed later). Admission is not held back by these.
+  int priority_preempted = 0;
+  if (cfg_.policy == SchedulingPolicy::kPriority) {
+    for (size_t k = 0; k < waiting_.size() && !running_.empty(); ++k) {
+      if (waiting_[k]->priority >= running_.back()->priority) break;
+      if (cfg_.max_num_seqs - static_cast<int>(running_.size()) > static_cast<int>(k)) continue;
+      Seq* victim = running_.back();
+      running_.pop_back();
+      Preempt(*victim);
+      ++priority_preempted;
+    }
+  }
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Seq* s = running_[i];
     int num_new = std::min(s->num_tokens() - s->num_computed, budget);
@@ -361,7 +375,7 @@ const StepResult& Engine::Step() {
         std::find(step_loras.begin(), step_loras.end(), s->lora) == step_loras.end())
       step_loras.push_back(s->lora);
   }
-  if (r.preempted == 0) {
+  if (r.preempted == priority_preempted) {
     for (size_t i = 0; i < waiting_.size();) {
       if (budget <= 0 || static_cast<int>(running_.size()) >= cfg_.max_num_seqs) break;
       Seq* s = waiting_[i];

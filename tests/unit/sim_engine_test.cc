@@ -179,6 +179,39 @@ TEST(SimEngine, PriorityPolicyServesLowerValueFirst) {
   EXPECT_LT(h.first_token[high], h.first_token[low]);
 }
 
+TEST(SimEngine, PriorityPolicyPreemptsLowerPriorityWhenTheBatchIsFull) {
+  auto cfg = SmallConfig();
+  cfg.max_num_seqs = 2;
+  cfg.policy = SchedulingPolicy::kPriority;
+  Harness h(cfg);
+  uint64_t bg1 = h.Add(20, 200, 1);  // sheddable work fills the batch
+  uint64_t bg2 = h.Add(20, 200, 1);
+  h.Step();
+  h.Step();
+  ASSERT_EQ(h.engine.num_running(), 2);
+  uint64_t rt = h.Add(20, 5, 0);  // real-time arrives
+  h.Step();
+  // It runs at once (its prefill and first token in this step), not after 200 decode steps.
+  EXPECT_EQ(h.tokens[rt], 1);
+  EXPECT_EQ(h.engine.num_running(), 2);
+  EXPECT_EQ(h.engine.num_waiting(), 1);
+  EXPECT_EQ(h.engine.stats().preemptions, 1u);
+  h.RunUntilIdle();
+  // The victim was recomputed and still finished with all its tokens.
+  EXPECT_EQ(h.engine.stats().finished, 3u);
+  EXPECT_LT(h.finished[rt], h.finished[bg1]);
+  EXPECT_LT(h.finished[rt], h.finished[bg2]);
+
+  // Equal priorities never preempt each other.
+  Harness same(cfg);
+  same.Add(20, 50, 1);
+  same.Add(20, 50, 1);
+  same.Step();
+  same.Add(20, 5, 1);
+  same.Step();
+  EXPECT_EQ(same.engine.stats().preemptions, 0u);
+}
+
 TEST(SimEngine, FcfsServesInArrivalOrder) {
   auto cfg = SmallConfig();
   cfg.max_num_seqs = 1;
