@@ -146,6 +146,10 @@ struct Processor::Impl {
     System::time_point published;  // when the request was published (or created)
     int attempts = 0;
     bool dispatched_once = false;
+    // Earlier deliveries of the same message still leased to us (Pub/Sub may deliver a message
+    // again while it is held): acknowledged, extended and handed back together with msg.ack_id,
+    // so the message runs once and gets one result.
+    std::vector<std::string> older_acks;
     enum class State { kWaiting, kInFlight, kFinishing } state = State::kWaiting;
   };
   using ItemPtr = std::shared_ptr<Item>;
@@ -160,7 +164,7 @@ struct Processor::Impl {
   net::steady_timer wake, flush_wake;
   std::mt19937_64 rng;
 
-  std::unordered_map<std::string, ItemPtr> held;         // by ack id
+  std::unordered_map<std::string, ItemPtr> held;         // by queue message id
   std::set<std::pair<Steady::time_point, Item*>> ready;  // EDF: (deadline, item)
   std::multimap<Steady::time_point, ItemPtr> delayed;    // retries by ready time
   struct Finished {
@@ -206,6 +210,12 @@ struct Processor::Impl {
   }
 
   void Kick() { wake.cancel(); }
+
+  static std::vector<std::string> AllAcks(const Item& item) {
+    std::vector<std::string> acks = item.older_acks;
+    acks.push_back(item.msg.ack_id);
+    return acks;
+  }
 
   void UpdateGauges() {
     m_inflight->Set(inflight);
@@ -289,8 +299,19 @@ struct Processor::Impl {
       item->published = System::time_point(std::chrono::seconds(item->req.created));
     else
       item->published = sys_now;
-    if (held.count(item->msg.ack_id)) return;  // the same delivery twice: keep the first
-    held[item->msg.ack_id] = item;
+    if (auto it = held.find(item->msg.id); it != held.end()) {
+      // Delivered again while we hold it: keep one item, answer with the newest delivery.
+      Item& existing = *it->second;
+      if (existing.msg.ack_id != item->msg.ack_id) {
+        spdlog::debug("async: message {} delivered again (attempt {}) while held", item->msg.id,
+                      item->msg.delivery_attempt);
+        existing.older_acks.push_back(existing.msg.ack_id);
+        existing.msg.ack_id = item->msg.ack_id;
+        existing.msg.delivery_attempt = item->msg.delivery_attempt;
+      }
+      return;
+    }
+    held[item->msg.id] = item;
     if (replay) {
       Result previous;
       std::string err;
@@ -365,7 +386,7 @@ struct Processor::Impl {
       while (!ready.empty() && ready.begin()->first <= now) {
         Item* raw = ready.begin()->second;
         ready.erase(ready.begin());
-        auto hit = held.find(raw->msg.ack_id);
+        auto hit = held.find(raw->msg.id);
         if (hit == held.end()) continue;
         m_deadline->Inc();
         Finish(hit->second,
@@ -376,7 +397,7 @@ struct Processor::Impl {
       while (allowed > 0 && !ready.empty()) {
         Item* raw = ready.begin()->second;
         ready.erase(ready.begin());
-        auto hit = held.find(raw->msg.ack_id);
+        auto hit = held.find(raw->msg.id);
         if (hit == held.end()) continue;
         ItemPtr item = hit->second;
         if (item->deadline <= now) {
@@ -439,7 +460,7 @@ struct Processor::Impl {
     req.deadline = std::min(item->deadline, Steady::now() + cfg.request_timeout);
     http::ClientResponse resp = co_await client->Send(req);
     if (AfterAttempt(item, std::move(resp))) {
-      std::vector<std::string> ids(1, item->msg.ack_id);
+      std::vector<std::string> ids = AllAcks(*item);
       co_await HandBack(std::move(ids));
     }
   }
@@ -514,7 +535,7 @@ struct Processor::Impl {
     if (!attempts_left || next >= item->deadline || stopping) {
       if (stopping && attempts_left && next < item->deadline) {
         // Shutting down: hand it back rather than give up on it.
-        held.erase(item->msg.ack_id);
+        held.erase(item->msg.id);
         return true;
       }
       std::string msg;
@@ -566,6 +587,7 @@ struct Processor::Impl {
       auto items = std::make_shared<std::vector<queue::PublishAck>>();
       items->reserve(n);
       auto journaled = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
+      auto older = std::make_shared<std::vector<std::string>>();
       for (auto& [item, result, data, replayed] : batch) {
         queue::PublishAck pa;
         if (journal) journaled->emplace_back(item->msg.id, data);
@@ -575,14 +597,15 @@ struct Processor::Impl {
           pa.attributes["error_code"] = std::string(ErrorCodeName(result.error_code));
         pa.ack_id = item->msg.ack_id;
         items->push_back(std::move(pa));
+        older->insert(older->end(), item->older_acks.begin(), item->older_acks.end());
       }
       flushing = static_cast<int>(n);
       queue::Queue* out = responses.get();
       queue::Queue* src = requests.get();
       for (int attempt = 1;; ++attempt) {
         Journal* j = journal.get();
-        auto publish = [out, src, items, j, journaled] {
-          return PublishBatch(out, src, items.get(), j, *journaled);
+        auto publish = [out, src, items, j, journaled, older] {
+          return PublishBatch(out, src, items.get(), j, *journaled, *older);
         };
         queue::Status st = co_await Blocking(std::move(publish));
         if (st.ok) break;
@@ -596,7 +619,7 @@ struct Processor::Impl {
       auto sys_now = System::now();
       for (size_t i = 0; i < n; ++i) {
         auto& [item, result, data, replayed] = batch[i];
-        held.erase(item->msg.ack_id);
+        held.erase(item->msg.id);
         if ((*items)[i].superseded) {
           m_superseded->Inc();
           spdlog::info("async: result for {} not published: the message was redelivered",
@@ -620,13 +643,18 @@ struct Processor::Impl {
 
   // On a worker thread: journal (when there is one), publish and acknowledge, then drop the
   // journal entries of what was acknowledged.
-  static queue::Status PublishBatch(
-      queue::Queue* out, queue::Queue* src, std::vector<queue::PublishAck>* items, Journal* j,
-      const std::vector<std::pair<std::string, std::string>>& entries) {
+  static queue::Status PublishBatch(queue::Queue* out, queue::Queue* src,
+                                    std::vector<queue::PublishAck>* items, Journal* j,
+                                    const std::vector<std::pair<std::string, std::string>>& entries,
+                                    const std::vector<std::string>& older_acks) {
     if (j != nullptr) {
       if (std::string err = j->Record(entries); !err.empty()) return queue::Status::Error(err);
     }
     queue::Status st = out->PublishAndAck(items, *src);
+    if (st.ok && !older_acks.empty()) {
+      if (queue::Status a = src->Ack(older_acks); !a.ok)
+        spdlog::warn("async: acknowledging earlier deliveries failed: {}", a.error);
+    }
     if (j != nullptr) {
       std::vector<std::string> done;
       for (size_t i = 0; i < items->size() && i < entries.size(); ++i)
@@ -663,7 +691,10 @@ struct Processor::Impl {
       if (held.empty()) continue;
       std::vector<std::string> ids;
       ids.reserve(held.size());
-      for (const auto& [ack, item] : held) ids.push_back(ack);
+      for (const auto& [id, item] : held) {
+        ids.insert(ids.end(), item->older_acks.begin(), item->older_acks.end());
+        ids.push_back(item->msg.ack_id);
+      }
       queue::Queue* q = requests.get();
       auto lease = cfg.lease;
       auto extend = [q, ids = std::move(ids), lease] { return q->Extend(ids, lease); };
@@ -751,7 +782,7 @@ struct Processor::Impl {
     std::vector<std::string> back;
     for (auto it = held.begin(); it != held.end();) {
       if (it->second->state == Item::State::kWaiting) {
-        back.push_back(it->first);
+        for (auto& a : AllAcks(*it->second)) back.push_back(std::move(a));
         it = held.erase(it);
       } else {
         ++it;
@@ -768,7 +799,7 @@ struct Processor::Impl {
       co_await timer.async_wait(kTok);
       for (auto it = held.begin(); it != held.end();) {
         if (it->second->state == Item::State::kWaiting) {
-          std::vector<std::string> one{it->first};
+          std::vector<std::string> one = AllAcks(*it->second);
           it = held.erase(it);
           co_await HandBack(std::move(one));
         } else {
@@ -780,7 +811,8 @@ struct Processor::Impl {
     }
     if (!held.empty()) {
       std::vector<std::string> rest;
-      for (const auto& [ack, item] : held) rest.push_back(ack);
+      for (const auto& [id, item] : held)
+        for (auto& a : AllAcks(*item)) rest.push_back(std::move(a));
       spdlog::warn("async: drain timeout: handing back {} message(s) still in flight", rest.size());
       held.clear();
       co_await HandBack(std::move(rest));

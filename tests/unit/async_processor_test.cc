@@ -6,12 +6,15 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "async/journal.h"
 #include "async/processor.h"
 #include "http/client.h"
 #include "queue/queue.h"
+#include "sim/server.h"
 
 namespace tidegate {
 namespace {
@@ -165,6 +168,110 @@ TEST_F(AsyncProcessorPartsTest, JournalOpenFailsClearly) {
   auto j = async::Journal::Open((dir_ / "no-such-dir" / "j.db").string(), &error);
   EXPECT_EQ(j, nullptr);
   EXPECT_NE(error.find("journal"), std::string::npos) << error;
+}
+
+// A queue that delivers the same message twice (two ack ids) while the first delivery is still
+// held — what Pub/Sub's at-least-once delivery may do — and records what the processor does.
+struct DupState {
+  std::mutex mu;
+  int pulls = 0;
+  std::string request;
+  std::vector<std::string> published, acked, nacked;
+};
+class DupQueue final : public queue::Queue {
+ public:
+  DupQueue(std::string uri, std::shared_ptr<DupState> s) : uri_(std::move(uri)), s_(std::move(s)) {}
+  std::string_view kind() const override { return "dupq"; }
+  const std::string& uri() const override { return uri_; }
+  queue::Status Publish(std::string_view data, const std::map<std::string, std::string>&,
+                        std::string*) override {
+    std::lock_guard lock(s_->mu);
+    s_->published.emplace_back(data);
+    return queue::Status::Ok();
+  }
+  queue::Status Pull(int, milliseconds, milliseconds, std::vector<queue::Message>* out) override {
+    out->clear();
+    int n;
+    {
+      std::lock_guard lock(s_->mu);
+      n = ++s_->pulls;
+    }
+    if (n <= 2) {
+      queue::Message m;
+      m.id = "m1";
+      m.ack_id = "ack-" + std::to_string(n);
+      m.delivery_attempt = n;
+      m.data = s_->request;
+      out->push_back(std::move(m));
+    } else {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return queue::Status::Ok();
+  }
+  queue::Status Ack(const std::vector<std::string>& ids) override {
+    std::lock_guard lock(s_->mu);
+    s_->acked.insert(s_->acked.end(), ids.begin(), ids.end());
+    return queue::Status::Ok();
+  }
+  queue::Status Nack(const std::vector<std::string>& ids) override {
+    std::lock_guard lock(s_->mu);
+    s_->nacked.insert(s_->nacked.end(), ids.begin(), ids.end());
+    return queue::Status::Ok();
+  }
+  queue::Status Extend(const std::vector<std::string>&, milliseconds) override {
+    return queue::Status::Ok();
+  }
+
+ private:
+  std::string uri_;
+  std::shared_ptr<DupState> s_;
+};
+
+TEST_F(AsyncProcessorPartsTest, AMessageDeliveredTwiceWhileHeldRunsOnceAndBothDeliveriesAreAcked) {
+  // A real (simulated) model server stands in for the gateway: the processor only needs an
+  // OpenAI endpoint (without /v1/capacity it paces by its window alone).
+  sim::SimConfig sc;
+  sc.ports = {0};
+  sc.engine.max_num_seqs = 8;
+  sim::SimCluster simc(sc);
+  ASSERT_EQ(simc.Start(), "");
+  auto state = std::make_shared<DupState>();
+  state->request =
+      R"({"id":"req-1","payload":{"model":"meta-llama/Llama-3.1-8B-Instruct","max_tokens":40,)"
+      R"("messages":[{"role":"user","content":"hello"}]}})";
+  queue::RegisterQueueBackend("dupq", [state](const std::string& uri, std::string*) {
+    return std::make_unique<DupQueue>(uri, state);
+  });
+  async::ProcessorConfig cfg;
+  cfg.gateway = "http://127.0.0.1:" + std::to_string(simc.ports()[0]);
+  cfg.requests = "dupq://requests";
+  cfg.responses = "dupq://results";
+  cfg.metrics_port = -1;
+  cfg.progress_interval = milliseconds(0);
+  cfg.journal = (dir_ / "journal.db").string();
+  async::Processor processor(cfg);
+  ASSERT_EQ(processor.Start(), "");
+  std::thread runner([&] { processor.Run(false); });
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    {
+      std::lock_guard lock(state->mu);
+      if (state->acked.size() >= 2) break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "no result within 20 s";
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  processor.Stop();
+  runner.join();
+  simc.Stop();
+  std::lock_guard lock(state->mu);
+  ASSERT_EQ(state->published.size(), 1u) << "one message, one result";
+  EXPECT_NE(state->published[0].find("\"id\":\"req-1\""), std::string::npos);
+  EXPECT_NE(state->published[0].find("\"status_code\":200"), std::string::npos)
+      << state->published[0];
+  std::set<std::string> acked(state->acked.begin(), state->acked.end());
+  EXPECT_EQ(acked, (std::set<std::string>{"ack-1", "ack-2"}));
+  EXPECT_TRUE(state->nacked.empty());
 }
 
 TEST(HttpUrlTest, ParsesHostPortAndBasePath) {
