@@ -141,7 +141,6 @@ struct Processor::Impl {
     queue::Message msg;
     Request req;
     Steady::time_point deadline;  // steady-clock image of the request's deadline
-    Steady::time_point ready_at;
     Steady::time_point received;
     System::time_point published;  // when the request was published (or created)
     int attempts = 0;
@@ -192,8 +191,8 @@ struct Processor::Impl {
   bool stopping = false;
   bool loops_done = false;
   bool pull_done = false;
+  uint64_t n_failed = 0;  // over all error codes (the counter family is split by code)
   int exit_code = 0;
-  uint64_t n_succeeded = 0, n_failed = 0, n_pulled = 0;
 
   metrics::Counter *m_pulled, *m_dispatched, *m_succeeded, *m_sheds, *m_deadline, *m_superseded,
       *m_publish_errors, *m_handed_back;
@@ -283,7 +282,6 @@ struct Processor::Impl {
   };
 
   void Accept(queue::Message m, std::optional<std::string> replay) {
-    ++n_pulled;
     m_pulled->Inc();
     auto item = std::make_shared<Item>();
     item->received = Steady::now();
@@ -354,7 +352,6 @@ struct Processor::Impl {
                               "the deadline passed before the request could be dispatched"));
       return;
     }
-    item->ready_at = item->received;
     ready.emplace(item->deadline, item.get());
   }
 
@@ -553,7 +550,6 @@ struct Processor::Impl {
     }
     RecordRetry(reason);
     item->state = Item::State::kWaiting;
-    item->ready_at = next;
     delayed.emplace(next, item);
     return false;
   }
@@ -629,7 +625,6 @@ struct Processor::Impl {
         m_e2e->Observe(
             std::max(0.0, std::chrono::duration<double>(sys_now - item->published).count()));
         if (result.error_code == ErrorCode::kNone) {
-          ++n_succeeded;
           m_succeeded->Inc();
         } else {
           ++n_failed;
@@ -757,12 +752,12 @@ struct Processor::Impl {
     while (!stopping) {
       timer.expires_after(cfg.progress_interval);
       co_await timer.async_wait(kTok);
-      uint64_t sig = n_pulled + n_succeeded + n_failed + held.size();
+      uint64_t sig = m_pulled->Value() + m_succeeded->Value() + n_failed + held.size();
       if (sig == last) continue;
       last = sig;
       spdlog::info(
           "async: pulled {}, succeeded {}, failed {}, held {}, in flight {}, window {:.1f}",
-          n_pulled, n_succeeded, n_failed, held.size(), inflight, window);
+          m_pulled->Value(), m_succeeded->Value(), n_failed, held.size(), inflight, window);
     }
   }
 
@@ -820,8 +815,8 @@ struct Processor::Impl {
     }
     loops_done = true;
     flush_wake.cancel();
-    spdlog::info("async: stopped (pulled {}, succeeded {}, failed {})", n_pulled, n_succeeded,
-                 n_failed);
+    spdlog::info("async: stopped (pulled {}, succeeded {}, failed {})", m_pulled->Value(),
+                 m_succeeded->Value(), n_failed);
     if (admin) admin->Stop();
     io.stop();
   }

@@ -31,6 +31,7 @@
 #include "bench/report.h"
 #include "common/subprocess.h"
 #include "http/client.h"
+#include "pool/prom_text.h"
 #include "queue/queue.h"
 
 namespace tidegate::bench {
@@ -42,28 +43,23 @@ using Steady = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 bool SumMetric(const std::string& text, const std::string& name, double* out) {
-  bool found = false;
-  double sum = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    if (line.compare(0, name.size(), name) != 0) continue;
-    if (line.size() > name.size() && line[name.size()] != '{' && line[name.size()] != ' ') continue;
-    size_t sp = line.rfind(' ');
-    if (sp == std::string::npos) continue;
-    // "name{..} value" or "name{..} value timestamp": take the value after the labels.
-    size_t lab_end = line.find('}');
-    size_t vstart = lab_end == std::string::npos ? name.size() : lab_end + 1;
-    std::istringstream vs(line.substr(vstart));
-    double v = 0;
-    if (vs >> v) {
-      sum += v;
-      found = true;
+  // Sums the series named `name` (any labels) with the project's Prometheus text parser.
+  struct Sum final : pool::PromVisitor {
+    std::string_view name;
+    double sum = 0;
+    bool found = false;
+    bool OnSample(const pool::PromSample& s) override {
+      if (s.name == name) {
+        sum += s.value;
+        found = true;
+      }
+      return true;
     }
-  }
-  *out = sum;
-  return found;
+  } visitor;
+  visitor.name = name;
+  pool::ParsePromText(text, visitor);
+  *out = visitor.sum;
+  return visitor.found;
 }
 
 namespace {
