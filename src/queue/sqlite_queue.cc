@@ -203,17 +203,7 @@ class SqliteQueue final : public Queue {
     int64_t seq = 0;
     {
       std::lock_guard lock(mu_);
-      sqlite3_stmt* s = insert_->get();
-      sqlite3_bind_text(s, 1, opts_.queue.data(), static_cast<int>(opts_.queue.size()),
-                        SQLITE_STATIC);
-      static const char kEmpty[1] = {0};
-      sqlite3_bind_blob64(s, 2, data.empty() ? kEmpty : data.data(), data.size(), SQLITE_STATIC);
-      sqlite3_bind_text(s, 3, attributes.data(), static_cast<int>(attributes.size()),
-                        SQLITE_STATIC);
-      sqlite3_bind_int64(s, 4, NowUs());
-      int rc = sqlite3_step(s);
-      insert_->Reset();
-      if (rc != SQLITE_DONE) return Status::Error(Describe("Publish") + ": " + sqlite3_errmsg(db_));
+      if (Status st = InsertRow("Publish", data, attributes, NowUs()); !st.ok) return st;
       seq = sqlite3_last_insert_rowid(db_);
     }
     if (id != nullptr) *id = std::to_string(seq);
@@ -270,18 +260,7 @@ class SqliteQueue final : public Queue {
       st = InWriteTransaction("PublishBatch", [&]() -> Status {
         const int64_t now = NowUs();
         for (const auto& d : data) {
-          sqlite3_stmt* s = insert_->get();
-          sqlite3_bind_text(s, 1, opts_.queue.data(), static_cast<int>(opts_.queue.size()),
-                            SQLITE_STATIC);
-          static const char kEmpty[1] = {0};
-          sqlite3_bind_blob64(s, 2, d.empty() ? kEmpty : d.data(), d.size(), SQLITE_STATIC);
-          sqlite3_bind_text(s, 3, kNoAttributes.data(), static_cast<int>(kNoAttributes.size()),
-                            SQLITE_STATIC);
-          sqlite3_bind_int64(s, 4, now);
-          int rc = sqlite3_step(s);
-          insert_->Reset();
-          if (rc != SQLITE_DONE)
-            return Status::Error(Describe("PublishBatch") + ": " + sqlite3_errmsg(db_));
+          if (Status st = InsertRow("PublishBatch", d, kNoAttributes, now); !st.ok) return st;
         }
         return Status::Ok();
       });
@@ -335,19 +314,8 @@ class SqliteQueue final : public Queue {
             superseded[i] = 1;
             continue;
           }
-          sqlite3_stmt* s = insert_->get();
-          sqlite3_bind_text(s, 1, opts_.queue.data(), static_cast<int>(opts_.queue.size()),
-                            SQLITE_STATIC);
-          static const char kEmpty[1] = {0};
-          sqlite3_bind_blob64(s, 2, item.data.empty() ? kEmpty : item.data.data(), item.data.size(),
-                              SQLITE_STATIC);
-          sqlite3_bind_text(s, 3, attributes[i].data(), static_cast<int>(attributes[i].size()),
-                            SQLITE_STATIC);
-          sqlite3_bind_int64(s, 4, now);
-          rc = sqlite3_step(s);
-          insert_->Reset();
-          if (rc != SQLITE_DONE)
-            return Status::Error(Describe("PublishAndAck") + ": " + sqlite3_errmsg(db_));
+          if (Status st = InsertRow("PublishAndAck", item.data, attributes[i], now); !st.ok)
+            return st;
         }
         return Status::Ok();
       });
@@ -367,6 +335,22 @@ class SqliteQueue final : public Queue {
  private:
   std::string Describe(std::string_view op) const {
     return "sqlite queue '" + opts_.queue + "' (" + opts_.path + "): " + std::string(op);
+  }
+
+  // Appends one message to this queue. Caller holds mu_.
+  Status InsertRow(std::string_view op, std::string_view data, std::string_view attributes,
+                   int64_t publish_us) {
+    sqlite3_stmt* s = insert_->get();
+    sqlite3_bind_text(s, 1, opts_.queue.data(), static_cast<int>(opts_.queue.size()),
+                      SQLITE_STATIC);
+    static const char kEmpty[1] = {0};
+    sqlite3_bind_blob64(s, 2, data.empty() ? kEmpty : data.data(), data.size(), SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, attributes.data(), static_cast<int>(attributes.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, publish_us);
+    int rc = sqlite3_step(s);
+    insert_->Reset();
+    if (rc != SQLITE_DONE) return Status::Error(Describe(op) + ": " + sqlite3_errmsg(db_));
+    return Status::Ok();
   }
 
   bool Exec(const char* sql, std::string* error) {
