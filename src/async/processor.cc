@@ -144,7 +144,6 @@ struct Processor::Impl {
     Steady::time_point received;
     System::time_point published;  // when the request was published (or created)
     int attempts = 0;
-    bool dispatched_once = false;
     // Earlier deliveries of the same message still leased to us (Pub/Sub may deliver a message
     // again while it is held): acknowledged, extended and handed back together with msg.ack_id,
     // so the message runs once and gets one result.
@@ -463,8 +462,7 @@ struct Processor::Impl {
   }
 
   http::Headers BeforeAttempt(Item& item) {
-    if (!item.dispatched_once) {
-      item.dispatched_once = true;
+    if (item.attempts == 0) {  // first dispatch: the end of its queue residence
       m_residence->Observe(
           std::max(0.0, std::chrono::duration<double>(System::now() - item.published).count()));
     }
