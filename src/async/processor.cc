@@ -28,6 +28,7 @@
 #include "http/client.h"
 #include "metrics/registry.h"
 #include "queue/queue.h"
+#include "wire/wire.h"
 
 namespace tidegate::async {
 
@@ -435,12 +436,13 @@ struct Processor::Impl {
     headers.reserve(item.req.headers.size() + 2);
     bool has_objective = false, has_id = false;
     for (const auto& [k, v] : item.req.headers) {
-      if (boost::iequals(k, "x-gateway-inference-objective")) has_objective = true;
-      if (boost::iequals(k, "x-request-id")) has_id = true;
+      if (boost::iequals(k, wire::kObjective) || boost::iequals(k, wire::kObjectiveAlias))
+        has_objective = true;
+      if (boost::iequals(k, wire::kRequestId)) has_id = true;
       headers.emplace_back(k, v);
     }
-    if (!has_objective) headers.emplace_back("x-gateway-inference-objective", cfg.objective);
-    if (!has_id) headers.emplace_back("x-request-id", item.req.id);
+    if (!has_objective) headers.emplace_back(wire::kObjective, cfg.objective);
+    if (!has_id) headers.emplace_back(wire::kRequestId, item.req.id);
     return headers;
   }
 
@@ -706,14 +708,15 @@ struct Processor::Impl {
       req.deadline = Steady::now() + std::max(milliseconds(1000), cfg.capacity_interval * 4);
       http::ClientResponse resp = co_await cap_client->Send(req);
       bool ok = false;
+      wire::Capacity cap;
+      std::string parse_error;
       if (resp.status == 200) {
-        auto j = nlohmann::json::parse(resp.body, nullptr, false);
-        if (j.is_object() && j.contains("saturation") && j.contains("sheddable_capacity")) {
-          cap_saturation = j.value("saturation", 1.0);
-          cap_room = j.value("sheddable_capacity", static_cast<int64_t>(0));
+        if (wire::ParseCapacity(resp.body, &cap, &parse_error)) {
+          cap_saturation = cap.saturation;
+          cap_room = cap.sheddable_capacity;
           cap_inflight_base = inflight;
           if (cap_saturation >= 1.0) {
-            int64_t ra = j.value("retry_after_ms", static_cast<int64_t>(0));
+            int64_t ra = cap.retry_after_ms;
             if (ra > 0)
               paused_until = std::max(
                   paused_until, Steady::now() + milliseconds(std::min<int64_t>(
@@ -730,7 +733,9 @@ struct Processor::Impl {
       }
       if (!ok) {
         if (!cap_warned) {
-          std::string why = resp.status ? "HTTP " + std::to_string(resp.status) : resp.error;
+          std::string why = resp.status == 200 ? parse_error
+                            : resp.status      ? "HTTP " + std::to_string(resp.status)
+                                               : resp.error;
           spdlog::warn("async: cannot read {}/v1/capacity ({}); pacing by the AIMD window alone",
                        cfg.gateway, why);
           cap_warned = true;

@@ -33,6 +33,7 @@
 #include "http/client.h"
 #include "pool/prom_text.h"
 #include "queue/queue.h"
+#include "wire/wire.h"
 
 namespace tidegate::bench {
 
@@ -144,16 +145,16 @@ std::string CompletionBody(const std::string& model, const std::string& prompt, 
 
 http::Headers RtHeaders(const RealtimeSpec& rt, size_t i) {
   http::Headers h;
-  h.emplace_back("x-gateway-inference-objective", rt.objective);
-  h.emplace_back("x-slo-ttft-ms", std::to_string(static_cast<long long>(rt.slo_ttft_ms)));
-  h.emplace_back("x-request-id", "rt-" + std::to_string(i));
+  h.emplace_back(wire::kObjective, rt.objective);
+  h.emplace_back(wire::kSloTtftMs, std::to_string(static_cast<long long>(rt.slo_ttft_ms)));
+  h.emplace_back(wire::kRequestId, "rt-" + std::to_string(i));
   return h;
 }
 
 http::Headers DirectHeaders(const std::string& objective, size_t i) {
   http::Headers h;
-  h.emplace_back("x-gateway-inference-objective", objective);
-  h.emplace_back("x-request-id", "async-" + std::to_string(i));
+  h.emplace_back(wire::kObjective, objective);
+  h.emplace_back(wire::kRequestId, "async-" + std::to_string(i));
   return h;
 }
 

@@ -37,13 +37,18 @@ int RunServe(const std::vector<std::string>& args) {
                 "Runs the gateway: an OpenAI-compatible HTTP front door (/v1/chat/completions,\n"
                 "/v1/completions, /v1/embeddings, /v1/models) that picks a model server for each\n"
                 "request and proxies it, streaming SSE back as it arrives. Also serves /metrics\n"
-                "(Prometheus), /healthz and /readyz. SIGTERM drains gracefully.\n\n"
+                "(Prometheus), /healthz, /readyz, /v1/pool and /v1/capacity. SIGTERM drains\n"
+                "gracefully. While no endpoint has room, requests of priority >= 0 wait at the\n"
+                "gateway (flow control) and sheddable ones (priority < 0) get 429.\n\n"
                 "example: tidegate serve --port 8080 --endpoints 127.0.0.1:8000,127.0.0.1:8001");
   std::string ignored_config;
   flags.Add("config", "FILE",
             "YAML config file (gateway: {host, port, threads, policy, max_body_bytes, timeouts: "
-            "{connect, ttfb, stream_idle, client_idle, drain}, health_interval}, endpoints: "
-            "[host:port, ...]); flags override it",
+            "{connect, ttfb, stream_idle, client_idle, drain}, health_interval, ...}, endpoints: "
+            "[host:port, ...], objectives, saturation, scheduling, flow_control: {enabled, "
+            "max_requests, max_bytes, band_max_requests, band_max_bytes, ttl, bands: [{priority, "
+            "ttl}], fairness, order, max_in_flight_per_endpoint, evict_sheddable_after}); flags "
+            "override it",
             "none", [&](const std::string& v) {
               ignored_config = v;
               return std::string();
@@ -108,6 +113,76 @@ int RunServe(const std::vector<std::string>& args) {
             "5", DoubleSetter(&cfg.queue_threshold, 1e-9, 1e9));
   flags.Add("kv-threshold", "F", "KV-cache usage (0..1) at which an endpoint is saturated", "0.8",
             DoubleSetter(&cfg.kv_threshold, 1e-9, 1));
+  flags.Add("max-in-flight-per-endpoint", "N",
+            "flow control: an endpoint with this many requests in flight from this gateway has "
+            "no room (0 = no bound; room is then decided by saturation alone)",
+            "0", IntSetter(&cfg.max_in_flight_per_endpoint, 0, 1'000'000));
+  flags.Add("flow-control", "on|off",
+            "hold requests of priority >= 0 at the gateway while no endpoint has room (bands "
+            "dispatched highest priority first, fair between tenants, the endpoint picked at "
+            "dispatch); off sends every request straight to the best endpoint",
+            defaults.flow.enabled ? "on" : "off", [&](const std::string& v) -> std::string {
+              if (v != "on" && v != "off") return "expected on or off";
+              cfg.flow.enabled = v == "on";
+              return {};
+            });
+  flags.Add("queue-max-requests", "N",
+            "flow control: requests that may wait at the gateway in all (a newcomer evicts the "
+            "newest request of a lower band, else it is refused with 429)",
+            std::to_string(defaults.flow.limits.max_requests), [&](const std::string& v) {
+              long long n = 0;
+              if (!ParseIntIn(v, 1, 10'000'000, &n)) return std::string("expected 1..10000000");
+              cfg.flow.limits.max_requests = static_cast<size_t>(n);
+              return std::string();
+            });
+  flags.Add("queue-band-max-requests", "N",
+            "flow control: requests that may wait in one priority band (a newcomer to a full band "
+            "is refused with 429)",
+            std::to_string(defaults.flow.limits.band_max_requests), [&](const std::string& v) {
+              long long n = 0;
+              if (!ParseIntIn(v, 1, 10'000'000, &n)) return std::string("expected 1..10000000");
+              cfg.flow.limits.band_max_requests = static_cast<size_t>(n);
+              return std::string();
+            });
+  flags.Add("queue-max-bytes", "SIZE", "flow control: request body bytes that may wait in all",
+            "1GiB", [&](const std::string& v) -> std::string {
+              auto b = ParseBytes(v);
+              if (!b) return "expected a size such as 256MiB";
+              cfg.flow.limits.max_bytes = *b;
+              cfg.flow.limits.band_max_bytes = std::min(cfg.flow.limits.band_max_bytes, *b);
+              return {};
+            });
+  flags.Add(
+      "queue-ttl", "DUR",
+      "flow control: longest wait at the gateway; then 503 ttl-expired (a request's "
+      "x-llm-d-inference-ttl may shorten it)",
+      FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(defaults.flow.ttl)),
+      [&](const std::string& v) -> std::string {
+        auto d = ParseDuration(v);
+        if (!d || d->count() <= 0) return "expected a positive duration such as 30s";
+        cfg.flow.ttl = *d;
+        return {};
+      });
+  flags.Add("fairness", "POLICY",
+            "flow control, between tenants (x-gateway-inference-fairness-id) of one band: "
+            "round-robin or global-strict",
+            "round-robin",
+            [&](const std::string& v) { return gateway::ParseFairness(v, &cfg.flow.fairness); });
+  flags.Add("queue-order", "ORDER",
+            "flow control, within a tenant: fcfs, or edf (earliest deadline = arrival + "
+            "x-slo-ttft-ms first)",
+            "fcfs",
+            [&](const std::string& v) { return gateway::ParseOrdering(v, &cfg.flow.ordering); });
+  flags.Add("evict-sheddable-after", "DUR",
+            "flow control: when a request of priority >= 0 has waited this long, evict a running "
+            "sheddable request (it gets 429 evicted and is retried by the async processor); 0 = "
+            "never",
+            "0s", [&](const std::string& v) -> std::string {
+              auto d = ParseDuration(v);
+              if (!d) return "expected a duration such as 500ms (0 = never)";
+              cfg.flow.evict_sheddable_after = *d;
+              return {};
+            });
   flags.AddSwitch("forward-priority",
                   "add vLLM's `priority` field (= -objective priority) to request bodies that "
                   "have none, for servers run with --scheduling-policy priority",

@@ -48,6 +48,13 @@ std::string GatewayConfig::Validate() const {
   if (ttfb_timeout.count() <= 0) return "time-to-first-byte timeout must be positive";
   if (stream_idle_timeout.count() <= 0) return "stream idle timeout must be positive";
   if (queue_threshold <= 0 || kv_threshold <= 0) return "saturation thresholds must be positive";
+  if (max_in_flight_per_endpoint < 0) return "the in-flight bound per endpoint must be ≥ 0";
+  if (flow.limits.max_requests == 0 || flow.limits.band_max_requests == 0)
+    return "flow control queue bounds must be at least 1 request";
+  if (flow.ttl.count() <= 0) return "flow control TTL must be positive";
+  for (const auto& [p, ttl] : flow.band_ttl)
+    if (ttl.count() <= 0)
+      return "flow control TTL of band " + std::to_string(p) + " must be positive";
   if (!default_objective.empty() && !objectives.count(default_objective))
     return "default objective '" + default_objective + "' is not a configured objective";
   for (const auto& ep : endpoints) {
@@ -58,6 +65,37 @@ std::string GatewayConfig::Validate() const {
       return "endpoint " + ep.Address() + ": unknown engine '" + engine + "' (known: " + names +
              ")";
     }
+  }
+  return {};
+}
+
+pool::SaturationConfig GatewayConfig::SaturationSettings() const {
+  pool::SaturationConfig c;
+  c.queue_threshold = queue_threshold;
+  c.kv_threshold = kv_threshold;
+  c.stale_after = stale_after;
+  c.max_in_flight_per_endpoint = max_in_flight_per_endpoint;
+  return c;
+}
+
+std::string ParseFairness(const std::string& v, control::Fairness* out) {
+  if (v == "round-robin") {
+    *out = control::Fairness::kRoundRobin;
+  } else if (v == "global-strict") {
+    *out = control::Fairness::kGlobalStrict;
+  } else {
+    return "fairness must be round-robin or global-strict, not '" + v + "'";
+  }
+  return {};
+}
+
+std::string ParseOrdering(const std::string& v, control::Ordering* out) {
+  if (v == "fcfs") {
+    *out = control::Ordering::kFcfs;
+  } else if (v == "edf") {
+    *out = control::Ordering::kEdf;
+  } else {
+    return "order must be fcfs or edf, not '" + v + "'";
   }
   return {};
 }
@@ -87,7 +125,7 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
     if (root.IsNull()) return {};
     if (auto err = CheckKeys(root, "the config file",
                              {"gateway", "endpoints", "objectives", "default_objective",
-                              "saturation", "scheduling"});
+                              "saturation", "scheduling", "flow_control"});
         !err.empty())
       return err;
     if (auto g = root["gateway"]) {
@@ -170,19 +208,101 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
     if (root["default_objective"])
       cfg->default_objective = root["default_objective"].as<std::string>();
     if (auto sat = root["saturation"]) {
-      if (auto err = CheckKeys(sat, "'saturation'", {"queue_threshold", "kv_threshold"});
+      if (auto err = CheckKeys(sat, "'saturation'",
+                               {"queue_threshold", "kv_threshold", "max_in_flight_per_endpoint"});
           !err.empty())
         return err;
       if (sat["queue_threshold"]) cfg->queue_threshold = sat["queue_threshold"].as<double>();
       if (sat["kv_threshold"]) cfg->kv_threshold = sat["kv_threshold"].as<double>();
+      if (sat["max_in_flight_per_endpoint"])
+        cfg->max_in_flight_per_endpoint = sat["max_in_flight_per_endpoint"].as<int>();
     }
     if (auto sched = root["scheduling"]) {
-      std::unique_ptr<sched::Picker> probe;
-      if (auto err = sched::ParseSchedulerConfig(sched, &probe); !err.empty())
+      sched::Profile profile;
+      if (auto err = sched::ParseSchedulerProfile(sched, &profile); !err.empty())
         return "scheduling: " + err;
+      // One detector: GIE's saturationDetector and our `saturation:` / `gateway.stale_after`
+      // set the same figures, so two different values are a mistake worth stopping for.
+      const auto& o = profile.saturation;
+      auto agree = [&](const char* ours, double mine, const char* theirs,
+                       const std::optional<double>& v, bool ours_set) -> std::string {
+        if (!v) return {};
+        if (ours_set && *v != mine)
+          return std::string("saturation: ") + ours + " is " + std::to_string(mine) +
+                 " but scheduling.saturationDetector." + theirs + " is " + std::to_string(*v) +
+                 "; set it in one place";
+        return {};
+      };
+      const auto sat = root["saturation"];
+      if (auto e = agree("queue_threshold", cfg->queue_threshold, "queueDepthThreshold",
+                         o.queue_threshold, sat && sat["queue_threshold"]);
+          !e.empty())
+        return e;
+      if (auto e = agree("kv_threshold", cfg->kv_threshold, "kvCacheUtilThreshold", o.kv_threshold,
+                         sat && sat["kv_threshold"]);
+          !e.empty())
+        return e;
+      const auto g = root["gateway"];
+      if (o.stale_after && g && g["stale_after"] && *o.stale_after != Nanos(cfg->stale_after))
+        return "gateway.stale_after and scheduling.saturationDetector.metricsStalenessThreshold "
+               "disagree; set it in one place";
+      if (o.queue_threshold) cfg->queue_threshold = *o.queue_threshold;
+      if (o.kv_threshold) cfg->kv_threshold = *o.kv_threshold;
+      if (o.stale_after)
+        cfg->stale_after = std::chrono::duration_cast<milliseconds>(*o.stale_after);
       std::ostringstream out;
       out << sched;
       cfg->scheduler_yaml = out.str();
+    }
+    if (auto fc = root["flow_control"]) {
+      if (auto err = CheckKeys(fc, "'flow_control'",
+                               {"enabled", "max_requests", "max_bytes", "band_max_requests",
+                                "band_max_bytes", "ttl", "bands", "fairness", "order",
+                                "max_in_flight_per_endpoint", "evict_sheddable_after"});
+          !err.empty())
+        return err;
+      auto& f = cfg->flow;
+      if (fc["enabled"]) f.enabled = fc["enabled"].as<bool>();
+      auto bytes = [&](const char* key, uint64_t* out) -> std::string {
+        if (!fc[key]) return {};
+        auto b = ParseBytes(fc[key].as<std::string>());
+        if (!b) return std::string("flow_control.") + key + ": expected a size such as 256MiB";
+        *out = *b;
+        return {};
+      };
+      if (fc["max_requests"]) f.limits.max_requests = fc["max_requests"].as<size_t>();
+      if (fc["band_max_requests"])
+        f.limits.band_max_requests = fc["band_max_requests"].as<size_t>();
+      if (auto e = bytes("max_bytes", &f.limits.max_bytes); !e.empty()) return e;
+      if (auto e = bytes("band_max_bytes", &f.limits.band_max_bytes); !e.empty()) return e;
+      milliseconds ms{0};
+      if (fc["ttl"]) {
+        if (auto e = ReadDuration(fc, "ttl", &ms); !e.empty()) return "flow_control: " + e;
+        f.ttl = ms;
+      }
+      if (fc["evict_sheddable_after"]) {
+        if (auto e = ReadDuration(fc, "evict_sheddable_after", &ms); !e.empty())
+          return "flow_control: " + e;
+        f.evict_sheddable_after = ms;
+      }
+      if (fc["fairness"])
+        if (auto e = ParseFairness(fc["fairness"].as<std::string>(), &f.fairness); !e.empty())
+          return "flow_control: " + e;
+      if (fc["order"])
+        if (auto e = ParseOrdering(fc["order"].as<std::string>(), &f.ordering); !e.empty())
+          return "flow_control: " + e;
+      if (fc["max_in_flight_per_endpoint"])
+        cfg->max_in_flight_per_endpoint = fc["max_in_flight_per_endpoint"].as<int>();
+      if (auto bands = fc["bands"]) {
+        if (!bands.IsSequence()) return "flow_control.bands must be a list of {priority, ttl}";
+        for (const auto& b : bands) {
+          if (auto err = CheckKeys(b, "a flow_control band", {"priority", "ttl"}); !err.empty())
+            return err;
+          if (!b["priority"] || !b["ttl"]) return "a flow_control band needs priority and ttl";
+          if (auto e = ReadDuration(b, "ttl", &ms); !e.empty()) return "flow_control.bands: " + e;
+          f.band_ttl[b["priority"].as<int>()] = ms;
+        }
+      }
     }
   } catch (const YAML::Exception& e) {
     return "config file '" + path + "': " + e.what();

@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "control/director.h"
 #include "pool/endpoint.h"
+#include "pool/saturation.h"
 
 namespace tidegate::gateway {
 
@@ -29,8 +31,13 @@ struct GatewayConfig {
   std::string default_engine = "vllm";  // metric mapping for endpoints that name none
   milliseconds scrape_interval{50};     // GET /metrics on every endpoint; 0 disables
   milliseconds stale_after{2000};       // older metrics: the endpoint counts as saturated
-  double queue_threshold = 5;           // saturation = max(waiting/this, kv/kv_threshold)
+  // The one saturation detector (pool/saturation.h). `saturation:` in the file and GIE's
+  // `scheduling.saturationDetector` both set it; values they both name must agree.
+  double queue_threshold = 5;  // saturation = max(waiting/this, kv/kv_threshold)
   double kv_threshold = 0.8;
+  int max_in_flight_per_endpoint = 0;  // flow control's in-flight bound (0 = none)
+  // Flow control: requests of priority ≥ 0 wait at the gateway while no endpoint has room.
+  control::FlowControlConfig flow;
   // Objectives: name → priority (higher wins; negative = sheddable). Two are built in so the
   // async processor works against a default gateway; configuration may redefine them.
   std::map<std::string, int> objectives = {{"standard", 0}, {"sheddable", -1}};
@@ -48,7 +55,12 @@ struct GatewayConfig {
 
   // Returns an error message, or empty when the configuration can start.
   std::string Validate() const;
+  pool::SaturationConfig SaturationSettings() const;
 };
+
+// "round-robin" | "global-strict" and "fcfs" | "edf". Return an error message or empty.
+std::string ParseFairness(const std::string& v, control::Fairness* out);
+std::string ParseOrdering(const std::string& v, control::Ordering* out);
 
 // Parses "NAME=PRIORITY" into cfg->objectives. Returns an error message or empty.
 std::string AddObjective(const std::string& spec, GatewayConfig* cfg);

@@ -11,6 +11,8 @@
 #include <boost/beast/http.hpp>
 #include <charconv>
 
+#include "wire/wire.h"
+
 namespace tidegate::http {
 
 namespace net = boost::asio;
@@ -162,7 +164,7 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
     ClientResponse resp;
     std::unique_ptr<Conn> c;
     bool reused = false;
-    if (!im.idle.empty()) {
+    if (!im.idle.empty() && !req.fresh_connection) {
       c = std::move(im.idle.back());
       im.idle.pop_back();
       reused = true;
@@ -180,7 +182,11 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
       co_return resp;
     }
     bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(boost::none);
+    if (req.max_body_bytes > 0) {
+      parser.body_limit(req.max_body_bytes);
+    } else {
+      parser.body_limit(boost::none);
+    }
     auto [hec, hn] = co_await bhttp::async_read_header(c->stream, c->buf, parser, kTok);
     if (hec) {
       if (reused && attempt == 0 && hec != beast::error::timeout &&
@@ -199,7 +205,11 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
     while (!parser.is_done()) {
       auto [ec, n] = co_await bhttp::async_read_some(c->stream, c->buf, parser, kTok);
       if (ec) {
-        resp.error = "reading the response body from " + im.host_header + ": " + ErrorText(ec);
+        resp.error =
+            ec == bhttp::error::body_limit
+                ? "the response body from " + im.host_header + " exceeds " +
+                      std::to_string(req.max_body_bytes) + " bytes"
+                : "reading the response body from " + im.host_header + ": " + ErrorText(ec);
         resp.timed_out = ec == beast::error::timeout;
         resp.body = parser.get().body();
         if (sse) ScanSse(resp.body, &scan, &resp);
@@ -214,11 +224,13 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
       auto [p, e] = std::from_chars(ra.data(), ra.data() + ra.size(), secs);
       if (e == std::errc() && secs >= 0) resp.retry_after_ms = secs * 1000;
     }
-    resp.dropped_reason = std::string(res["x-gateway-request-dropped-reason"]);
+    resp.dropped_reason = std::string(res[wire::kDroppedReason]);
+    if (resp.dropped_reason.empty())
+      resp.dropped_reason = std::string(res[wire::kDroppedReasonAlias]);
     bool keep = res.keep_alive();
     resp.body = std::move(res.body());
     if (sse) ScanSse(resp.body, &scan, &resp);
-    if (keep && im.idle.size() < im.max_idle) {
+    if (keep && !req.fresh_connection && im.idle.size() < im.max_idle) {
       c->stream.expires_never();
       im.idle.push_back(std::move(c));
     }

@@ -13,6 +13,9 @@
 //    token without a second parse. status == 0 means no complete response: `error` says why and
 //    `timed_out` tells a deadline from a transport failure. Retry-After (seconds) is returned
 //    in milliseconds. A connection is reused only after a complete, keep-alive response.
+//    With max_body_bytes, a longer response body fails the exchange ("body exceeds N bytes");
+//    with fresh_connection, the exchange uses a new connection and closes it (health probes:
+//    a server that stopped accepting must fail).
 //  * AdminServer serves GET requests from a handler (path → status, content type, body), e.g.
 //    /metrics and /healthz. It closes connections after 60 s idle.
 // Thread-safety: a Client and an AdminServer belong to the executor they were created with and
@@ -49,6 +52,8 @@ struct ClientRequest {
   std::string_view body;
   const Headers* headers = nullptr;  // extra headers (content-type json is added for bodies)
   SteadyTime deadline;               // the whole exchange must finish by then
+  size_t max_body_bytes = 0;         // a larger response body is an error (0 = no limit)
+  bool fresh_connection = false;     // neither take nor keep a pooled connection
 };
 
 struct ClientResponse {
@@ -58,7 +63,7 @@ struct ClientResponse {
   bool timed_out = false;
   bool connect_failed = false;  // the TCP connection could not be made (nothing was sent)
   int64_t retry_after_ms = -1;  // from Retry-After (seconds), -1 when absent
-  std::string dropped_reason;   // x-gateway-request-dropped-reason
+  std::string dropped_reason;   // x-gateway-request-dropped-reason (or llm-d's alias)
   std::string content_type;
   // Timings (steady clock): when the request was written, the first response byte, and the
   // first / last SSE data event; sse_events counts data events other than [DONE].

@@ -90,9 +90,16 @@ bool Endpoint::RecordProbe(bool ok, const std::string& error) {
   return probe_ok_.exchange(false, std::memory_order_relaxed);
 }
 
-void Endpoint::SetServedModels(std::vector<std::string> models) {
+void Endpoint::SetServedModels(std::vector<std::string> models, std::vector<std::string> objects) {
   std::lock_guard lock(error_mu_);
   served_models_ = std::move(models);
+  served_objects_ = std::move(objects);
+  models_known_.store(true, std::memory_order_release);
+}
+
+std::vector<std::string> Endpoint::ServedModelObjects() const {
+  std::lock_guard lock(error_mu_);
+  return served_objects_;
 }
 
 std::vector<std::string> Endpoint::ServedModels() const {
@@ -103,13 +110,6 @@ std::vector<std::string> Endpoint::ServedModels() const {
 std::string Endpoint::LastError() const {
   std::lock_guard lock(error_mu_);
   return last_error_;
-}
-
-double LoadSnapshot::Saturation(Nanos now, const SaturationConfig& cfg) const {
-  double q = cfg.queue_threshold > 0 ? waiting / cfg.queue_threshold : 0;
-  double kv = cfg.kv_threshold > 0 ? kv_usage / cfg.kv_threshold : 0;
-  double s = std::max(q, kv);
-  return Stale(now, cfg.stale_after) ? std::max(1.0, s) : s;
 }
 
 namespace {
@@ -130,8 +130,11 @@ void Endpoint::PublishMetrics(std::shared_ptr<const EndpointMetrics> m) {
   m_running_lora_.store(static_cast<int32_t>(m->running_lora_adapters.size()),
                         std::memory_order_relaxed);
   m_flags_.store(kHasMetrics | (m->has_kv ? kHasKv : 0), std::memory_order_relaxed);
+  if (m->waiting > 0 && m->running >= 1)
+    m_batch_limit_.store(m->running, std::memory_order_relaxed);
   seq_.store(s + 2, std::memory_order_release);
   routed_since_scrape_.store(0, std::memory_order_relaxed);
+  completed_since_scrape_.store(0, std::memory_order_relaxed);
   metrics_ = std::move(m);
   scrape_error_.clear();
   metrics_gen_.fetch_add(1, std::memory_order_release);
@@ -159,6 +162,7 @@ LoadSnapshot Endpoint::Load() const {
     out.scrape_time = Nanos{m_scrape_ns_.load(std::memory_order_relaxed)};
     out.max_lora = m_max_lora_.load(std::memory_order_relaxed);
     out.running_lora_count = m_running_lora_.load(std::memory_order_relaxed);
+    out.batch_limit = m_batch_limit_.load(std::memory_order_relaxed);
     uint8_t f = m_flags_.load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (seq_.load(std::memory_order_relaxed) != s1) continue;
@@ -198,13 +202,6 @@ Nanos Pool::EarliestRecovery() const {
     if (t.count() > 0 && (best.count() == 0 || t < best)) best = t;
   }
   return best;
-}
-
-double Pool::Saturation(Nanos now, const SaturationConfig& cfg) const {
-  if (endpoints_.empty()) return 1.0;
-  double sum = 0;
-  for (const auto& e : endpoints_) sum += e->Saturation(now, cfg);
-  return sum / static_cast<double>(endpoints_.size());
 }
 
 }  // namespace tidegate::pool

@@ -19,6 +19,7 @@
 // Thread-safety: all methods are safe from any thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -41,14 +42,6 @@ struct EndpointConfig {
 // Parses "host:port" (IPv6 as "[::1]:8000"). Returns an error message or empty on success.
 std::string ParseEndpoint(const std::string& text, EndpointConfig* out);
 
-// Saturation detector settings (GIE's utilisation detector): an endpoint's saturation is
-// max(waiting / queue_threshold, kv_usage / kv_threshold); ≥ 1 means saturated.
-struct SaturationConfig {
-  double queue_threshold = 5;
-  double kv_threshold = 0.8;
-  Nanos stale_after = std::chrono::seconds(2);
-};
-
 // The scalar part of the latest metrics snapshot, read lock-free.
 struct LoadSnapshot {
   double waiting = 0;
@@ -60,12 +53,13 @@ struct LoadSnapshot {
   bool has_metrics = false;    // a snapshot was published
   bool scrape_failed = false;  // the latest scrape failed (RecordScrapeError)
   bool has_kv = false;
+  // The engine's batch limit as last seen: its running count in the latest snapshot that had
+  // requests waiting (0 until such a snapshot arrived). See pool/saturation.h.
+  double batch_limit = 0;
 
   bool Stale(Nanos now, Nanos limit) const {
     return !has_metrics || scrape_failed || now - scrape_time > limit;
   }
-  // max(waiting/queue_threshold, kv/kv_threshold); at least 1.0 when stale.
-  double Saturation(Nanos now, const SaturationConfig& cfg) const;
 };
 
 class Endpoint {
@@ -99,8 +93,11 @@ class Endpoint {
   std::string LastError() const;
 
   // The models (base and LoRA adapters) the server lists on GET /v1/models; empty = unknown.
-  void SetServedModels(std::vector<std::string> models);
+  // `objects` are the list's entries as JSON text (for the gateway's merged /v1/models).
+  void SetServedModels(std::vector<std::string> models, std::vector<std::string> objects = {});
   std::vector<std::string> ServedModels() const;
+  std::vector<std::string> ServedModelObjects() const;
+  bool ModelsKnown() const { return models_known_.load(std::memory_order_acquire); }
 
   // --- Model-server metrics (see the header comment) ---
   // Publishes a successful scrape; clears the scrape error and the routed-since-scrape count.
@@ -123,13 +120,20 @@ class Endpoint {
     return Nanos{scrape_error_at_.load(std::memory_order_relaxed)};
   }
   bool Stale(Nanos now, Nanos limit) const { return Load().Stale(now, limit); }
-  double Saturation(Nanos now, const SaturationConfig& cfg) const {
-    return Load().Saturation(now, cfg);
-  }
-  // Requests routed here by the scheduler since the last published scrape: lets the scheduler
-  // account for a burst that arrives within one scrape interval. (const: bookkeeping only.)
+  // Requests routed here since the last published scrape, and requests that finished here since
+  // then: they let the scheduler and the saturation detector account for what happened within
+  // one scrape interval (a burst, a wave of completions). Both reset on PublishMetrics().
+  // UnnoteRouted() takes back a routing that never reached the server (a failed connect).
+  // (const: bookkeeping only.)
   void NoteRouted() const { routed_since_scrape_.fetch_add(1, std::memory_order_relaxed); }
-  int RoutedSinceScrape() const { return routed_since_scrape_.load(std::memory_order_relaxed); }
+  void UnnoteRouted() const { routed_since_scrape_.fetch_sub(1, std::memory_order_relaxed); }
+  void NoteCompleted() const { completed_since_scrape_.fetch_add(1, std::memory_order_relaxed); }
+  int RoutedSinceScrape() const {
+    return std::max(0, routed_since_scrape_.load(std::memory_order_relaxed));
+  }
+  int CompletedSinceScrape() const {
+    return completed_since_scrape_.load(std::memory_order_relaxed);
+  }
 
  private:
   size_t index_;
@@ -138,7 +142,9 @@ class Endpoint {
   std::atomic<int> in_flight_{0};
   std::atomic<bool> probe_ok_{true};
   std::atomic<int> probe_failures_{0};
-  std::vector<std::string> served_models_;  // guarded by error_mu_
+  std::vector<std::string> served_models_;   // guarded by error_mu_
+  std::vector<std::string> served_objects_;  // guarded by error_mu_
+  std::atomic<bool> models_known_{false};
   std::atomic<int64_t> down_until_{0};
   std::atomic<int> consecutive_failures_{0};
   mutable std::mutex error_mu_;
@@ -150,7 +156,9 @@ class Endpoint {
   std::atomic<int64_t> m_scrape_ns_{0};
   std::atomic<int32_t> m_max_lora_{0}, m_running_lora_{0};
   std::atomic<uint8_t> m_flags_{0};
+  std::atomic<double> m_batch_limit_{0};
   mutable std::atomic<int> routed_since_scrape_{0};
+  mutable std::atomic<int> completed_since_scrape_{0};
   std::atomic<int64_t> scrape_error_at_{0};
   const uint64_t uid_;                    // unique across all endpoints ever made
   std::atomic<uint64_t> metrics_gen_{0};  // bumped after each PublishMetrics
@@ -168,9 +176,6 @@ class Pool {
   size_t AvailableCount(Nanos now) const;
   // Earliest time any endpoint leaves its back-off; used for Retry-After estimates.
   Nanos EarliestRecovery() const;
-  // Mean endpoint saturation (stale endpoints count as ≥ 1); 1.0 for an empty pool. The pool is
-  // saturated when this is ≥ 1.
-  double Saturation(Nanos now, const SaturationConfig& cfg) const;
 
  private:
   std::vector<std::unique_ptr<Endpoint>> endpoints_;

@@ -121,19 +121,25 @@ std::string ParseSchedulerProfile(const YAML::Node& root, Profile* out, std::str
           return "saturationDetector: unknown key \"" + k +
                  "\" (known: queueDepthThreshold, kvCacheUtilThreshold, "
                  "metricsStalenessThreshold)";
-      if (auto e = p.GetDouble("queueDepthThreshold", &profile.saturation.queue_threshold, 1e-9);
-          !e.empty())
-        return "saturationDetector: " + e;
-      if (auto e = p.GetDouble("kvCacheUtilThreshold", &profile.saturation.kv_threshold, 1e-9, 1);
-          !e.empty())
-        return "saturationDetector: " + e;
+      if (p.Has("queueDepthThreshold")) {
+        double v = 0;
+        if (auto e = p.GetDouble("queueDepthThreshold", &v, 1e-9); !e.empty())
+          return "saturationDetector: " + e;
+        profile.saturation.queue_threshold = v;
+      }
+      if (p.Has("kvCacheUtilThreshold")) {
+        double v = 0;
+        if (auto e = p.GetDouble("kvCacheUtilThreshold", &v, 1e-9, 1); !e.empty())
+          return "saturationDetector: " + e;
+        profile.saturation.kv_threshold = v;
+      }
       if (p.Has("metricsStalenessThreshold")) {
         const std::string& t = p.values().at("metricsStalenessThreshold");
         auto d = ParseDuration(t);
         if (!d || d->count() <= 0)
           return "saturationDetector: metricsStalenessThreshold: \"" + t +
                  "\" is not a positive duration (e.g. 2s, 500ms)";
-        profile.saturation.stale_after = *d;
+        profile.saturation.stale_after = Nanos(*d);
       }
     }
     *out = std::move(profile);
@@ -144,23 +150,26 @@ std::string ParseSchedulerProfile(const YAML::Node& root, Profile* out, std::str
 }
 
 std::string ParseSchedulerConfig(const YAML::Node& root, std::unique_ptr<Picker>* out,
-                                 std::string_view want) {
+                                 std::string_view want,
+                                 std::shared_ptr<const pool::SaturationDetector> detector) {
   Profile profile;
   if (auto err = ParseSchedulerProfile(root, &profile, want); !err.empty()) return err;
+  profile.detector = std::move(detector);
   std::string name = profile.name.empty() ? "config" : profile.name;
   *out = MakeProfilePicker(std::move(profile), std::move(name));
   return {};
 }
 
 std::string ParseSchedulerConfig(std::string_view yaml_text, std::unique_ptr<Picker>* out,
-                                 std::string_view want) {
+                                 std::string_view want,
+                                 std::shared_ptr<const pool::SaturationDetector> detector) {
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml_text));
   } catch (const YAML::Exception& e) {
     return std::string("scheduler config: ") + e.what();
   }
-  return ParseSchedulerConfig(root, out, want);
+  return ParseSchedulerConfig(root, out, want, std::move(detector));
 }
 
 }  // namespace tidegate::sched

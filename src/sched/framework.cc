@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "sched/plugins.h"
 
@@ -208,6 +209,39 @@ std::string BuildProfile(std::string name,
   return {};
 }
 
+void SaturationOverrides::ApplyTo(pool::SaturationConfig* cfg) const {
+  if (queue_threshold) cfg->queue_threshold = *queue_threshold;
+  if (kv_threshold) cfg->kv_threshold = *kv_threshold;
+  if (stale_after) cfg->stale_after = *stale_after;
+}
+
+std::string_view EmptyReasonName(EmptyReason r) {
+  switch (r) {
+    case EmptyReason::kNone:
+      return "none";
+    case EmptyReason::kNoEndpoints:
+      return "no-endpoints";
+    case EmptyReason::kModelNotServed:
+      return "model-not-served";
+    case EmptyReason::kSaturated:
+      return "saturated";
+    case EmptyReason::kNoRoom:
+      return "no-room";
+  }
+  return "?";
+}
+
+uint64_t FastRandom() {
+  thread_local uint64_t state = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }();
+  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The profile picker
 
@@ -219,39 +253,67 @@ struct Scratch {
   SchedContext ctx;
 };
 
+Scratch& ThreadScratch() {
+  thread_local Scratch s;
+  return s;
+}
+
 class ProfilePicker final : public Picker {
  public:
   ProfilePicker(Profile profile, std::string name)
-      : profile_(std::move(profile)), name_(std::move(name)) {}
+      : profile_(std::move(profile)), name_(std::move(name)) {
+    if (!profile_.detector) {
+      pool::SaturationConfig cfg;
+      profile_.saturation.ApplyTo(&cfg);
+      profile_.detector = std::make_shared<const pool::SaturationDetector>(cfg);
+    }
+    detector_ = profile_.detector.get();
+  }
 
   std::string_view name() const override { return name_; }
+  const pool::SaturationDetector& detector() const override { return *detector_; }
 
   PickResult Pick(const RequestInfo& req, const pool::Pool& pool, Nanos now) override {
-    thread_local Scratch s;
+    Scratch& s = ThreadScratch();
     PickResult out;
     SchedContext& ctx = s.ctx;
     ctx.Reset(req, pool, now);
-    ctx.saturation = profile_.saturation;
+    ctx.detector = detector_;
     auto& cands = s.cands;
     cands.clear();
     const size_t n = pool.size();
+    bool any_fresh = false;
     for (uint32_t i = 0; i < n; ++i) {
       const pool::Endpoint& ep = pool.at(i);
       if (!ep.Available(now)) continue;
       Candidate& c = cands.emplace_back();
+      static_cast<pool::EndpointLoad&>(c) = pool::EndpointLoad::Of(ep);
       c.index = i;
       c.endpoint = &ep;
-      c.load = ep.Load();
-      c.in_flight = ep.InFlight();
-      c.routed_since_scrape = ep.RoutedSinceScrape();
-      c.stale = c.load.Stale(now, profile_.saturation.stale_after);
+      c.stale = detector_->Stale(c.load, now);
+      any_fresh |= !c.stale;
+    }
+    ctx.blind = !any_fresh;
+    if (cands.empty()) {
+      out.reason = EmptyReason::kNoEndpoints;
+      return out;
     }
     for (const auto& f : profile_.filters) {
-      if (cands.empty()) break;
       f->Apply(ctx, &cands);
+      if (cands.empty()) {
+        out.reason = f->EmptiedReason();
+        return out;
+      }
+    }
+    if (req.require_room) {
+      std::erase_if(cands,
+                    [&](const Candidate& c) { return !detector_->HasRoom(c, now, ctx.blind); });
+      if (cands.empty()) {
+        out.reason = EmptyReason::kNoRoom;
+        return out;
+      }
     }
     const size_t m = cands.size();
-    if (m == 0) return out;
 
     auto& total = s.total;
     total.assign(m, 0.0);
@@ -266,9 +328,7 @@ class ProfilePicker final : public Picker {
     }
 
     // Ordered fallback list: repeated max selection, reservoir-sampled among exact ties.
-    size_t chosen[PickResult::kMaxChoices];
-    size_t k = 0;
-    for (; k < PickResult::kMaxChoices && k < m; ++k) {
+    for (size_t k = 0; k < PickResult::kMaxChoices && k < m; ++k) {
       double best = -1e300;
       size_t best_j = m;
       uint32_t ties = 0;
@@ -284,22 +344,49 @@ class ProfilePicker final : public Picker {
         }
       }
       if (best_j == m) break;
-      chosen[k] = best_j;
       out.Push(cands[best_j].index);
       total[best_j] = -1e301;  // taken
     }
-    if (k > 0) {
-      const Candidate& first = cands[chosen[0]];
-      first.endpoint->NoteRouted();
-      for (const auto& f : profile_.filters) f->OnPicked(ctx, first);
-      for (const auto& ws : profile_.scorers) ws.scorer->OnPicked(ctx, first);
-    }
+    if (!out.empty()) Sent(ctx, out.order[0]);
     return out;
   }
 
+  void OnFallback(const RequestInfo& req, const pool::Pool& pool, uint32_t failed, uint32_t next,
+                  Nanos now) override {
+    SchedContext& ctx = Context(req, pool, now);
+    if (failed < pool.size()) {
+      pool.at(failed).UnnoteRouted();
+      for (const auto& f : profile_.filters) f->OnNotServed(ctx, failed);
+      for (const auto& ws : profile_.scorers) ws.scorer->OnNotServed(ctx, failed);
+    }
+    if (next < pool.size()) Sent(ctx, next);
+  }
+
+  void OnOutcome(const RequestInfo& req, const pool::Pool& pool, const Outcome& outcome,
+                 Nanos now) override {
+    SchedContext& ctx = Context(req, pool, now);
+    if (outcome.endpoint < pool.size()) pool.at(outcome.endpoint).NoteCompleted();
+    for (const auto& f : profile_.filters) f->OnOutcome(ctx, outcome);
+    for (const auto& ws : profile_.scorers) ws.scorer->OnOutcome(ctx, outcome);
+  }
+
  private:
+  SchedContext& Context(const RequestInfo& req, const pool::Pool& pool, Nanos now) {
+    SchedContext& ctx = ThreadScratch().ctx;
+    ctx.Reset(req, pool, now);
+    ctx.detector = detector_;
+    return ctx;
+  }
+
+  void Sent(SchedContext& ctx, uint32_t endpoint) {
+    ctx.pool->at(endpoint).NoteRouted();
+    for (const auto& f : profile_.filters) f->OnSent(ctx, endpoint);
+    for (const auto& ws : profile_.scorers) ws.scorer->OnSent(ctx, endpoint);
+  }
+
   Profile profile_;
   std::string name_;
+  const pool::SaturationDetector* detector_ = nullptr;
 };
 
 }  // namespace

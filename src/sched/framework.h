@@ -1,17 +1,20 @@
 // sched/framework.h — the plugin scheduling framework: filters → weighted scorers → picker.
 //
 // Contract: a decision starts from every available endpoint of the pool (pool::Endpoint::
-// Available) as a Candidate carrying a lock-free copy of its load (pool::LoadSnapshot). Filters
-// run in profile order and remove candidates. Each scorer then writes one score per remaining
-// candidate; the framework clamps it to 0..1 (NaN → 0), multiplies it by the scorer's weight and
-// sums. The picker takes the maximum total with a uniformly random tie-break and repeats for the
-// ordered fallback list (PickResult, best first). After the pick, every plugin's OnPicked() runs
-// for the chosen endpoint (the prefix index and session table learn the route there) and the
-// endpoint's routed-since-scrape count is bumped.
+// Available) as a Candidate carrying a lock-free copy of its load (pool::EndpointLoad). Filters
+// run in profile order and remove candidates; a filter that removes the last one gives the pick
+// its EmptyReason. With RequestInfo::require_room, candidates without room (the saturation
+// detector's HasRoom) are removed last (EmptyReason::kNoRoom). Each scorer then writes one score
+// per remaining candidate; the framework clamps it to 0..1 (NaN → 0), multiplies it by the
+// scorer's weight and sums. The picker takes the maximum total with a uniformly random
+// tie-break and repeats for the ordered fallback list (PickResult, best first).
+// Feedback hooks (see sched/picker.h): every plugin's OnSent() runs for the endpoint the request
+// is sent to — the first choice at the pick, a fallback when the caller reports one — and
+// OnNotServed() for an endpoint that gave no response; OnOutcome() once the request finished.
 // Plugins are created by type name through a PluginRegistry (factory + Params); a Profile is an
 // ordered list of filters and (scorer, weight) pairs. MakeProfilePicker() turns a Profile into a
 // sched::Picker, so the data plane sees one interface for every policy.
-// Thread-safety: Pick() and plugin Filter/Score/OnPicked calls run concurrently from every event
+// Thread-safety: Pick() and plugin Filter/Score/feedback calls run concurrently from every event
 // loop; plugins keep only atomic, mutex-guarded or thread-local mutable state. Per-decision
 // scratch lives in thread-local storage, so a decision does not allocate once warmed up.
 // PluginRegistry::Register is not thread-safe: register before serving.
@@ -20,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,38 +35,44 @@
 
 namespace tidegate::sched {
 
-struct Candidate {
+// One endpoint under consideration: its load (scraped snapshot, in-flight, routed and completed
+// since the scrape) as read once at the start of the decision.
+struct Candidate : pool::EndpointLoad {
   uint32_t index = 0;  // pool index
   const pool::Endpoint* endpoint = nullptr;
-  pool::LoadSnapshot load;
-  int in_flight = 0;            // requests this gateway has in flight there
-  int routed_since_scrape = 0;  // requests routed there since its last scrape
   bool stale = true;
 };
 
-// State of one decision, shared by its plugins.
+// State of one decision (or one feedback call), shared by its plugins.
 struct SchedContext {
   const RequestInfo* req = nullptr;
   const pool::Pool* pool = nullptr;
   Nanos now{0};
-  pool::SaturationConfig saturation;
+  const pool::SaturationDetector* detector = nullptr;
+  bool blind = false;  // no candidate had fresh metrics
 
   // Chained hashes of the prompt's leading full blocks of `block_chars` characters, seeded with
   // the model name; computed on first use and reused by every plugin of the decision.
   std::span<const uint64_t> PromptBlockHashes(size_t block_chars, size_t max_blocks);
 
+  // Starts a new decision; the block hashes are kept when `r` is the request they were
+  // computed for (same non-zero id), so a feedback call right after the pick does not rehash.
   void Reset(const RequestInfo& r, const pool::Pool& p, Nanos t) {
     req = &r;
     pool = &p;
     now = t;
-    hashed_block_chars_ = 0;
-    block_hashes_.clear();
+    if (r.id == 0 || r.id != hashed_id_) {
+      hashed_block_chars_ = 0;
+      block_hashes_.clear();
+    }
+    hashed_id_ = r.id;
   }
 
  private:
   std::vector<uint64_t> block_hashes_;
   size_t hashed_block_chars_ = 0;
   size_t hashed_max_blocks_ = 0;
+  uint64_t hashed_id_ = 0;
 };
 
 // Hashing used by the prefix index (exposed for tests and benchmarks).
@@ -100,8 +110,12 @@ class Plugin {
   virtual PluginKind kind() const = 0;
   const std::string& type() const { return type_; }
   const std::string& name() const { return name_; }
-  // Called after the pick with the chosen (first) candidate.
-  virtual void OnPicked(SchedContext& ctx, const Candidate& chosen) {}
+  // The request is sent to `endpoint` (the pick's first choice, or a fallback).
+  virtual void OnSent(SchedContext& ctx, uint32_t endpoint) {}
+  // The request got no response from `endpoint` (it goes elsewhere, or fails).
+  virtual void OnNotServed(SchedContext& ctx, uint32_t endpoint) {}
+  // The request finished (see sched/picker.h Outcome).
+  virtual void OnOutcome(SchedContext& ctx, const Outcome& outcome) {}
 
  private:
   friend class PluginRegistry;
@@ -113,6 +127,8 @@ class Filter : public Plugin {
   PluginKind kind() const final { return PluginKind::kFilter; }
   // Removes candidates from *cands (keeping the order of the rest).
   virtual void Apply(SchedContext& ctx, std::vector<Candidate>* cands) = 0;
+  // Why a pick is empty when this filter removed the last candidate.
+  virtual EmptyReason EmptiedReason() const { return EmptyReason::kNoEndpoints; }
 };
 
 class Scorer : public Plugin {
@@ -154,11 +170,23 @@ struct WeightedScorer {
   double weight = 1;
 };
 
+// Saturation settings a scheduler config names (GIE's `saturationDetector`); unset = not named.
+struct SaturationOverrides {
+  std::optional<double> queue_threshold, kv_threshold;
+  std::optional<Nanos> stale_after;
+  bool any() const { return queue_threshold || kv_threshold || stale_after; }
+  // Applies the named settings to *cfg.
+  void ApplyTo(pool::SaturationConfig* cfg) const;
+};
+
 struct Profile {
   std::string name;
   std::vector<std::shared_ptr<Filter>> filters;
   std::vector<WeightedScorer> scorers;
-  pool::SaturationConfig saturation;
+  SaturationOverrides saturation;
+  // The detector shared with the caller; when null, MakeProfilePicker() makes one from the
+  // default settings with `saturation` applied.
+  std::shared_ptr<const pool::SaturationDetector> detector;
 };
 
 // A Picker running `profile`; name() returns `policy_name`.

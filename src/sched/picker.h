@@ -2,12 +2,24 @@
 //
 // Contract: given what the gateway knows about a request and the pool, a Picker returns an
 // ordered fallback list of endpoint indices (best first, at most kMaxChoices, only available
-// endpoints). The data plane tries them in order: the first, then — if it refuses the
-// connection or fails before any byte reached the client — the next. An empty list means no
-// endpoint can take the request (503 no-endpoints). Pickers are created by name through
-// MakePicker() so a scheduling framework can register more later.
-// Thread-safety: Pick() is called concurrently from every event loop; implementations must
-// keep only atomic or thread-local mutable state.
+// endpoints). The caller tries them in order: the first, then — if it refuses the connection or
+// fails before any byte reached the client — the next. An empty list comes with the reason
+// (EmptyReason): no endpoint is available, none serves the model, a sheddable request found
+// every endpoint saturated, or (RequestInfo::require_room) none has room right now.
+// Every policy is a scheduling-framework profile (sched/framework.h) created by name through
+// MakePicker(), the one registration path.
+//
+// Feedback, so that affinity and prediction learn from what really happened:
+//  * Pick() commits its first choice: the endpoint's routed-since-scrape count is bumped and the
+//    plugins record the route (prefix index, session table).
+//  * OnFallback(failed, next) is called when the request did not get a response from `failed`
+//    (connect refused, closed before responding) and goes to `next` instead (kNone: nowhere):
+//    the routing to `failed` is taken back and `next` recorded as above.
+//  * OnOutcome() is called once the request finished: which endpoint served it, its status,
+//    TTFT, output tokens and duration. It bumps that endpoint's completed-since-scrape count.
+// The caller keeps the in-flight counts (pool::Endpoint::AddInFlight).
+// Thread-safety: Pick() and the hooks are called concurrently from every event loop;
+// implementations keep only atomic, mutex-guarded or thread-local mutable state.
 #pragma once
 
 #include <array>
@@ -19,29 +31,54 @@
 
 #include "common/clock.h"
 #include "pool/endpoint.h"
+#include "pool/saturation.h"
 
 namespace tidegate::sched {
 
 struct RequestInfo {
+  uint64_t id = 0;         // unique per request when non-zero (caches per-request work)
   std::string_view path;   // e.g. "/v1/chat/completions"
   std::string_view model;  // the body's "model"
   bool stream = false;
   size_t body_bytes = 0;
-  // Used by the scheduling framework (sched/framework.h); all optional.
   std::string_view prompt;      // prompt text (chat messages flattened), for prefix affinity
   std::string_view adapter;     // LoRA adapter requested, if any
   std::string_view session_id;  // x-session-id, for session affinity
   int priority = 0;             // objective priority; negative = sheddable
+  // Only endpoints with room (pool::SaturationDetector::HasRoom) may be picked.
+  bool require_room = false;
 };
+
+enum class EmptyReason : uint8_t {
+  kNone,            // not empty
+  kNoEndpoints,     // no endpoint is available (down, backing off, or filtered as stale)
+  kModelNotServed,  // every candidate is known not to serve the model
+  kSaturated,       // a sheddable request found every candidate saturated
+  kNoRoom,          // candidates exist, but none has room right now (require_room)
+};
+std::string_view EmptyReasonName(EmptyReason r);
 
 struct PickResult {
   static constexpr size_t kMaxChoices = 4;
   std::array<uint32_t, kMaxChoices> order{};
   uint32_t count = 0;
+  EmptyReason reason = EmptyReason::kNoEndpoints;  // meaningful when empty()
   void Push(uint32_t i) {
     if (count < kMaxChoices) order[count++] = i;
+    reason = EmptyReason::kNone;
   }
   bool empty() const { return count == 0; }
+};
+
+// How a request ended, for OnOutcome().
+struct Outcome {
+  static constexpr uint32_t kNone = UINT32_MAX;
+  uint32_t endpoint = kNone;   // the endpoint that answered (kNone: none did)
+  int status = 0;              // HTTP status sent to the client (0: none, 499: client left)
+  Nanos ttft{-1};              // request received → first body bytes relayed (-1: none)
+  int64_t output_tokens = -1;  // SSE data events or usage.completion_tokens (-1: unknown)
+  Nanos duration{0};           // request received → last byte
+  Nanos queued{0};             // time spent waiting in the gateway's queues
 };
 
 class Picker {
@@ -49,12 +86,19 @@ class Picker {
   virtual ~Picker() = default;
   virtual std::string_view name() const = 0;
   virtual PickResult Pick(const RequestInfo& req, const pool::Pool& pool, Nanos now) = 0;
+  virtual void OnFallback(const RequestInfo& req, const pool::Pool& pool, uint32_t failed,
+                          uint32_t next, Nanos now) = 0;
+  virtual void OnOutcome(const RequestInfo& req, const pool::Pool& pool, const Outcome& outcome,
+                         Nanos now) = 0;
+  // The saturation detector the picker's filters and room checks use.
+  virtual const pool::SaturationDetector& detector() const = 0;
 };
 
-// Names: "least-request" (fewest requests in flight from this gateway, random tie-break),
-// "round-robin", and the scheduling-framework policies "gie-default" and "tidegate-default"
-// (sched/policies.h). Returns nullptr for an unknown name.
-std::unique_ptr<Picker> MakePicker(std::string_view name);
+// Built-in policy names (sched/policies.h): "tidegate-default", "gie-default",
+// "least-request", "round-robin". `detector` is shared with the caller (admission, capacity);
+// null gives a detector with default settings. Returns nullptr for an unknown name.
+std::unique_ptr<Picker> MakePicker(std::string_view name,
+                                   std::shared_ptr<const pool::SaturationDetector> detector = {});
 std::vector<std::string> PickerNames();
 
 // A fast thread-local random number (splitmix64), for tie-breaks.

@@ -32,6 +32,7 @@ class ModelFilter final : public Filter {
     if (req.model.empty() && req.adapter.empty()) return;
     std::erase_if(*cands, [&](const Candidate& c) { return !Serves(c, req); });
   }
+  EmptyReason EmptiedReason() const override { return EmptyReason::kModelNotServed; }
 
  private:
   static bool Serves(const Candidate& c, const RequestInfo& req) {
@@ -56,10 +57,10 @@ class SaturationFilter final : public Filter {
  public:
   void Apply(SchedContext& ctx, std::vector<Candidate>* cands) override {
     if (ctx.req->priority >= 0) return;
-    std::erase_if(*cands, [&](const Candidate& c) {
-      return c.load.Saturation(ctx.now, ctx.saturation) >= 1.0;
-    });
+    std::erase_if(*cands,
+                  [&](const Candidate& c) { return ctx.detector->Saturation(c, ctx.now) >= 1.0; });
   }
+  EmptyReason EmptiedReason() const override { return EmptyReason::kSaturated; }
 };
 
 // ------------------------------------------------------------------------------- scorers
@@ -135,9 +136,13 @@ class PrefixCacheScorer final : public Scorer {
     touched.clear();
   }
 
-  void OnPicked(SchedContext& ctx, const Candidate& chosen) override {
-    auto hashes = ctx.PromptBlockHashes(block_chars_, max_blocks_);
-    index_.Record(chosen.index, hashes);
+  void OnSent(SchedContext& ctx, uint32_t endpoint) override {
+    index_.Record(endpoint, ctx.PromptBlockHashes(block_chars_, max_blocks_));
+  }
+
+  // Nothing reached the endpoint (or it failed before answering): it holds no new blocks.
+  void OnNotServed(SchedContext& ctx, uint32_t endpoint) override {
+    index_.Forget(endpoint, ctx.PromptBlockHashes(block_chars_, max_blocks_));
   }
 
  private:
@@ -197,10 +202,10 @@ class SessionAffinityScorer final : public Scorer {
       if (cands[j].index == ep) out[j] = 1.0;
   }
 
-  void OnPicked(SchedContext& ctx, const Candidate& chosen) override {
-    if (ctx.req->session_id.empty() || chosen.index + 1 >= kIdMask) return;
+  void OnSent(SchedContext& ctx, uint32_t endpoint) override {
+    if (ctx.req->session_id.empty() || endpoint + 1 >= kIdMask) return;
     uint64_t key = Key(ctx.req->session_id);
-    uint64_t v = ((key >> kIdBits) << kIdBits) | (uint64_t{chosen.index} + 1);
+    uint64_t v = ((key >> kIdBits) << kIdBits) | (uint64_t{endpoint} + 1);
     slots_[key & mask_].store(v, std::memory_order_relaxed);
   }
 
@@ -210,6 +215,21 @@ class SessionAffinityScorer final : public Scorer {
   static uint64_t Key(std::string_view s) { return HashBytes64(s, 0x5e5510ULL); }
   std::unique_ptr<std::atomic<uint64_t>[]> slots_;
   uint64_t mask_ = 0;
+};
+
+// Rotation: the candidate at a shared counter's position scores 1, the next ones less, so the
+// fallback list continues the rotation.
+class RoundRobinScorer final : public Scorer {
+ public:
+  void Score(SchedContext&, std::span<const Candidate> cands, std::span<double> out) override {
+    const size_t m = cands.size();
+    const size_t start = next_.fetch_add(1, std::memory_order_relaxed) % m;
+    for (size_t k = 0; k < m; ++k)
+      out[(start + k) % m] = 1.0 - static_cast<double>(k) / static_cast<double>(m);
+  }
+
+ private:
+  std::atomic<size_t> next_{0};
 };
 
 // ------------------------------------------------------------------------------- registration
@@ -242,6 +262,9 @@ void RegisterBuiltinPlugins(PluginRegistry* r) {
               [](const Params&, std::unique_ptr<Plugin>* out) { return Make<KvCacheScorer>(out); });
   r->Register("running-requests-scorer",
               [](const Params&, std::unique_ptr<Plugin>* out) { return Make<RunningScorer>(out); });
+  r->Register("round-robin-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
+    return Make<RoundRobinScorer>(out);
+  });
   r->Register("active-request-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
     return Make<ActiveRequestScorer>(out);
   });

@@ -7,16 +7,21 @@
 //            "model-filter"            drop endpoints known not to serve the request's model or
 //                                      adapter (endpoints that report no model names are kept)
 //            "saturation-filter"       for sheddable requests (priority < 0) drop endpoints whose
-//                                      saturation is ≥ 1 (stale counts as saturated)
+//                                      saturation (pool/saturation.h) is ≥ 1 (stale counts as
+//                                      saturated)
 //   scorers  "queue-scorer"            (max−q)/(max−min) over candidates, q = waiting (+ requests
 //                                      routed since the scrape; parameter countRouted, default
 //                                      true); all 1 when every q is equal
 //            "kv-cache-utilization-scorer"  1 − KV usage
 //            "running-requests-scorer" (max−r)/(max−min) over running requests
 //            "active-request-scorer"   (max−f)/(max−min) over this gateway's in-flight requests
+//            "round-robin-scorer"      rotation: 1 for the candidate whose turn it is, then
+//                                      decreasing in rotation order
 //            "prefix-cache-scorer"     matched leading blocks / prompt blocks (parameters
 //                                      blockSize 64 characters, maxPrefixBlocksToMatch 256,
-//                                      lruCapacityPerServer 31250)
+//                                      lruCapacityPerServer 31250); learns the route when a
+//                                      request is sent, forgets it when the endpoint gave no
+//                                      response
 //            "lora-affinity-scorer"    adapter running 1.0, free adapter slot 0.8, adapter
 //                                      waiting 0.6, else 0 (0 for every endpoint when the request
 //                                      names no adapter)

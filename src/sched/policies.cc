@@ -9,13 +9,6 @@ using PluginList = std::vector<std::pair<std::string, double>>;
 
 const std::vector<std::pair<std::string, PluginList>>& Policies() {
   static const std::vector<std::pair<std::string, PluginList>> policies = {
-      // Exactly GIE's default weights; the stale filter is tidegate's rule that endpoints whose
-      // metrics are stale are avoided (it keeps everyone when all are stale).
-      {"gie-default",
-       {{"stale-filter", 0},
-        {"queue-scorer", 2},
-        {"kv-cache-utilization-scorer", 2},
-        {"prefix-cache-scorer", 3}}},
       // GIE's weights, plus:
       //  - model-filter: correctness first — never send a model to a server that does not have it;
       //  - saturation-filter: sheddable work never lands on an endpoint that is already saturated,
@@ -36,19 +29,28 @@ const std::vector<std::pair<std::string, PluginList>>& Policies() {
         {"active-request-scorer", 1},
         {"lora-affinity-scorer", 1},
         {"session-affinity-scorer", 1}}},
+      // Exactly GIE's default weights; the stale filter is tidegate's rule that endpoints whose
+      // metrics are stale are avoided (it keeps everyone when all are stale).
+      {"gie-default",
+       {{"stale-filter", 0},
+        {"queue-scorer", 2},
+        {"kv-cache-utilization-scorer", 2},
+        {"prefix-cache-scorer", 3}}},
+      {"least-request", {{"active-request-scorer", 1}}},
+      {"round-robin", {{"round-robin-scorer", 1}}},
   };
   return policies;
 }
 
 }  // namespace
 
-std::unique_ptr<Picker> MakePolicyPicker(std::string_view name,
-                                         const pool::SaturationConfig& saturation) {
+std::unique_ptr<Picker> MakePicker(std::string_view name,
+                                   std::shared_ptr<const pool::SaturationDetector> detector) {
   for (const auto& [policy, plugins] : Policies()) {
     if (policy != name) continue;
     Profile profile;
     if (!BuildProfile(policy, plugins, &profile).empty()) return nullptr;
-    profile.saturation = saturation;
+    profile.detector = std::move(detector);
     return MakeProfilePicker(std::move(profile), policy);
   }
   return nullptr;
@@ -59,5 +61,7 @@ std::vector<std::string> PolicyNames() {
   for (const auto& [policy, plugins] : Policies()) v.push_back(policy);
   return v;
 }
+
+std::vector<std::string> PickerNames() { return PolicyNames(); }
 
 }  // namespace tidegate::sched

@@ -9,7 +9,8 @@
 // first). Match() reports, for every endpoint that holds the first block, how many leading blocks
 // of the prompt it holds (binary search over the chain, O(holders · log blocks) lookups, never
 // proportional to the pool size).
-// Record() learns that `endpoint` was sent the whole prompt.
+// Record() learns that `endpoint` was sent the whole prompt; Forget() takes that back (the ring
+// items it leaves behind are dropped when they reach the head).
 // Thread-safety: all methods are safe from any thread (one mutex; the critical sections are a
 // few hundred hash-table operations at most, and hashing happens outside them).
 #pragma once
@@ -35,6 +36,8 @@ class PrefixIndex {
   void Match(std::span<const uint64_t> hashes, std::span<uint32_t> matched,
              std::vector<uint32_t>* touched) const;
   void Record(uint32_t endpoint, std::span<const uint64_t> hashes);
+  // Forgets that `endpoint` holds these blocks (a request recorded there never reached it).
+  void Forget(uint32_t endpoint, std::span<const uint64_t> hashes);
 
   size_t capacity_per_endpoint() const { return capacity_; }
   size_t BlocksHeld(uint32_t endpoint) const;  // ring occupancy, for tests and /v1/pool

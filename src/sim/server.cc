@@ -20,10 +20,10 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "gateway/errors.h"
 #include "metrics/registry.h"
 #include "sim/scaled_clock.h"
 #include "sim/text.h"
+#include "wire/errors.h"
 
 namespace tidegate::sim {
 
@@ -53,7 +53,7 @@ const std::vector<double> kE2eBuckets = {0.3,  0.5,   0.8,   1.0,   1.5,   2.0, 
 // vLLM-shaped error body: {"error":{"message","type","param":null,"code":<int>}}.
 std::string VllmError(std::string_view message, std::string_view type, int code) {
   std::string out = "{\"error\":{\"message\":\"";
-  out += gateway::JsonEscape(message);
+  out += wire::JsonEscape(message);
   out += "\",\"type\":\"";
   out += type;
   out += "\",\"param\":null,\"code\":";
@@ -304,7 +304,7 @@ class Server {
     out += s.chunk_prefix;
     out += s.chat ? "\"delta\":{\"content\":\"" : "\"text\":\"";
     if (cfg_.mode == OutputMode::kEcho) {
-      out += gateway::JsonEscape(tok);
+      out += wire::JsonEscape(tok);
     } else {
       out += tok;
     }
@@ -674,7 +674,7 @@ class Server {
     s.chunk_prefix = "data: {\"id\":\"" + rid + "\",\"object\":\"" +
                      (chat ? "chat.completion.chunk" : "text_completion") +
                      "\",\"created\":" + std::to_string(created) + ",\"model\":\"" +
-                     gateway::JsonEscape(p.model) + "\",\"choices\":[{\"index\":0,";
+                     wire::JsonEscape(p.model) + "\",\"choices\":[{\"index\":0,";
 
     // Watch the client for a hang-up while the request is in the engine.
     s.fd = st.socket().native_handle();
@@ -754,11 +754,11 @@ class Server {
 
   std::string CompletionJson(const Stream& s, const std::string& rid, int64_t created,
                              const Parsed& p) const {
-    std::string text = cfg_.mode == OutputMode::kEcho ? gateway::JsonEscape(s.pending) : s.pending;
+    std::string text = cfg_.mode == OutputMode::kEcho ? wire::JsonEscape(s.pending) : s.pending;
     std::string out = "{\"id\":\"" + rid + "\",\"object\":\"" +
                       (s.chat ? "chat.completion" : "text_completion") +
                       "\",\"created\":" + std::to_string(created) + ",\"model\":\"" +
-                      gateway::JsonEscape(p.model) + "\",\"choices\":[{\"index\":0,";
+                      wire::JsonEscape(p.model) + "\",\"choices\":[{\"index\":0,";
     if (s.chat) {
       out += "\"message\":{\"role\":\"assistant\",\"content\":\"" + text +
              "\",\"tool_calls\":[]},\"logprobs\":null,\"finish_reason\":\"" + FinishReason(s) +

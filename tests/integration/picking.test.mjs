@@ -352,14 +352,17 @@ describe('objectives, shedding and the capacity signal', () => {
     expectErrorShape(assert, shedStream, { status: 429, code: 'saturated' });
     const nShed = shed.length + 1;
 
-    // Priority ≥ 0 (named, and the default with no objective): admitted. They queue in the
-    // simulator behind the flood, so only the response head (200 from the simulator) is awaited.
-    for (const headers of [{ [OBJECTIVE]: 'interactive' }, {}]) {
-      const { status, dest, stream } = await openThrough(gw, shortChat('real-time'), headers);
-      stream.destroy();
-      assert.equal(status, 200, `admitted (${JSON.stringify(headers)}): ${stream.text().slice(0, 300)}`);
-      assert.ok(sims.endpoints.includes(dest), `sent to a simulator: ${dest}`);
-    }
+    // Priority ≥ 0 (named, and the default with no objective): never refused. No endpoint has
+    // room, so they wait at the gateway (flow control) instead of joining an engine's queue.
+    const held = [{ [OBJECTIVE]: 'interactive' }, {}].map((headers) =>
+      openStream(gw.url, '/v1/chat/completions', { ...shortChat('real-time'), stream: true },
+        { headers, timeoutMs: 20000 }));
+    const queued = await waitFor(async () => {
+      const s = await pool(gw);
+      return s.flow_control.queued === 2 && s;
+    }, { timeoutMs: 5000, what: '/v1/pool to show the 2 real-time requests waiting at the gateway' });
+    assert.deepEqual(queued.flow_control.bands.map((b) => [b.priority, b.requests]).sort(),
+      [[0, 1], [10, 1]], JSON.stringify(queued.flow_control));
 
     // The new metrics, promtool-clean, counting exactly the 429s above.
     const mr = await request(gw.url, { path: '/metrics' });
@@ -380,8 +383,16 @@ describe('objectives, shedding and the capacity signal', () => {
     const pt = await promtoolCheckMetrics(mr.body);
     assert.equal(pt.status, 0, `promtool check metrics: ${pt.output}\n--- metrics ---\n${mr.body}`);
 
-    // The flood ends: capacity returns, and sheddable work is served again.
+    assert.equal(m.sum('tidegate_flow_control_queue_size'), 2, 'two requests waiting at the gateway');
+
+    // The flood ends: the waiting requests are dispatched, capacity returns, and sheddable work
+    // is served again.
     floods.forEach((f) => f.destroy());
+    for (const s of await Promise.all(held)) {
+      assert.equal(s.status, 200, `served once an endpoint had room: ${s.text().slice(0, 300)}`);
+      assert.ok(sims.endpoints.includes(s.headers[DEST]), `sent to a simulator: ${s.headers[DEST]}`);
+      s.destroy();
+    }
     const back = await waitFor(async () => {
       const c = await capacity(gw);
       return c.sheddable_capacity > 0 && c.saturation < 1 && c;

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "pool/endpoint.h"
+#include "pool/saturation.h"
 
 namespace tidegate::pool {
 namespace {
@@ -26,7 +27,7 @@ TEST(EndpointMetricsState, StaleUntilFirstScrape) {
   EXPECT_TRUE(ep.Stale(Nanos{0}, seconds(2)));
   EXPECT_EQ(ep.Metrics(), nullptr);
   EXPECT_FALSE(ep.Load().has_metrics);
-  EXPECT_GE(ep.Saturation(Nanos{0}, {}), 1.0);
+  EXPECT_GE(SaturationDetector().Saturation(ep, Nanos{0}), 1.0);
 }
 
 TEST(EndpointMetricsState, PublishThenAgeOut) {
@@ -60,38 +61,106 @@ TEST(EndpointMetricsState, ScrapeErrorMakesStaleUntilNextSuccess) {
   EXPECT_EQ(ep.LastScrapeError(), "");
 }
 
-TEST(EndpointMetricsState, RoutedSinceScrapeResetsOnPublish) {
+TEST(EndpointMetricsState, RoutedAndCompletedSinceScrapeResetOnPublish) {
   Endpoint ep(0, {"h", 1});
   ep.NoteRouted();
   ep.NoteRouted();
+  ep.NoteCompleted();
   EXPECT_EQ(ep.RoutedSinceScrape(), 2);
+  EXPECT_EQ(ep.CompletedSinceScrape(), 1);
   ep.PublishMetrics(M(0, 0, Nanos{0}));
+  EXPECT_EQ(ep.RoutedSinceScrape(), 0);
+  EXPECT_EQ(ep.CompletedSinceScrape(), 0);
+  // A routing taken back after the scrape reset never reads below zero.
+  ep.UnnoteRouted();
   EXPECT_EQ(ep.RoutedSinceScrape(), 0);
 }
 
 TEST(Saturation, PerEndpointIsMaxOfQueueAndKv) {
-  SaturationConfig cfg;  // 5, 0.8, 2 s
   Endpoint ep(0, {"h", 1});
   ep.PublishMetrics(M(2, 0.4, Nanos{0}));
-  EXPECT_DOUBLE_EQ(ep.Saturation(Nanos{0}, cfg), 0.5);  // max(2/5, 0.4/0.8)
+  SaturationDetector d;                               // 5, 0.8, 2 s
+  EXPECT_DOUBLE_EQ(d.Saturation(ep, Nanos{0}), 0.5);  // max(2/5, 0.4/0.8)
   ep.PublishMetrics(M(10, 0.1, Nanos{0}));
-  EXPECT_DOUBLE_EQ(ep.Saturation(Nanos{0}, cfg), 2.0);
-  cfg.queue_threshold = 20;
-  cfg.kv_threshold = 0.5;
-  EXPECT_DOUBLE_EQ(ep.Saturation(Nanos{0}, cfg), 0.5);
+  EXPECT_DOUBLE_EQ(d.Saturation(ep, Nanos{0}), 2.0);
+  SaturationDetector d2({.queue_threshold = 20, .kv_threshold = 0.5});
+  EXPECT_DOUBLE_EQ(d2.Saturation(ep, Nanos{0}), 0.5);
   // Stale: at least 1.
-  EXPECT_DOUBLE_EQ(ep.Saturation(seconds(5), cfg), 1.0);
+  EXPECT_DOUBLE_EQ(d2.Saturation(ep, seconds(5)), 1.0);
 }
 
 TEST(Saturation, PoolIsMeanAndStaleCountsAsSaturated) {
   Pool pool({{"a", 1}, {"b", 2}, {"c", 3}, {"d", 4}});
-  SaturationConfig cfg;
   pool.at(0).PublishMetrics(M(0, 0, Nanos{0}));
   pool.at(1).PublishMetrics(M(5, 0, Nanos{0}));    // 1.0
   pool.at(2).PublishMetrics(M(0, 0.4, Nanos{0}));  // 0.5
   // d never scraped → stale → 1.0
-  EXPECT_DOUBLE_EQ(pool.Saturation(Nanos{0}, cfg), (0 + 1 + 0.5 + 1) / 4);
-  EXPECT_DOUBLE_EQ(Pool({}).Saturation(Nanos{0}, cfg), 1.0);
+  SaturationDetector d;
+  EXPECT_DOUBLE_EQ(d.PoolSaturation(pool, Nanos{0}), (0 + 1 + 0.5 + 1) / 4);
+  EXPECT_DOUBLE_EQ(d.PoolSaturation(Pool({}), Nanos{0}), 1.0);
+}
+
+TEST(Saturation, RoutedRequestsWaitOnlyOnceTheBatchIsFull) {
+  Endpoint ep(0, {"h", 1});
+  SaturationDetector d;
+  // Never seen queueing: the batch limit is unknown, so requests routed since the scrape are
+  // assumed to run (the scraped waiting figure stands).
+  ep.PublishMetrics(M(0, 0, Nanos{0}));
+  for (int i = 0; i < 10; ++i) ep.NoteRouted();
+  EXPECT_DOUBLE_EQ(d.EstimatedWaiting(EndpointLoad::Of(ep)), 0);
+  // A snapshot with 3 waiting and 2 running teaches the batch limit (2).
+  EndpointMetrics m = M(3, 0, Nanos{0});
+  m.running = 2;
+  ep.PublishMetrics(m);
+  EXPECT_EQ(ep.Load().batch_limit, 2);
+  EXPECT_DOUBLE_EQ(d.EstimatedWaiting(EndpointLoad::Of(ep)), 3);
+  ep.NoteRouted();
+  ep.NoteRouted();  // the batch is full: both wait
+  EXPECT_DOUBLE_EQ(d.EstimatedWaiting(EndpointLoad::Of(ep)), 5);
+  EXPECT_DOUBLE_EQ(d.Saturation(ep, Nanos{0}), 1.0);
+  // Three finish: three waiting ones move into the batch.
+  ep.NoteCompleted();
+  ep.NoteCompleted();
+  ep.NoteCompleted();
+  EXPECT_DOUBLE_EQ(d.EstimatedWaiting(EndpointLoad::Of(ep)), 3 + 2 - 3);
+  // A later idle snapshot keeps the learnt limit; with a free slot, one routed request runs.
+  EndpointMetrics idle = M(0, 0, Nanos{0});
+  idle.running = 1;
+  ep.PublishMetrics(idle);
+  EXPECT_EQ(ep.Load().batch_limit, 2);
+  ep.NoteRouted();
+  EXPECT_DOUBLE_EQ(d.EstimatedWaiting(EndpointLoad::Of(ep)), 0);
+  ep.NoteRouted();
+  EXPECT_DOUBLE_EQ(d.EstimatedWaiting(EndpointLoad::Of(ep)), 1);
+  // More completions than waiting requests never go below zero.
+  for (int i = 0; i < 5; ++i) ep.NoteCompleted();
+  EXPECT_DOUBLE_EQ(d.EstimatedWaiting(EndpointLoad::Of(ep)), 0);
+}
+
+TEST(Saturation, RoomNeedsSaturationBelowOneAndTheInFlightBound) {
+  Endpoint ep(0, {"h", 1});
+  ep.PublishMetrics(M(2, 0.4, Nanos{0}));
+  SaturationDetector d;
+  EXPECT_TRUE(d.HasRoom(EndpointLoad::Of(ep), Nanos{0}, false));
+  EXPECT_EQ(d.Room(EndpointLoad::Of(ep), Nanos{0}, false), 2);  // floor((1 − 0.5) × 5)
+  SaturationDetector bounded({.max_in_flight_per_endpoint = 3});
+  ep.AddInFlight(2);
+  EXPECT_TRUE(bounded.HasRoom(EndpointLoad::Of(ep), Nanos{0}, false));
+  EXPECT_EQ(bounded.Room(EndpointLoad::Of(ep), Nanos{0}, false), 1);
+  ep.AddInFlight(1);
+  EXPECT_FALSE(bounded.HasRoom(EndpointLoad::Of(ep), Nanos{0}, false));
+  EXPECT_EQ(bounded.Room(EndpointLoad::Of(ep), Nanos{0}, false), 0);
+  // Saturated: no room, whatever the bound.
+  ep.PublishMetrics(M(5, 0, Nanos{0}));
+  EXPECT_FALSE(d.HasRoom(EndpointLoad::Of(ep), Nanos{0}, false));
+  // Blind (no endpoint has fresh metrics): only the in-flight bound decides.
+  EXPECT_TRUE(d.HasRoom(EndpointLoad::Of(ep), seconds(10), true));
+  EXPECT_FALSE(bounded.HasRoom(EndpointLoad::Of(ep), seconds(10), true));
+  Pool pool({{"a", 1}, {"b", 2}});
+  EXPECT_TRUE(d.Blind(pool, Nanos{0}));
+  pool.at(1).PublishMetrics(M(0, 0, Nanos{0}));
+  EXPECT_FALSE(d.Blind(pool, Nanos{0}));
+  EXPECT_TRUE(d.Blind(pool, seconds(3)));  // aged out
 }
 
 TEST(EndpointMetricsState, ConcurrentPublishAndLoadAreConsistent) {

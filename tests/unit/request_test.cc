@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "gateway/errors.h"
+#include "wire/errors.h"
 
 namespace tidegate::gateway {
 namespace {
@@ -45,9 +45,9 @@ TEST(InspectBody, RejectsNonObjectsAndMissingModel) {
 }
 
 TEST(ErrorBody, EscapesMessage) {
-  EXPECT_EQ(ErrorBody("bad \"x\"\n", "t", "c"),
+  EXPECT_EQ(wire::ErrorBody("bad \"x\"\n", "t", "c"),
             R"({"error":{"message":"bad \"x\"\n","type":"t","code":"c"}})");
-  EXPECT_EQ(ErrorEvent("m", "t", "c"),
+  EXPECT_EQ(wire::ErrorEvent("m", "t", "c"),
             "data: {\"error\":{\"message\":\"m\",\"type\":\"t\",\"code\":\"c\"}}\n\n");
 }
 

@@ -8,7 +8,6 @@
 #include "sched/config.h"
 #include "sched/framework.h"
 #include "sched/picker.h"
-#include "sched/policies.h"
 #include "sched/prefix_index.h"
 
 namespace tidegate::sched {

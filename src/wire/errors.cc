@@ -1,8 +1,8 @@
-#include "gateway/errors.h"
+#include "wire/errors.h"
 
 #include <cstdio>
 
-namespace tidegate::gateway {
+namespace tidegate::wire {
 
 std::string JsonEscape(std::string_view s) {
   std::string out;
@@ -52,4 +52,4 @@ std::string ErrorEvent(std::string_view message, std::string_view type, std::str
   return "data: " + ErrorBody(message, type, code) + "\n\n";
 }
 
-}  // namespace tidegate::gateway
+}  // namespace tidegate::wire

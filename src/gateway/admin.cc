@@ -1,0 +1,97 @@
+#include "gateway/admin.h"
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "wire/errors.h"
+#include "wire/wire.h"
+
+namespace tidegate::gateway {
+
+std::string PoolJson(const pool::Pool& pool, const control::Director& director,
+                     std::string_view default_engine, Nanos now) {
+  const pool::SaturationDetector& det = director.detector();
+  nlohmann::ordered_json eps = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < pool.size(); ++i) {
+    const auto& ep = pool.at(i);
+    const pool::EndpointLoad load = pool::EndpointLoad::Of(ep);
+    auto snap = ep.Metrics();
+    nlohmann::ordered_json e;
+    e["address"] = ep.address();
+    e["engine"] = ep.config().engine.empty() ? std::string(default_engine) : ep.config().engine;
+    e["available"] = ep.Available(now);
+    e["stale"] = det.Stale(load.load, now);
+    e["waiting"] = load.load.waiting;
+    e["running"] = load.load.running;
+    e["kv_usage"] = load.load.kv_usage;
+    e["in_flight"] = load.in_flight;
+    e["routed_since_scrape"] = load.routed_since_scrape;
+    e["completed_since_scrape"] = load.completed_since_scrape;
+    e["estimated_waiting"] = det.EstimatedWaiting(load);
+    e["batch_limit"] = load.load.batch_limit;
+    e["saturation"] = det.Saturation(load, now);
+    auto served = ep.ServedModels();
+    e["models"] = !served.empty() ? served : snap ? snap->models : std::vector<std::string>{};
+    e["running_lora_adapters"] = snap ? snap->running_lora_adapters : std::vector<std::string>{};
+    e["waiting_lora_adapters"] = snap ? snap->waiting_lora_adapters : std::vector<std::string>{};
+    std::string err = ep.LastScrapeError();
+    if (err.empty() && !ep.ProbeOk()) err = ep.LastError();
+    e["last_error"] = err;
+    e["scrape_age_ms"] =
+        load.load.has_metrics
+            ? std::chrono::duration_cast<std::chrono::milliseconds>(now - load.load.scrape_time)
+                  .count()
+            : -1;
+    eps.push_back(std::move(e));
+  }
+  nlohmann::ordered_json out;
+  out["saturation"] = det.PoolSaturation(pool, now);
+  out["endpoints"] = std::move(eps);
+  const control::QueueSnapshot q = director.Queues();
+  nlohmann::ordered_json bands = nlohmann::ordered_json::array();
+  for (const auto& b : q.bands)
+    bands.push_back({{"priority", b.priority},
+                     {"requests", b.requests},
+                     {"bytes", b.bytes},
+                     {"flows", b.flows}});
+  out["flow_control"] = {{"enabled", director.config().flow.enabled},
+                         {"queued", q.requests},
+                         {"queued_bytes", q.bytes},
+                         {"bands", std::move(bands)}};
+  return out.dump();
+}
+
+std::string CapacityJson(const control::Director& director) {
+  return wire::RenderCapacity(director.Capacity());
+}
+
+Readiness CheckReadiness(const pool::Pool& pool, bool draining, Nanos now) {
+  const size_t avail = pool.AvailableCount(now);
+  Readiness r;
+  r.ready = avail > 0 && !draining;
+  r.body = r.ready ? "{\"status\":\"ready\",\"available_endpoints\":" + std::to_string(avail) + "}"
+                   : wire::ErrorBody(draining ? "the gateway is draining"
+                                              : "no model server endpoint is available",
+                                     "service_unavailable", "not_ready");
+  return r;
+}
+
+std::string MergedModels(const pool::Pool& pool, Nanos now, size_t* answered) {
+  std::set<std::string> seen;
+  std::string data;
+  *answered = 0;
+  for (size_t i = 0; i < pool.size(); ++i) {
+    const auto& ep = pool.at(i);
+    if (!ep.Available(now) || !ep.ModelsKnown()) continue;
+    ++*answered;
+    const auto ids = ep.ServedModels();
+    const auto objects = ep.ServedModelObjects();
+    for (size_t k = 0; k < ids.size() && k < objects.size(); ++k) {
+      if (!seen.insert(ids[k]).second) continue;
+      data += (data.empty() ? "" : ",") + objects[k];
+    }
+  }
+  return "{\"object\":\"list\",\"data\":[" + data + "]}";
+}
+
+}  // namespace tidegate::gateway

@@ -1,0 +1,72 @@
+#include "gateway/gateway_metrics.h"
+
+namespace tidegate::gateway {
+
+GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& pool) {
+  requests_total = &registry.AddCounter(
+      "tidegate_requests_total",
+      "API requests answered, by path, HTTP status and serving endpoint (none = no endpoint)",
+      {"path", "code", "endpoint"});
+  in_flight =
+      &registry.AddGauge("tidegate_requests_in_flight", "API requests being handled right now")
+           .With({});
+  auto& dur = registry.AddHistogram(
+      "tidegate_request_duration_seconds",
+      "End-to-end latency: request received to the last response byte written, by path",
+      metrics::LatencyBuckets(), {"path"});
+  for (Route r : {Route::kChat, Route::kCompletions, Route::kEmbeddings, Route::kModels})
+    duration[static_cast<int>(r)] = &dur.With({RouteLabel(r)});
+  for (int r = 0; r < kRouteCount; ++r)
+    if (!duration[r]) duration[r] = &dur.With({"other"});
+  ttft = &registry
+              .AddHistogram("tidegate_time_to_first_token_seconds",
+                            "Streaming requests: request received to the first body bytes "
+                            "relayed from the model server",
+                            metrics::LatencyBuckets())
+              .With({});
+  upstream_errors = &registry.AddCounter(
+      "tidegate_upstream_errors_total",
+      "Failures talking to a model server, by endpoint and reason (connect_refused, "
+      "connect_timeout, closed_before_response, ttfb_timeout, disconnected_mid_stream, "
+      "stream_idle_timeout)",
+      {"endpoint", "reason"});
+  retries = &registry
+                 .AddCounter("tidegate_upstream_retries_total",
+                             "Requests retried on another endpoint before any byte reached "
+                             "the client")
+                 .With({});
+  client_disconnects =
+      &registry
+           .AddCounter("tidegate_client_disconnects_total",
+                       "Requests whose client went away before the response finished (the "
+                       "upstream connection was closed at once, or the request left the queue)")
+           .With({});
+  auto& up = registry.AddGauge("tidegate_endpoint_up",
+                               "1 if the endpoint is available for new requests", {"endpoint"});
+  auto& inf =
+      registry.AddGauge("tidegate_endpoint_in_flight",
+                        "Requests this gateway has in flight to the endpoint", {"endpoint"});
+  auto& sat = registry.AddGauge("tidegate_endpoint_saturation",
+                                "max(waiting/queue_threshold, kv/kv_threshold) of the endpoint, "
+                                "waiting corrected for requests routed and finished since the "
+                                "last scrape",
+                                {"endpoint"});
+  for (size_t i = 0; i < pool.size(); ++i) {
+    const std::string& a = pool.at(i).address();
+    endpoint_up.push_back(&up.With({a}));
+    endpoint_in_flight.push_back(&inf.With({a}));
+    endpoint_saturation.push_back(&sat.With({a}));
+    endpoint_up.back()->Set(1);
+  }
+}
+
+void GatewayMetrics::RefreshEndpointGauges(const pool::Pool& pool,
+                                           const pool::SaturationDetector& detector, Nanos now) {
+  for (size_t i = 0; i < pool.size(); ++i) {
+    endpoint_up[i]->Set(pool.at(i).Available(now) ? 1 : 0);
+    endpoint_in_flight[i]->Set(pool.at(i).InFlight());
+    endpoint_saturation[i]->Set(detector.Saturation(pool.at(i), now));
+  }
+}
+
+}  // namespace tidegate::gateway

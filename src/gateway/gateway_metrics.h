@@ -1,0 +1,36 @@
+// gateway/gateway_metrics.h — the gateway's own request and upstream metrics (the Director
+// registers the flow-control, rejection and pool-capacity ones; the scraper and prober theirs).
+//
+// Contract: GatewayMetrics registers its families on construction and keeps pointers to the
+// children the data plane touches on every request; per-endpoint children are indexed by pool
+// index. RefreshEndpointGauges() sets the per-endpoint gauges from the pool (before a render).
+// Thread-safety: metric updates are atomic; construct before serving.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "gateway/routes.h"
+#include "metrics/registry.h"
+#include "pool/endpoint.h"
+#include "pool/saturation.h"
+
+namespace tidegate::gateway {
+
+struct GatewayMetrics {
+  GatewayMetrics(metrics::Registry& r, const pool::Pool& pool);
+  void RefreshEndpointGauges(const pool::Pool& pool, const pool::SaturationDetector& detector,
+                             Nanos now);
+
+  metrics::Family<metrics::Counter>* requests_total;
+  metrics::Gauge* in_flight;
+  metrics::Histogram* duration[kRouteCount]{};
+  metrics::Histogram* ttft;
+  metrics::Family<metrics::Counter>* upstream_errors;
+  metrics::Counter* retries;
+  metrics::Counter* client_disconnects;
+  std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation;
+};
+
+}  // namespace tidegate::gateway

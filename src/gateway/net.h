@@ -1,0 +1,219 @@
+// gateway/net.h — the gateway's internal network types (Boost.Beast/Asio), shared by the
+// session server (server.cc) and the proxy (proxy.cc), the only two translation units of the
+// gateway that include Beast.
+//
+// Contract: a TimedSocket is an Asio stream with a deadline enforced by its loop's DeadlineSet
+// (a periodic sweep, not a kernel timer per operation). A Worker is one event loop and
+// everything owned by it (idle upstream connections, relay buffers, client sessions); state
+// reached only from its loop needs no locks. SessionCtl is the per-connection state that
+// completion handlers posted from other threads (the Director's dispatch, eviction) and the
+// hang-up watch share with the session coroutine; every handler checks `request_gen` so that a
+// late one does nothing to the next request.
+// Thread-safety: everything here belongs to one event loop, except what the Director's
+// callbacks post to it.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.h"
+#include "control/director.h"
+#include "metrics/registry.h"
+
+namespace tidegate::gateway {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using net::awaitable;
+
+inline constexpr auto kTok = net::as_tuple(net::use_awaitable);
+inline constexpr size_t kHeaderLimit = 64 * 1024;
+inline constexpr auto kSweepPeriod = std::chrono::milliseconds(50);
+
+inline int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class TimedSocket;
+
+// The timeouts of one event loop, checked by a periodic sweep instead of a kernel timer per
+// operation (re-arming a timer on every read and write cost a timerfd syscall each). Arming is
+// a store of an integer; precision is the sweep period (kSweepPeriod).
+class DeadlineSet {
+ public:
+  void Add(TimedSocket* s);
+  void Remove(TimedSocket* s);
+  void Sweep(int64_t now_ns);
+
+ private:
+  std::vector<TimedSocket*> items_;
+};
+
+// A TCP socket with a deadline, usable wherever Beast/Asio want an async stream. When the
+// deadline passes, the sweep cancels the pending operations (they end with operation_aborted)
+// and timed_out() turns true until the next expires_after().
+class TimedSocket {
+ public:
+  using executor_type = tcp::socket::executor_type;
+  TimedSocket(tcp::socket sock, DeadlineSet& set) : sock_(std::move(sock)), set_(set) {
+    set_.Add(this);
+  }
+  ~TimedSocket() { set_.Remove(this); }
+  TimedSocket(const TimedSocket&) = delete;
+  TimedSocket& operator=(const TimedSocket&) = delete;
+
+  executor_type get_executor() { return sock_.get_executor(); }
+  template <typename Buffers, typename Token>
+  auto async_read_some(const Buffers& b, Token&& t) {
+    return sock_.async_read_some(b, std::forward<Token>(t));
+  }
+  template <typename Buffers, typename Token>
+  auto async_write_some(const Buffers& b, Token&& t) {
+    return sock_.async_write_some(b, std::forward<Token>(t));
+  }
+  tcp::socket& socket() { return sock_; }
+
+  void expires_after(std::chrono::milliseconds d) {
+    deadline_ns_ = SteadyNowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    fired_ = false;
+  }
+  void expires_never() { deadline_ns_ = 0; }
+  bool timed_out() const { return fired_; }
+
+ private:
+  friend class DeadlineSet;
+  tcp::socket sock_;
+  DeadlineSet& set_;
+  int64_t deadline_ns_ = 0;
+  bool fired_ = false;
+  size_t slot_ = 0;
+};
+
+inline void DeadlineSet::Add(TimedSocket* s) {
+  s->slot_ = items_.size();
+  items_.push_back(s);
+}
+
+inline void DeadlineSet::Remove(TimedSocket* s) {
+  TimedSocket* last = items_.back();
+  items_[s->slot_] = last;
+  last->slot_ = s->slot_;
+  items_.pop_back();
+}
+
+inline void DeadlineSet::Sweep(int64_t now_ns) {
+  for (TimedSocket* s : items_) {
+    if (s->deadline_ns_ != 0 && now_ns >= s->deadline_ns_) {
+      s->deadline_ns_ = 0;
+      s->fired_ = true;
+      beast::error_code ig;
+      s->sock_.cancel(ig);
+    }
+  }
+}
+
+// A timeout is an operation the sweep cancelled.
+inline bool TimedOut(const beast::error_code& ec, const TimedSocket& s) {
+  return s.timed_out() && (ec == net::error::operation_aborted || ec);
+}
+
+inline bool IsTimeout(const beast::error_code& ec) {
+  return ec == beast::error::timeout || ec == net::error::timed_out;
+}
+
+// An idle or busy keep-alive connection to one upstream endpoint.
+struct UpConn {
+  UpConn(const net::any_io_executor& ex, DeadlineSet& set) : stream(tcp::socket(ex), set) {
+    buf.reserve(16 * 1024);  // Beast sizes each socket read by the free capacity
+  }
+  TimedSocket stream;
+  beast::flat_buffer buf;
+  std::string head;  // request head serialisation buffer, reused
+};
+
+// A client connection, tracked so a drain can close the idle ones.
+struct SessionState {
+  TimedSocket* stream = nullptr;
+  bool idle = false;
+};
+
+// One event loop and everything owned by it.
+struct Worker {
+  DeadlineSet deadlines;  // declared first: outlives every socket of this loop
+  net::io_context ioc{1};
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
+  std::thread thread;
+  std::vector<std::vector<std::unique_ptr<UpConn>>> idle;  // per endpoint index
+  std::vector<std::unique_ptr<char[]>> relay_bufs;
+  std::list<SessionState*> sessions;
+  std::unordered_map<uint64_t, metrics::Counter*> request_counters;
+};
+
+// Per client connection, shared with handlers posted from elsewhere (see the header comment).
+struct SessionCtl {
+  explicit SessionCtl(const net::any_io_executor& ex) : wake(ex) {}
+  uint64_t request_gen = 0;  // bumped for every request of the connection
+  // The hang-up watch that runs while a request waits or is upstream.
+  uint64_t watch_gen = 0;  // bumped on every arm/disarm so a stale completion does nothing
+  bool armed = false;
+  bool client_gone = false;
+  UpConn* upstream = nullptr;  // the connection to close if the client leaves
+  // Waiting at the gateway: the Director's decision, and the timer whose cancellation wakes
+  // the session.
+  net::steady_timer wake;
+  bool resolved = false;
+  control::Decision decision;
+  // A running sheddable request evicted by the Director.
+  bool evicted = false;
+  control::Reject evict_reject;
+  // The prompt of the current request, copied out of the body parser's thread-local buffer so
+  // that it stays valid while the request waits and runs (reused: no allocation once warm).
+  std::string prompt;
+};
+
+// Receives the Director's callbacks for one request and hands them to the session's loop.
+class SessionWaiter final : public control::Waiter {
+ public:
+  SessionWaiter(std::shared_ptr<SessionCtl> ctl, net::any_io_executor ex)
+      : ctl_(std::move(ctl)), ex_(std::move(ex)), gen_(ctl_->request_gen) {}
+  void Resolve(const control::Decision& d) override {
+    net::post(ex_, [ctl = ctl_, gen = gen_, d] {
+      if (ctl->request_gen != gen) return;
+      ctl->decision = d;
+      ctl->resolved = true;
+      ctl->wake.cancel();
+    });
+  }
+  void Evicted(const control::Reject& r) override {
+    net::post(ex_, [ctl = ctl_, gen = gen_, r] {
+      if (ctl->request_gen != gen || ctl->client_gone) return;
+      ctl->evicted = true;
+      ctl->evict_reject = r;
+      if (ctl->upstream) {
+        beast::error_code ig;
+        ctl->upstream->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
+        ctl->upstream->stream.socket().close(ig);
+      }
+    });
+  }
+
+ private:
+  std::shared_ptr<SessionCtl> ctl_;
+  net::any_io_executor ex_;
+  uint64_t gen_;
+};
+
+}  // namespace tidegate::gateway

@@ -1,0 +1,520 @@
+// The upstream attempts and the streaming relay (contract in gateway/proxy.h).
+#include "gateway/proxy.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/container/static_vector.hpp>
+#include <cstring>
+
+#include "gateway/wire.h"
+#include "wire/errors.h"
+#include "wire/wire.h"
+
+namespace tidegate::gateway {
+
+namespace {
+
+constexpr size_t kRelayBufBytes = 16 * 1024;
+constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
+
+bool IsHopByHop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+    case http::field::content_length:
+    case http::field::host:
+    case http::field::expect:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool CanParseBuffered(const beast::flat_buffer& b, bool chunked) {
+  if (b.size() == 0) return false;
+  if (!chunked) return true;  // everything buffered is body
+  return ChunkedParserCanProgress(
+      std::string_view(static_cast<const char*>(b.data().data()), b.size()));
+}
+
+// The "<hex size>\r\n" line that opens a chunk of `n` bytes, formatted into `buf`.
+net::const_buffer ChunkSizeLine(char (&buf)[24], size_t n) {
+  int len = std::snprintf(buf, sizeof buf, "%zx\r\n", n);
+  return net::buffer(buf, static_cast<size_t>(len));
+}
+
+}  // namespace
+
+awaitable<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
+                              std::chrono::milliseconds write_timeout,
+                              const std::string& request_id, std::string_view content_type,
+                              std::string body, const Extra& extra) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::server, "tidegate");
+  res.set(http::field::content_type, content_type);
+  if (!request_id.empty()) res.set(wire::kRequestId, request_id);
+  if (extra.endpoint) res.set(wire::kDestinationEndpoint, extra.endpoint->address());
+  if (!extra.dropped_reason.empty()) {
+    res.set(wire::kDroppedReason, extra.dropped_reason);
+    res.set(wire::kDroppedReasonAlias, extra.dropped_reason);
+  }
+  if (extra.retry_after >= 0) res.set(http::field::retry_after, std::to_string(extra.retry_after));
+  if (extra.allow) res.set(http::field::allow, extra.allow);
+  res.keep_alive(keep_alive);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  s.expires_after(write_timeout);
+  beast::error_code ec;
+  size_t n;
+  if (extra.head_only) {
+    http::response_serializer<http::string_body> sr{res};
+    std::tie(ec, n) = co_await http::async_write_header(s, sr, kTok);
+  } else {
+    std::tie(ec, n) = co_await http::async_write(s, res, kTok);
+  }
+  s.expires_never();
+  co_return !ec && res.keep_alive();
+}
+
+void ArmWatch(Call& call) {
+  SessionCtl& c = *call.ctl;
+  const uint64_t gen = ++c.watch_gen;
+  c.armed = true;
+  c.client_gone = false;
+  c.upstream = nullptr;
+  tcp::socket& sock = call.client.socket();
+  sock.async_wait(tcp::socket::wait_read, [cp = call.ctl, gen, &sock](const beast::error_code& ec) {
+    if (ec || cp->watch_gen != gen || !cp->armed) return;  // disarmed
+    char ch;
+    ssize_t n = ::recv(sock.native_handle(), &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) return;
+    cp->client_gone = true;
+    cp->wake.cancel();  // a request waiting at the gateway leaves at once
+    if (cp->upstream) {
+      beast::error_code ig;
+      cp->upstream->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
+      cp->upstream->stream.socket().close(ig);
+    }
+  });
+}
+
+void DisarmWatch(Call& call) {
+  SessionCtl& c = *call.ctl;
+  if (!c.armed) return;
+  c.armed = false;
+  ++c.watch_gen;
+  c.upstream = nullptr;
+  beast::error_code ig;
+  call.client.socket().cancel(ig);
+}
+
+Proxy::Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::Director& director,
+             GatewayMetrics& metrics, const std::atomic<bool>& draining,
+             const std::vector<tcp::resolver::results_type>& resolved)
+    : cfg_(cfg),
+      clock_(clock),
+      pool_(pool),
+      director_(director),
+      m_(metrics),
+      draining_(draining),
+      resolved_(resolved) {}
+
+awaitable<bool> Proxy::WriteError(Call& call, http::status status, std::string_view message,
+                                  std::string_view type, std::string_view code, Extra extra) {
+  call.status = static_cast<int>(status);
+  extra.head_only = call.head_only;
+  co_return co_await WriteResponse(call.client, status, call.keep_alive && !draining_.load(),
+                                   cfg_.stream_idle_timeout, call.request_id, "application/json",
+                                   wire::ErrorBody(message, type, code), extra);
+}
+
+awaitable<bool> Proxy::WriteReject(Call& call, const control::Reject& r) {
+  Extra extra;
+  extra.dropped_reason = wire::DropReasonName(r.drop);
+  extra.retry_after = r.retry_after_s;
+  co_return co_await WriteError(call, static_cast<http::status>(r.status), r.message, r.type,
+                                r.code, extra);
+}
+
+void Proxy::UpstreamError(const pool::Endpoint& ep, const char* reason, const std::string& detail) {
+  m_.upstream_errors->With({ep.address(), reason}).Inc();
+  spdlog::warn("upstream {} {}: {}", ep.address(), reason, detail);
+}
+
+std::unique_ptr<UpConn> Proxy::PopIdle(Worker& w, size_t ep) {
+  auto& v = w.idle[ep];
+  if (v.empty()) return nullptr;
+  auto c = std::move(v.back());
+  v.pop_back();
+  return c;
+}
+
+void Proxy::PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c) {
+  auto& v = w.idle[ep];
+  if (v.size() >= cfg_.max_idle_upstream_conns || draining_.load()) return;
+  c->buf.clear();
+  v.push_back(std::move(c));
+}
+
+awaitable<std::pair<std::unique_ptr<UpConn>, Proxy::AttemptResult>> Proxy::Connect(
+    Worker& w, pool::Endpoint& ep) {
+  auto conn = std::make_unique<UpConn>(w.ioc.get_executor(), w.deadlines);
+  conn->stream.expires_after(cfg_.connect_timeout);
+  auto [ec, e] = co_await net::async_connect(conn->stream.socket(), resolved_[ep.index()], kTok);
+  conn->stream.expires_never();
+  if (ec) {
+    ep.RecordConnectFailure(clock_.Now());
+    const bool timed_out = TimedOut(ec, conn->stream);
+    if (timed_out) ec = net::error::timed_out;
+    const char* reason = timed_out ? "connect_timeout" : "connect_refused";
+    UpstreamError(ep, reason, ec.message());
+    co_return std::pair{
+        nullptr, AttemptResult{Outcome::kConnectFailed, "cannot connect (" + ec.message() + ")"}};
+  }
+  beast::error_code ig;
+  conn->stream.socket().set_option(tcp::no_delay(true), ig);
+  co_return std::pair{std::move(conn), AttemptResult{Outcome::kDone, {}}};
+}
+
+// Serialises the upstream request head into `h` (reused, so no allocation once warm): same
+// method, target and end-to-end headers as the client's, our Host and x-request-id.
+void Proxy::BuildUpstreamHead(const Call& call, const http::request<http::string_body>& req,
+                              const pool::Endpoint& ep, std::string& h) {
+  h.clear();
+  h.append(req.method_string()).append(" ").append(req.target()).append(" HTTP/1.1\r\nHost: ");
+  h.append(ep.address()).append("\r\n");
+  for (const auto& f : req) {
+    if (IsHopByHop(f.name())) continue;
+    if (f.name() == http::field::unknown && beast::iequals(f.name_string(), wire::kRequestId))
+      continue;
+    h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+  }
+  h.append(wire::kRequestId).append(": ").append(call.request_id).append("\r\n");
+  char len[24];
+  int n = std::snprintf(len, sizeof len, "%zu", req.body().size());
+  h.append("Content-Length: ").append(len, static_cast<size_t>(n)).append("\r\n\r\n");
+}
+
+awaitable<bool> Proxy::Serve(Call& call, const http::request<http::string_body>& req,
+                             const sched::PickResult& pick) {
+  ArmWatch(call);
+  bool keep = false;
+  std::string failures;
+  bool all_connect_failures = true;
+  const uint32_t attempts = std::min<uint32_t>(pick.count, 2);
+  for (uint32_t a = 0; a < attempts && !call.ctl->client_gone; ++a) {
+    pool::Endpoint& ep = pool_.at(pick.order[a]);
+    if (a > 0) {
+      m_.retries->Inc();
+      director_.Fallback(*call.ticket, pick.order[a - 1], pick.order[a], clock_.Now());
+    }
+    call.endpoint = &ep;
+    AttemptResult r = co_await Attempt(call, req, ep, keep);
+    if (r.outcome == Outcome::kDone || r.outcome == Outcome::kClientGone) break;
+    if (r.outcome == Outcome::kEvicted) {
+      DisarmWatch(call);
+      keep = co_await WriteReject(call, call.ctl->evict_reject);
+      break;
+    }
+    if (r.outcome == Outcome::kTimeout) {
+      DisarmWatch(call);
+      keep = co_await WriteError(call, http::status::gateway_timeout,
+                                 "the model server at " + ep.address() +
+                                     " did not start responding within " +
+                                     std::to_string(cfg_.ttfb_timeout.count()) + " ms",
+                                 "upstream_timeout", "upstream_timeout", {.endpoint = &ep});
+      break;
+    }
+    if (r.outcome != Outcome::kConnectFailed) all_connect_failures = false;
+    failures += (failures.empty() ? "" : "; ") + ep.address() + ": " + r.detail;
+    if (a + 1 == attempts && !call.ctl->client_gone) {
+      director_.Fallback(*call.ticket, pick.order[a], sched::Outcome::kNone, clock_.Now());
+      DisarmWatch(call);
+      if (all_connect_failures && pool_.AvailableCount(clock_.Now()) == 0) {
+        call.endpoint = nullptr;
+        control::Reject none;
+        none.status = 503;
+        none.type = "service_unavailable";
+        none.code = "no_endpoints";
+        none.drop = wire::DropReason::kNoEndpoints;
+        none.retry_after_s = 1;
+        none.message = "no model server endpoint is available to serve this request (" +
+                       std::to_string(pool_.size()) + " configured, none reachable or healthy)";
+        keep = co_await WriteReject(call, none);
+      } else {
+        keep = co_await WriteError(call, http::status::bad_gateway,
+                                   "the model server failed before responding (" + failures + ")",
+                                   "upstream_error", "upstream_failed", {.endpoint = &ep});
+      }
+    }
+  }
+  if (call.ctl->client_gone) {
+    m_.client_disconnects->Inc();
+    call.status = 499;  // nginx's "client closed request"
+    keep = false;
+  }
+  DisarmWatch(call);
+  co_return keep;
+}
+
+// One endpoint: send the request, and once the response header arrives, relay the response.
+awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
+                                               const http::request<http::string_body>& req,
+                                               pool::Endpoint& ep, bool& keep) {
+  Worker& w = call.w;
+  std::unique_ptr<UpConn> conn = PopIdle(w, ep.index());
+  bool reused = conn != nullptr;
+  std::optional<http::response_parser<http::buffer_body>> rp;
+  for (;;) {
+    rp.emplace();
+    if (!conn) {
+      auto [c, r] = co_await Connect(w, ep);
+      if (!c) co_return r;
+      conn = std::move(c);
+    }
+    if (call.ctl->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
+    if (call.ctl->evicted) co_return AttemptResult{Outcome::kEvicted, {}};
+    call.ctl->upstream = conn.get();
+    BuildUpstreamHead(call, req, ep, conn->head);
+    conn->stream.expires_after(cfg_.ttfb_timeout);
+    std::array<net::const_buffer, 2> out{net::buffer(conn->head), net::buffer(req.body())};
+    auto [ec, n] = co_await net::async_write(conn->stream, out, kTok);
+    if (!ec) {
+      rp->header_limit(kHeaderLimit);
+      rp->body_limit(boost::none);
+      std::tie(ec, n) = co_await http::async_read_header(conn->stream, conn->buf, *rp, kTok);
+    }
+    conn->stream.expires_never();
+    if (!ec) break;
+    call.ctl->upstream = nullptr;
+    if (call.ctl->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
+    if (call.ctl->evicted) co_return AttemptResult{Outcome::kEvicted, {}};
+    if (TimedOut(ec, conn->stream)) {
+      UpstreamError(ep, "ttfb_timeout", "no response header in time");
+      co_return AttemptResult{Outcome::kTimeout, {}};
+    }
+    if (reused) {
+      // A pooled keep-alive connection the server had already closed: reconnect once.
+      conn.reset();
+      reused = false;
+      continue;
+    }
+    UpstreamError(ep, "closed_before_response", ec.message());
+    co_return AttemptResult{Outcome::kFailedBeforeResponse,
+                            "closed the connection before responding (" + ec.message() + ")"};
+  }
+  ep.RecordSuccess();
+  co_return co_await Relay(call, ep, std::move(conn), *rp, keep);
+}
+
+// Writes a gather list to the client, bounded by the stream idle timeout.
+template <typename Buffers>
+awaitable<beast::error_code> Proxy::WriteClient(TimedSocket& s, const Buffers& buffers) {
+  s.expires_after(cfg_.stream_idle_timeout);
+  auto [ec, n] = co_await net::async_write(s, buffers, kTok);
+  s.expires_never();
+  co_return ec;
+}
+
+namespace {
+
+// Counts what a relayed body chunk says about output tokens: SSE data events other than
+// [DONE], or the usage.completion_tokens of a JSON body.
+void CountTokens(std::string_view chunk, bool sse, int64_t* tokens) {
+  if (sse) {
+    int64_t n = 0;
+    for (size_t pos = chunk.find("data:"); pos != std::string_view::npos;
+         pos = chunk.find("data:", pos + 5)) {
+      if (pos > 0 && chunk[pos - 1] != '\n') continue;
+      std::string_view rest = chunk.substr(pos + 5);
+      while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+      if (!rest.starts_with("[DONE]")) ++n;
+    }
+    if (n > 0) *tokens = std::max<int64_t>(0, *tokens) + n;
+    return;
+  }
+  constexpr std::string_view kKey = "\"completion_tokens\":";
+  size_t pos = chunk.rfind(kKey);
+  if (pos == std::string_view::npos) return;
+  std::string_view rest = chunk.substr(pos + kKey.size());
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  int64_t v = 0;
+  size_t i = 0;
+  while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9') v = v * 10 + (rest[i++] - '0');
+  if (i > 0) *tokens = v;
+}
+
+}  // namespace
+
+awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
+                                             std::unique_ptr<UpConn> conn,
+                                             http::response_parser<http::buffer_body>& rp,
+                                             bool& keep) {
+  Worker& w = call.w;
+  auto& up_res = rp.get();
+  call.status = up_res.result_int();
+  const bool sse = up_res[http::field::content_type].starts_with("text/event-stream");
+  const bool json = up_res[http::field::content_type].starts_with("application/json");
+  const auto content_length = rp.content_length();
+  const bool chunked = !content_length;
+  keep = call.keep_alive && !draining_.load();
+
+  // The response head, serialised by hand into the session's reusable buffer.
+  std::string& h = call.head;
+  h.clear();
+  char num[24];
+  int nlen = std::snprintf(num, sizeof num, "%d", call.status);
+  h.append("HTTP/1.1 ").append(num, static_cast<size_t>(nlen)).append(" ");
+  h.append(http::obsolete_reason(up_res.result())).append("\r\n");
+  for (const auto& f : up_res) {
+    if (IsHopByHop(f.name())) continue;
+    h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+  }
+  h.append(wire::kDestinationEndpoint).append(": ").append(ep.address()).append("\r\n");
+  h.append(wire::kRequestId).append(": ").append(call.request_id).append("\r\n");
+  if (chunked) {
+    h.append("Transfer-Encoding: chunked\r\n");
+  } else {
+    nlen = std::snprintf(num, sizeof num, "%llu", static_cast<unsigned long long>(*content_length));
+    h.append("Content-Length: ").append(num, static_cast<size_t>(nlen)).append("\r\n");
+  }
+  if (!keep) h.append("Connection: close\r\n");
+  h.append("\r\n");
+
+  auto client_gone = [&]() -> AttemptResult {
+    beast::error_code ig;
+    conn->stream.socket().shutdown(tcp::socket::shutdown_both, ig);
+    conn->stream.socket().close(ig);
+    call.ctl->upstream = nullptr;
+    call.ctl->client_gone = true;
+    keep = false;
+    return AttemptResult{Outcome::kClientGone, {}};
+  };
+
+  std::unique_ptr<char[]> chunk;
+  if (!w.relay_bufs.empty()) {
+    chunk = std::move(w.relay_bufs.back());
+    w.relay_bufs.pop_back();
+  } else {
+    chunk.reset(new char[kRelayBufBytes]);
+  }
+  // The head goes out together with the first body bytes when they arrived with it (one
+  // write, one TCP segment for a small response); otherwise at once, so a client waiting on a
+  // slow first token still sees the status promptly.
+  bool head_pending = true;
+  bool first = true;
+  const char* failure = nullptr;
+  beast::error_code fail_ec;
+  for (;;) {
+    size_t got = 0;
+    // Read what is available; keep parsing while more is already buffered (no socket read),
+    // so one client write carries everything that arrived together.
+    while (!rp.is_done() && !(head_pending && conn->buf.size() == 0) && got < kRelayBufBytes) {
+      const size_t room = kRelayBufBytes - got;
+      up_res.body().data = chunk.get() + got;
+      up_res.body().size = room;
+      conn->stream.expires_after(cfg_.stream_idle_timeout);
+      auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buf, rp, kTok);
+      conn->stream.expires_never();
+      if (ec == http::error::need_buffer) ec = {};
+      if (call.ctl->client_gone) break;
+      if (ec) {
+        if (TimedOut(ec, conn->stream)) ec = net::error::timed_out;
+        failure = IsTimeout(ec) ? "stream_idle_timeout" : "disconnected_mid_stream";
+        fail_ec = ec;
+        break;
+      }
+      const size_t produced = room - up_res.body().size;
+      got += produced;
+      // A read that parsed only a chunk header produced nothing yet: go on to its data.
+      if (produced == 0 && conn->buf.size() > 0) continue;
+      if (!CanParseBuffered(conn->buf, chunked)) break;
+    }
+    if (call.ctl->client_gone) break;
+    const bool evicted = failure && call.ctl->evicted;
+    if (evicted && !call.bytes_sent && head_pending) {
+      // Nothing reached the client yet: it gets the eviction as a plain 429.
+      w.relay_bufs.push_back(std::move(chunk));
+      call.ctl->upstream = nullptr;
+      co_return AttemptResult{Outcome::kEvicted, {}};
+    }
+    if (failure && !head_pending && got == 0) break;
+    const bool done = rp.is_done() && !failure;
+    if (got == 0 && !head_pending && !(done && chunked)) {
+      if (done) break;
+      continue;
+    }
+    if (got > 0) {
+      if (first) {
+        first = false;
+        call.ttft = clock_.Now() - call.start;
+        if (call.stream) m_.ttft->Observe(ToSeconds(call.ttft));
+      }
+      if (sse || json) CountTokens(std::string_view(chunk.get(), got), sse, &call.output_tokens);
+    }
+    // Backpressure: the next upstream read starts only after this client write completes.
+    boost::container::static_vector<net::const_buffer, 5> out;
+    char size_line[24];
+    if (head_pending) out.push_back(net::buffer(h));
+    if (got > 0) {
+      if (chunked) {
+        out.push_back(ChunkSizeLine(size_line, got));
+        out.push_back(net::buffer(chunk.get(), got));
+        out.push_back(net::buffer(kCrlf));
+      } else {
+        out.push_back(net::buffer(chunk.get(), got));
+      }
+    }
+    if (done && chunked) out.push_back(net::buffer(kLastChunk));
+    head_pending = false;
+    call.bytes_sent = true;
+    if (auto wec = co_await WriteClient(call.client, out); wec || call.ctl->client_gone) {
+      call.ctl->client_gone = true;
+      break;
+    }
+    if (done || failure) break;
+  }
+  w.relay_bufs.push_back(std::move(chunk));
+  if (call.ctl->client_gone) co_return client_gone();
+
+  call.ctl->upstream = nullptr;
+  if (failure) {
+    const bool evicted = call.ctl->evicted;
+    if (!evicted) UpstreamError(ep, failure, fail_ec.message());
+    keep = false;  // a truncated body can only be signalled by closing, unless SSE below
+    beast::error_code ig;
+    conn->stream.socket().close(ig);
+    if (chunked && sse) {
+      // Tell the client in-band, as an SSE error event, then end the stream properly; the
+      // client's message ends cleanly, so its connection stays usable (keep-alive).
+      std::string event =
+          evicted
+              ? wire::ErrorEvent(call.ctl->evict_reject.message, call.ctl->evict_reject.type,
+                                 call.ctl->evict_reject.code)
+              : wire::ErrorEvent(
+                    std::string("the model server at ") + ep.address() +
+                        (IsTimeout(fail_ec) ? " stopped sending for longer than the stream idle "
+                                              "timeout"
+                                            : " closed the stream before it finished") +
+                        " (" + fail_ec.message() + ")",
+                    "upstream_error",
+                    IsTimeout(fail_ec) ? "upstream_stream_timeout" : "upstream_disconnected");
+      char size_line[24];
+      std::array<net::const_buffer, 4> out{ChunkSizeLine(size_line, event.size()),
+                                           net::buffer(event), net::buffer(kCrlf),
+                                           net::buffer(kLastChunk)};
+      auto ec = co_await WriteClient(call.client, out);
+      keep = !ec && call.keep_alive && !draining_.load();
+    }
+    co_return AttemptResult{Outcome::kDone, {}};
+  }
+  if (rp.keep_alive()) PushIdle(w, ep.index(), std::move(conn));
+  co_return AttemptResult{Outcome::kDone, {}};
+}
+
+}  // namespace tidegate::gateway

@@ -1,0 +1,126 @@
+// gateway/proxy.h — carrying out a route decision: the upstream attempts and the streaming
+// relay (Beast; internal to the gateway).
+//
+// Contract: Proxy::Serve() sends the client's request to the pick's first endpoint over a
+// pooled keep-alive connection (reconnecting once if a pooled connection turns out closed). A
+// refused connection, or an upstream that fails before sending a response header, is retried
+// once on the pick's next endpoint (the Director is told, so the reservation and the affinity
+// move with it); nothing is retried once bytes reached the client. The response is relayed as
+// it arrives: the next upstream read starts only after the previous client write completed
+// (backpressure), and everything already buffered goes out in one write. A client that leaves
+// closes the upstream connection at once. An upstream that breaks a chunked SSE stream gets the
+// client a final error event and a clean end of stream; other broken bodies close the client
+// connection. A running sheddable request evicted by the Director gets a 429 `evicted` when
+// nothing was sent yet, else an `evicted` error event. Serve() fills the call's outcome figures
+// (status, endpoint, TTFT, output tokens) and returns whether the client connection may be kept.
+// The hang-up watch (ArmWatch/DisarmWatch) is a readiness wait on the client socket that peeks
+// on wake-up: end-of-stream or an error means the client left.
+// Thread-safety: a Proxy is shared by every event loop; a Call belongs to one loop.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/director.h"
+#include "gateway/config.h"
+#include "gateway/gateway_metrics.h"
+#include "gateway/net.h"
+#include "gateway/routes.h"
+#include "pool/endpoint.h"
+
+namespace tidegate::gateway {
+
+// Optional headers on a gateway-generated response.
+struct Extra {
+  std::string_view dropped_reason = {};
+  int retry_after = -1;
+  const pool::Endpoint* endpoint = nullptr;
+  const char* allow = nullptr;
+  bool head_only = false;  // answering a HEAD request: headers (with Content-Length), no body
+};
+
+// Everything one request carries through its handling.
+struct Call {
+  Worker& w;
+  TimedSocket& client;
+  beast::flat_buffer& client_buf;
+  std::shared_ptr<SessionCtl>& ctl;
+  std::string& head;  // the session's response-head buffer
+  std::string request_id;
+  Route route;
+  bool stream = false;
+  bool keep_alive = true;
+  Nanos start;
+  bool head_only = false;
+  pool::Endpoint* endpoint = nullptr;
+  int status = 0;
+  control::Ticket* ticket = nullptr;
+  // Outcome figures, filled by the relay.
+  Nanos ttft{-1};
+  int64_t output_tokens = -1;
+  bool bytes_sent = false;  // response bytes reached the client
+};
+
+// Writes a complete gateway-generated response. Returns whether the connection may be kept.
+awaitable<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
+                              std::chrono::milliseconds write_timeout,
+                              const std::string& request_id, std::string_view content_type,
+                              std::string body, const Extra& extra = {});
+
+void ArmWatch(Call& call);
+void DisarmWatch(Call& call);
+
+class Proxy {
+ public:
+  Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::Director& director,
+        GatewayMetrics& metrics, const std::atomic<bool>& draining,
+        const std::vector<tcp::resolver::results_type>& resolved);
+
+  awaitable<bool> Serve(Call& call, const http::request<http::string_body>& req,
+                        const sched::PickResult& pick);
+  // An OpenAI-style error response for `call` (sets call.status).
+  awaitable<bool> WriteError(Call& call, http::status status, std::string_view message,
+                             std::string_view type, std::string_view code, Extra extra = {});
+  awaitable<bool> WriteReject(Call& call, const control::Reject& r);
+
+ private:
+  enum class Outcome {
+    kDone,
+    kConnectFailed,
+    kFailedBeforeResponse,
+    kTimeout,
+    kClientGone,
+    kEvicted
+  };
+  struct AttemptResult {
+    Outcome outcome;
+    std::string detail;
+  };
+
+  std::unique_ptr<UpConn> PopIdle(Worker& w, size_t ep);
+  void PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c);
+  void UpstreamError(const pool::Endpoint& ep, const char* reason, const std::string& detail);
+  awaitable<std::pair<std::unique_ptr<UpConn>, AttemptResult>> Connect(Worker& w,
+                                                                       pool::Endpoint& ep);
+  void BuildUpstreamHead(const Call& call, const http::request<http::string_body>& req,
+                         const pool::Endpoint& ep, std::string& h);
+  awaitable<AttemptResult> Attempt(Call& call, const http::request<http::string_body>& req,
+                                   pool::Endpoint& ep, bool& keep);
+  awaitable<AttemptResult> Relay(Call& call, pool::Endpoint& ep, std::unique_ptr<UpConn> conn,
+                                 http::response_parser<http::buffer_body>& rp, bool& keep);
+  template <typename Buffers>
+  awaitable<beast::error_code> WriteClient(TimedSocket& s, const Buffers& buffers);
+
+  const GatewayConfig& cfg_;
+  Clock& clock_;
+  pool::Pool& pool_;
+  control::Director& director_;
+  GatewayMetrics& m_;
+  const std::atomic<bool>& draining_;
+  const std::vector<tcp::resolver::results_type>& resolved_;
+};
+
+}  // namespace tidegate::gateway

@@ -1,0 +1,106 @@
+#include "pool/prober.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "http/client.h"
+
+namespace tidegate::pool {
+
+namespace net = boost::asio;
+using std::chrono::milliseconds;
+
+struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
+  Impl(net::any_io_executor e, Pool& p, Nanos i) : ex(std::move(e)), pool(p), interval(i) {}
+
+  net::awaitable<void> Loop(size_t i) {
+    auto self = shared_from_this();
+    Endpoint& ep = pool.at(i);
+    http::Client client(ex, http::Url{ep.config().host, ep.config().port, ""}, 1);
+    net::steady_timer timer(ex);
+    const bool health = interval.count() > 0;
+    const Nanos period = health ? interval : Nanos(std::chrono::seconds(5));
+    const Nanos timeout =
+        std::max<Nanos>(milliseconds(1000), std::min<Nanos>(2 * period, milliseconds(5000)));
+    bool first = true;
+    while (!stopped.load()) {
+      std::string error;
+      bool ok = true;
+      if (health) {
+        http::ClientRequest req;
+        req.method = "GET";
+        req.target = "/health";
+        req.deadline = std::chrono::steady_clock::now() + timeout;
+        req.fresh_connection = true;
+        req.max_body_bytes = 1u << 20;
+        http::ClientResponse r = co_await client.Send(req);
+        ok = r.status != 0 && r.status < 500;
+        if (r.status == 0) error = "/health: " + r.error;
+        if (r.status >= 500) error = "/health answered HTTP " + std::to_string(r.status);
+      }
+      if (ok) co_await ReadModels(client, ep, timeout);
+      if (health && ep.RecordProbe(ok, error)) {
+        if (ok) {
+          spdlog::info("endpoint {} is healthy again", ep.address());
+        } else {
+          spdlog::warn("endpoint {} failed its health check: {}", ep.address(), error);
+        }
+      }
+      if (first) {
+        first = false;
+        tried.fetch_add(1);
+      }
+      timer.expires_after(period);
+      co_await timer.async_wait(net::as_tuple(net::use_awaitable));
+    }
+  }
+
+  net::awaitable<void> ReadModels(http::Client& client, Endpoint& ep, Nanos timeout) {
+    http::ClientRequest req;
+    req.method = "GET";
+    req.target = "/v1/models";
+    req.deadline = std::chrono::steady_clock::now() + timeout;
+    req.max_body_bytes = 8u << 20;
+    http::ClientResponse r = co_await client.Send(req);
+    if (r.status != 200) co_return;
+    auto doc = nlohmann::json::parse(r.body, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("data") || !doc["data"].is_array())
+      co_return;
+    std::vector<std::string> ids, objects;
+    for (const auto& m : doc["data"]) {
+      if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) continue;
+      ids.push_back(m["id"].get<std::string>());
+      objects.push_back(m.dump());
+    }
+    ep.SetServedModels(std::move(ids), std::move(objects));
+  }
+
+  net::any_io_executor ex;
+  Pool& pool;
+  Nanos interval;
+  std::atomic<bool> stopped{false};
+  std::atomic<size_t> tried{0};
+};
+
+Prober::Prober(net::any_io_executor ex, Pool& pool, Nanos interval)
+    : impl_(std::make_shared<Impl>(std::move(ex), pool, interval)) {}
+
+Prober::~Prober() { Stop(); }
+
+void Prober::Start() {
+  for (size_t i = 0; i < impl_->pool.size(); ++i)
+    net::co_spawn(impl_->ex, impl_->Loop(i), net::detached);
+}
+
+void Prober::Stop() { impl_->stopped.store(true); }
+
+bool Prober::FirstRoundDone() const { return impl_->tried.load() >= impl_->pool.size(); }
+
+}  // namespace tidegate::pool
