@@ -73,10 +73,12 @@ struct RunView {
   OptD a_sub, a_ok, a_shed, a_fail, a_lost, a_ontime;
   OptD util, tps;
   const json* ts = nullptr;
+  const json* raw = nullptr;  // the run's object
 };
 
 RunView ReadRun(const json& r, size_t index) {
   RunView v;
+  v.raw = &r;
   v.name = Str(r, "name");
   if (v.name.empty()) v.name = "run " + std::to_string(index + 1);
   v.policy = Str(r, "policy");
@@ -713,6 +715,19 @@ std::string RenderReportTable(const json& report) {
                     join({Count(r.a_sub), Count(r.a_ok), Count(r.a_shed), Count(r.a_fail),
                           Count(r.a_lost), Count(r.a_ontime)}),
                     Pct(r.util), Rate(r.tps)});
+    // Traffic classes, one indented row each: sent/ok, TTFT and SLO attainment.
+    const json* classes = r.raw ? Field(*r.raw, "realtime") : nullptr;
+    classes = classes ? Field(*classes, "classes") : nullptr;
+    if (classes && classes->is_array()) {
+      for (const auto& c : *classes) {
+        rows.push_back({"  " + OneLine(Str(c, "name")), OneLine(Str(c, "objective")),
+                        OneLine(Str(c, "tenant").empty() ? kDash : "tenant " + Str(c, "tenant")),
+                        join({Count(Num(c, {"sent"})), Count(Num(c, {"succeeded"}))}),
+                        join({Ms(Num(c, {"ttft_ms", "p50"})), Ms(Num(c, {"ttft_ms", "p90"})),
+                              Ms(Num(c, {"ttft_ms", "p99"}))}),
+                        kDash, Pct(Num(c, {"slo_attainment"})), "", "", ""});
+      }
+    }
   }
   std::vector<size_t> width(cols.size());
   for (size_t c = 0; c < cols.size(); ++c) {

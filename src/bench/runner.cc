@@ -86,6 +86,7 @@ std::string NowIso() {
 
 struct RtRecord {
   double at_s = 0;  // scheduled send time (wall s from t0)
+  bool sent = false;
   bool done = false;
   int status = 0;
   bool ok = false;
@@ -93,6 +94,8 @@ struct RtRecord {
   double tpot_ms = NAN;  // simulated ms
   int events = 0;
   double first_s = NAN, last_s = NAN;  // wall s from t0 of the first / last SSE event
+  std::string failure;                 // why it failed ("" when ok)
+  double done_s = NAN;                 // wall s from t0 when the answer (or failure) came
 };
 
 struct AsyncRecord {
@@ -143,12 +146,37 @@ std::string CompletionBody(const std::string& model, const std::string& prompt, 
   return j.dump();
 }
 
+// The traffic class of real-time request i (the run's realtime spec when it has no classes).
+const RealtimeSpec& SpecOf(const RunState& st, size_t i) {
+  const int cls = st.rt_plan[i].cls;
+  return cls >= 0 ? st.run->realtime.classes[cls] : st.run->realtime;
+}
+
 http::Headers RtHeaders(const RealtimeSpec& rt, size_t i) {
   http::Headers h;
   h.emplace_back(wire::kObjective, rt.objective);
   h.emplace_back(wire::kSloTtftMs, std::to_string(static_cast<long long>(rt.slo_ttft_ms)));
   h.emplace_back(wire::kRequestId, "rt-" + std::to_string(i));
+  if (!rt.tenant.empty()) h.emplace_back(wire::kFairnessId, rt.tenant);
   return h;
+}
+
+// Why a real-time request failed, in words a reader of the report can act on.
+std::string FailureReason(const http::ClientResponse& r, bool stream, bool hit_hard_deadline) {
+  if (r.status == 0) {
+    if (r.timed_out && hit_hard_deadline) return "cut at the bench's hard deadline";
+    if (r.timed_out) return "timeout: " + r.error;
+    if (r.connect_failed) return "connect: " + r.error;
+    return "transport: " + r.error;
+  }
+  if (r.status != 200) {
+    std::string s = "HTTP " + std::to_string(r.status);
+    if (!r.dropped_reason.empty()) s += " " + r.dropped_reason;
+    return s;
+  }
+  if (stream && r.sse_events == 0) return "stream ended without any event";
+  if (stream && r.body.find("[DONE]") == std::string::npos) return "stream ended without [DONE]";
+  return {};
 }
 
 http::Headers DirectHeaders(const std::string& objective, size_t i) {
@@ -162,8 +190,10 @@ void RecordRt(RunState& st, size_t i, Steady::time_point start, const http::Clie
   RtRecord& rec = st.rt[i];
   rec.done = true;
   rec.status = r.status;
-  const bool stream = st.run->realtime.stream;
-  rec.ok = r.status == 200 && (!stream || r.sse_events > 0);
+  const bool stream = SpecOf(st, i).stream;
+  rec.done_s = Seconds(Steady::now() - st.t0);
+  rec.failure = FailureReason(r, stream, Steady::now() >= st.hard_deadline);
+  rec.ok = rec.failure.empty();
   if (rec.ok) {
     auto first = stream ? r.first_event : r.first_byte;
     if (first == Steady::time_point{}) first = r.first_byte;
@@ -190,7 +220,7 @@ void RecordDirect(RunState& st, size_t i, const http::ClientResponse& r) {
 }
 
 net::awaitable<void> SendRt(RunState& st, http::Client& client, size_t i) {
-  http::Headers headers = RtHeaders(st.run->realtime, i);
+  http::Headers headers = RtHeaders(SpecOf(st, i), i);
   http::ClientRequest req;
   req.method = "POST";
   req.target = "/v1/completions";
@@ -199,6 +229,7 @@ net::awaitable<void> SendRt(RunState& st, http::Client& client, size_t i) {
   req.deadline = st.hard_deadline;
   Steady::time_point start = Steady::now();
   st.rt_sent.fetch_add(1);
+  st.rt[i].sent = true;
   http::ClientResponse resp = co_await client.Send(req);
   RecordRt(st, i, start, resp);
 }
@@ -320,6 +351,7 @@ bool StartGateway(const Scenario& sc, const RunSpec& run, const std::string& dir
                                    "--log-level", "warn"};
   if (sc.fleet.scheduling_policy == "priority") argv.push_back("--forward-priority");
   for (const auto& a : sc.fleet.gateway_args) argv.push_back(a);
+  for (const auto& a : run.gateway_args) argv.push_back(a);
   f->front = Child::Spawn(argv, dir + "/gateway.log", err);
   if (!f->front) return false;
   if (!WaitHttpReady("127.0.0.1", f->front_port, "/readyz", milliseconds(15000))) {
@@ -603,9 +635,10 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   st.rt.resize(st.rt_plan.size());
   for (size_t i = 0; i < st.rt_plan.size(); ++i) {
     const auto& p = st.rt_plan[i];
-    st.rt_bodies.push_back(CompletionBody(
-        sc.model, PromptText(p.prompt_tokens, p.group, run.realtime.prefix_tokens, i + 1),
-        p.output_tokens, run.realtime.stream));
+    const RealtimeSpec& spec = SpecOf(st, i);
+    st.rt_bodies.push_back(
+        CompletionBody(sc.model, PromptText(p.prompt_tokens, p.group, spec.prefix_tokens, i + 1),
+                       p.output_tokens, spec.stream));
   }
   const bool via = run.async_mode == "via-processor";
   const bool direct = run.async_mode == "direct-sheddable" || run.async_mode == "direct-standard";
@@ -780,12 +813,24 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   const double interval = sc.sample_interval_s;
   std::vector<double> ttft, tpot;
   int rt_ok = 0, slo_ok = 0;
-  for (const auto& r : st.rt) {
+  std::map<std::string, int> failures;
+  json failure_list = json::array();
+  for (size_t i = 0; i < st.rt.size(); ++i) {
+    const auto& r = st.rt[i];
+    if (r.sent && !r.ok) {
+      const std::string why = r.done ? r.failure : "no answer before the end of the run";
+      ++failures[why];
+      if (failure_list.size() < 200)
+        failure_list.push_back({{"id", "rt-" + std::to_string(i)},
+                                {"sent_s", r.at_s},
+                                {"failed_s", NumOrNull(r.done_s)},
+                                {"reason", why}});
+    }
     if (!r.ok) continue;
     ++rt_ok;
     ttft.push_back(r.ttft_ms);
     if (std::isfinite(r.tpot_ms)) tpot.push_back(r.tpot_ms);
-    if (r.ttft_ms <= run.realtime.slo_ttft_ms) ++slo_ok;
+    if (r.ttft_ms <= SpecOf(st, i).slo_ttft_ms) ++slo_ok;
   }
   json rt;
   rt["sent"] = st.rt_sent.load();
@@ -797,6 +842,37 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   rt["slo_ttft_ms"] = run.realtime.slo_ttft_ms;
   rt["slo_attainment"] =
       st.rt_sent.load() > 0 ? json(static_cast<double>(slo_ok) / st.rt_sent.load()) : json(nullptr);
+  rt["goodput_rps"] = static_cast<double>(slo_ok) / sc.duration_s;
+  rt["failures"] = failures;
+  rt["failure_list"] = failure_list;
+  // Per traffic class: who got what.
+  if (!run.realtime.classes.empty()) {
+    json classes = json::array();
+    for (size_t k = 0; k < run.realtime.classes.size(); ++k) {
+      const RealtimeSpec& spec = run.realtime.classes[k];
+      std::vector<double> c_ttft;
+      int c_sent = 0, c_ok = 0, c_slo = 0;
+      for (size_t i = 0; i < st.rt.size(); ++i) {
+        if (st.rt_plan[i].cls != static_cast<int>(k) || !st.rt[i].sent) continue;
+        ++c_sent;
+        if (!st.rt[i].ok) continue;
+        ++c_ok;
+        c_ttft.push_back(st.rt[i].ttft_ms);
+        if (st.rt[i].ttft_ms <= spec.slo_ttft_ms) ++c_slo;
+      }
+      classes.push_back({{"name", spec.name},
+                         {"objective", spec.objective},
+                         {"tenant", spec.tenant},
+                         {"sent", c_sent},
+                         {"succeeded", c_ok},
+                         {"failed", c_sent - c_ok},
+                         {"ttft_ms", Percentiles(c_ttft)},
+                         {"slo_ttft_ms", spec.slo_ttft_ms},
+                         {"slo_attainment", c_sent ? json(double(c_slo) / c_sent) : json(nullptr)},
+                         {"goodput_rps", c_slo / sc.duration_s}});
+    }
+    rt["classes"] = classes;
+  }
   out["realtime"] = rt;
 
   // Async completions over time (wall s from t0) for the timeseries.
@@ -938,6 +1014,7 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   done << "bench: [" << run.name << "] done in " << std::fixed << std::setprecision(1) << end_s
        << "s: real-time " << rt_ok << "/" << st.rt_sent.load() << " ok, TTFT p99 "
        << Percentile(ttft, 99) << " ms (sim)";
+  for (const auto& [why, n] : failures) done << "; " << n << " failed: " << why;
   if (via || direct)
     done << "; async " << as["succeeded"] << "/" << as["submitted"] << " ok, shed " << as["shed"]
          << ", lost " << as["lost"];

@@ -160,13 +160,16 @@ YAML::Node Overlay(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
-RealtimeSpec ParseRealtime(const YAML::Node& n, const std::string& key) {
+RealtimeSpec ParseRealtime(const YAML::Node& n, const std::string& key, bool is_class = false) {
   RealtimeSpec r;
   if (!n || n.IsNull()) return r;
-  CheckKeys(
-      n, key,
-      {"base_rps", "spike_rps", "spike_every", "spike_duration", "spike_offset", "prompt_tokens",
-       "output_tokens", "shared_prefix", "slo_ttft_ms", "stream", "objective"});
+  CheckKeys(n, key,
+            {"base_rps", "spike_rps", "spike_every", "spike_duration", "spike_offset",
+             "prompt_tokens", "output_tokens", "shared_prefix", "slo_ttft_ms", "stream",
+             "objective", "tenant", "classes", "name"});
+  if (n["name"] && !is_class) Fail(Join(key, "name"), "only a class in `classes` has a name");
+  if (n["classes"] && is_class) Fail(Join(key, "classes"), "classes do not nest");
+  if (n["tenant"]) r.tenant = GetString(n["tenant"], Join(key, "tenant"));
   if (n["base_rps"]) r.base_rps = GetNumber(n["base_rps"], Join(key, "base_rps"), 0, 1e5);
   if (n["spike_rps"]) r.spike_rps = GetNumber(n["spike_rps"], Join(key, "spike_rps"), 0, 1e5);
   if (n["spike_every"])
@@ -197,6 +200,26 @@ RealtimeSpec ParseRealtime(const YAML::Node& n, const std::string& key) {
     if (r.spike_every_s <= 0) Fail(Join(key, "spike_every"), "must be positive when spike_rps > 0");
     if (r.spike_duration_s <= 0 || r.spike_duration_s > r.spike_every_s)
       Fail(Join(key, "spike_duration"), "must be positive and at most spike_every");
+  }
+  if (is_class) {
+    if (!n["name"]) Fail(Join(key, "name"), "missing (every class needs a name)");
+    r.name = GetString(n["name"], Join(key, "name"));
+  }
+  if (const YAML::Node cl = n["classes"]; cl && !cl.IsNull()) {
+    if (!cl.IsSequence() || cl.size() == 0)
+      Fail(Join(key, "classes"), "expected a non-empty list of classes");
+    // Each class starts from the enclosing keys (except `classes`).
+    YAML::Node base = YAML::Clone(n);
+    base.remove("classes");
+    std::set<std::string> names;
+    for (size_t i = 0; i < cl.size(); ++i) {
+      const std::string ck = Join(key, "classes[" + std::to_string(i) + "]");
+      if (!cl[i].IsMap()) Fail(ck, "expected a map");
+      RealtimeSpec c = ParseRealtime(Overlay(base, cl[i]), ck, true);
+      if (!names.insert(c.name).second) Fail(Join(ck, "name"), "duplicate class '" + c.name + "'");
+      r.classes.push_back(std::move(c));
+    }
+    return r;
   }
   if (r.base_rps <= 0 && r.spike_rps <= 0)
     Fail(Join(key, "base_rps"), "base_rps or spike_rps must be positive");
@@ -265,7 +288,8 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
   for (size_t i = 0; i < runs.size(); ++i) {
     const std::string key = "runs[" + std::to_string(i) + "]";
     const YAML::Node r = runs[i];
-    CheckKeys(r, key, {"name", "policy", "async_mode", "target", "realtime", "async"});
+    CheckKeys(r, key,
+              {"name", "policy", "async_mode", "target", "realtime", "async", "gateway_args"});
     RunSpec run;
     if (!r["name"]) Fail(Join(key, "name"), "missing (every run needs a name)");
     run.name = GetString(r["name"], Join(key, "name"));
@@ -281,6 +305,8 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
                                  {"none", "via-processor", "direct-sheddable", "direct-standard"});
     if (r["target"])
       run.target = GetChoice(r["target"], Join(key, "target"), {"tidegate", "haproxy"});
+    if (r["gateway_args"])
+      run.gateway_args = GetStringList(r["gateway_args"], Join(key, "gateway_args"));
     if (r["realtime"] && !r["realtime"].IsNull() && !r["realtime"].IsMap())
       Fail(Join(key, "realtime"), "expected a map");
     if (r["async"] && !r["async"].IsNull() && !r["async"].IsMap())
@@ -374,6 +400,18 @@ int Draw(const TokenDist& d, std::mt19937_64& rng) {
 std::vector<PlannedRequest> ArrivalSchedule(const RealtimeSpec& spec, double duration_s,
                                             uint64_t seed, int max_requests) {
   std::vector<PlannedRequest> out;
+  if (!spec.classes.empty()) {
+    for (size_t k = 0; k < spec.classes.size(); ++k) {
+      auto part = ArrivalSchedule(spec.classes[k], duration_s, seed + 7919 * (k + 1), max_requests);
+      for (auto& p : part) p.cls = static_cast<int>(k);
+      out.insert(out.end(), part.begin(), part.end());
+    }
+    std::stable_sort(out.begin(), out.end(), [](const PlannedRequest& a, const PlannedRequest& b) {
+      return a.at_s < b.at_s;
+    });
+    if (static_cast<int>(out.size()) > max_requests) out.resize(max_requests);
+    return out;
+  }
   const double peak = std::max(spec.base_rps, spec.spike_rps);
   if (peak <= 0 || duration_s <= 0) return out;
   std::mt19937_64 time_rng(seed * 0x9E3779B97F4A7C15ULL + 1);

@@ -54,6 +54,11 @@ struct RealtimeSpec {
   double slo_ttft_ms = 500;  // simulated ms; sent as x-slo-ttft-ms
   bool stream = true;
   std::string objective = "standard";
+  std::string tenant;  // sent as x-gateway-inference-fairness-id ("" = none)
+  // Traffic classes: when non-empty, each class is an arrival process of its own (the keys of
+  // the enclosing `realtime:` are its defaults), reported apart by name.
+  std::string name;
+  std::vector<RealtimeSpec> classes;
 };
 
 struct AsyncSpec {
@@ -69,6 +74,7 @@ struct RunSpec {
   std::string policy = "tidegate-default";  // round-robin | least-request | gie-default | ...
   std::string async_mode = "none";  // none | via-processor | direct-sheddable | direct-standard
   std::string target = "tidegate";  // tidegate | haproxy
+  std::vector<std::string> gateway_args;  // extra `tidegate serve` flags for this run
   RealtimeSpec realtime;
   AsyncSpec async;
 };
@@ -102,9 +108,12 @@ struct PlannedRequest {
   int prompt_tokens = 0;
   int output_tokens = 0;
   int group = -1;  // shared-prefix group, -1 = none
+  int cls = -1;    // index into RealtimeSpec::classes, -1 = no classes
 };
 
-// Non-homogeneous Poisson arrivals (thinning) in [0, duration_s), at most max_requests.
+// Non-homogeneous Poisson arrivals (thinning) in [0, duration_s), at most max_requests. With
+// classes, every class draws its own arrivals (seeded per class) and the merged schedule is in
+// time order, each request tagged with its class.
 std::vector<PlannedRequest> ArrivalSchedule(const RealtimeSpec& spec, double duration_s,
                                             uint64_t seed, int max_requests);
 // `n` async requests with sizes drawn from the spec (at_s = 0).

@@ -50,6 +50,10 @@ scenario file (YAML; unknown keys are errors; durations as seconds or "30s"/"2m"
     slo_ttft_ms: 500       # simulated ms; sent as x-slo-ttft-ms; SLO attainment = share within
     stream: true
     objective: standard    # x-gateway-inference-objective
+    tenant: acme           # optional: x-gateway-inference-fairness-id
+    classes:               # optional: traffic classes, each its own arrival process (the keys
+      - {name: premium, objective: premium, base_rps: 1}   # above are their defaults),
+      - {name: big, tenant: big, base_rps: 4, spike_rps: 60}   # reported apart
   async:
     requests: 400
     deadline: 60s          # from the start of the load phase
@@ -63,7 +67,11 @@ scenario file (YAML; unknown keys are errors; durations as seconds or "30s"/"2m"
        prefix_tokens: 512}}}
   run fields: name, policy (round-robin|least-request|gie-default|tidegate-default),
     async_mode (none|via-processor|direct-sheddable|direct-standard), target
-    (tidegate|haproxy), realtime, async.
+    (tidegate|haproxy), gateway_args (extra `tidegate serve` flags), realtime, async.
+  failures: every failed real-time request is counted by reason in report.json
+    (realtime.failures, with the first 200 in realtime.failure_list: id, sent and failed times):
+    an HTTP status with its dropped reason, a transport error (connect, timeout), a stream that
+    ended without any event or without [DONE], or a request cut at the bench's hard deadline.
   async modes: via-processor publishes every request (llm-d-async message with the deadline)
     before the load phase and starts `tidegate async`; results are read back from the response
     queue (lost = submitted − distinct results, on_time = successes before the deadline).

@@ -109,6 +109,56 @@ TEST(BenchScenario, ErrorsNameTheKey) {
   EXPECT_NE(ParseError("runs: [{name: a}\n").find("invalid YAML"), std::string::npos);
 }
 
+TEST(BenchScenario, TrafficClassesInheritTheirDefaultsAndDrawTheirOwnArrivals) {
+  Scenario s = MustParse(R"(
+duration: 60s
+realtime:
+  slo_ttft_ms: 800
+  output_tokens: 16
+  classes:
+    - {name: premium, objective: premium, tenant: alpha, base_rps: 2, slo_ttft_ms: 200}
+    - {name: bulk, tenant: big, base_rps: 10}
+runs:
+  - {name: both}
+  - {name: alone, gateway_args: [--flow-control, "off"],
+     realtime: {classes: [{name: premium, objective: premium, base_rps: 2}]}}
+)");
+  ASSERT_EQ(s.runs.size(), 2u);
+  const RealtimeSpec& rt = s.runs[0].realtime;
+  ASSERT_EQ(rt.classes.size(), 2u);
+  EXPECT_EQ(rt.classes[0].name, "premium");
+  EXPECT_EQ(rt.classes[0].objective, "premium");
+  EXPECT_EQ(rt.classes[0].tenant, "alpha");
+  EXPECT_DOUBLE_EQ(rt.classes[0].slo_ttft_ms, 200);
+  EXPECT_EQ(rt.classes[1].objective, "standard");
+  EXPECT_DOUBLE_EQ(rt.classes[1].slo_ttft_ms, 800);  // the enclosing default
+  EXPECT_EQ(rt.classes[1].output_tokens.max, 16);
+  EXPECT_EQ(s.runs[1].gateway_args, (std::vector<std::string>{"--flow-control", "off"}));
+  ASSERT_EQ(s.runs[1].realtime.classes.size(), 1u);
+  // Each class draws its own arrivals; the merged schedule is in time order and tagged.
+  auto plan = ArrivalSchedule(rt, 60, 1, 100000);
+  int premium = 0, bulk = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (i > 0) EXPECT_LE(plan[i - 1].at_s, plan[i].at_s);
+    (plan[i].cls == 0 ? premium : bulk) += 1;
+    EXPECT_TRUE(plan[i].cls == 0 || plan[i].cls == 1);
+  }
+  EXPECT_NEAR(premium, 120, 45);
+  EXPECT_NEAR(bulk, 600, 100);
+  EXPECT_EQ(plan.size(), ArrivalSchedule(rt, 60, 1, 100000).size());  // deterministic
+  // Errors name the class.
+  EXPECT_NE(ParseError("realtime: {classes: [{base_rps: 1}]}\nruns: [{name: a}]\n")
+                .find("realtime.classes[0].name"),
+            std::string::npos);
+  EXPECT_NE(ParseError("realtime: {classes: [{name: a, spike_rps: 3}]}\nruns: [{name: a}]\n")
+                .find("realtime.classes[0].spike_every"),
+            std::string::npos);
+  EXPECT_NE(ParseError("realtime: {classes: [{name: a, base_rps: 1}, {name: a, base_rps: 1}]}\n"
+                       "runs: [{name: a}]\n")
+                .find("duplicate class"),
+            std::string::npos);
+}
+
 TEST(BenchScenario, ArrivalScheduleIsDeterministicAndSpiky) {
   Scenario s = MustParse(kScenario);
   const RealtimeSpec& rt = s.runs[0].realtime;
@@ -187,7 +237,7 @@ TEST(BenchScenario, SumMetric) {
 }
 
 TEST(BenchScenario, ShippedScenariosParse) {
-  for (const char* path : {"scenarios/seed.yaml", "scenarios/quick.yaml"}) {
+  for (const char* path : {"scenarios/seed.yaml", "scenarios/quick.yaml", "scenarios/burst.yaml"}) {
     // The repository root, from this file's path (tests/unit/...).
     std::string root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
     std::string full = root + "/" + path;
