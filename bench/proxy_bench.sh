@@ -4,18 +4,21 @@
 # nginx (proxy, keep-alive upstream), with wrk on loopback. Two workloads: a small non-streaming
 # chat completion (JSON, Content-Length) and a small streaming one (SSE, chunked).
 #
-# usage: bench/proxy_bench.sh [--duration 10s] [--connections 32] [--threads 2] [--out DIR]
+# usage: bench/proxy_bench.sh [--duration 10s] [--connections "32 64"] [--threads 2] [--out DIR]
+# Each peer is set up as its own documentation recommends for streaming LLM traffic: HAProxy
+# with `option http-no-delay` (no holding of small writes), nginx with `proxy_buffering off`.
+# The summary gives tidegate's requests/s and p99 against HAProxy's at each level.
 # Needs: nginx, haproxy, wrk (scripts/install-deps.sh --bench) and build/tidegate.
 # Prints a table and writes DIR/proxy_bench.json (default DIR: reports/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-DURATION=10s; CONNS=32; PROXY_THREADS=2; OUT=reports
+DURATION=10s; CONNS="32 64"; PROXY_THREADS=2; OUT=reports
 while (($#)); do
   case $1 in
     --duration) DURATION=$2; shift 2;; --connections) CONNS=$2; shift 2;;
     --threads) PROXY_THREADS=$2; shift 2;; --out) OUT=$2; shift 2;;
-    -h|--help) sed -n 2,9p "$0"; exit 0;;
+    -h|--help) sed -n 2,12p "$0"; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
@@ -81,6 +84,7 @@ global
   maxconn 4000
 defaults
   mode http
+  option http-no-delay
   timeout connect 3s
   timeout client 60s
   timeout server 60s
@@ -146,7 +150,11 @@ results=()
 printf "\n%-10s %-11s %5s %12s %10s %10s\n" workload target conns "req/s" "p50(ms)" "p99(ms)"
 # Two load levels: saturated (--connections, throughput) and one connection (added latency,
 # measured without queueing on this 2-core machine).
-for run in "json $CONNS" "sse $CONNS" "json 1" "sse 1"; do
+runs=()
+for c in $CONNS; do runs+=("json $c" "sse $c"); done
+runs+=("json 1" "sse 1")
+declare -A RPS P99
+for run in "${runs[@]}"; do
   read -r workload c <<<"$run"
   if [[ $workload == json ]]; then lua "$BODY"; path=/v1/chat/completions; else lua "$SBODY"; path=/v1/completions; fi
   for name in "${ORDER[@]}"; do
@@ -161,9 +169,19 @@ for run in "json $CONNS" "sse $CONNS" "json 1" "sse 1"; do
     tomsec() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v+0 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
     p50ms=$(tomsec "$p50"); p99ms=$(tomsec "$p99")
     printf "%-10s %-11s %5s %12s %10s %10s %s\n" $workload $name $c "$rps" "$p50ms" "$p99ms" "$errs"
+    RPS[$workload/$c/$name]=$rps; P99[$workload/$c/$name]=$p99ms
     results+=("{\"workload\":\"$workload\",\"connections\":$c,\"target\":\"$name\",\"rps\":$rps,\"p50_ms\":$p50ms,\"p99_ms\":$p99ms,\"errors\":\"${errs}\"}")
   done
 done
-( IFS=,; echo "{\"duration\":\"$DURATION\",\"connections\":$CONNS,\"proxy_threads\":$PROXY_THREADS,\"results\":[${results[*]}]}" ) > "$OUT/proxy_bench.json"
+echo
+echo "tidegate (default policy) against HAProxy leastconn, same upstreams:"
+printf "%-10s %5s %14s %22s\n" workload conns "req/s ratio" "p99 ms (tg / haproxy)"
+for run in "${runs[@]}"; do
+  read -r workload c <<<"$run"
+  t=${RPS[$workload/$c/tidegate]}; h=${RPS[$workload/$c/haproxy]}
+  awk -v w=$workload -v c=$c -v t=$t -v h=$h -v tp=${P99[$workload/$c/tidegate]} -v hp=${P99[$workload/$c/haproxy]} \
+    'BEGIN { printf "%-10s %5s %13.3fx %10s / %-10s\n", w, c, (h > 0 ? t / h : 0), tp, hp }'
+done
+( IFS=,; echo "{\"duration\":\"$DURATION\",\"connections\":\"$CONNS\",\"proxy_threads\":$PROXY_THREADS,\"results\":[${results[*]}]}" ) > "$OUT/proxy_bench.json"
 echo
 echo "wrote $OUT/proxy_bench.json"

@@ -17,6 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstring>
 #include <list>
 #include <memory>
 #include <optional>
@@ -134,30 +135,51 @@ inline bool IsTimeout(const beast::error_code& ec) {
   return ec == beast::error::timeout || ec == net::error::timed_out;
 }
 
-// An idle or busy keep-alive connection to one upstream endpoint.
+// An idle or busy keep-alive connection to one upstream endpoint, with its read buffer: the
+// unread bytes are [start, end) of buf (the relay decodes in place and writes from it).
 struct UpConn {
-  UpConn(const net::any_io_executor& ex, DeadlineSet& set) : stream(tcp::socket(ex), set) {
-    buf.reserve(16 * 1024);  // Beast sizes each socket read by the free capacity
-  }
+  static constexpr size_t kBufBytes = 16 * 1024;
+  UpConn(const net::any_io_executor& ex, DeadlineSet& set)
+      : stream(tcp::socket(ex), set), buf(new char[kBufBytes]), cap(kBufBytes) {}
   TimedSocket stream;
-  beast::flat_buffer buf;
+  std::unique_ptr<char[]> buf;
+  size_t cap, start = 0, end = 0;
   std::string head;  // request head serialisation buffer, reused
+  // Moves the unread bytes to the front; grows the buffer (up to `max`) when it is full.
+  void Compact(size_t max) {
+    if (start > 0) {
+      std::memmove(buf.get(), buf.get() + start, end - start);
+      end -= start;
+      start = 0;
+    }
+    if (end == cap && cap < max) {
+      std::unique_ptr<char[]> bigger(new char[max]);
+      std::memcpy(bigger.get(), buf.get(), end);
+      buf = std::move(bigger);
+      cap = max;
+    }
+  }
 };
 
-// A client connection, tracked so a drain can close the idle ones.
+struct SessionCtl;
+
+// A client connection, tracked so a drain can close the idle ones and the sweep can arm a
+// deferred hang-up watch.
 struct SessionState {
   TimedSocket* stream = nullptr;
   bool idle = false;
+  std::shared_ptr<SessionCtl> ctl;
 };
 
 // One event loop and everything owned by it.
 struct Worker {
   DeadlineSet deadlines;  // declared first: outlives every socket of this loop
-  net::io_context ioc{1};
+  // Each loop's sockets are used from that loop only: no per-descriptor locking (new sockets
+  // are still registered from the accepting thread, which stays locked).
+  net::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
   std::thread thread;
   std::vector<std::vector<std::unique_ptr<UpConn>>> idle;  // per endpoint index
-  std::vector<std::unique_ptr<char[]>> relay_bufs;
   std::list<SessionState*> sessions;
   std::unordered_map<uint64_t, metrics::Counter*> request_counters;
 };
@@ -169,6 +191,9 @@ struct SessionCtl {
   // The hang-up watch that runs while a request waits or is upstream.
   uint64_t watch_gen = 0;  // bumped on every arm/disarm so a stale completion does nothing
   bool armed = false;
+  // A deferred watch: the loop's sweep arms it once this time (steady ns) has passed, so a
+  // request that is answered quickly costs no readiness registration (each one is a syscall).
+  int64_t watch_due_ns = 0;
   bool client_gone = false;
   UpConn* upstream = nullptr;  // the connection to close if the client leaves
   // Waiting at the gateway: the Director's decision, and the timer whose cancellation wakes
@@ -179,6 +204,7 @@ struct SessionCtl {
   // A running sheddable request evicted by the Director.
   bool evicted = false;
   control::Reject evict_reject;
+  std::string request_id;  // of the current request (reused: no allocation once warm)
   // The prompt of the current request, copied out of the body parser's thread-local buffer so
   // that it stays valid while the request waits and runs (reused: no allocation once warm).
   std::string prompt;

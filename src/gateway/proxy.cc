@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/container/static_vector.hpp>
+#include <charconv>
 #include <cstring>
 
+#include "gateway/http1.h"
 #include "gateway/wire.h"
 #include "wire/errors.h"
 #include "wire/wire.h"
@@ -14,10 +16,9 @@ namespace tidegate::gateway {
 
 namespace {
 
-constexpr size_t kRelayBufBytes = 16 * 1024;
 constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
 
-bool IsHopByHop(http::field f) {
+bool IsHopByHopRequestField(http::field f) {
   switch (f) {
     case http::field::connection:
     case http::field::keep_alive:
@@ -35,17 +36,19 @@ bool IsHopByHop(http::field f) {
   }
 }
 
-bool CanParseBuffered(const beast::flat_buffer& b, bool chunked) {
-  if (b.size() == 0) return false;
-  if (!chunked) return true;  // everything buffered is body
-  return ChunkedParserCanProgress(
-      std::string_view(static_cast<const char*>(b.data().data()), b.size()));
-}
-
 // The "<hex size>\r\n" line that opens a chunk of `n` bytes, formatted into `buf`.
 net::const_buffer ChunkSizeLine(char (&buf)[24], size_t n) {
-  int len = std::snprintf(buf, sizeof buf, "%zx\r\n", n);
-  return net::buffer(buf, static_cast<size_t>(len));
+  char* end = std::to_chars(buf, buf + 20, n, 16).ptr;
+  *end++ = '\r';
+  *end++ = '\n';
+  return net::buffer(buf, static_cast<size_t>(end - buf));
+}
+
+// Appends the decimal form of `v` (std::to_chars: no locale, no allocation).
+template <typename T>
+void AppendNumber(std::string& s, T v) {
+  char buf[24];
+  s.append(buf, static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf));
 }
 
 }  // namespace
@@ -81,14 +84,13 @@ awaitable<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_ali
   co_return !ec && res.keep_alive();
 }
 
-void ArmWatch(Call& call) {
-  SessionCtl& c = *call.ctl;
+void ArmWatch(TimedSocket& client, const std::shared_ptr<SessionCtl>& ctl) {
+  SessionCtl& c = *ctl;
   const uint64_t gen = ++c.watch_gen;
   c.armed = true;
-  c.client_gone = false;
-  c.upstream = nullptr;
-  tcp::socket& sock = call.client.socket();
-  sock.async_wait(tcp::socket::wait_read, [cp = call.ctl, gen, &sock](const beast::error_code& ec) {
+  c.watch_due_ns = 0;
+  tcp::socket& sock = client.socket();
+  sock.async_wait(tcp::socket::wait_read, [cp = ctl, gen, &sock](const beast::error_code& ec) {
     if (ec || cp->watch_gen != gen || !cp->armed) return;  // disarmed
     char ch;
     ssize_t n = ::recv(sock.native_handle(), &ch, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -103,8 +105,22 @@ void ArmWatch(Call& call) {
   });
 }
 
+void ArmWatchDeferred(Call& call) {
+  SessionCtl& c = *call.ctl;
+  c.client_gone = false;
+  c.upstream = nullptr;
+  c.watch_due_ns =
+      SteadyNowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(kWatchDelay).count();
+}
+
+void ArmDueWatch(SessionState& s, int64_t now_ns) {
+  if (!s.ctl || s.ctl->watch_due_ns == 0 || now_ns < s.ctl->watch_due_ns || s.ctl->armed) return;
+  ArmWatch(*s.stream, s.ctl);
+}
+
 void DisarmWatch(Call& call) {
   SessionCtl& c = *call.ctl;
+  c.watch_due_ns = 0;
   if (!c.armed) return;
   c.armed = false;
   ++c.watch_gen;
@@ -157,7 +173,7 @@ std::unique_ptr<UpConn> Proxy::PopIdle(Worker& w, size_t ep) {
 void Proxy::PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c) {
   auto& v = w.idle[ep];
   if (v.size() >= cfg_.max_idle_upstream_conns || draining_.load()) return;
-  c->buf.clear();
+  c->start = c->end = 0;
   v.push_back(std::move(c));
 }
 
@@ -189,20 +205,20 @@ void Proxy::BuildUpstreamHead(const Call& call, const http::request<http::string
   h.append(req.method_string()).append(" ").append(req.target()).append(" HTTP/1.1\r\nHost: ");
   h.append(ep.address()).append("\r\n");
   for (const auto& f : req) {
-    if (IsHopByHop(f.name())) continue;
+    if (IsHopByHopRequestField(f.name())) continue;
     if (f.name() == http::field::unknown && beast::iequals(f.name_string(), wire::kRequestId))
       continue;
     h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
   }
   h.append(wire::kRequestId).append(": ").append(call.request_id).append("\r\n");
-  char len[24];
-  int n = std::snprintf(len, sizeof len, "%zu", req.body().size());
-  h.append("Content-Length: ").append(len, static_cast<size_t>(n)).append("\r\n\r\n");
+  h.append("Content-Length: ");
+  AppendNumber(h, req.body().size());
+  h.append("\r\n\r\n");
 }
 
 awaitable<bool> Proxy::Serve(Call& call, const http::request<http::string_body>& req,
                              const sched::PickResult& pick) {
-  ArmWatch(call);
+  ArmWatchDeferred(call);
   bool keep = false;
   std::string failures;
   bool all_connect_failures = true;
@@ -262,16 +278,15 @@ awaitable<bool> Proxy::Serve(Call& call, const http::request<http::string_body>&
   co_return keep;
 }
 
-// One endpoint: send the request, and once the response header arrives, relay the response.
+// One endpoint: send the request, read the response head, then relay the body.
 awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
                                                const http::request<http::string_body>& req,
                                                pool::Endpoint& ep, bool& keep) {
   Worker& w = call.w;
   std::unique_ptr<UpConn> conn = PopIdle(w, ep.index());
   bool reused = conn != nullptr;
-  std::optional<http::response_parser<http::buffer_body>> rp;
+  http1::ResponseHead rh;
   for (;;) {
-    rp.emplace();
     if (!conn) {
       auto [c, r] = co_await Connect(w, ep);
       if (!c) co_return r;
@@ -280,25 +295,49 @@ awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
     if (call.ctl->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
     if (call.ctl->evicted) co_return AttemptResult{Outcome::kEvicted, {}};
     call.ctl->upstream = conn.get();
+    conn->start = conn->end = 0;
     BuildUpstreamHead(call, req, ep, conn->head);
     conn->stream.expires_after(cfg_.ttfb_timeout);
     std::array<net::const_buffer, 2> out{net::buffer(conn->head), net::buffer(req.body())};
     auto [ec, n] = co_await net::async_write(conn->stream, out, kTok);
-    if (!ec) {
-      rp->header_limit(kHeaderLimit);
-      rp->body_limit(boost::none);
-      std::tie(ec, n) = co_await http::async_read_header(conn->stream, conn->buf, *rp, kTok);
+    // Read until a complete head (informational 1xx heads are skipped).
+    const char* invalid = nullptr;
+    while (!ec) {
+      rh = {};
+      const http1::HeadStatus hs = http1::ParseResponseHead(
+          std::string_view(conn->buf.get() + conn->start, conn->end - conn->start), false, &rh);
+      if (hs == http1::HeadStatus::kOk) {
+        if (rh.status >= 100 && rh.status < 200 && rh.status != 101) {
+          conn->start += rh.head_bytes;
+          continue;
+        }
+        break;
+      }
+      if (hs == http1::HeadStatus::kInvalid) {
+        invalid = rh.error;
+        break;
+      }
+      conn->Compact(http1::kMaxHeadBytes + UpConn::kBufBytes);
+      std::tie(ec, n) = co_await conn->stream.async_read_some(
+          net::buffer(conn->buf.get() + conn->end, conn->cap - conn->end), kTok);
+      if (!ec) conn->end += n;
     }
     conn->stream.expires_never();
-    if (!ec) break;
+    if (!ec && !invalid && rh.status == 101) invalid = "a 101 Switching Protocols response";
+    if (!ec && !invalid) break;
     call.ctl->upstream = nullptr;
     if (call.ctl->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
     if (call.ctl->evicted) co_return AttemptResult{Outcome::kEvicted, {}};
+    if (invalid) {
+      UpstreamError(ep, "invalid_response", invalid);
+      co_return AttemptResult{Outcome::kFailedBeforeResponse,
+                              std::string("answered with an invalid response (") + invalid + ")"};
+    }
     if (TimedOut(ec, conn->stream)) {
       UpstreamError(ep, "ttfb_timeout", "no response header in time");
       co_return AttemptResult{Outcome::kTimeout, {}};
     }
-    if (reused) {
+    if (reused && conn->end == 0) {
       // A pooled keep-alive connection the server had already closed: reconnect once.
       conn.reset();
       reused = false;
@@ -309,7 +348,7 @@ awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
                             "closed the connection before responding (" + ec.message() + ")"};
   }
   ep.RecordSuccess();
-  co_return co_await Relay(call, ep, std::move(conn), *rp, keep);
+  co_return co_await Relay(call, ep, std::move(conn), rh, keep);
 }
 
 // Writes a gather list to the client, bounded by the stream idle timeout.
@@ -353,38 +392,47 @@ void CountTokens(std::string_view chunk, bool sse, int64_t* tokens) {
 
 awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
                                              std::unique_ptr<UpConn> conn,
-                                             http::response_parser<http::buffer_body>& rp,
-                                             bool& keep) {
-  Worker& w = call.w;
-  auto& up_res = rp.get();
-  call.status = up_res.result_int();
-  const bool sse = up_res[http::field::content_type].starts_with("text/event-stream");
-  const bool json = up_res[http::field::content_type].starts_with("application/json");
-  const auto content_length = rp.content_length();
-  const bool chunked = !content_length;
+                                             const http1::ResponseHead& rh, bool& keep) {
+  call.status = rh.status;
+  const bool sse = rh.content_type.starts_with("text/event-stream");
+  const bool json = rh.content_type.starts_with("application/json");
+  // The client gets the body with a Content-Length when the upstream gave one, else chunked.
+  const bool to_client_chunked =
+      rh.body == http1::BodyKind::kChunked || rh.body == http1::BodyKind::kUntilClose;
   keep = call.keep_alive && !draining_.load();
 
   // The response head, serialised by hand into the session's reusable buffer.
   std::string& h = call.head;
   h.clear();
-  char num[24];
-  int nlen = std::snprintf(num, sizeof num, "%d", call.status);
-  h.append("HTTP/1.1 ").append(num, static_cast<size_t>(nlen)).append(" ");
-  h.append(http::obsolete_reason(up_res.result())).append("\r\n");
-  for (const auto& f : up_res) {
-    if (IsHopByHop(f.name())) continue;
-    h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
+  h.append("HTTP/1.1 ");
+  AppendNumber(h, rh.status);
+  h.append(" ");
+  if (!rh.reason.empty()) {
+    h.append(rh.reason);
+  } else {
+    h.append(http::obsolete_reason(static_cast<http::status>(rh.status)));
   }
+  h.append("\r\n");
+  http1::ForEachEndToEndHeader(rh, [&h](std::string_view name, std::string_view value) {
+    if (http1::detail::IEquals(name, wire::kDestinationEndpoint) ||
+        http1::detail::IEquals(name, wire::kRequestId))
+      return;
+    h.append(name).append(": ").append(value).append("\r\n");
+  });
   h.append(wire::kDestinationEndpoint).append(": ").append(ep.address()).append("\r\n");
   h.append(wire::kRequestId).append(": ").append(call.request_id).append("\r\n");
-  if (chunked) {
+  if (to_client_chunked) {
     h.append("Transfer-Encoding: chunked\r\n");
-  } else {
-    nlen = std::snprintf(num, sizeof num, "%llu", static_cast<unsigned long long>(*content_length));
-    h.append("Content-Length: ").append(num, static_cast<size_t>(nlen)).append("\r\n");
+  } else if (rh.body == http1::BodyKind::kLength) {
+    h.append("Content-Length: ");
+    AppendNumber(h, rh.content_length);
+    h.append("\r\n");
+  } else if (rh.status != 204 && rh.status != 304) {
+    h.append("Content-Length: 0\r\n");
   }
   if (!keep) h.append("Connection: close\r\n");
   h.append("\r\n");
+  conn->start += rh.head_bytes;
 
   auto client_gone = [&]() -> AttemptResult {
     beast::error_code ig;
@@ -396,90 +444,104 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
     return AttemptResult{Outcome::kClientGone, {}};
   };
 
-  std::unique_ptr<char[]> chunk;
-  if (!w.relay_bufs.empty()) {
-    chunk = std::move(w.relay_bufs.back());
-    w.relay_bufs.pop_back();
-  } else {
-    chunk.reset(new char[kRelayBufBytes]);
-  }
-  // The head goes out together with the first body bytes when they arrived with it (one
-  // write, one TCP segment for a small response); otherwise at once, so a client waiting on a
-  // slow first token still sees the status promptly.
+  http1::ChunkDecoder chunks;
+  uint64_t remaining = rh.content_length;
   bool head_pending = true;
-  bool first = true;
+  bool upstream_eof = false;
+  bool done = false;
+  size_t leftover = 0;  // bytes after the end of the body
   const char* failure = nullptr;
   beast::error_code fail_ec;
   for (;;) {
-    size_t got = 0;
-    // Read what is available; keep parsing while more is already buffered (no socket read),
-    // so one client write carries everything that arrived together.
-    while (!rp.is_done() && !(head_pending && conn->buf.size() == 0) && got < kRelayBufBytes) {
-      const size_t room = kRelayBufBytes - got;
-      up_res.body().data = chunk.get() + got;
-      up_res.body().size = room;
-      conn->stream.expires_after(cfg_.stream_idle_timeout);
-      auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buf, rp, kTok);
-      conn->stream.expires_never();
-      if (ec == http::error::need_buffer) ec = {};
-      if (call.ctl->client_gone) break;
-      if (ec) {
-        if (TimedOut(ec, conn->stream)) ec = net::error::timed_out;
-        failure = IsTimeout(ec) ? "stream_idle_timeout" : "disconnected_mid_stream";
-        fail_ec = ec;
+    // Frame what is buffered: the data bytes start at `data` (decoded in place).
+    char* data = conn->buf.get() + conn->start;
+    const size_t avail = conn->end - conn->start;
+    size_t got = 0, extra = 0;
+    switch (rh.body) {
+      case http1::BodyKind::kNone:
+        extra = avail;
+        done = true;
         break;
-      }
-      const size_t produced = room - up_res.body().size;
-      got += produced;
-      // A read that parsed only a chunk header produced nothing yet: go on to its data.
-      if (produced == 0 && conn->buf.size() > 0) continue;
-      if (!CanParseBuffered(conn->buf, chunked)) break;
+      case http1::BodyKind::kLength:
+        got = static_cast<size_t>(std::min<uint64_t>(avail, remaining));
+        remaining -= got;
+        extra = avail - got;
+        done = remaining == 0;
+        break;
+      case http1::BodyKind::kChunked:
+        got = chunks.Decode(data, avail, &extra);
+        done = chunks.done();
+        if (chunks.failed()) {
+          failure = "malformed_chunked_body";
+          fail_ec = http::error::bad_chunk;
+        }
+        break;
+      case http1::BodyKind::kUntilClose:
+        got = avail;
+        done = upstream_eof;
+        break;
     }
-    if (call.ctl->client_gone) break;
+    conn->start = conn->end;  // consumed (the extra bytes now sit at data + got)
+    leftover = extra;
     const bool evicted = failure && call.ctl->evicted;
-    if (evicted && !call.bytes_sent && head_pending) {
+    if (evicted && head_pending) {
       // Nothing reached the client yet: it gets the eviction as a plain 429.
-      w.relay_bufs.push_back(std::move(chunk));
       call.ctl->upstream = nullptr;
       co_return AttemptResult{Outcome::kEvicted, {}};
     }
-    if (failure && !head_pending && got == 0) break;
-    const bool done = rp.is_done() && !failure;
-    if (got == 0 && !head_pending && !(done && chunked)) {
-      if (done) break;
-      continue;
-    }
-    if (got > 0) {
-      if (first) {
-        first = false;
-        call.ttft = clock_.Now() - call.start;
-        if (call.stream) m_.ttft->Observe(ToSeconds(call.ttft));
+    // The head goes out with the first body bytes when they arrived with it (one write, one
+    // segment for a small response); otherwise at once, so a client waiting on a slow first
+    // token still sees the status promptly.
+    if (got > 0 || head_pending || (done && to_client_chunked)) {
+      if (got > 0) {
+        if (call.ttft.count() < 0) {
+          call.ttft = clock_.Now() - call.start;
+          if (call.stream) m_.ttft->Observe(ToSeconds(call.ttft));
+        }
+        if (sse || json) CountTokens(std::string_view(data, got), sse, &call.output_tokens);
       }
-      if (sse || json) CountTokens(std::string_view(chunk.get(), got), sse, &call.output_tokens);
-    }
-    // Backpressure: the next upstream read starts only after this client write completes.
-    boost::container::static_vector<net::const_buffer, 5> out;
-    char size_line[24];
-    if (head_pending) out.push_back(net::buffer(h));
-    if (got > 0) {
-      if (chunked) {
-        out.push_back(ChunkSizeLine(size_line, got));
-        out.push_back(net::buffer(chunk.get(), got));
-        out.push_back(net::buffer(kCrlf));
-      } else {
-        out.push_back(net::buffer(chunk.get(), got));
+      // Backpressure: the next upstream read starts only after this client write completes.
+      boost::container::static_vector<net::const_buffer, 5> out;
+      char size_line[24];
+      if (head_pending) out.push_back(net::buffer(h));
+      if (got > 0) {
+        if (to_client_chunked) {
+          out.push_back(ChunkSizeLine(size_line, got));
+          out.push_back(net::buffer(data, got));
+          out.push_back(net::buffer(kCrlf));
+        } else {
+          out.push_back(net::buffer(data, got));
+        }
       }
-    }
-    if (done && chunked) out.push_back(net::buffer(kLastChunk));
-    head_pending = false;
-    call.bytes_sent = true;
-    if (auto wec = co_await WriteClient(call.client, out); wec || call.ctl->client_gone) {
-      call.ctl->client_gone = true;
-      break;
+      if (done && to_client_chunked) out.push_back(net::buffer(kLastChunk));
+      head_pending = false;
+      call.bytes_sent = true;
+      if (auto wec = co_await WriteClient(call.client, out); wec || call.ctl->client_gone) {
+        call.ctl->client_gone = true;
+        break;
+      }
     }
     if (done || failure) break;
+    // Read more: the buffer is free again (the extra bytes only exist once the body is done).
+    conn->start = conn->end = 0;
+    conn->stream.expires_after(cfg_.stream_idle_timeout);
+    auto [ec, n] =
+        co_await conn->stream.async_read_some(net::buffer(conn->buf.get(), conn->cap), kTok);
+    conn->stream.expires_never();
+    if (call.ctl->client_gone) break;
+    if (ec == net::error::eof && rh.body == http1::BodyKind::kUntilClose) {
+      upstream_eof = true;
+      continue;
+    }
+    if (ec) {
+      if (TimedOut(ec, conn->stream)) ec = net::error::timed_out;
+      failure = IsTimeout(ec) ? "stream_idle_timeout" : "disconnected_mid_stream";
+      fail_ec = ec;
+      if (call.ctl->evicted && head_pending) continue;  // reported above as a plain 429
+      break;
+    }
+    conn->end = n;
   }
-  w.relay_bufs.push_back(std::move(chunk));
   if (call.ctl->client_gone) co_return client_gone();
 
   call.ctl->upstream = nullptr;
@@ -489,7 +551,7 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
     keep = false;  // a truncated body can only be signalled by closing, unless SSE below
     beast::error_code ig;
     conn->stream.socket().close(ig);
-    if (chunked && sse) {
+    if (to_client_chunked && sse) {
       // Tell the client in-band, as an SSE error event, then end the stream properly; the
       // client's message ends cleanly, so its connection stays usable (keep-alive).
       std::string event =
@@ -513,7 +575,10 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
     }
     co_return AttemptResult{Outcome::kDone, {}};
   }
-  if (rp.keep_alive()) PushIdle(w, ep.index(), std::move(conn));
+  if (rh.keep_alive && leftover == 0 && rh.body != http1::BodyKind::kUntilClose) {
+    conn->start = conn->end = 0;
+    PushIdle(call.w, ep.index(), std::move(conn));
+  }
   co_return AttemptResult{Outcome::kDone, {}};
 }
 

@@ -14,7 +14,9 @@
 // nothing was sent yet, else an `evicted` error event. Serve() fills the call's outcome figures
 // (status, endpoint, TTFT, output tokens) and returns whether the client connection may be kept.
 // The hang-up watch (ArmWatch/DisarmWatch) is a readiness wait on the client socket that peeks
-// on wake-up: end-of-stream or an error means the client left.
+// on wake-up: end-of-stream or an error means the client left. While proxying it is armed only
+// once the request has been upstream for kWatchDelay (by the loop's 50 ms sweep), so a hang-up is
+// noticed within about 70 ms and a quick request pays no readiness registration.
 // Thread-safety: a Proxy is shared by every event loop; a Call belongs to one loop.
 #pragma once
 
@@ -27,6 +29,7 @@
 #include "control/director.h"
 #include "gateway/config.h"
 #include "gateway/gateway_metrics.h"
+#include "gateway/http1.h"
 #include "gateway/net.h"
 #include "gateway/routes.h"
 #include "pool/endpoint.h"
@@ -48,8 +51,8 @@ struct Call {
   TimedSocket& client;
   beast::flat_buffer& client_buf;
   std::shared_ptr<SessionCtl>& ctl;
-  std::string& head;  // the session's response-head buffer
-  std::string request_id;
+  std::string& head;        // the session's response-head buffer
+  std::string& request_id;  // the session's buffer (reused: no allocation once warm)
   Route route;
   bool stream = false;
   bool keep_alive = true;
@@ -70,7 +73,13 @@ awaitable<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_ali
                               const std::string& request_id, std::string_view content_type,
                               std::string body, const Extra& extra = {});
 
-void ArmWatch(Call& call);
+// Arms the watch now (a request waiting at the gateway), or — ArmWatchDeferred — once the
+// request has been upstream for kWatchDelay (ArmDueWatch, from the loop's sweep).
+inline constexpr std::chrono::milliseconds kWatchDelay{20};
+void ArmWatch(TimedSocket& client, const std::shared_ptr<SessionCtl>& ctl);
+inline void ArmWatch(Call& call) { ArmWatch(call.client, call.ctl); }
+void ArmWatchDeferred(Call& call);
+void ArmDueWatch(SessionState& s, int64_t now_ns);
 void DisarmWatch(Call& call);
 
 class Proxy {
@@ -110,7 +119,7 @@ class Proxy {
   awaitable<AttemptResult> Attempt(Call& call, const http::request<http::string_body>& req,
                                    pool::Endpoint& ep, bool& keep);
   awaitable<AttemptResult> Relay(Call& call, pool::Endpoint& ep, std::unique_ptr<UpConn> conn,
-                                 http::response_parser<http::buffer_body>& rp, bool& keep);
+                                 const http1::ResponseHead& rh, bool& keep);
   template <typename Buffers>
   awaitable<beast::error_code> WriteClient(TimedSocket& s, const Buffers& buffers);
 

@@ -104,8 +104,8 @@ struct Gateway::Impl {
     TimedSocket stream(std::move(sock), w.deadlines);
     beast::flat_buffer buf;
     buf.reserve(8 * 1024);
-    SessionState state{&stream, false};
     auto ctl = std::make_shared<SessionCtl>(w.ioc.get_executor());
+    SessionState state{&stream, false, ctl};
     std::string head;
     auto it = w.sessions.insert(w.sessions.end(), &state);
     active_sessions.fetch_add(1);
@@ -163,11 +163,13 @@ struct Gateway::Impl {
     std::string_view target = req.target();
     std::string_view path = target.substr(0, target.find('?'));
     Route route = Classify(path);
-    std::string request_id;
+    std::string& request_id = ctl->request_id;
     if (auto rid = req[wire::kRequestId]; !rid.empty() && rid.size() <= 256) {
       request_id.assign(rid);
     } else {
-      request_id = NewRequestId();
+      char id[36];
+      NewRequestId(id);
+      request_id.assign(id, sizeof id);
     }
     bool keep_alive = req.keep_alive();
     const bool is_get = req.method() == http::verb::get;
@@ -202,8 +204,7 @@ struct Gateway::Impl {
     }
 
     gm.in_flight->Add(1);
-    Call call{w,     stream, buf,        ctl,   head,   std::move(request_id),
-              route, false,  keep_alive, start, is_head};
+    Call call{w, stream, buf, ctl, head, request_id, route, false, keep_alive, start, is_head};
     bool keep = false;
     if (route == Route::kOther) {
       keep = co_await proxy->WriteError(call, http::status::not_found,
@@ -306,6 +307,8 @@ struct Gateway::Impl {
   awaitable<std::optional<control::Decision>> Wait(Call& call, control::Ticket& ticket) {
     SessionCtl& ctl = *call.ctl;
     ctl.resolved = false;
+    ctl.client_gone = false;
+    ctl.upstream = nullptr;
     ArmWatch(call);
     bool cancel_tried = false;
     while (!ctl.resolved) {
@@ -388,14 +391,17 @@ struct Gateway::Impl {
     }
   }
 
-  // Enforces the deadlines of one event loop's sockets (see DeadlineSet).
+  // Enforces the deadlines of one event loop's sockets (see DeadlineSet) and arms the deferred
+  // hang-up watches that came due.
   awaitable<void> SweepLoop(Worker& w) {
     net::steady_timer t(w.ioc);
     for (;;) {
       t.expires_after(kSweepPeriod);
       auto [ec] = co_await t.async_wait(kTok);
       if (ec) co_return;
-      w.deadlines.Sweep(SteadyNowNs());
+      const int64_t now = SteadyNowNs();
+      w.deadlines.Sweep(now);
+      for (SessionState* s : w.sessions) ArmDueWatch(*s, now);
     }
   }
 

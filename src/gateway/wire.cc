@@ -7,19 +7,23 @@
 
 namespace tidegate::gateway {
 
-std::string NewRequestId() {
+void NewRequestId(char (&out)[36]) {
   static constexpr char kHex[] = "0123456789abcdef";
   uint64_t a = sched::FastRandom(), b = sched::FastRandom();
   a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;              // version 4
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 1
-  std::string out(36, '-');
-  int pos = 0;
+  char* p = out;
   for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) ++pos;
-    uint64_t word = i < 16 ? a : b;
-    out[pos++] = kHex[(word >> (60 - 4 * (i % 16))) & 0xf];
+    if (i == 8 || i == 12 || i == 16 || i == 20) *p++ = '-';
+    const uint64_t word = i < 16 ? a : b;
+    *p++ = kHex[(word >> (60 - 4 * (i % 16))) & 0xf];
   }
-  return out;
+}
+
+std::string NewRequestId() {
+  char buf[36];
+  NewRequestId(buf);
+  return std::string(buf, sizeof buf);
 }
 
 bool ChunkedParserCanProgress(std::string_view v) {

@@ -10,7 +10,9 @@
 
 namespace tidegate::gateway {
 
-// A random id shaped like a UUIDv4 (36 characters, lowercase hex).
+// A random id shaped like a UUIDv4 (36 characters, lowercase hex); the first form writes it
+// into `out` (no allocation).
+void NewRequestId(char (&out)[36]);
 std::string NewRequestId();
 
 // Given the bytes buffered after a chunked body read returned data, can the response parser make

@@ -87,8 +87,11 @@ class QueueScorer final : public Scorer {
  public:
   explicit QueueScorer(bool count_routed) : count_routed_(count_routed) {}
   void Score(SchedContext&, std::span<const Candidate> cands, std::span<double> out) override {
+    // Requests routed since the scrape and not finished yet are queued or running there: a
+    // burst within one scrape interval spreads out, a stream of quick requests does not.
     LowerIsBetter(cands, out, [this](const Candidate& c) {
-      return c.load.waiting + (count_routed_ ? c.routed_since_scrape : 0);
+      return c.load.waiting +
+             (count_routed_ ? std::max(0, c.routed_since_scrape - c.completed_since_scrape) : 0);
     });
   }
 

@@ -10,8 +10,8 @@
 //                                      saturation (pool/saturation.h) is ≥ 1 (stale counts as
 //                                      saturated)
 //   scorers  "queue-scorer"            (max−q)/(max−min) over candidates, q = waiting (+ requests
-//                                      routed since the scrape; parameter countRouted, default
-//                                      true); all 1 when every q is equal
+//                                      routed since the scrape that have not finished; parameter
+//                                      countRouted, default true); all 1 when every q is equal
 //            "kv-cache-utilization-scorer"  1 − KV usage
 //            "running-requests-scorer" (max−r)/(max−min) over running requests
 //            "active-request-scorer"   (max−f)/(max−min) over this gateway's in-flight requests
