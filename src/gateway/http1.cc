@@ -7,17 +7,6 @@ namespace tidegate::gateway::http1 {
 
 namespace detail {
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -74,32 +63,80 @@ bool ParseDecimal(std::string_view v, uint64_t* out) {
 
 }  // namespace detail
 
+namespace {
+
+// The end of a head in `in` (the first "\n\n" or "\n\r\n"): *end is where the last line
+// ends (its '\n' included), *bytes the head's size with the terminator. False: not yet.
+bool FindHeadEnd(std::string_view in, size_t* end, size_t* bytes) {
+  const size_t limit = std::min(in.size(), kMaxHeadBytes);
+  const char* base = in.data();
+  for (size_t i = 0; i + 1 < limit;) {
+    const void* hit = std::memchr(base + i, '\n', limit - i - 1);
+    if (!hit) return false;
+    i = static_cast<size_t>(static_cast<const char*>(hit) - base);
+    if (base[i + 1] == '\n') {
+      *end = i + 1;
+      *bytes = i + 2;
+      return true;
+    }
+    if (base[i + 1] == '\r' && i + 2 < limit && base[i + 2] == '\n') {
+      *end = i + 1;
+      *bytes = i + 3;
+      return true;
+    }
+    ++i;
+  }
+  return false;
+}
+
+struct KnownName {
+  std::string_view name;
+  Known id;
+};
+constexpr KnownName kKnownNames[] = {
+    {"host", Known::kHost},
+    {"expect", Known::kExpect},
+    {"x-request-id", Known::kRequestId},
+    {"x-session-id", Known::kSessionId},
+    {"x-gateway-inference-objective", Known::kObjective},
+    {"x-llm-d-inference-objective", Known::kObjectiveAlias},
+    {"x-gateway-inference-fairness-id", Known::kFairnessId},
+    {"x-llm-d-inference-fairness-id", Known::kFairnessIdAlias},
+    {"x-slo-ttft-ms", Known::kSloTtftMs},
+    {"x-llm-d-slo-ttft-ms", Known::kSloTtftMsAlias},
+    {"x-slo-tpot-ms", Known::kSloTpotMs},
+    {"x-llm-d-slo-tpot-ms", Known::kSloTpotMsAlias},
+    {"x-llm-d-inference-ttl", Known::kTtlMs},
+};
+
+// Character classes, by table: tchar (RFC 9110 token characters) and field-value characters.
+struct CharTables {
+  bool token[256] = {};
+  bool value[256] = {};
+  constexpr CharTables() {
+    for (int c = 0x21; c < 0x7f; ++c) token[c] = true;
+    for (char c : std::string_view("()<>@,;:\\\"/[]?={}"))
+      token[static_cast<unsigned char>(c)] = false;
+    for (int c = 0x20; c < 0x100; ++c) value[c] = c != 0x7f;
+    value[static_cast<unsigned char>('\t')] = true;
+  }
+};
+constexpr CharTables kChars;
+
+bool IsTokenChar(char c) { return kChars.token[static_cast<unsigned char>(c)]; }
+
+}  // namespace
+
 HeadStatus ParseResponseHead(std::string_view in, bool request_was_head, ResponseHead* out) {
   using detail::IEquals;
-  // Find the end of the head.
-  size_t end = std::string_view::npos, term = 0;
-  const size_t limit = std::min(in.size(), kMaxHeadBytes);
-  for (size_t i = 0; i + 1 < limit; ++i) {
-    if (in[i] != '\n') continue;
-    if (in[i + 1] == '\n') {
-      end = i + 1;
-      term = 1;
-      break;
-    }
-    if (in[i + 1] == '\r' && i + 2 < limit && in[i + 2] == '\n') {
-      end = i + 1;
-      term = 2;
-      break;
-    }
-  }
-  if (end == std::string_view::npos) {
+  size_t end = 0;
+  if (!FindHeadEnd(in, &end, &out->head_bytes)) {
     if (in.size() >= kMaxHeadBytes) {
       out->error = "the response head exceeds 64 KiB";
       return HeadStatus::kInvalid;
     }
     return HeadStatus::kIncomplete;
   }
-  out->head_bytes = end + term;
   std::string_view head = in.substr(0, end);
   const size_t nl = head.find('\n');
   std::string_view status_line = head.substr(0, nl);
@@ -149,15 +186,24 @@ HeadStatus ParseResponseHead(std::string_view in, bool request_was_head, Respons
       }
     }
     std::string_view value = detail::Trim(line.substr(colon + 1));
-    if (IEquals(name, "connection")) {
-      out->connection = value;
-    } else if (IEquals(name, "transfer-encoding")) {
-      te = value;
-    } else if (IEquals(name, "content-length")) {
-      if (!cl.empty() && cl != value) two_lengths = true;
-      cl = value;
-    } else if (IEquals(name, "content-type")) {
-      out->content_type = value;
+    switch (name.size()) {
+      case 10:
+        if (IEquals(name, "connection")) out->connection = value;
+        break;
+      case 17:
+        if (IEquals(name, "transfer-encoding")) te = value;
+        break;
+      case 14:
+        if (IEquals(name, "content-length")) {
+          if (!cl.empty() && cl != value) two_lengths = true;
+          cl = value;
+        }
+        break;
+      case 12:
+        if (IEquals(name, "content-type")) out->content_type = value;
+        break;
+      default:
+        break;
     }
   }
   out->keep_alive = http10 ? detail::ListHasToken(out->connection, "keep-alive")
@@ -184,6 +230,135 @@ HeadStatus ParseResponseHead(std::string_view in, bool request_was_head, Respons
   } else {
     out->body = BodyKind::kUntilClose;
     out->keep_alive = false;
+  }
+  return HeadStatus::kOk;
+}
+
+HeadStatus ParseRequestHead(std::string_view in, RequestHead* out) {
+  using detail::IEquals;
+  size_t end = 0;
+  if (!FindHeadEnd(in, &end, &out->head_bytes)) {
+    if (in.size() >= kMaxHeadBytes) {
+      out->error_status = 431;
+      out->error = "request headers exceed 64 KiB";
+      return HeadStatus::kInvalid;
+    }
+    // Leading empty lines before a request line are allowed (RFC 9112 2.2) only as "\r\n".
+    return HeadStatus::kIncomplete;
+  }
+  std::string_view head = in.substr(0, end);
+  const size_t nl = head.find('\n');
+  std::string_view line = head.substr(0, nl);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  head.remove_prefix(nl + 1);
+  // METHOD SP target SP HTTP/1.x
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || sp1 == 0 ||
+      sp2 == sp1 + 1) {
+    out->error = "malformed request line";
+    return HeadStatus::kInvalid;
+  }
+  out->method = line.substr(0, sp1);
+  for (char c : out->method) {
+    if (!IsTokenChar(c)) {
+      out->error = "malformed request method";
+      return HeadStatus::kInvalid;
+    }
+  }
+  out->target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  for (char c : out->target) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= ' ' || u == 0x7f) {
+      out->error = "malformed request target";
+      return HeadStatus::kInvalid;
+    }
+  }
+  std::string_view version = line.substr(sp2 + 1);
+  if (version == "HTTP/1.1") {
+    out->http10 = false;
+  } else if (version == "HTTP/1.0") {
+    out->http10 = true;
+  } else {
+    out->error_status = version.starts_with("HTTP/") ? 505 : 400;
+    out->error = "unsupported HTTP version (HTTP/1.0 and HTTP/1.1 are served)";
+    return HeadStatus::kInvalid;
+  }
+  out->fields = head;
+  std::string_view te, cl;
+  bool two_lengths = false;
+  std::string_view rest = head;
+  while (!rest.empty()) {
+    const size_t lnl = rest.find('\n');
+    std::string_view l = rest.substr(0, lnl);
+    rest.remove_prefix(lnl == std::string_view::npos ? rest.size() : lnl + 1);
+    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    const size_t colon = l.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      out->error = "malformed header line";
+      return HeadStatus::kInvalid;
+    }
+    std::string_view name = l.substr(0, colon);
+    for (char c : name) {
+      if (!IsTokenChar(c)) {
+        out->error = "malformed header name";
+        return HeadStatus::kInvalid;
+      }
+    }
+    std::string_view value = detail::Trim(l.substr(colon + 1));
+    for (char c : value) {
+      if (!kChars.value[static_cast<unsigned char>(c)]) {
+        out->error = "malformed header value";
+        return HeadStatus::kInvalid;
+      }
+    }
+    switch (name.size()) {
+      case 10:
+        if (IEquals(name, "connection")) out->connection = value;
+        break;
+      case 14:
+        if (IEquals(name, "content-length")) {
+          if (!cl.empty() && cl != value) two_lengths = true;
+          cl = value;
+        }
+        break;
+      case 17:
+        if (IEquals(name, "transfer-encoding")) te = value;
+        break;
+      default:
+        break;
+    }
+    if (name.size() < 4 ||
+        ((name[0] | 0x20) != 'x' && (name[0] | 0x20) != 'h' && (name[0] | 0x20) != 'e'))
+      continue;
+    for (const KnownName& k : kKnownNames) {
+      if (k.name.size() == name.size() && IEquals(name, k.name)) {
+        auto& slot = out->known[static_cast<size_t>(k.id)];
+        if (slot.empty()) slot = value;  // the first one counts
+        break;
+      }
+    }
+  }
+  out->keep_alive = out->http10 ? detail::ListHasToken(out->connection, "keep-alive")
+                                : !detail::ListHasToken(out->connection, "close");
+  out->expect_continue = IEquals(out->Get(Known::kExpect), "100-continue");
+  if (!te.empty()) {
+    if (!IEquals(te, "chunked")) {
+      out->error_status = 501;
+      out->error = "unsupported Transfer-Encoding (only chunked is accepted)";
+      return HeadStatus::kInvalid;
+    }
+    if (!cl.empty()) {
+      out->error = "both Content-Length and Transfer-Encoding";
+      return HeadStatus::kInvalid;
+    }
+    out->body = BodyKind::kChunked;
+  } else if (!cl.empty()) {
+    if (two_lengths || !detail::ParseDecimal(cl, &out->content_length)) {
+      out->error = "invalid Content-Length";
+      return HeadStatus::kInvalid;
+    }
+    out->body = out->content_length > 0 ? BodyKind::kLength : BodyKind::kNone;
   }
   return HeadStatus::kOk;
 }

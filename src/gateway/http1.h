@@ -17,9 +17,16 @@
 //    data in place (framing, extensions and trailers are dropped): Decode() returns how many
 //    data bytes now start at `p`, and sets done() once the last chunk and the trailers have
 //    been read; `extra` reports bytes after the end of the body. A malformed body sets failed().
+//  * ParseRequestHead() is the client side: a request line and headers, at most kMaxHeadBytes.
+//    It finds the body's framing (Content-Length, or chunked; any other Transfer-Encoding is
+//    kInvalid with status 501), whether the client keeps the connection (HTTP/1.1 unless
+//    "Connection: close"; HTTP/1.0 only with "keep-alive"), Expect: 100-continue, and picks out
+//    the headers the gateway reads (Known) in the same pass. Malformed input is kInvalid with
+//    the status to answer (400, 431 for a head over the limit, 501) and a message.
 // Thread-safety: pure functions; a ChunkDecoder belongs to one relay.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -46,9 +53,46 @@ struct ResponseHead {
 
 HeadStatus ParseResponseHead(std::string_view in, bool request_was_head, ResponseHead* out);
 
-// Calls on_header(name, value) for every end-to-end header of a parsed head, in order.
-template <typename OnHeader>
-void ForEachEndToEndHeader(const ResponseHead& head, OnHeader&& on_header);
+// The request headers the gateway reads (ours and llm-d's aliases).
+enum class Known : uint8_t {
+  kHost,
+  kExpect,
+  kRequestId,
+  kSessionId,
+  kObjective,
+  kObjectiveAlias,
+  kFairnessId,
+  kFairnessIdAlias,
+  kSloTtftMs,
+  kSloTtftMsAlias,
+  kSloTpotMs,
+  kSloTpotMsAlias,
+  kTtlMs,
+  kCount
+};
+
+struct RequestHead {
+  std::string_view method, target;
+  bool http10 = false;
+  bool keep_alive = true;
+  BodyKind body = BodyKind::kNone;  // kNone, kLength or kChunked
+  uint64_t content_length = 0;
+  bool expect_continue = false;
+  size_t head_bytes = 0;
+  std::string_view fields;      // the header lines (after the request line)
+  std::string_view connection;  // the Connection header's value
+  std::array<std::string_view, static_cast<size_t>(Known::kCount)> known{};
+  std::string_view Get(Known k) const { return known[static_cast<size_t>(k)]; }
+  int error_status = 400;
+  const char* error = nullptr;
+};
+
+HeadStatus ParseRequestHead(std::string_view in, RequestHead* out);
+
+// Calls on_header(name, value) for every end-to-end header of a parsed head (request or
+// response), in order.
+template <typename Head, typename OnHeader>
+void ForEachEndToEndHeader(const Head& head, OnHeader&& on_header);
 
 class ChunkDecoder {
  public:
@@ -83,15 +127,25 @@ class ChunkDecoder {
 // Implementation (a template, for the header callback).
 
 namespace detail {
-bool IEquals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality (`b` is typically a lowercase literal).
+inline bool IEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    const unsigned char lx = x | 0x20;
+    if (lx != (y | 0x20) || lx < 'a' || lx > 'z') return false;
+  }
+  return true;
+}
 bool ListHasToken(std::string_view list, std::string_view token);  // comma-separated, any case
 bool IsHopByHop(std::string_view name, std::string_view connection_value);
 bool ParseDecimal(std::string_view v, uint64_t* out);
 std::string_view Trim(std::string_view s);
 }  // namespace detail
 
-template <typename OnHeader>
-void ForEachEndToEndHeader(const ResponseHead& head, OnHeader&& on_header) {
+template <typename Head, typename OnHeader>
+void ForEachEndToEndHeader(const Head& head, OnHeader&& on_header) {
   std::string_view rest = head.fields;
   while (!rest.empty()) {
     const size_t nl = rest.find('\n');

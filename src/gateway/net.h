@@ -36,9 +36,18 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
-using net::awaitable;
 
-inline constexpr auto kTok = net::as_tuple(net::use_awaitable);
+// Everything of the gateway runs on io_context executors: the concrete type (instead of the
+// type-erased any_io_executor) saves a virtual dispatch and an executor copy at every step of
+// every coroutine.
+using Executor = net::io_context::executor_type;
+template <typename T = void>
+using Task = net::awaitable<T, Executor>;
+using Socket = net::basic_stream_socket<tcp, Executor>;
+using Acceptor = net::basic_socket_acceptor<tcp, Executor>;
+using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
+                                        net::wait_traits<std::chrono::steady_clock>, Executor>;
+inline constexpr auto kTok = net::as_tuple(net::use_awaitable_t<Executor>{});
 inline constexpr size_t kHeaderLimit = 64 * 1024;
 inline constexpr auto kSweepPeriod = std::chrono::milliseconds(50);
 
@@ -68,10 +77,8 @@ class DeadlineSet {
 // and timed_out() turns true until the next expires_after().
 class TimedSocket {
  public:
-  using executor_type = tcp::socket::executor_type;
-  TimedSocket(tcp::socket sock, DeadlineSet& set) : sock_(std::move(sock)), set_(set) {
-    set_.Add(this);
-  }
+  using executor_type = Socket::executor_type;
+  TimedSocket(Socket sock, DeadlineSet& set) : sock_(std::move(sock)), set_(set) { set_.Add(this); }
   ~TimedSocket() { set_.Remove(this); }
   TimedSocket(const TimedSocket&) = delete;
   TimedSocket& operator=(const TimedSocket&) = delete;
@@ -85,7 +92,7 @@ class TimedSocket {
   auto async_write_some(const Buffers& b, Token&& t) {
     return sock_.async_write_some(b, std::forward<Token>(t));
   }
-  tcp::socket& socket() { return sock_; }
+  Socket& socket() { return sock_; }
 
   void expires_after(std::chrono::milliseconds d) {
     deadline_ns_ = SteadyNowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -96,7 +103,7 @@ class TimedSocket {
 
  private:
   friend class DeadlineSet;
-  tcp::socket sock_;
+  Socket sock_;
   DeadlineSet& set_;
   int64_t deadline_ns_ = 0;
   bool fired_ = false;
@@ -135,16 +142,16 @@ inline bool IsTimeout(const beast::error_code& ec) {
   return ec == beast::error::timeout || ec == net::error::timed_out;
 }
 
-// An idle or busy keep-alive connection to one upstream endpoint, with its read buffer: the
-// unread bytes are [start, end) of buf (the relay decodes in place and writes from it).
-struct UpConn {
-  static constexpr size_t kBufBytes = 16 * 1024;
-  UpConn(const net::any_io_executor& ex, DeadlineSet& set)
-      : stream(tcp::socket(ex), set), buf(new char[kBufBytes]), cap(kBufBytes) {}
-  TimedSocket stream;
+// A socket's read buffer: the unread bytes are [start, end) of buf (parsers decode in place, and
+// the relay writes from it).
+struct ReadBuffer {
+  explicit ReadBuffer(size_t capacity) : buf(new char[capacity]), cap(capacity) {}
   std::unique_ptr<char[]> buf;
   size_t cap, start = 0, end = 0;
-  std::string head;  // request head serialisation buffer, reused
+  char* data() { return buf.get() + start; }
+  size_t size() const { return end - start; }
+  std::string_view view() const { return {buf.get() + start, end - start}; }
+  net::mutable_buffer free_space() { return net::buffer(buf.get() + end, cap - end); }
   // Moves the unread bytes to the front; grows the buffer (up to `max`) when it is full.
   void Compact(size_t max) {
     if (start > 0) {
@@ -159,6 +166,15 @@ struct UpConn {
       cap = max;
     }
   }
+};
+
+// An idle or busy keep-alive connection to one upstream endpoint.
+struct UpConn {
+  static constexpr size_t kBufBytes = 16 * 1024;
+  UpConn(const Executor& ex, DeadlineSet& set) : stream(Socket(ex), set), in(kBufBytes) {}
+  TimedSocket stream;
+  ReadBuffer in;
+  std::string head;  // request head serialisation buffer, reused
 };
 
 struct SessionCtl;
@@ -186,7 +202,7 @@ struct Worker {
 
 // Per client connection, shared with handlers posted from elsewhere (see the header comment).
 struct SessionCtl {
-  explicit SessionCtl(const net::any_io_executor& ex) : wake(ex) {}
+  explicit SessionCtl(const Executor& ex) : wake(ex) {}
   uint64_t request_gen = 0;  // bumped for every request of the connection
   // The hang-up watch that runs while a request waits or is upstream.
   uint64_t watch_gen = 0;  // bumped on every arm/disarm so a stale completion does nothing
@@ -198,13 +214,14 @@ struct SessionCtl {
   UpConn* upstream = nullptr;  // the connection to close if the client leaves
   // Waiting at the gateway: the Director's decision, and the timer whose cancellation wakes
   // the session.
-  net::steady_timer wake;
+  Timer wake;
   bool resolved = false;
   control::Decision decision;
   // A running sheddable request evicted by the Director.
   bool evicted = false;
   control::Reject evict_reject;
   std::string request_id;  // of the current request (reused: no allocation once warm)
+  std::string body;        // of the current request (reused; room for the JSON parser's padding)
   // The prompt of the current request, copied out of the body parser's thread-local buffer so
   // that it stays valid while the request waits and runs (reused: no allocation once warm).
   std::string prompt;
@@ -213,7 +230,7 @@ struct SessionCtl {
 // Receives the Director's callbacks for one request and hands them to the session's loop.
 class SessionWaiter final : public control::Waiter {
  public:
-  SessionWaiter(std::shared_ptr<SessionCtl> ctl, net::any_io_executor ex)
+  SessionWaiter(std::shared_ptr<SessionCtl> ctl, Executor ex)
       : ctl_(std::move(ctl)), ex_(std::move(ex)), gen_(ctl_->request_gen) {}
   void Resolve(const control::Decision& d) override {
     net::post(ex_, [ctl = ctl_, gen = gen_, d] {
@@ -238,7 +255,7 @@ class SessionWaiter final : public control::Waiter {
 
  private:
   std::shared_ptr<SessionCtl> ctl_;
-  net::any_io_executor ex_;
+  Executor ex_;
   uint64_t gen_;
 };
 

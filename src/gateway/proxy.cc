@@ -14,27 +14,11 @@
 
 namespace tidegate::gateway {
 
+using namespace std::string_view_literals;
+
 namespace {
 
 constexpr std::string_view kCrlf = "\r\n", kLastChunk = "0\r\n\r\n";
-
-bool IsHopByHopRequestField(http::field f) {
-  switch (f) {
-    case http::field::connection:
-    case http::field::keep_alive:
-    case http::field::proxy_connection:
-    case http::field::te:
-    case http::field::trailer:
-    case http::field::transfer_encoding:
-    case http::field::upgrade:
-    case http::field::content_length:
-    case http::field::host:
-    case http::field::expect:
-      return true;
-    default:
-      return false;
-  }
-}
 
 // The "<hex size>\r\n" line that opens a chunk of `n` bytes, formatted into `buf`.
 net::const_buffer ChunkSizeLine(char (&buf)[24], size_t n) {
@@ -53,10 +37,9 @@ void AppendNumber(std::string& s, T v) {
 
 }  // namespace
 
-awaitable<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
-                              std::chrono::milliseconds write_timeout,
-                              const std::string& request_id, std::string_view content_type,
-                              std::string body, const Extra& extra) {
+Task<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
+                         std::chrono::milliseconds write_timeout, const std::string& request_id,
+                         std::string_view content_type, std::string body, const Extra& extra) {
   http::response<http::string_body> res{status, 11};
   res.set(http::field::server, "tidegate");
   res.set(http::field::content_type, content_type);
@@ -89,7 +72,7 @@ void ArmWatch(TimedSocket& client, const std::shared_ptr<SessionCtl>& ctl) {
   const uint64_t gen = ++c.watch_gen;
   c.armed = true;
   c.watch_due_ns = 0;
-  tcp::socket& sock = client.socket();
+  Socket& sock = client.socket();
   sock.async_wait(tcp::socket::wait_read, [cp = ctl, gen, &sock](const beast::error_code& ec) {
     if (ec || cp->watch_gen != gen || !cp->armed) return;  // disarmed
     char ch;
@@ -140,8 +123,8 @@ Proxy::Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::
       draining_(draining),
       resolved_(resolved) {}
 
-awaitable<bool> Proxy::WriteError(Call& call, http::status status, std::string_view message,
-                                  std::string_view type, std::string_view code, Extra extra) {
+Task<bool> Proxy::WriteError(Call& call, http::status status, std::string_view message,
+                             std::string_view type, std::string_view code, Extra extra) {
   call.status = static_cast<int>(status);
   extra.head_only = call.head_only;
   co_return co_await WriteResponse(call.client, status, call.keep_alive && !draining_.load(),
@@ -149,7 +132,7 @@ awaitable<bool> Proxy::WriteError(Call& call, http::status status, std::string_v
                                    wire::ErrorBody(message, type, code), extra);
 }
 
-awaitable<bool> Proxy::WriteReject(Call& call, const control::Reject& r) {
+Task<bool> Proxy::WriteReject(Call& call, const control::Reject& r) {
   Extra extra;
   extra.dropped_reason = wire::DropReasonName(r.drop);
   extra.retry_after = r.retry_after_s;
@@ -173,12 +156,12 @@ std::unique_ptr<UpConn> Proxy::PopIdle(Worker& w, size_t ep) {
 void Proxy::PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c) {
   auto& v = w.idle[ep];
   if (v.size() >= cfg_.max_idle_upstream_conns || draining_.load()) return;
-  c->start = c->end = 0;
+  c->in.start = c->in.end = 0;
   v.push_back(std::move(c));
 }
 
-awaitable<std::pair<std::unique_ptr<UpConn>, Proxy::AttemptResult>> Proxy::Connect(
-    Worker& w, pool::Endpoint& ep) {
+Task<std::pair<std::unique_ptr<UpConn>, Proxy::AttemptResult>> Proxy::Connect(Worker& w,
+                                                                              pool::Endpoint& ep) {
   auto conn = std::make_unique<UpConn>(w.ioc.get_executor(), w.deadlines);
   conn->stream.expires_after(cfg_.connect_timeout);
   auto [ec, e] = co_await net::async_connect(conn->stream.socket(), resolved_[ep.index()], kTok);
@@ -199,25 +182,27 @@ awaitable<std::pair<std::unique_ptr<UpConn>, Proxy::AttemptResult>> Proxy::Conne
 
 // Serialises the upstream request head into `h` (reused, so no allocation once warm): same
 // method, target and end-to-end headers as the client's, our Host and x-request-id.
-void Proxy::BuildUpstreamHead(const Call& call, const http::request<http::string_body>& req,
+void Proxy::BuildUpstreamHead(const Call& call, const http1::RequestHead& req, size_t body_bytes,
                               const pool::Endpoint& ep, std::string& h) {
   h.clear();
-  h.append(req.method_string()).append(" ").append(req.target()).append(" HTTP/1.1\r\nHost: ");
-  h.append(ep.address()).append("\r\n");
-  for (const auto& f : req) {
-    if (IsHopByHopRequestField(f.name())) continue;
-    if (f.name() == http::field::unknown && beast::iequals(f.name_string(), wire::kRequestId))
-      continue;
-    h.append(f.name_string()).append(": ").append(f.value()).append("\r\n");
-  }
-  h.append(wire::kRequestId).append(": ").append(call.request_id).append("\r\n");
-  h.append("Content-Length: ");
-  AppendNumber(h, req.body().size());
-  h.append("\r\n\r\n");
+  h.append(req.method).append(" "sv).append(req.target).append(" HTTP/1.1\r\nHost: "sv);
+  h.append(ep.address()).append("\r\n"sv);
+  http1::ForEachEndToEndHeader(req, [&h](std::string_view name, std::string_view value) {
+    using http1::detail::IEquals;
+    if ((name.size() == 4 && IEquals(name, "host")) ||
+        (name.size() == 6 && IEquals(name, "expect")) ||
+        (name.size() == wire::kRequestId.size() && IEquals(name, wire::kRequestId)))
+      return;
+    h.append(name).append(": "sv).append(value).append("\r\n"sv);
+  });
+  h.append(wire::kRequestId).append(": "sv).append(call.request_id).append("\r\n"sv);
+  h.append("Content-Length: "sv);
+  AppendNumber(h, body_bytes);
+  h.append("\r\n\r\n"sv);
 }
 
-awaitable<bool> Proxy::Serve(Call& call, const http::request<http::string_body>& req,
-                             const sched::PickResult& pick) {
+Task<bool> Proxy::Serve(Call& call, const http1::RequestHead& req, const std::string& body,
+                        const sched::PickResult& pick) {
   ArmWatchDeferred(call);
   bool keep = false;
   std::string failures;
@@ -230,7 +215,7 @@ awaitable<bool> Proxy::Serve(Call& call, const http::request<http::string_body>&
       director_.Fallback(*call.ticket, pick.order[a - 1], pick.order[a], clock_.Now());
     }
     call.endpoint = &ep;
-    AttemptResult r = co_await Attempt(call, req, ep, keep);
+    AttemptResult r = co_await Attempt(call, req, body, ep, keep);
     if (r.outcome == Outcome::kDone || r.outcome == Outcome::kClientGone) break;
     if (r.outcome == Outcome::kEvicted) {
       DisarmWatch(call);
@@ -279,9 +264,8 @@ awaitable<bool> Proxy::Serve(Call& call, const http::request<http::string_body>&
 }
 
 // One endpoint: send the request, read the response head, then relay the body.
-awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
-                                               const http::request<http::string_body>& req,
-                                               pool::Endpoint& ep, bool& keep) {
+Task<Proxy::AttemptResult> Proxy::Attempt(Call& call, const http1::RequestHead& req,
+                                          const std::string& body, pool::Endpoint& ep, bool& keep) {
   Worker& w = call.w;
   std::unique_ptr<UpConn> conn = PopIdle(w, ep.index());
   bool reused = conn != nullptr;
@@ -295,20 +279,21 @@ awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
     if (call.ctl->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
     if (call.ctl->evicted) co_return AttemptResult{Outcome::kEvicted, {}};
     call.ctl->upstream = conn.get();
-    conn->start = conn->end = 0;
-    BuildUpstreamHead(call, req, ep, conn->head);
+    conn->in.start = conn->in.end = 0;
+    BuildUpstreamHead(call, req, body.size(), ep, conn->head);
     conn->stream.expires_after(cfg_.ttfb_timeout);
-    std::array<net::const_buffer, 2> out{net::buffer(conn->head), net::buffer(req.body())};
+    std::array<net::const_buffer, 2> out{net::buffer(conn->head), net::buffer(body)};
     auto [ec, n] = co_await net::async_write(conn->stream, out, kTok);
     // Read until a complete head (informational 1xx heads are skipped).
     const char* invalid = nullptr;
     while (!ec) {
       rh = {};
       const http1::HeadStatus hs = http1::ParseResponseHead(
-          std::string_view(conn->buf.get() + conn->start, conn->end - conn->start), false, &rh);
+          std::string_view(conn->in.buf.get() + conn->in.start, conn->in.end - conn->in.start),
+          false, &rh);
       if (hs == http1::HeadStatus::kOk) {
         if (rh.status >= 100 && rh.status < 200 && rh.status != 101) {
-          conn->start += rh.head_bytes;
+          conn->in.start += rh.head_bytes;
           continue;
         }
         break;
@@ -317,10 +302,10 @@ awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
         invalid = rh.error;
         break;
       }
-      conn->Compact(http1::kMaxHeadBytes + UpConn::kBufBytes);
+      conn->in.Compact(http1::kMaxHeadBytes + UpConn::kBufBytes);
       std::tie(ec, n) = co_await conn->stream.async_read_some(
-          net::buffer(conn->buf.get() + conn->end, conn->cap - conn->end), kTok);
-      if (!ec) conn->end += n;
+          net::buffer(conn->in.buf.get() + conn->in.end, conn->in.cap - conn->in.end), kTok);
+      if (!ec) conn->in.end += n;
     }
     conn->stream.expires_never();
     if (!ec && !invalid && rh.status == 101) invalid = "a 101 Switching Protocols response";
@@ -337,7 +322,7 @@ awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
       UpstreamError(ep, "ttfb_timeout", "no response header in time");
       co_return AttemptResult{Outcome::kTimeout, {}};
     }
-    if (reused && conn->end == 0) {
+    if (reused && conn->in.end == 0) {
       // A pooled keep-alive connection the server had already closed: reconnect once.
       conn.reset();
       reused = false;
@@ -353,7 +338,7 @@ awaitable<Proxy::AttemptResult> Proxy::Attempt(Call& call,
 
 // Writes a gather list to the client, bounded by the stream idle timeout.
 template <typename Buffers>
-awaitable<beast::error_code> Proxy::WriteClient(TimedSocket& s, const Buffers& buffers) {
+Task<beast::error_code> Proxy::WriteClient(TimedSocket& s, const Buffers& buffers) {
   s.expires_after(cfg_.stream_idle_timeout);
   auto [ec, n] = co_await net::async_write(s, buffers, kTok);
   s.expires_never();
@@ -390,9 +375,9 @@ void CountTokens(std::string_view chunk, bool sse, int64_t* tokens) {
 
 }  // namespace
 
-awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
-                                             std::unique_ptr<UpConn> conn,
-                                             const http1::ResponseHead& rh, bool& keep) {
+Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
+                                        std::unique_ptr<UpConn> conn, const http1::ResponseHead& rh,
+                                        bool& keep) {
   call.status = rh.status;
   const bool sse = rh.content_type.starts_with("text/event-stream");
   const bool json = rh.content_type.starts_with("application/json");
@@ -404,35 +389,35 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   // The response head, serialised by hand into the session's reusable buffer.
   std::string& h = call.head;
   h.clear();
-  h.append("HTTP/1.1 ");
+  h.append("HTTP/1.1 "sv);
   AppendNumber(h, rh.status);
-  h.append(" ");
+  h.append(" "sv);
   if (!rh.reason.empty()) {
     h.append(rh.reason);
   } else {
     h.append(http::obsolete_reason(static_cast<http::status>(rh.status)));
   }
-  h.append("\r\n");
+  h.append("\r\n"sv);
   http1::ForEachEndToEndHeader(rh, [&h](std::string_view name, std::string_view value) {
     if (http1::detail::IEquals(name, wire::kDestinationEndpoint) ||
         http1::detail::IEquals(name, wire::kRequestId))
       return;
-    h.append(name).append(": ").append(value).append("\r\n");
+    h.append(name).append(": "sv).append(value).append("\r\n"sv);
   });
-  h.append(wire::kDestinationEndpoint).append(": ").append(ep.address()).append("\r\n");
-  h.append(wire::kRequestId).append(": ").append(call.request_id).append("\r\n");
+  h.append(wire::kDestinationEndpoint).append(": "sv).append(ep.address()).append("\r\n"sv);
+  h.append(wire::kRequestId).append(": "sv).append(call.request_id).append("\r\n"sv);
   if (to_client_chunked) {
-    h.append("Transfer-Encoding: chunked\r\n");
+    h.append("Transfer-Encoding: chunked\r\n"sv);
   } else if (rh.body == http1::BodyKind::kLength) {
-    h.append("Content-Length: ");
+    h.append("Content-Length: "sv);
     AppendNumber(h, rh.content_length);
-    h.append("\r\n");
+    h.append("\r\n"sv);
   } else if (rh.status != 204 && rh.status != 304) {
-    h.append("Content-Length: 0\r\n");
+    h.append("Content-Length: 0\r\n"sv);
   }
-  if (!keep) h.append("Connection: close\r\n");
-  h.append("\r\n");
-  conn->start += rh.head_bytes;
+  if (!keep) h.append("Connection: close\r\n"sv);
+  h.append("\r\n"sv);
+  conn->in.start += rh.head_bytes;
 
   auto client_gone = [&]() -> AttemptResult {
     beast::error_code ig;
@@ -454,8 +439,8 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   beast::error_code fail_ec;
   for (;;) {
     // Frame what is buffered: the data bytes start at `data` (decoded in place).
-    char* data = conn->buf.get() + conn->start;
-    const size_t avail = conn->end - conn->start;
+    char* data = conn->in.buf.get() + conn->in.start;
+    const size_t avail = conn->in.end - conn->in.start;
     size_t got = 0, extra = 0;
     switch (rh.body) {
       case http1::BodyKind::kNone:
@@ -481,7 +466,7 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
         done = upstream_eof;
         break;
     }
-    conn->start = conn->end;  // consumed (the extra bytes now sit at data + got)
+    conn->in.start = conn->in.end;  // consumed (the extra bytes now sit at data + got)
     leftover = extra;
     const bool evicted = failure && call.ctl->evicted;
     if (evicted && head_pending) {
@@ -523,10 +508,10 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
     }
     if (done || failure) break;
     // Read more: the buffer is free again (the extra bytes only exist once the body is done).
-    conn->start = conn->end = 0;
+    conn->in.start = conn->in.end = 0;
     conn->stream.expires_after(cfg_.stream_idle_timeout);
     auto [ec, n] =
-        co_await conn->stream.async_read_some(net::buffer(conn->buf.get(), conn->cap), kTok);
+        co_await conn->stream.async_read_some(net::buffer(conn->in.buf.get(), conn->in.cap), kTok);
     conn->stream.expires_never();
     if (call.ctl->client_gone) break;
     if (ec == net::error::eof && rh.body == http1::BodyKind::kUntilClose) {
@@ -540,7 +525,7 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
       if (call.ctl->evicted && head_pending) continue;  // reported above as a plain 429
       break;
     }
-    conn->end = n;
+    conn->in.end = n;
   }
   if (call.ctl->client_gone) co_return client_gone();
 
@@ -576,7 +561,7 @@ awaitable<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
     co_return AttemptResult{Outcome::kDone, {}};
   }
   if (rh.keep_alive && leftover == 0 && rh.body != http1::BodyKind::kUntilClose) {
-    conn->start = conn->end = 0;
+    conn->in.start = conn->in.end = 0;
     PushIdle(call.w, ep.index(), std::move(conn));
   }
   co_return AttemptResult{Outcome::kDone, {}};

@@ -49,7 +49,6 @@ struct Extra {
 struct Call {
   Worker& w;
   TimedSocket& client;
-  beast::flat_buffer& client_buf;
   std::shared_ptr<SessionCtl>& ctl;
   std::string& head;        // the session's response-head buffer
   std::string& request_id;  // the session's buffer (reused: no allocation once warm)
@@ -68,10 +67,9 @@ struct Call {
 };
 
 // Writes a complete gateway-generated response. Returns whether the connection may be kept.
-awaitable<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
-                              std::chrono::milliseconds write_timeout,
-                              const std::string& request_id, std::string_view content_type,
-                              std::string body, const Extra& extra = {});
+Task<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
+                         std::chrono::milliseconds write_timeout, const std::string& request_id,
+                         std::string_view content_type, std::string body, const Extra& extra = {});
 
 // Arms the watch now (a request waiting at the gateway), or — ArmWatchDeferred — once the
 // request has been upstream for kWatchDelay (ArmDueWatch, from the loop's sweep).
@@ -88,12 +86,12 @@ class Proxy {
         GatewayMetrics& metrics, const std::atomic<bool>& draining,
         const std::vector<tcp::resolver::results_type>& resolved);
 
-  awaitable<bool> Serve(Call& call, const http::request<http::string_body>& req,
-                        const sched::PickResult& pick);
+  Task<bool> Serve(Call& call, const http1::RequestHead& req, const std::string& body,
+                   const sched::PickResult& pick);
   // An OpenAI-style error response for `call` (sets call.status).
-  awaitable<bool> WriteError(Call& call, http::status status, std::string_view message,
-                             std::string_view type, std::string_view code, Extra extra = {});
-  awaitable<bool> WriteReject(Call& call, const control::Reject& r);
+  Task<bool> WriteError(Call& call, http::status status, std::string_view message,
+                        std::string_view type, std::string_view code, Extra extra = {});
+  Task<bool> WriteReject(Call& call, const control::Reject& r);
 
  private:
   enum class Outcome {
@@ -112,16 +110,15 @@ class Proxy {
   std::unique_ptr<UpConn> PopIdle(Worker& w, size_t ep);
   void PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c);
   void UpstreamError(const pool::Endpoint& ep, const char* reason, const std::string& detail);
-  awaitable<std::pair<std::unique_ptr<UpConn>, AttemptResult>> Connect(Worker& w,
-                                                                       pool::Endpoint& ep);
-  void BuildUpstreamHead(const Call& call, const http::request<http::string_body>& req,
+  Task<std::pair<std::unique_ptr<UpConn>, AttemptResult>> Connect(Worker& w, pool::Endpoint& ep);
+  void BuildUpstreamHead(const Call& call, const http1::RequestHead& req, size_t body_bytes,
                          const pool::Endpoint& ep, std::string& h);
-  awaitable<AttemptResult> Attempt(Call& call, const http::request<http::string_body>& req,
-                                   pool::Endpoint& ep, bool& keep);
-  awaitable<AttemptResult> Relay(Call& call, pool::Endpoint& ep, std::unique_ptr<UpConn> conn,
-                                 const http1::ResponseHead& rh, bool& keep);
+  Task<AttemptResult> Attempt(Call& call, const http1::RequestHead& req, const std::string& body,
+                              pool::Endpoint& ep, bool& keep);
+  Task<AttemptResult> Relay(Call& call, pool::Endpoint& ep, std::unique_ptr<UpConn> conn,
+                            const http1::ResponseHead& rh, bool& keep);
   template <typename Buffers>
-  awaitable<beast::error_code> WriteClient(TimedSocket& s, const Buffers& buffers);
+  Task<beast::error_code> WriteClient(TimedSocket& s, const Buffers& buffers);
 
   const GatewayConfig& cfg_;
   Clock& clock_;

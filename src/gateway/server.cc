@@ -15,6 +15,7 @@
 #include "gateway/admin.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
+#include "gateway/http1.h"
 #include "gateway/net.h"
 #include "gateway/proxy.h"
 #include "gateway/request.h"
@@ -36,12 +37,24 @@ namespace tidegate::gateway {
 namespace {
 
 // A header by our name, else by llm-d's alias.
-std::string_view Header(const http::request<http::string_body>& req, std::string_view name,
-                        std::string_view alias) {
-  if (auto it = req.find(name); it != req.end()) return it->value();
-  if (auto it = req.find(alias); it != req.end()) return it->value();
-  return {};
+std::string_view Header(const http1::RequestHead& req, http1::Known name, http1::Known alias) {
+  std::string_view v = req.Get(name);
+  return v.empty() ? req.Get(alias) : v;
 }
+
+// Points every view of `h` that lies in [from, from + n) at the same bytes copied to `to`.
+void RebaseViews(http1::RequestHead* h, const char* from, size_t n, const char* to) {
+  auto move = [&](std::string_view& v) {
+    if (v.data() >= from && v.data() < from + n) v = {to + (v.data() - from), v.size()};
+  };
+  move(h->method);
+  move(h->target);
+  move(h->fields);
+  move(h->connection);
+  for (auto& k : h->known) move(k);
+}
+
+constexpr size_t kClientBufBytes = 16 * 1024;
 
 constexpr auto kTickPeriod = std::chrono::milliseconds(20);
 
@@ -58,9 +71,9 @@ struct Gateway::Impl {
 
   // ---------------------------------------------------------------- simple responses
 
-  awaitable<bool> Write(TimedSocket& s, http::status status, bool keep_alive,
-                        const std::string& request_id, std::string_view content_type,
-                        std::string body, const Extra& extra = {}) {
+  Task<bool> Write(TimedSocket& s, http::status status, bool keep_alive,
+                   const std::string& request_id, std::string_view content_type, std::string body,
+                   const Extra& extra = {}) {
     co_return co_await WriteResponse(s, status, keep_alive && !draining.load(),
                                      cfg.stream_idle_timeout, request_id, content_type,
                                      std::move(body), extra);
@@ -68,17 +81,17 @@ struct Gateway::Impl {
 
   // Sends a final error on a connection we are about to close, then reads and discards what the
   // client is still sending for a moment, so the response is not lost to a TCP reset.
-  awaitable<void> ErrorAndClose(TimedSocket& s, beast::flat_buffer& buf, http::status status,
-                                std::string message, const char* code) {
+  Task<void> ErrorAndClose(TimedSocket& s, http::status status, std::string message,
+                           const char* code) {
     co_await Write(s, status, false, NewRequestId(), "application/json",
                    wire::ErrorBody(message, "invalid_request_error", code));
     beast::error_code ec;
     s.socket().shutdown(tcp::socket::shutdown_send, ec);
     size_t drained = 0;
+    char sink[16 * 1024];
     s.expires_after(std::chrono::milliseconds(2000));
     while (drained < 64 * 1024 * 1024) {
-      buf.clear();
-      auto [rec, n] = co_await s.async_read_some(buf.prepare(64 * 1024), kTok);
+      auto [rec, n] = co_await s.async_read_some(net::buffer(sink), kTok);
       if (rec) break;
       drained += n;
     }
@@ -98,56 +111,129 @@ struct Gateway::Impl {
 
   // ---------------------------------------------------------------- client sessions
 
-  awaitable<void> Session(Worker& w, tcp::socket sock) {
+  // Reads from the client until `pred` holds or the read fails (eof, reset, idle timeout, or
+  // cancelled by a drain); the idle timeout applies to every read.
+  template <typename Pred>
+  Task<bool> ReadClientUntil(TimedSocket& stream, ReadBuffer& in, size_t max, Pred pred) {
+    while (!pred()) {
+      in.Compact(max);
+      if (in.end == in.cap) co_return false;
+      stream.expires_after(cfg.client_idle_timeout);
+      auto [ec, n] = co_await stream.async_read_some(in.free_space(), kTok);
+      stream.expires_never();
+      if (ec) co_return false;
+      in.end += n;
+    }
+    co_return true;
+  }
+
+  Task<void> Session(Worker& w, Socket sock) {
     beast::error_code ec;
     sock.set_option(tcp::no_delay(true), ec);
     TimedSocket stream(std::move(sock), w.deadlines);
-    beast::flat_buffer buf;
-    buf.reserve(8 * 1024);
     auto ctl = std::make_shared<SessionCtl>(w.ioc.get_executor());
     SessionState state{&stream, false, ctl};
-    std::string head;
+    ReadBuffer in(kClientBufBytes);
+    std::string head_copy, head;
+    std::string& body = ctl->body;
     auto it = w.sessions.insert(w.sessions.end(), &state);
     active_sessions.fetch_add(1);
 
     for (;;) {
       if (draining.load()) break;
-      http::request_parser<http::string_body> parser;
-      parser.header_limit(kHeaderLimit);
-      parser.body_limit(cfg.max_body_bytes);
-      state.idle = true;
-      stream.expires_after(cfg.client_idle_timeout);
-      auto [rec, n] = co_await http::async_read_header(stream, buf, parser, kTok);
+      // The request head.
+      http1::RequestHead rh;
+      http1::HeadStatus hs = http1::HeadStatus::kIncomplete;
+      state.idle = in.size() == 0;
+      const bool got_head =
+          co_await ReadClientUntil(stream, in, http1::kMaxHeadBytes + kClientBufBytes, [&] {
+            rh = {};
+            hs = http1::ParseRequestHead(in.view(), &rh);
+            if (in.size() > 0) state.idle = false;
+            return hs != http1::HeadStatus::kIncomplete;
+          });
       state.idle = false;
-      if (!rec && !parser.is_done()) {
-        if (parser.get()[http::field::expect] == "100-continue") {
-          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-          auto [wec, wn] = co_await net::async_write(stream, net::buffer(kContinue), kTok);
-          if (wec) break;
-        }
-        std::tie(rec, n) = co_await http::async_read(stream, buf, parser, kTok);
+      if (!got_head) break;  // eof, timeout, reset or cancelled by a drain
+      if (hs == http1::HeadStatus::kInvalid) {
+        const auto status = static_cast<http::status>(rh.error_status);
+        const char* code = rh.error_status == 431   ? "headers_too_large"
+                           : rh.error_status == 501 ? "not_implemented"
+                                                    : "bad_request";
+        co_await ErrorAndClose(
+            stream, status,
+            std::string(rh.error_status == 431 ? "" : "malformed HTTP request: ") + rh.error, code);
+        break;
       }
-      stream.expires_never();
-      if (rec) {
-        if (rec == http::error::body_limit) {
-          co_await ErrorAndClose(stream, buf, http::status::payload_too_large,
-                                 "request body exceeds the gateway's limit of " +
-                                     std::to_string(cfg.max_body_bytes) +
-                                     " bytes (raise it with --max-body-bytes)",
-                                 "body_too_large");
-        } else if (rec == http::error::header_limit) {
-          co_await ErrorAndClose(stream, buf, http::status::request_header_fields_too_large,
-                                 "request headers exceed 64 KiB", "headers_too_large");
-        } else if (rec.category() ==
-                       beast::http::make_error_code(http::error::bad_target).category() &&
-                   rec != http::error::end_of_stream && rec != http::error::partial_message) {
-          co_await ErrorAndClose(stream, buf, http::status::bad_request,
-                                 "malformed HTTP request: " + rec.message(), "bad_request");
-        }
-        break;  // eof, timeout, reset or cancelled by a drain
+      // The body, into the session's buffer. When it is not all here yet, the head is copied
+      // out first, so reading more cannot disturb the views into it.
+      body.clear();
+      if (rh.body == http1::BodyKind::kLength && rh.content_length > cfg.max_body_bytes) {
+        co_await ErrorAndClose(stream, http::status::payload_too_large,
+                               "request body exceeds the gateway's limit of " +
+                                   std::to_string(cfg.max_body_bytes) +
+                                   " bytes (raise it with --max-body-bytes)",
+                               "body_too_large");
+        break;
       }
+      const char* head_at = in.data();
+      const size_t head_bytes = rh.head_bytes;
+      in.start += head_bytes;
+      bool head_kept = false;
+      auto keep_head = [&] {
+        if (head_kept) return;
+        head_kept = true;
+        head_copy.assign(head_at, head_bytes);
+        RebaseViews(&rh, head_at, head_bytes, head_copy.data());
+      };
+      bool body_ok = true, too_large = false;
+      if (rh.body == http1::BodyKind::kLength) {
+        const size_t want = static_cast<size_t>(rh.content_length);
+        if (in.size() < want) {
+          keep_head();
+          if (rh.expect_continue) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            auto [wec, wn] = co_await net::async_write(stream, net::buffer(kContinue), kTok);
+            if (wec) break;
+          }
+        }
+        body_ok = co_await ReadClientUntil(stream, in, kClientBufBytes, [&] {
+          const size_t take = std::min(in.size(), want - body.size());
+          body.append(in.data(), take);
+          in.start += take;
+          return body.size() == want;
+        });
+      } else if (rh.body == http1::BodyKind::kChunked) {
+        http1::ChunkDecoder chunks;
+        body_ok = co_await ReadClientUntil(stream, in, kClientBufBytes, [&] {
+          size_t extra = 0;
+          const size_t got = chunks.Decode(in.data(), in.size(), &extra);
+          body.append(in.data(), got);
+          // The bytes after the body (a pipelined request) now follow the decoded data.
+          in.start += got;
+          in.end = in.start + extra;
+          if (body.size() > cfg.max_body_bytes) too_large = true;
+          const bool stop = chunks.done() || chunks.failed() || too_large;
+          if (!stop) keep_head();  // more will be read into the buffer
+          return stop;
+        });
+        if (body_ok && chunks.failed()) {
+          co_await ErrorAndClose(stream, http::status::bad_request,
+                                 "malformed HTTP request: malformed chunked body", "bad_request");
+          break;
+        }
+      }
+      if (too_large) {
+        co_await ErrorAndClose(stream, http::status::payload_too_large,
+                               "request body exceeds the gateway's limit of " +
+                                   std::to_string(cfg.max_body_bytes) +
+                                   " bytes (raise it with --max-body-bytes)",
+                               "body_too_large");
+        break;
+      }
+      if (!body_ok) break;  // the client left (or went idle) in the middle of its body
+      if (in.size() == 0) in.start = in.end = 0;
       ++ctl->request_gen;
-      bool keep = co_await Handle(w, stream, buf, ctl, head, parser.release());
+      bool keep = co_await Handle(w, stream, ctl, head, rh, body);
       if (!keep) break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -156,25 +242,24 @@ struct Gateway::Impl {
     active_sessions.fetch_sub(1);
   }
 
-  awaitable<bool> Handle(Worker& w, TimedSocket& stream, beast::flat_buffer& buf,
-                         std::shared_ptr<SessionCtl>& ctl, std::string& head,
-                         http::request<http::string_body> req) {
+  Task<bool> Handle(Worker& w, TimedSocket& stream, std::shared_ptr<SessionCtl>& ctl,
+                    std::string& head, const http1::RequestHead& req, std::string& body) {
     Nanos start = clock.Now();
-    std::string_view target = req.target();
+    std::string_view target = req.target;
     std::string_view path = target.substr(0, target.find('?'));
     Route route = Classify(path);
     std::string& request_id = ctl->request_id;
-    if (auto rid = req[wire::kRequestId]; !rid.empty() && rid.size() <= 256) {
+    if (auto rid = req.Get(http1::Known::kRequestId); !rid.empty() && rid.size() <= 256) {
       request_id.assign(rid);
     } else {
       char id[36];
       NewRequestId(id);
       request_id.assign(id, sizeof id);
     }
-    bool keep_alive = req.keep_alive();
-    const bool is_get = req.method() == http::verb::get;
-    const bool is_post = req.method() == http::verb::post;
-    const bool is_head = req.method() == http::verb::head;
+    bool keep_alive = req.keep_alive;
+    const bool is_get = req.method == "GET";
+    const bool is_post = req.method == "POST";
+    const bool is_head = req.method == "HEAD";
     const Extra head_extra{.head_only = is_head};
 
     switch (route) {
@@ -204,11 +289,11 @@ struct Gateway::Impl {
     }
 
     gm.in_flight->Add(1);
-    Call call{w, stream, buf, ctl, head, request_id, route, false, keep_alive, start, is_head};
+    Call call{w, stream, ctl, head, request_id, route, false, keep_alive, start, is_head};
     bool keep = false;
     if (route == Route::kOther) {
       keep = co_await proxy->WriteError(call, http::status::not_found,
-                                        "no route for " + std::string(req.method_string()) + " " +
+                                        "no route for " + std::string(req.method) + " " +
                                             std::string(path) +
                                             "; the gateway serves /v1/chat/completions, "
                                             "/v1/completions, /v1/embeddings and /v1/models",
@@ -226,21 +311,21 @@ struct Gateway::Impl {
           call, http::status::method_not_allowed, std::string(path) + " only accepts POST",
           "invalid_request_error", "method_not_allowed", {.allow = "POST"});
     } else {
-      keep = co_await Api(call, req);
+      keep = co_await Api(call, req, body);
     }
     gm.in_flight->Add(-1);
     double seconds = ToSeconds(clock.Now() - start);
     gm.duration[static_cast<int>(route)]->Observe(seconds);
     RequestCounter(w, route, call.status, call.endpoint).Inc();
-    spdlog::debug("{} {} {} {} {:.1f}ms id={}", req.method_string(), path, call.status,
+    spdlog::debug("{} {} {} {} {:.1f}ms id={}", req.method, path, call.status,
                   call.endpoint ? call.endpoint->address() : "-", seconds * 1000, call.request_id);
     co_return keep;
   }
 
   // ---------------------------------------------------------------- API requests
 
-  awaitable<bool> Api(Call& call, http::request<http::string_body>& req) {
-    BodyInfo info = InspectBody(req.body());
+  Task<bool> Api(Call& call, const http1::RequestHead& req, std::string& body) {
+    BodyInfo info = InspectBody(body);
     call.stream = info.stream;
     SessionCtl& ctl = *call.ctl;
     ctl.prompt.assign(info.prompt);  // stable while the request waits and runs
@@ -250,14 +335,15 @@ struct Gateway::Impl {
     v.path = RouteLabel(call.route);
     v.model = info.model;
     v.stream = info.stream;
-    v.body_bytes = req.body().size();
+    v.body_bytes = body.size();
     v.prompt = ctl.prompt;
-    v.session_id = req[wire::kSessionId];
-    v.objective = Header(req, wire::kObjective, wire::kObjectiveAlias);
-    v.fairness_id = Header(req, wire::kFairnessId, wire::kFairnessIdAlias);
-    v.slo_ttft_ms = Header(req, wire::kSloTtftMs, wire::kSloTtftMsAlias);
-    v.slo_tpot_ms = Header(req, wire::kSloTpotMs, wire::kSloTpotMsAlias);
-    v.ttl_ms = req[wire::kTtlMs];
+    using K = http1::Known;
+    v.session_id = req.Get(K::kSessionId);
+    v.objective = Header(req, K::kObjective, K::kObjectiveAlias);
+    v.fairness_id = Header(req, K::kFairnessId, K::kFairnessIdAlias);
+    v.slo_ttft_ms = Header(req, K::kSloTtftMs, K::kSloTtftMsAlias);
+    v.slo_tpot_ms = Header(req, K::kSloTpotMs, K::kSloTpotMsAlias);
+    v.ttl_ms = req.Get(K::kTtlMs);
     v.body_error = info.error;
     v.body_error_code = info.code;
 
@@ -281,15 +367,15 @@ struct Gateway::Impl {
     if (d.kind == control::DecisionKind::kReject)
       co_return co_await proxy->WriteReject(call, d.reject);
 
-    if (cfg.forward_priority && ticket.priority != 0 && !info.has_priority &&
-        req.body().size() > 1 && req.body().front() == '{') {
+    if (cfg.forward_priority && ticket.priority != 0 && !info.has_priority && body.size() > 1 &&
+        body.front() == '{') {
       // vLLM's priority scheduling serves lower values first.
       std::string field = "\"priority\":" + std::to_string(-ticket.priority);
-      const size_t next = req.body().find_first_not_of(" \t\r\n", 1);
-      if (next != std::string::npos && req.body()[next] != '}') field += ',';
-      req.body().insert(1, field);
+      const size_t next = body.find_first_not_of(" \t\r\n", 1);
+      if (next != std::string::npos && body[next] != '}') field += ',';
+      body.insert(1, field);
     }
-    bool keep = co_await proxy->Serve(call, req, d.pick);
+    bool keep = co_await proxy->Serve(call, req, body, d.pick);
     sched::Outcome o;
     o.endpoint =
         call.endpoint ? static_cast<uint32_t>(call.endpoint->index()) : sched::Outcome::kNone;
@@ -304,7 +390,7 @@ struct Gateway::Impl {
 
   // Waits for the Director to place (or refuse) a waiting request. nullopt: the client hung
   // up and the request left the queue.
-  awaitable<std::optional<control::Decision>> Wait(Call& call, control::Ticket& ticket) {
+  Task<std::optional<control::Decision>> Wait(Call& call, control::Ticket& ticket) {
     SessionCtl& ctl = *call.ctl;
     ctl.resolved = false;
     ctl.client_gone = false;
@@ -312,7 +398,7 @@ struct Gateway::Impl {
     ArmWatch(call);
     bool cancel_tried = false;
     while (!ctl.resolved) {
-      ctl.wake.expires_at(net::steady_timer::time_point::max());
+      ctl.wake.expires_at(Timer::time_point::max());
       co_await ctl.wake.async_wait(kTok);
       if (ctl.resolved) break;
       if (ctl.client_gone && !cancel_tried) {
@@ -332,11 +418,11 @@ struct Gateway::Impl {
 
   // ---------------------------------------------------------------- /v1/models
 
-  awaitable<bool> Models(Call& call) {
+  Task<bool> Models(Call& call) {
     // Right after start-up the prober may not have read every list yet: wait for its first
     // round (bounded).
     if (!prober->FirstRoundDone()) {
-      net::steady_timer t(call.w.ioc);
+      Timer t(call.w.ioc);
       for (int i = 0; i < 150 && !prober->FirstRoundDone(); ++i) {
         t.expires_after(std::chrono::milliseconds(10));
         co_await t.async_wait(kTok);
@@ -368,7 +454,7 @@ struct Gateway::Impl {
 
   // ---------------------------------------------------------------- control loop
 
-  awaitable<void> AcceptLoop() {
+  Task<void> AcceptLoop() {
     size_t next = 0;
     for (;;) {
       Worker& w = *workers[next++ % workers.size()];
@@ -376,7 +462,7 @@ struct Gateway::Impl {
       if (ec) {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
         spdlog::warn("accept failed: {}", ec.message());
-        net::steady_timer t(control, std::chrono::milliseconds(50));
+        Timer t(control, std::chrono::milliseconds(50));
         co_await t.async_wait(kTok);  // e.g. out of file descriptors: back off briefly
         continue;
       }
@@ -393,8 +479,8 @@ struct Gateway::Impl {
 
   // Enforces the deadlines of one event loop's sockets (see DeadlineSet) and arms the deferred
   // hang-up watches that came due.
-  awaitable<void> SweepLoop(Worker& w) {
-    net::steady_timer t(w.ioc);
+  Task<void> SweepLoop(Worker& w) {
+    Timer t(w.ioc);
     for (;;) {
       t.expires_after(kSweepPeriod);
       auto [ec] = co_await t.async_wait(kTok);
@@ -406,8 +492,8 @@ struct Gateway::Impl {
   }
 
   // The Director's clock: TTLs, eviction, the capacity signal, and dispatch on fresh metrics.
-  awaitable<void> TickLoop() {
-    net::steady_timer t(control);
+  Task<void> TickLoop() {
+    Timer t(control);
     for (;;) {
       director->Tick(clock.Now());
       t.expires_after(kTickPeriod);
@@ -434,9 +520,9 @@ struct Gateway::Impl {
     });
   }
 
-  awaitable<void> DrainWatch() {
+  Task<void> DrainWatch() {
     auto deadline = std::chrono::steady_clock::now() + cfg.drain_timeout;
-    net::steady_timer t(control);
+    Timer t(control);
     while (active_sessions.load() > 0 && std::chrono::steady_clock::now() < deadline) {
       t.expires_after(std::chrono::milliseconds(20));
       co_await t.async_wait(kTok);
@@ -467,7 +553,7 @@ struct Gateway::Impl {
   // loop, so the control loop (and its handlers) must be destroyed first.
   std::vector<std::unique_ptr<Worker>> workers;
   net::io_context control{1};
-  tcp::acceptor acceptor;
+  Acceptor acceptor;
   std::vector<tcp::resolver::results_type> resolved;
   std::unique_ptr<Proxy> proxy;
   std::unique_ptr<pool::Scraper> scraper;

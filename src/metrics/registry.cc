@@ -5,19 +5,48 @@
 
 namespace tidegate::metrics {
 
+size_t ThreadShard() {
+  static std::atomic<size_t> next{0};
+  thread_local const size_t shard = next.fetch_add(1, std::memory_order_relaxed) % kShards;
+  return shard;
+}
+
 Histogram::Histogram(const std::vector<double>& bounds)
-    : bounds_(bounds), buckets_(new std::atomic<uint64_t>[bounds.size() + 1]) {
-  for (size_t i = 0; i <= bounds_.size(); ++i) buckets_[i].store(0, std::memory_order_relaxed);
+    : bounds_(bounds),
+      lines_per_shard_((bounds.size() + 1 + 7) / 8),
+      lines_(new Line[kShards * lines_per_shard_]) {
+  for (size_t i = 0; i < kShards * lines_per_shard_; ++i)
+    for (auto& v : lines_[i].v) v.store(0, std::memory_order_relaxed);
 }
 
 void Histogram::Observe(double v) {
   size_t i = 0;
   while (i < bounds_.size() && v > bounds_[i]) ++i;
-  buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  count_.fetch_add(1, std::memory_order_relaxed);
-  double cur = sum_.load(std::memory_order_relaxed);
-  while (!sum_.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
+  const size_t s = ThreadShard();
+  Bucket(s, i).fetch_add(1, std::memory_order_relaxed);
+  Shard& sh = shards_[s];
+  sh.count.fetch_add(1, std::memory_order_relaxed);
+  double cur = sh.sum.load(std::memory_order_relaxed);
+  while (!sh.sum.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
   }
+}
+
+uint64_t Histogram::BucketCount(size_t i) const {
+  uint64_t n = 0;
+  for (size_t s = 0; s < kShards; ++s) n += Bucket(s, i).load(std::memory_order_relaxed);
+  return n;
+}
+
+uint64_t Histogram::Count() const {
+  uint64_t n = 0;
+  for (const auto& sh : shards_) n += sh.count.load(std::memory_order_relaxed);
+  return n;
+}
+
+double Histogram::Sum() const {
+  double v = 0;
+  for (const auto& sh : shards_) v += sh.sum.load(std::memory_order_relaxed);
+  return v;
 }
 
 std::vector<double> LatencyBuckets() {

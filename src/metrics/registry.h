@@ -3,7 +3,10 @@
 //
 // Contract: a Registry owns metric families; a family hands out one child per label-value tuple
 // and the child's address never changes, so the hot path can look a child up once and keep the
-// pointer. Updates are lock-free atomics; child creation and Render() take the family's mutex.
+// pointer. Updates are lock-free atomics on per-thread shards (each on its own cache line), so
+// event loops on different cores never contend for a metric; reads sum the shards. A Gauge is
+// either Set() (one writer) or moved by Add() (any thread): do not mix the two on one gauge.
+// Child creation and Render() take the family's mutex.
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
@@ -18,27 +21,50 @@
 
 namespace tidegate::metrics {
 
+// Shards per metric: a thread always updates the same one (threads are spread round-robin).
+inline constexpr size_t kShards = 4;
+size_t ThreadShard();
+
 class Counter {
  public:
-  void Inc(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
-  uint64_t Value() const { return value_.load(std::memory_order_relaxed); }
+  void Inc(uint64_t n = 1) { cells_[ThreadShard()].v.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t Value() const {
+    uint64_t sum = 0;
+    for (const auto& c : cells_) sum += c.v.load(std::memory_order_relaxed);
+    return sum;
+  }
 
  private:
-  std::atomic<uint64_t> value_{0};
+  struct alignas(64) Cell {
+    std::atomic<uint64_t> v{0};
+  };
+  Cell cells_[kShards];
 };
 
 class Gauge {
  public:
-  void Set(double v) { value_.store(v, std::memory_order_relaxed); }
+  void Set(double v) {
+    for (auto& c : adds_) c.v.store(0, std::memory_order_relaxed);
+    value_.store(v, std::memory_order_relaxed);
+  }
   void Add(double d) {
-    double cur = value_.load(std::memory_order_relaxed);
-    while (!value_.compare_exchange_weak(cur, cur + d, std::memory_order_relaxed)) {
+    auto& a = adds_[ThreadShard()].v;  // only this thread's shard: the CAS does not contend
+    double cur = a.load(std::memory_order_relaxed);
+    while (!a.compare_exchange_weak(cur, cur + d, std::memory_order_relaxed)) {
     }
   }
-  double Value() const { return value_.load(std::memory_order_relaxed); }
+  double Value() const {
+    double v = value_.load(std::memory_order_relaxed);
+    for (const auto& c : adds_) v += c.v.load(std::memory_order_relaxed);
+    return v;
+  }
 
  private:
+  struct alignas(64) Cell {
+    std::atomic<double> v{0};
+  };
   std::atomic<double> value_{0};
+  Cell adds_[kShards];
 };
 
 class Histogram {
@@ -47,15 +73,25 @@ class Histogram {
   void Observe(double v);
   const std::vector<double>& bounds() const { return bounds_; }
   // Non-cumulative count in bucket i (i == bounds().size() is the +Inf bucket).
-  uint64_t BucketCount(size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
-  uint64_t Count() const { return count_.load(std::memory_order_relaxed); }
-  double Sum() const { return sum_.load(std::memory_order_relaxed); }
+  uint64_t BucketCount(size_t i) const;
+  uint64_t Count() const;
+  double Sum() const;
 
  private:
+  struct alignas(64) Shard {
+    std::atomic<uint64_t> count{0};
+    std::atomic<double> sum{0};
+  };
+  struct alignas(64) Line {
+    std::atomic<uint64_t> v[8];
+  };
+  std::atomic<uint64_t>& Bucket(size_t shard, size_t i) const {
+    return lines_[shard * lines_per_shard_ + i / 8].v[i % 8];
+  }
   std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;
-  std::atomic<uint64_t> count_{0};
-  std::atomic<double> sum_{0};
+  size_t lines_per_shard_;  // bucket counters of a shard, in whole cache lines
+  std::unique_ptr<Line[]> lines_;
+  Shard shards_[kShards];
 };
 
 // Bucket layouts in seconds.

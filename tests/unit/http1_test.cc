@@ -142,3 +142,89 @@ TEST(Http1Chunked, BoundaryAndMalformed) {
 
 }  // namespace
 }  // namespace tidegate::gateway::http1
+
+namespace tidegate::gateway::http1 {
+namespace {
+
+TEST(Http1Request, ParsesTheRequestLineFramingAndKnownHeaders) {
+  const std::string in =
+      "POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+      "Content-Length: 17\r\nX-Gateway-Inference-Objective: premium\r\n"
+      "x-llm-d-inference-fairness-id: tenant-b\r\nx-llm-d-inference-ttl: 250\r\n"
+      "x-request-id: abc\r\nX-Request-Id: second\r\n\r\n{\"model\":\"m\"}...";
+  RequestHead h;
+  ASSERT_EQ(ParseRequestHead(in, &h), HeadStatus::kOk) << h.error;
+  EXPECT_EQ(h.method, "POST");
+  EXPECT_EQ(h.target, "/v1/chat/completions?x=1");
+  EXPECT_FALSE(h.http10);
+  EXPECT_TRUE(h.keep_alive);
+  EXPECT_EQ(h.body, BodyKind::kLength);
+  EXPECT_EQ(h.content_length, 17u);
+  EXPECT_EQ(in.substr(h.head_bytes, 3), "{\"m");
+  EXPECT_EQ(h.Get(Known::kHost), "gw");
+  EXPECT_EQ(h.Get(Known::kObjective), "premium");
+  EXPECT_EQ(h.Get(Known::kFairnessIdAlias), "tenant-b");
+  EXPECT_EQ(h.Get(Known::kTtlMs), "250");
+  EXPECT_EQ(h.Get(Known::kRequestId), "abc");  // the first one counts
+  EXPECT_TRUE(h.Get(Known::kSessionId).empty());
+  int n = 0;
+  ForEachEndToEndHeader(h, [&](std::string_view name, std::string_view) {
+    ++n;
+    EXPECT_NE(name, "Content-Length");
+  });
+  EXPECT_EQ(n, 7);
+}
+
+TEST(Http1Request, ConnectionRulesChunkedAndExpect) {
+  RequestHead h;
+  ASSERT_EQ(ParseRequestHead("GET /healthz HTTP/1.0\r\n\r\n", &h), HeadStatus::kOk);
+  EXPECT_TRUE(h.http10);
+  EXPECT_FALSE(h.keep_alive);
+  EXPECT_EQ(h.body, BodyKind::kNone);
+  h = {};
+  ASSERT_EQ(ParseRequestHead("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", &h),
+            HeadStatus::kOk);
+  EXPECT_TRUE(h.keep_alive);
+  h = {};
+  ASSERT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nConnection: close\r\nTransfer-Encoding: "
+                             "chunked\r\nExpect: 100-continue\r\n\r\n",
+                             &h),
+            HeadStatus::kOk);
+  EXPECT_FALSE(h.keep_alive);
+  EXPECT_EQ(h.body, BodyKind::kChunked);
+  EXPECT_TRUE(h.expect_continue);
+  h = {};
+  EXPECT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nContent-Le", &h), HeadStatus::kIncomplete);
+}
+
+TEST(Http1Request, MalformedRequestsSayWhyAndWhichStatus) {
+  struct Case {
+    std::string in;
+    int status;
+  };
+  const Case cases[] = {
+      {"GARBAGE\r\n\r\n", 400},
+      {"POST  / HTTP/1.1\r\n\r\n", 400},
+      {"POST / HTTP/2.0\r\n\r\n", 505},
+      {"POST / FTP/1.0\r\n\r\n", 400},
+      {"PO ST / HTTP/1.1\r\n\r\n", 400},
+      {"POST /\x01 HTTP/1.1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\n folded\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nX: " + std::string(kMaxHeadBytes, 'a'), 431},
+  };
+  for (const auto& c : cases) {
+    RequestHead h;
+    EXPECT_EQ(ParseRequestHead(c.in, &h), HeadStatus::kInvalid) << c.in.substr(0, 60);
+    EXPECT_EQ(h.error_status, c.status) << c.in.substr(0, 60);
+    EXPECT_NE(h.error, nullptr);
+  }
+}
+
+}  // namespace
+}  // namespace tidegate::gateway::http1

@@ -24,20 +24,5 @@ TEST(NewRequestId, UuidV4Shape) {
   EXPECT_EQ(seen.size(), 1000u);
 }
 
-TEST(ChunkedParserCanProgress, CompleteNextChunkHeader) {
-  EXPECT_TRUE(ChunkedParserCanProgress("\r\n1a\r\ndata"));
-  EXPECT_TRUE(ChunkedParserCanProgress("\r\n1a;ext=1\r\n"));
-  EXPECT_TRUE(ChunkedParserCanProgress("\r\n0\r\n\r\n"));
-}
-
-TEST(ChunkedParserCanProgress, WouldWaitOnTheSocket) {
-  EXPECT_FALSE(ChunkedParserCanProgress(""));
-  EXPECT_FALSE(ChunkedParserCanProgress("\r\n"));
-  EXPECT_FALSE(ChunkedParserCanProgress("\r\n1a"));
-  EXPECT_FALSE(ChunkedParserCanProgress("\r\n0\r\n"));  // last chunk without its final CRLF
-  EXPECT_FALSE(ChunkedParserCanProgress("\r\n0\r\n\r"));
-  EXPECT_FALSE(ChunkedParserCanProgress("data"));  // not at a chunk boundary: be safe
-}
-
 }  // namespace
 }  // namespace tidegate::gateway

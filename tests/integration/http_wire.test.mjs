@@ -1,0 +1,127 @@
+// http_wire.test.mjs — the gateway's client-side HTTP/1.1, byte by byte over raw sockets:
+// pipelined requests answered in order, a chunked request body, Expect: 100-continue, HTTP/1.0
+// closing, a body sent in slow pieces (the idle timeout is per read, not a total deadline), and
+// malformed requests answered with a clear 400/431/501/505 instead of a dropped connection.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { startUpstream, startGateway, stopAll, endpointsArg, rawExchange, sleep } from './lib.mjs';
+
+const T = { timeout: 15_000 };
+const BODY = JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hi' }] });
+
+// Splits raw response bytes into {status, headers, body} records (Content-Length bodies).
+function parseResponses(raw) {
+  const out = [];
+  let rest = raw;
+  while (rest.length > 0) {
+    const end = rest.indexOf('\r\n\r\n');
+    if (end < 0) break;
+    const head = rest.slice(0, end).split('\r\n');
+    const status = Number(head[0].split(' ')[1]);
+    const headers = {};
+    for (const line of head.slice(1)) {
+      const i = line.indexOf(':');
+      headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
+    }
+    const len = Number(headers['content-length'] || 0);
+    out.push({ status, headers, body: rest.slice(end + 4, end + 4 + len) });
+    rest = rest.slice(end + 4 + len);
+  }
+  return out;
+}
+
+const post = (extra = '', body = BODY) =>
+  `POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n` +
+  `Content-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+describe('client-side HTTP/1.1', () => {
+  let up, gw;
+  before(async () => {
+    up = await startUpstream({ name: 'up1' });
+    gw = await startGateway(['--endpoints', endpointsArg(up), '--client-idle-timeout', '1s']);
+  }, T);
+  after(stopAll);
+
+  it('answers pipelined requests in order on one connection', T, async () => {
+    const raw = await rawExchange(gw.port,
+      post('x-request-id: p1\r\n') + post('x-request-id: p2\r\n') +
+      'GET /healthz HTTP/1.1\r\nHost: gw\r\nx-request-id: p3\r\nConnection: close\r\n\r\n');
+    const rs = parseResponses(raw);
+    assert.deepEqual(rs.map((r) => [r.status, r.headers['x-request-id']]),
+      [[200, 'p1'], [200, 'p2'], [200, 'p3']], raw.slice(0, 400));
+    assert.match(rs[0].body, /hello from up1/);
+  });
+
+  it('accepts a chunked request body, forwarded with its length', T, async () => {
+    const half = Math.floor(BODY.length / 2);
+    const chunked = `${half.toString(16)}\r\n${BODY.slice(0, half)}\r\n` +
+      `${(BODY.length - half).toString(16)};ext=1\r\n${BODY.slice(half)}\r\n0\r\n\r\n`;
+    const raw = await rawExchange(gw.port,
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n' +
+      `Connection: close\r\n\r\n${chunked}`);
+    const [r] = parseResponses(raw);
+    assert.equal(r.status, 200, raw.slice(0, 300));
+    const stats = await up.stats();
+    assert.deepEqual(stats.last_body, JSON.parse(BODY));
+  });
+
+  it('sends 100 Continue before reading a body the client holds back', T, async () => {
+    const sock = net.connect({ host: '127.0.0.1', port: gw.port });
+    let got = '';
+    sock.on('data', (c) => { got += c.toString('latin1'); });
+    await new Promise((r) => sock.once('connect', r));
+    sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\n' +
+      `Content-Length: ${BODY.length}\r\nConnection: close\r\n\r\n`);
+    for (let i = 0; i < 50 && !got.includes('100 Continue'); i++) await sleep(20);
+    assert.match(got, /^HTTP\/1\.1 100 Continue\r\n\r\n/);
+    sock.write(BODY);
+    await new Promise((r) => sock.once('close', r));
+    assert.match(got, /HTTP\/1\.1 200 OK/);
+  });
+
+  it('closes an HTTP/1.0 connection after the response, and keeps one that asks for it', T, async () => {
+    const raw = await rawExchange(gw.port, 'GET /healthz HTTP/1.0\r\n\r\n');
+    assert.match(raw, /^HTTP\/1\.1 200/);  // answered, then closed (rawExchange saw the close)
+    const keep = await rawExchange(gw.port,
+      'GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n');
+    assert.equal(parseResponses(keep).length, 2, keep);
+  });
+
+  it('a body sent slowly in pieces is not cut while it keeps coming (the idle timeout is per read)', T, async () => {
+    const sock = net.connect({ host: '127.0.0.1', port: gw.port });
+    let got = '';
+    sock.on('data', (c) => { got += c.toString('latin1'); });
+    await new Promise((r) => sock.once('connect', r));
+    sock.write('POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n' +
+      `Content-Length: ${BODY.length}\r\nConnection: close\r\n\r\n`);
+    // 1.6 s in all, longer than the 1 s idle timeout, but never idle for 1 s.
+    const piece = Math.ceil(BODY.length / 4);
+    for (let i = 0; i < 4; i++) {
+      await sleep(400);
+      sock.write(BODY.slice(i * piece, (i + 1) * piece));
+    }
+    await new Promise((r) => sock.once('close', r));
+    assert.match(got, /HTTP\/1\.1 200 OK/, got.slice(0, 200));
+  });
+
+  for (const [what, bytes, status, re] of [
+    ['a request line that is not HTTP', 'HELLO\r\n\r\n', 400, /malformed request line/],
+    ['an unsupported HTTP version', 'GET /healthz HTTP/2.0\r\n\r\n', 505, /unsupported HTTP version/],
+    ['a header name with a space', 'GET /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n', 400, /malformed header name/],
+    ['an unsupported transfer coding', 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n', 501, /only chunked/],
+    ['two different Content-Lengths', 'POST /v1/completions HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx', 400, /Content-Length/],
+    ['a malformed chunked body', 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400, /chunked body/],
+    ['headers over 64 KiB', `GET /healthz HTTP/1.1\r\nX-Big: ${'a'.repeat(70 * 1024)}\r\n\r\n`, 431, /64 KiB/],
+  ]) {
+    it(`${what} → ${status} with an OpenAI-style error, then the connection closes`, T, async () => {
+      const raw = await rawExchange(gw.port, bytes);
+      const [r] = parseResponses(raw);
+      assert.ok(r, `a response came back: ${JSON.stringify(raw.slice(0, 200))}`);
+      assert.equal(r.status, status, raw.slice(0, 300));
+      const err = JSON.parse(r.body).error;
+      assert.match(err.message, re);
+      assert.ok(err.code && err.type, r.body);
+    });
+  }
+});
