@@ -119,6 +119,18 @@ Director::Director(DirectorConfig cfg, pool::Pool& pool, std::unique_ptr<sched::
                         "ttl-expired", "evicted", "no-endpoints"})
     rejected_->With({r});
   capacity_.endpoints = static_cast<int64_t>(pool_.size());
+  if (cfg_.flow.preemptive_engines) by_priority_.reset(new InFlightByPriority[pool_.size()]);
+}
+
+bool Director::HasRoomFor(uint32_t endpoint, int priority) const {
+  if (!by_priority_ || endpoint >= pool_.size()) return false;
+  // Each request of this priority or above can preempt one lower-priority request: there is
+  // room while the lower ones outnumber them.
+  const InFlightByPriority& e = by_priority_[endpoint];
+  std::lock_guard lock(e.mu);
+  int lower = 0, at_or_above = 0;
+  for (const auto& [p, n] : e.count) (p < priority ? lower : at_or_above) += n;
+  return lower > at_or_above;
 }
 
 Director::~Director() = default;
@@ -241,11 +253,21 @@ void Director::CountReject(const Reject& r) {
 void Director::Reserve(Ticket& t, uint32_t endpoint) {
   pool_.at(endpoint).AddInFlight(1);
   t.reserved = endpoint;
+  if (by_priority_) {
+    std::lock_guard lock(by_priority_[endpoint].mu);
+    ++by_priority_[endpoint].count[t.priority];
+  }
 }
 
 void Director::Release(Ticket& t) {
   if (t.reserved == sched::Outcome::kNone) return;
   pool_.at(t.reserved).AddInFlight(-1);
+  if (by_priority_) {
+    auto& e = by_priority_[t.reserved];
+    std::lock_guard lock(e.mu);
+    if (auto it = e.count.find(t.priority); it != e.count.end() && --it->second <= 0)
+      e.count.erase(it);
+  }
   t.reserved = sched::Outcome::kNone;
 }
 
@@ -321,6 +343,7 @@ Decision Director::Admit(Ticket& t, const RequestView& v, Nanos now) {
   info.session_id = v.session_id;
   info.priority = priority;
   info.require_room = cfg_.flow.enabled;
+  if (by_priority_) info.room_override = this;
 
   Nanos band_ttl = cfg_.flow.ttl;
   if (auto it = cfg_.flow.band_ttl.find(priority); it != cfg_.flow.band_ttl.end())

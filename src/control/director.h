@@ -35,6 +35,10 @@
 //  * TTL: min(x-llm-d-inference-ttl, the band's TTL); on expiry kTtlExpired (503). A band that
 //    is full refuses the newcomer (429 saturated); a full gateway evicts the newest request of
 //    the lowest lower band (429 evicted).
+//  * With preemptive engines (FlowControlConfig::preemptive_engines), an endpoint without room
+//    still has room for a request of priority p while the requests this gateway has in flight
+//    there below p outnumber those at p or above: the engine preempts a lower one, so the higher
+//    one need not wait.
 //  * Optional eviction of running sheddable work (evict_sheddable_after > 0): when a request
 //    of priority ≥ 0 has waited longer than that, the most recently dispatched running sheddable
 //    request is evicted (its ticket's Evicted() is called with a kEvicted reject), at most one
@@ -75,6 +79,10 @@ struct FlowControlConfig {
   Fairness fairness = Fairness::kRoundRobin;
   Ordering ordering = Ordering::kFcfs;
   Nanos evict_sheddable_after{0};  // 0 = never evict running sheddable requests
+  // The engines schedule by priority and preempt lower-priority running requests (vLLM's
+  // priority scheduling, with the gateway forwarding the priority): an endpoint without room
+  // still takes a request of higher priority than one the gateway has running there.
+  bool preemptive_engines = false;
 };
 
 struct DirectorConfig {
@@ -163,7 +171,7 @@ struct QueueSnapshot {
   uint64_t bytes = 0;
 };
 
-class Director {
+class Director : private sched::RoomOverride {
  public:
   Director(DirectorConfig cfg, pool::Pool& pool, std::unique_ptr<sched::Picker> picker,
            metrics::Registry& registry);
@@ -192,6 +200,7 @@ class Director {
   Reject MakeReject(RejectKind kind, std::string message, Nanos now) const;
   Reject FromEmptyPick(const Ticket& t, sched::EmptyReason reason, Nanos now) const;
   Decision Route(Ticket& t, const sched::PickResult& pick, Nanos now);
+  bool HasRoomFor(uint32_t endpoint, int priority) const override;
   void Reserve(Ticket& t, uint32_t endpoint);
   void Release(Ticket& t);
   // Places waiting requests while endpoints have room. `self` (may be null) is the ticket of
@@ -216,6 +225,12 @@ class Director {
   // Highest priority with waiting requests (INT32_MIN when none), read without the lock.
   std::atomic<int> highest_waiting_{INT32_MIN};
   std::atomic<int64_t> retry_after_ms_{1000};
+  // With preemptive engines: per endpoint, requests in flight by priority.
+  struct InFlightByPriority {
+    mutable std::mutex mu;
+    std::map<int, int> count;
+  };
+  std::unique_ptr<InFlightByPriority[]> by_priority_;
 
   metrics::Family<metrics::Gauge>* queue_size_;
   metrics::Family<metrics::Gauge>* queue_bytes_;

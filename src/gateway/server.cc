@@ -591,6 +591,8 @@ std::string Gateway::Start() {
   dc.objectives = I.cfg.objectives;
   dc.default_objective = I.cfg.default_objective;
   dc.flow = I.cfg.flow;
+  // Engines run with priority scheduling when the gateway forwards priorities to them.
+  dc.flow.preemptive_engines = I.cfg.forward_priority;
   dc.scrape_interval = I.cfg.scrape_interval;
   I.director =
       std::make_unique<control::Director>(std::move(dc), I.pool, std::move(picker), I.registry);

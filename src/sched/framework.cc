@@ -306,8 +306,10 @@ class ProfilePicker final : public Picker {
       }
     }
     if (req.require_room) {
-      std::erase_if(cands,
-                    [&](const Candidate& c) { return !detector_->HasRoom(c, now, ctx.blind); });
+      std::erase_if(cands, [&](const Candidate& c) {
+        return !detector_->HasRoom(c, now, ctx.blind) &&
+               !(req.room_override && req.room_override->HasRoomFor(c.index, req.priority));
+      });
       if (cands.empty()) {
         out.reason = EmptyReason::kNoRoom;
         return out;

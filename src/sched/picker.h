@@ -35,6 +35,14 @@
 
 namespace tidegate::sched {
 
+// Extra room the caller knows of: an endpoint without room for lower priorities may still take
+// a request of `priority` (e.g. engines that preempt lower-priority running requests).
+class RoomOverride {
+ public:
+  virtual ~RoomOverride() = default;
+  virtual bool HasRoomFor(uint32_t endpoint, int priority) const = 0;
+};
+
 struct RequestInfo {
   uint64_t id = 0;         // unique per request when non-zero (caches per-request work)
   std::string_view path;   // e.g. "/v1/chat/completions"
@@ -45,8 +53,10 @@ struct RequestInfo {
   std::string_view adapter;     // LoRA adapter requested, if any
   std::string_view session_id;  // x-session-id, for session affinity
   int priority = 0;             // objective priority; negative = sheddable
-  // Only endpoints with room (pool::SaturationDetector::HasRoom) may be picked.
+  // Only endpoints with room (pool::SaturationDetector::HasRoom, or room_override) may be
+  // picked.
   bool require_room = false;
+  const RoomOverride* room_override = nullptr;
 };
 
 enum class EmptyReason : uint8_t {

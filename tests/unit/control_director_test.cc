@@ -414,6 +414,34 @@ TEST(Director, RunningSheddableWorkIsEvictedWhenRealTimeWaitedTooLong) {
   EXPECT_TRUE(shed2.waiter.evicted.empty());
 }
 
+TEST(Director, WithPreemptiveEnginesAHigherPriorityNeedNotWaitForRoom) {
+  DirectorConfig cfg;
+  cfg.objectives = {{"standard", 0}, {"premium", 10}};
+  cfg.flow.preemptive_engines = true;
+  Fixture f(1, cfg, Bound(1));
+  Req standard, premium, premium2, later;
+  ASSERT_EQ(f.Admit(standard).kind, DecisionKind::kRoute);
+  // The endpoint is at its bound, but runs a lower-priority request the engine will preempt.
+  premium.objective = "premium";
+  ASSERT_EQ(f.Admit(premium).kind, DecisionKind::kRoute);
+  // Nothing lower runs there for these: they wait.
+  premium2.objective = "premium";
+  EXPECT_EQ(f.Admit(premium2).kind, DecisionKind::kWait);
+  EXPECT_EQ(f.Admit(later).kind, DecisionKind::kWait);
+  f.Finish(standard);
+  f.Finish(premium);
+  ASSERT_EQ(premium2.waiter.resolved.size(), 1u);
+  EXPECT_TRUE(later.waiter.resolved.empty());
+  // Without preemption the premium request waits like anyone else.
+  DirectorConfig plain;
+  plain.objectives = cfg.objectives;
+  Fixture g(1, plain, Bound(1));
+  Req s2, p2;
+  ASSERT_EQ(g.Admit(s2).kind, DecisionKind::kRoute);
+  p2.objective = "premium";
+  EXPECT_EQ(g.Admit(p2).kind, DecisionKind::kWait);
+}
+
 TEST(Director, WithFlowControlOffRealTimeGoesStraightToTheBestEndpoint) {
   DirectorConfig cfg;
   cfg.flow.enabled = false;
