@@ -11,8 +11,9 @@ PKGS=(
   nodejs npm
   prometheus
   chromium  # headless, for tests/integration/report_html.test.mjs
+  haproxy   # the benchmark's baseline, tested by tests/integration/bench_haproxy.test.mjs
 )
-if [[ "${1:-}" == "--bench" ]]; then PKGS+=(haproxy nginx wrk); fi
+if [[ "${1:-}" == "--bench" ]]; then PKGS+=(nginx wrk); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

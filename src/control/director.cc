@@ -124,12 +124,16 @@ Director::Director(DirectorConfig cfg, pool::Pool& pool, std::unique_ptr<sched::
 
 bool Director::HasRoomFor(uint32_t endpoint, int priority) const {
   if (!by_priority_ || endpoint >= pool_.size()) return false;
-  // Each request of this priority or above can preempt one lower-priority request: there is
-  // room while the lower ones outnumber them.
+  // The engine serves requests of this priority or above first: only they stand in the way.
   const InFlightByPriority& e = by_priority_[endpoint];
-  std::lock_guard lock(e.mu);
   int lower = 0, at_or_above = 0;
-  for (const auto& [p, n] : e.count) (p < priority ? lower : at_or_above) += n;
+  {
+    std::lock_guard lock(e.mu);
+    for (const auto& [p, n] : e.count) (p < priority ? lower : at_or_above) += n;
+  }
+  const double batch = pool_.at(endpoint).Load().batch_limit;
+  if (batch > 0) return at_or_above < batch + detector().config().queue_threshold;
+  // Batch size not learnt yet: each one can at least preempt a lower-priority request.
   return lower > at_or_above;
 }
 

@@ -35,10 +35,11 @@
 //  * TTL: min(x-llm-d-inference-ttl, the band's TTL); on expiry kTtlExpired (503). A band that
 //    is full refuses the newcomer (429 saturated); a full gateway evicts the newest request of
 //    the lowest lower band (429 evicted).
-//  * With preemptive engines (FlowControlConfig::preemptive_engines), an endpoint without room
-//    still has room for a request of priority p while the requests this gateway has in flight
-//    there below p outnumber those at p or above: the engine preempts a lower one, so the higher
-//    one need not wait.
+//  * With preemptive engines (FlowControlConfig::preemptive_engines) the engine serves higher
+//    priorities first, so for a request of priority p only the gateway's requests of priority
+//    >= p in flight there stand in its way: an endpoint without room still takes it while those
+//    are fewer than the engine's batch limit (learnt from its metrics) plus the queue threshold,
+//    or, before the batch limit is known, while the lower-priority ones outnumber them.
 //  * Optional eviction of running sheddable work (evict_sheddable_after > 0): when a request
 //    of priority ≥ 0 has waited longer than that, the most recently dispatched running sheddable
 //    request is evicted (its ticket's Evicted() is called with a kEvicted reject), at most one

@@ -432,6 +432,24 @@ TEST(Director, WithPreemptiveEnginesAHigherPriorityNeedNotWaitForRoom) {
   f.Finish(premium);
   ASSERT_EQ(premium2.waiter.resolved.size(), 1u);
   EXPECT_TRUE(later.waiter.resolved.empty());
+  // Once the batch limit is known (2 running while requests wait), premium requests go on
+  // while fewer than batch limit + queue threshold (2 + 1) of them are in flight there,
+  // whatever the lower-priority load.
+  DirectorConfig pc = cfg;
+  Fixture h(1, pc, {.queue_threshold = 1, .max_in_flight_per_endpoint = 1});
+  h.Load(0, 4, 2);  // saturated by lower-priority work; teaches batch limit 2
+  std::vector<std::unique_ptr<Req>> prem;
+  for (int i = 0; i < 4; ++i) {
+    prem.push_back(std::make_unique<Req>());
+    prem.back()->objective = "premium";
+  }
+  EXPECT_EQ(h.Admit(*prem[0]).kind, DecisionKind::kRoute);
+  EXPECT_EQ(h.Admit(*prem[1]).kind, DecisionKind::kRoute);
+  EXPECT_EQ(h.Admit(*prem[2]).kind, DecisionKind::kRoute);
+  EXPECT_EQ(h.Admit(*prem[3]).kind, DecisionKind::kWait);  // 3 premium in flight = 2 + 1
+  Req std_req;
+  EXPECT_EQ(h.Admit(std_req).kind, DecisionKind::kWait);  // no room for priority 0
+
   // Without preemption the premium request waits like anyone else.
   DirectorConfig plain;
   plain.objectives = cfg.objectives;
