@@ -249,3 +249,36 @@ describe('flow control at the gateway', () => {
     assert.ok(s.length > 0, 'streamed text arrived');
   });
 });
+
+describe('eviction of running sheddable work (--evict-sheddable-after)', () => {
+  it('a running sheddable request gets 429 evicted when a real-time one waited too long; off by default', T, async (t) => {
+    const sim = await startSim(['--max-num-seqs', '1']);
+    t.after(() => sim.stop());
+    const gw = await startGateway(['--endpoints', sim.endpoint, '--max-in-flight-per-endpoint', '1',
+      '--evict-sheddable-after', '200ms']);
+    t.after(() => gw.stop());
+    await waitFor(async () => (await poolState(gw)).endpoints[0].stale === false,
+      { timeoutMs: 5000, what: 'fresh metrics (a stale pool refuses sheddable work)' });
+    // A long non-streamed sheddable request holds the only slot.
+    const shed = postJson(gw.url, '/v1/completions',
+      { model: SIM_MODEL, prompt: 'a long batch job', max_tokens: 5000 },
+      { headers: { [OBJECTIVE]: 'sheddable' }, timeoutMs: 15000 });
+    await waitFor(async () => (await poolState(gw)).endpoints[0].in_flight === 1,
+      { timeoutMs: 5000, what: 'the sheddable request to run' });
+    const t0 = performance.now();
+    const rt = await postJson(gw.url, '/v1/completions',
+      { model: SIM_MODEL, prompt: 'a person is waiting', max_tokens: 4 }, { timeoutMs: 10000 });
+    assert.equal(rt.status, 200, rt.body);
+    const waited = performance.now() - t0;
+    const s = await shed;
+    expectErrorShape(assert, s, { status: 429, code: 'evicted' });
+    assert.equal(s.headers['x-gateway-request-dropped-reason'], 'evicted');
+    assert.ok(Number(s.headers['retry-after']) >= 1);
+    assert.ok(waited >= 150 && waited < 3000, `the real-time request was served after ${waited.toFixed(0)} ms`);
+    const m = await metrics(gw);
+    assert.equal(m.get('tidegate_flow_control_evictions_total', { priority: '-1', kind: 'running' }), 1);
+    // The simulator stopped generating for the evicted request (its connection was closed).
+    await waitFor(async () => (await sim.metric('vllm:num_requests_running')) === 0,
+      { timeoutMs: 5000, what: 'the simulator to drop the evicted request' });
+  });
+});

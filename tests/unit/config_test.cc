@@ -125,5 +125,74 @@ TEST(Config, BadSchedulingAndObjectivesAreClearErrors) {
   EXPECT_NE(c2.Validate().find("unknown engine"), std::string::npos);
 }
 
+TEST(Config, FlowControlSection) {
+  auto path = WriteTemp(R"(
+endpoints: [127.0.0.1:8000]
+saturation: {max_in_flight_per_endpoint: 6}
+flow_control:
+  enabled: true
+  max_requests: 100
+  band_max_requests: 40
+  max_bytes: 8MiB
+  band_max_bytes: 2MiB
+  ttl: 5s
+  bands: [{priority: 10, ttl: 500ms}]
+  fairness: global-strict
+  order: edf
+  evict_sheddable_after: 250ms
+)");
+  GatewayConfig cfg;
+  ASSERT_EQ(LoadGatewayConfigYaml(path, &cfg), "");
+  EXPECT_TRUE(cfg.flow.enabled);
+  EXPECT_EQ(cfg.flow.limits.max_requests, 100u);
+  EXPECT_EQ(cfg.flow.limits.band_max_requests, 40u);
+  EXPECT_EQ(cfg.flow.limits.max_bytes, 8u << 20);
+  EXPECT_EQ(cfg.flow.limits.band_max_bytes, 2u << 20);
+  EXPECT_EQ(cfg.flow.ttl, std::chrono::seconds(5));
+  EXPECT_EQ(cfg.flow.band_ttl.at(10), std::chrono::milliseconds(500));
+  EXPECT_EQ(cfg.flow.fairness, control::Fairness::kGlobalStrict);
+  EXPECT_EQ(cfg.flow.ordering, control::Ordering::kEdf);
+  EXPECT_EQ(cfg.flow.evict_sheddable_after, std::chrono::milliseconds(250));
+  EXPECT_EQ(cfg.SaturationSettings().max_in_flight_per_endpoint, 6);
+  EXPECT_EQ(cfg.Validate(), "");
+
+  GatewayConfig bad;
+  EXPECT_NE(LoadGatewayConfigYaml(WriteTemp("flow_control: {fairnes: round-robin}\n"), &bad)
+                .find("unknown key 'fairnes' in 'flow_control'"),
+            std::string::npos);
+  EXPECT_NE(LoadGatewayConfigYaml(WriteTemp("flow_control: {order: lifo}\n"), &bad)
+                .find("order must be fcfs or edf"),
+            std::string::npos);
+  EXPECT_NE(LoadGatewayConfigYaml(WriteTemp("flow_control: {ttl: soon}\n"), &bad)
+                .find("flow_control: bad duration for 'ttl'"),
+            std::string::npos);
+}
+
+TEST(Config, OneSaturationDetectorForBothSections) {
+  const char* sched = R"(
+scheduling:
+  plugins: [{type: queue-scorer}]
+  schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
+  saturationDetector: {queueDepthThreshold: 8, kvCacheUtilThreshold: 0.9}
+)";
+  // GIE's section alone sets the one detector.
+  GatewayConfig cfg;
+  ASSERT_EQ(LoadGatewayConfigYaml(WriteTemp(sched), &cfg), "");
+  EXPECT_EQ(cfg.SaturationSettings().queue_threshold, 8);
+  EXPECT_EQ(cfg.SaturationSettings().kv_threshold, 0.9);
+  // Both sections naming the same figure with the same value: fine.
+  GatewayConfig same;
+  EXPECT_EQ(LoadGatewayConfigYaml(
+                WriteTemp(std::string("saturation: {queue_threshold: 8}\n") + sched), &same),
+            "");
+  // ... with different values: refused, naming both.
+  GatewayConfig clash;
+  std::string err = LoadGatewayConfigYaml(
+      WriteTemp(std::string("saturation: {queue_threshold: 5}\n") + sched), &clash);
+  EXPECT_NE(err.find("queue_threshold"), std::string::npos) << err;
+  EXPECT_NE(err.find("queueDepthThreshold"), std::string::npos) << err;
+  EXPECT_NE(err.find("set it in one place"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace tidegate::gateway
