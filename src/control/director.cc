@@ -158,57 +158,49 @@ Director::BandMetrics& Director::Band(int priority) {
   return *slot;
 }
 
+namespace {
+
+// How each kind of refusal is answered.
+struct RejectStyle {
+  int status;
+  std::string_view type, code;
+  wire::DropReason drop;
+  bool retry_after;  // with a Retry-After from the capacity signal
+};
+
+const RejectStyle& StyleOf(RejectKind k) {
+  static const RejectStyle kStyles[] = {
+      {400, "invalid_request_error", "invalid_request", wire::DropReason::kNone, false},
+      {400, "invalid_request_error", "unknown_objective", wire::DropReason::kNone, false},
+      {404, "invalid_request_error", "model_not_found", wire::DropReason::kNone, false},
+      {429, "rate_limit_exceeded", "saturated", wire::DropReason::kSaturated, true},
+      {503, "service_unavailable", "ttl_expired", wire::DropReason::kTtlExpired, true},
+      {429, "rate_limit_exceeded", "evicted", wire::DropReason::kEvicted, true},
+      {503, "service_unavailable", "no_endpoints", wire::DropReason::kNoEndpoints, false},
+  };
+  return kStyles[static_cast<size_t>(k)];
+}
+
+}  // namespace
+
 Reject Director::MakeReject(RejectKind kind, std::string message, Nanos now) const {
+  const RejectStyle& st = StyleOf(kind);
   Reject r;
   r.kind = kind;
   r.message = std::move(message);
-  const int retry_s = std::max<int>(
-      1, static_cast<int>((retry_after_ms_.load(std::memory_order_relaxed) + 999) / 1000));
-  switch (kind) {
-    case RejectKind::kInvalid:
-      r.status = 400;
-      r.code = "invalid_request";
-      break;
-    case RejectKind::kUnknownObjective:
-      r.status = 400;
-      r.code = "unknown_objective";
-      break;
-    case RejectKind::kModelNotFound:
-      r.status = 404;
-      r.code = "model_not_found";
-      break;
-    case RejectKind::kSaturated:
-      r.status = 429;
-      r.type = "rate_limit_exceeded";
-      r.code = "saturated";
-      r.drop = wire::DropReason::kSaturated;
-      r.retry_after_s = retry_s;
-      break;
-    case RejectKind::kEvicted:
-      r.status = 429;
-      r.type = "rate_limit_exceeded";
-      r.code = "evicted";
-      r.drop = wire::DropReason::kEvicted;
-      r.retry_after_s = retry_s;
-      break;
-    case RejectKind::kTtlExpired:
-      r.status = 503;
-      r.type = "service_unavailable";
-      r.code = "ttl_expired";
-      r.drop = wire::DropReason::kTtlExpired;
-      r.retry_after_s = retry_s;
-      break;
-    case RejectKind::kNoEndpoints: {
-      r.status = 503;
-      r.type = "service_unavailable";
-      r.code = "no_endpoints";
-      r.drop = wire::DropReason::kNoEndpoints;
-      const Nanos recovery = pool_.EarliestRecovery();
-      int64_t s = 1;
-      if (recovery > now) s = (Ms(recovery - now) + 999) / 1000;
-      r.retry_after_s = static_cast<int>(std::clamp<int64_t>(s, 1, 60));
-      break;
-    }
+  r.status = st.status;
+  r.type = st.type;
+  r.code = st.code;
+  r.drop = st.drop;
+  if (st.retry_after) {
+    r.retry_after_s = std::max<int>(
+        1, static_cast<int>((retry_after_ms_.load(std::memory_order_relaxed) + 999) / 1000));
+  } else if (kind == RejectKind::kNoEndpoints) {
+    // When the first endpoint leaves its failure back-off.
+    const Nanos recovery = pool_.EarliestRecovery();
+    int64_t secs = 1;
+    if (recovery > now) secs = (Ms(recovery - now) + 999) / 1000;
+    r.retry_after_s = static_cast<int>(std::clamp<int64_t>(secs, 1, 60));
   }
   return r;
 }

@@ -109,7 +109,7 @@ struct RequestView {
   uint64_t id = 0;                                    // unique request number
 };
 
-enum class RejectKind {
+enum class RejectKind {  // (the order is that of the style table in director.cc)
   kInvalid,
   kUnknownObjective,
   kModelNotFound,

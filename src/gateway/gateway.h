@@ -1,23 +1,22 @@
 // gateway/gateway.h — `tidegate serve`: the OpenAI-compatible front door.
 //
-// Contract: a Gateway accepts HTTP/1.1 clients, validates OpenAI request bodies, resolves the
-// request's objective (x-gateway-inference-objective → priority; negative = sheddable, refused
-// with 429 while the pool is saturated), picks an endpoint through a sched::Picker working on
-// live pool state (each endpoint's /metrics scraped every scrape interval, its models read from
-// /v1/models), and proxies the request, relaying SSE streams chunk by chunk
-// with backpressure (the next upstream read waits for the previous client write). A client that
-// goes away closes its upstream connection at once. A connection refused, or an upstream that
-// fails before sending any byte, is retried once on the next endpoint of the pick's fallback
-// list; nothing is retried once bytes reached the client. Every response carries x-request-id
-// and, when an endpoint was chosen, x-gateway-destination-endpoint. Errors are OpenAI-style JSON.
-// It also serves /metrics (Prometheus text), /healthz, /readyz, a merged /v1/models, /v1/pool
-// (every endpoint's state) and /v1/capacity (the signal for async processors).
+// Contract: a Gateway accepts HTTP/1.1 clients (gateway/http1.h parses their requests), asks the
+// Director (control/director.h) what to do with each API request — route it, hold it at the
+// gateway (flow control), or refuse it — and carries the decision out: a held request waits
+// until the Director places it (a client that hangs up leaves the queue at once), a refusal is
+// an OpenAI-style error with its status, Retry-After and dropped-reason headers, and a route is
+// proxied (gateway/proxy.h) with SSE relayed chunk by chunk under backpressure and one retry on
+// the next endpoint before any byte reached the client. Every outcome (endpoint, status, TTFT,
+// output tokens, duration) goes back to the Director and the scheduler. Every response carries
+// x-request-id and, when an endpoint was chosen, x-gateway-destination-endpoint. It also serves
+// /metrics (Prometheus text), /healthz, /readyz, a merged /v1/models, /v1/pool (every endpoint's
+// state and the flow-control queues) and /v1/capacity (the signal for async processors).
 //
 // Threading: one event loop per thread (GatewayConfig::threads); each client connection and its
 // upstream connections live on one loop, so per-connection state needs no locks. Shared state
-// (pool, metrics) is atomic. A control loop on the calling thread accepts connections, probes
-// endpoint health, scrapes metrics, computes the capacity signal and handles SIGTERM/SIGINT
-// (graceful drain).
+// (pool, Director, metrics) is atomic or locked inside. A control loop on the calling thread
+// accepts connections, runs the scraper, the prober and the Director's tick, and handles
+// SIGTERM/SIGINT (graceful drain).
 #pragma once
 
 #include <cstdint>

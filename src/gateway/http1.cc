@@ -127,6 +127,55 @@ bool IsTokenChar(char c) { return kChars.token[static_cast<unsigned char>(c)]; }
 
 }  // namespace
 
+// The framing headers of a head, collected while its lines are checked.
+struct Framing {
+  std::string_view connection, te, cl, content_type;
+  bool two_lengths = false;
+};
+
+// Checks every header line of `fields` (a token name, a colon, a value without control
+// characters) and collects the framing headers; `on_field(name, value)` sees every field.
+// Returns an error message, or nullptr.
+template <typename OnField>
+const char* ScanFields(std::string_view fields, Framing* f, OnField&& on_field) {
+  using detail::IEquals;
+  while (!fields.empty()) {
+    const size_t nl = fields.find('\n');
+    std::string_view line = fields.substr(0, nl);
+    fields.remove_prefix(nl == std::string_view::npos ? fields.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return "malformed header line";
+    std::string_view name = line.substr(0, colon);
+    for (char c : name)
+      if (!IsTokenChar(c)) return "malformed header name";
+    std::string_view value = detail::Trim(line.substr(colon + 1));
+    for (char c : value)
+      if (!kChars.value[static_cast<unsigned char>(c)]) return "malformed header value";
+    switch (name.size()) {
+      case 10:
+        if (IEquals(name, "connection")) f->connection = value;
+        break;
+      case 12:
+        if (IEquals(name, "content-type")) f->content_type = value;
+        break;
+      case 14:
+        if (IEquals(name, "content-length")) {
+          if (!f->cl.empty() && f->cl != value) f->two_lengths = true;
+          f->cl = value;
+        }
+        break;
+      case 17:
+        if (IEquals(name, "transfer-encoding")) f->te = value;
+        break;
+      default:
+        break;
+    }
+    on_field(name, value);
+  }
+  return nullptr;
+}
+
 HeadStatus ParseResponseHead(std::string_view in, bool request_was_head, ResponseHead* out) {
   using detail::IEquals;
   size_t end = 0;
@@ -165,47 +214,15 @@ HeadStatus ParseResponseHead(std::string_view in, bool request_was_head, Respons
   out->reason = status_line.size() > 13 ? status_line.substr(13) : std::string_view{};
   out->fields = head;
 
-  std::string_view te, cl;
-  bool two_lengths = false;
-  std::string_view rest = head;
-  while (!rest.empty()) {
-    const size_t lnl = rest.find('\n');
-    std::string_view line = rest.substr(0, lnl);
-    rest.remove_prefix(lnl == std::string_view::npos ? rest.size() : lnl + 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      out->error = "malformed header line";
-      return HeadStatus::kInvalid;
-    }
-    std::string_view name = line.substr(0, colon);
-    for (char c : name) {
-      if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) {
-        out->error = "malformed header name";
-        return HeadStatus::kInvalid;
-      }
-    }
-    std::string_view value = detail::Trim(line.substr(colon + 1));
-    switch (name.size()) {
-      case 10:
-        if (IEquals(name, "connection")) out->connection = value;
-        break;
-      case 17:
-        if (IEquals(name, "transfer-encoding")) te = value;
-        break;
-      case 14:
-        if (IEquals(name, "content-length")) {
-          if (!cl.empty() && cl != value) two_lengths = true;
-          cl = value;
-        }
-        break;
-      case 12:
-        if (IEquals(name, "content-type")) out->content_type = value;
-        break;
-      default:
-        break;
-    }
+  Framing f;
+  if (const char* err = ScanFields(head, &f, [](std::string_view, std::string_view) {})) {
+    out->error = err;
+    return HeadStatus::kInvalid;
   }
+  out->connection = f.connection;
+  out->content_type = f.content_type;
+  const std::string_view te = f.te, cl = f.cl;
+  const bool two_lengths = f.two_lengths;
   out->keep_alive = http10 ? detail::ListHasToken(out->connection, "keep-alive")
                            : !detail::ListHasToken(out->connection, "close");
   if (request_was_head || (status >= 100 && status < 200) || status == 204 || status == 304) {
@@ -285,60 +302,26 @@ HeadStatus ParseRequestHead(std::string_view in, RequestHead* out) {
     return HeadStatus::kInvalid;
   }
   out->fields = head;
-  std::string_view te, cl;
-  bool two_lengths = false;
-  std::string_view rest = head;
-  while (!rest.empty()) {
-    const size_t lnl = rest.find('\n');
-    std::string_view l = rest.substr(0, lnl);
-    rest.remove_prefix(lnl == std::string_view::npos ? rest.size() : lnl + 1);
-    if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-    const size_t colon = l.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      out->error = "malformed header line";
-      return HeadStatus::kInvalid;
-    }
-    std::string_view name = l.substr(0, colon);
-    for (char c : name) {
-      if (!IsTokenChar(c)) {
-        out->error = "malformed header name";
-        return HeadStatus::kInvalid;
-      }
-    }
-    std::string_view value = detail::Trim(l.substr(colon + 1));
-    for (char c : value) {
-      if (!kChars.value[static_cast<unsigned char>(c)]) {
-        out->error = "malformed header value";
-        return HeadStatus::kInvalid;
-      }
-    }
-    switch (name.size()) {
-      case 10:
-        if (IEquals(name, "connection")) out->connection = value;
-        break;
-      case 14:
-        if (IEquals(name, "content-length")) {
-          if (!cl.empty() && cl != value) two_lengths = true;
-          cl = value;
-        }
-        break;
-      case 17:
-        if (IEquals(name, "transfer-encoding")) te = value;
-        break;
-      default:
-        break;
-    }
-    if (name.size() < 4 ||
-        ((name[0] | 0x20) != 'x' && (name[0] | 0x20) != 'h' && (name[0] | 0x20) != 'e'))
-      continue;
+  Framing f;
+  const char* err = ScanFields(head, &f, [out](std::string_view name, std::string_view value) {
+    // The headers the gateway reads: dispatch on the first letter, then the table.
+    const char c0 = static_cast<char>(name[0] | 0x20);
+    if (name.size() < 4 || (c0 != 'x' && c0 != 'h' && c0 != 'e')) return;
     for (const KnownName& k : kKnownNames) {
-      if (k.name.size() == name.size() && IEquals(name, k.name)) {
+      if (k.name.size() == name.size() && detail::IEquals(name, k.name)) {
         auto& slot = out->known[static_cast<size_t>(k.id)];
         if (slot.empty()) slot = value;  // the first one counts
-        break;
+        return;
       }
     }
+  });
+  if (err) {
+    out->error = err;
+    return HeadStatus::kInvalid;
   }
+  out->connection = f.connection;
+  const std::string_view te = f.te, cl = f.cl;
+  const bool two_lengths = f.two_lengths;
   out->keep_alive = out->http10 ? detail::ListHasToken(out->connection, "keep-alive")
                                 : !detail::ListHasToken(out->connection, "close");
   out->expect_continue = IEquals(out->Get(Known::kExpect), "100-continue");
