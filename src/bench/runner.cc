@@ -190,6 +190,7 @@ void RecordRt(RunState& st, size_t i, Steady::time_point start, const http::Clie
   RtRecord& rec = st.rt[i];
   rec.done = true;
   rec.status = r.status;
+  rec.at_s = st.rt_plan[i].at_s;
   const bool stream = SpecOf(st, i).stream;
   rec.done_s = Seconds(Steady::now() - st.t0);
   rec.failure = FailureReason(r, stream, Steady::now() >= st.hard_deadline);

@@ -126,6 +126,7 @@ Proxy::Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::
 Task<bool> Proxy::WriteError(Call& call, http::status status, std::string_view message,
                              std::string_view type, std::string_view code, Extra extra) {
   call.status = static_cast<int>(status);
+  call.error = code;
   extra.head_only = call.head_only;
   co_return co_await WriteResponse(call.client, status, call.keep_alive && !draining_.load(),
                                    cfg_.stream_idle_timeout, call.request_id, "application/json",
@@ -257,6 +258,7 @@ Task<bool> Proxy::Serve(Call& call, const http1::RequestHead& req, const std::st
   if (call.ctl->client_gone) {
     m_.client_disconnects->Inc();
     call.status = 499;  // nginx's "client closed request"
+    call.error = "client_disconnected";
     keep = false;
   }
   DisarmWatch(call);
@@ -532,6 +534,7 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   call.ctl->upstream = nullptr;
   if (failure) {
     const bool evicted = call.ctl->evicted;
+    call.error = evicted ? std::string_view("evicted") : std::string_view(failure);
     if (!evicted) UpstreamError(ep, failure, fail_ec.message());
     keep = false;  // a truncated body can only be signalled by closing, unless SSE below
     beast::error_code ig;

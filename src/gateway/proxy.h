@@ -59,7 +59,10 @@ struct Call {
   bool head_only = false;
   pool::Endpoint* endpoint = nullptr;
   int status = 0;
-  control::Ticket* ticket = nullptr;
+  control::Ticket* ticket = nullptr;  // valid only while the API request is handled
+  bool sheddable = false;
+  // Why the request ended in an error (an error code, or the relay's failure), for the log.
+  std::string_view error = {};
   // Outcome figures, filled by the relay.
   Nanos ttft{-1};
   int64_t output_tokens = -1;

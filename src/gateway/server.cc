@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "common/clock.h"
+#include "common/rate_limit.h"
 #include "control/director.h"
 #include "gateway/admin.h"
 #include "gateway/gateway.h"
@@ -312,14 +313,35 @@ struct Gateway::Impl {
           "invalid_request_error", "method_not_allowed", {.allow = "POST"});
     } else {
       keep = co_await Api(call, req, body);
+      call.ticket = nullptr;  // it lived in Api()
     }
     gm.in_flight->Add(-1);
     double seconds = ToSeconds(clock.Now() - start);
     gm.duration[static_cast<int>(route)]->Observe(seconds);
     RequestCounter(w, route, call.status, call.endpoint).Inc();
-    spdlog::debug("{} {} {} {} {:.1f}ms id={}", req.method, path, call.status,
-                  call.endpoint ? call.endpoint->address() : "-", seconds * 1000, call.request_id);
+    if (call.status >= 400 || !call.error.empty()) {
+      LogError(req, path, call, seconds);
+    } else {
+      spdlog::debug("{} {} {} {} {:.1f}ms id={}", req.method, path, call.status,
+                    call.endpoint ? call.endpoint->address() : "-", seconds * 1000,
+                    call.request_id);
+    }
     co_return keep;
+  }
+
+  // One info line per request that ended in an error, so an operator can find it by its
+  // x-request-id (rate-limited: a storm of failures must not become a storm of log lines).
+  // Sheddable requests refused for capacity are the normal case, not an error: not logged.
+  void LogError(const http1::RequestHead& req, std::string_view path, const Call& call,
+                double seconds) {
+    if (call.status == 429 && call.sheddable) return;
+    if (!error_log.Allow(clock.Now())) return;
+    if (const uint64_t n = error_log.TakeSuppressed(); n > 0)
+      spdlog::info("({} more request errors were not logged)", n);
+    spdlog::info("request failed: {} {} status {} reason {} endpoint {} after {:.1f} ms id={}",
+                 req.method, path, call.status,
+                 call.error.empty() ? std::string_view("upstream_status") : call.error,
+                 call.endpoint ? call.endpoint->address() : "-", seconds * 1000, call.request_id);
   }
 
   // ---------------------------------------------------------------- API requests
@@ -352,6 +374,7 @@ struct Gateway::Impl {
     ticket.waiter = &waiter;
     call.ticket = &ticket;
     control::Decision d = director->Admit(ticket, v, clock.Now());
+    call.sheddable = ticket.priority < 0;
     if (d.kind == control::DecisionKind::kWait) {
       std::optional<control::Decision> resolved = co_await Wait(call, ticket);
       if (!resolved || ctl.client_gone) {
@@ -561,6 +584,7 @@ struct Gateway::Impl {
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
   std::atomic<uint64_t> next_request{1};
+  RateLimiter error_log{20, 100};  // request-error log lines: 20/s, bursts of 100
   uint16_t bound_port = 0;
 };
 

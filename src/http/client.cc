@@ -75,7 +75,13 @@ struct Conn {
   explicit Conn(net::any_io_executor ex) : stream(ex) {}
   beast::tcp_stream stream;
   beast::flat_buffer buf;
+  SteadyTime idle_since{};
 };
+
+// A pooled connection idle for longer than this is dropped instead of reused: servers close
+// idle keep-alive connections (tidegate after 75 s, nginx after 75 s, many after 60 s), and a
+// request written to a connection the server has just closed fails.
+constexpr auto kMaxIdleAge = std::chrono::seconds(30);
 
 struct Client::Impl {
   Impl(net::any_io_executor e, Url u, size_t m)
@@ -164,11 +170,18 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
     ClientResponse resp;
     std::unique_ptr<Conn> c;
     bool reused = false;
-    if (!im.idle.empty() && !req.fresh_connection) {
+    // The retry after a failed reuse always takes a fresh connection: the other pooled ones
+    // may have been closed by the server at the same moment.
+    while (attempt == 0 && !req.fresh_connection && !im.idle.empty()) {
       c = std::move(im.idle.back());
       im.idle.pop_back();
-      reused = true;
-    } else {
+      if (std::chrono::steady_clock::now() - c->idle_since <= kMaxIdleAge) {
+        reused = true;
+        break;
+      }
+      c.reset();  // too old: the server may close it any moment
+    }
+    if (!c) {
       c = co_await im.Connect(req.deadline, &resp);
       if (!c) co_return resp;
     }
@@ -232,6 +245,7 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
     if (sse) ScanSse(resp.body, &scan, &resp);
     if (keep && !req.fresh_connection && im.idle.size() < im.max_idle) {
       c->stream.expires_never();
+      c->idle_since = std::chrono::steady_clock::now();
       im.idle.push_back(std::move(c));
     }
     co_return resp;

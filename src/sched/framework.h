@@ -4,10 +4,10 @@
 // Available) as a Candidate carrying a lock-free copy of its load (pool::EndpointLoad). Filters
 // run in profile order and remove candidates; a filter that removes the last one gives the pick
 // its EmptyReason. With RequestInfo::require_room, candidates without room (the saturation
-// detector's HasRoom, or RequestInfo::room_override) are removed last (EmptyReason::kNoRoom). Each scorer then writes one score
-// per remaining candidate; the framework clamps it to 0..1 (NaN → 0), multiplies it by the
-// scorer's weight and sums. The picker takes the maximum total with a uniformly random
-// tie-break and repeats for the ordered fallback list (PickResult, best first).
+// detector's HasRoom, or RequestInfo::room_override) are removed last (EmptyReason::kNoRoom). Each
+// scorer then writes one score per remaining candidate; the framework clamps it to 0..1 (NaN → 0),
+// multiplies it by the scorer's weight and sums. The picker takes the maximum total with a
+// uniformly random tie-break and repeats for the ordered fallback list (PickResult, best first).
 // Feedback hooks (see sched/picker.h): every plugin's OnSent() runs for the endpoint the request
 // is sent to — the first choice at the pick, a fallback when the caller reports one — and
 // OnNotServed() for an endpoint that gave no response; OnOutcome() once the request finished.

@@ -5,7 +5,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startUpstream, startGateway, stopAll, endpointsArg, request, postJson, chatBody, closedPort,
-  expectErrorShape, openStream, sseData, sseContent, rawExchange,
+  expectErrorShape, openStream, sseData, sseContent, rawExchange, waitFor,
 } from './lib.mjs';
 
 const MAX_BODY = 4096;
@@ -126,9 +126,16 @@ describe('errors', () => {
       const dead = await closedPort();
       const gwDead = await startGateway(['--endpoints', endpointsArg(dead), '--connect-timeout', '1s']);
       try {
-        const r = await postJson(gwDead.url, '/v1/chat/completions', chatBody());
+        const r = await postJson(gwDead.url, '/v1/chat/completions', chatBody(),
+          { headers: { 'x-request-id': 'find-me-503' } });
         expectErrorShape(assert, r, { status: 503, code: 'no_endpoints' });
         assert.equal(r.headers['x-gateway-request-dropped-reason'], 'no-endpoints');
+        assert.equal(r.headers['x-llm-d-request-dropped-reason'], 'no-endpoints');
+        // The gateway's log has one line for it, findable by its id.
+        const line = await waitFor(
+          () => gwDead.output().split('\n').find((l) => l.includes('id=find-me-503')),
+          { timeoutMs: 3000, what: `a log line naming the request in:\n${gwDead.output().slice(-2000)}` });
+        assert.match(line, /request failed: POST \/v1\/chat\/completions status 503 reason no_endpoints/);
         assert.ok(r.headers['retry-after'], `Retry-After header present: ${JSON.stringify(r.headers)}`);
         hasRequestId(r);
         // Still the same answer once health checking has had a chance to run.
