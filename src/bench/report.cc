@@ -618,6 +618,20 @@ std::string HtmlEscape(std::string_view text) {
   return out;
 }
 
+// "3 × HTTP 503 ttl-expired; 1 × transport: ..." for a run's failed real-time requests ("" when
+// none failed or the report predates failure reasons).
+std::string FailureSummary(const RunView& r) {
+  const json* rt = r.raw ? Field(*r.raw, "realtime") : nullptr;
+  const json* f = rt ? Field(*rt, "failures") : nullptr;
+  if (!f || !f->is_object()) return {};
+  std::string out;
+  for (const auto& [reason, n] : f->items()) {
+    if (!n.is_number()) continue;
+    out += (out.empty() ? "" : "; ") + Count(n.get<double>()) + " × " + OneLine(reason);
+  }
+  return out;
+}
+
 std::string RenderReportHtml(const json& report) {
   const std::vector<RunView> runs = ReadRuns(report);
   std::string scenario = Str(report, "scenario");
@@ -676,7 +690,10 @@ std::string RenderReportHtml(const json& report) {
       << "</span>";
     o << "<span>target " << HtmlEscape(r.target.empty() ? kDash : r.target) << "</span>";
     o << "<span>duration " << (r.duration_s ? Fixed(*r.duration_s, 0) + " s" : kDash) << "</span>";
-    o << "</p>\n<div class=\"charts\">\n";
+    o << "</p>\n";
+    if (const std::string f = FailureSummary(r); !f.empty())
+      o << "<p class=\"meta failures\">real-time failures: " << HtmlEscape(f) << "</p>\n";
+    o << "<div class=\"charts\">\n";
     for (const auto& svg : RunCharts(r)) o << svg << "\n";
     o << "</div>\n</section>\n";
   }
@@ -758,6 +775,9 @@ std::string RenderReportTable(const json& report) {
   out += line(rule);
   for (const auto& row : rows) out += line(row);
   if (rows.empty()) out += "(no runs)\n";
+  for (const auto& r : runs)
+    if (const std::string f = FailureSummary(r); !f.empty())
+      out += "real-time failures in " + OneLine(r.name) + ": " + f + "\n";
   return out;
 }
 

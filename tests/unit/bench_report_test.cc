@@ -130,6 +130,22 @@ TEST(BenchReport, SummaryTableHasEveryRunAndColumn) {
     EXPECT_NE(table.find(v), std::string::npos) << v;
 }
 
+TEST(BenchReport, FailureReasonsShowInTheTableAndThePage) {
+  json run = SampleRun("a");
+  run["realtime"]["failures"] = {{"HTTP 503 ttl-expired", 9}, {"transport: connect: refused", 4}};
+  json clean = SampleRun("b");
+  clean["realtime"]["failures"] = json::object();
+  const json report = Report({run, clean});
+  const std::string table = RenderReportTable(report);
+  EXPECT_NE(table.find("real-time failures in a: 9 × HTTP 503 ttl-expired; 4 × transport: "
+                       "connect: refused"),
+            std::string::npos)
+      << table;
+  EXPECT_EQ(table.find("real-time failures in b"), std::string::npos);
+  const std::string html = RenderReportHtml(report);
+  EXPECT_NE(html.find("real-time failures: 9 × HTTP 503 ttl-expired"), std::string::npos);
+}
+
 TEST(BenchReport, EveryRunHasFourChartsWithTheirSeries) {
   std::string html = RenderReportHtml(Report({SampleRun("a"), SampleRun("b"), SampleRun("c")}));
   EXPECT_EQ(Count(html, "<svg class=\"chart\""), 3 * 4);
