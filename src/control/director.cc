@@ -499,9 +499,10 @@ void Director::Finish(Ticket& t, const sched::Outcome& o, Nanos now) {
   const bool had_endpoint = t.reserved != sched::Outcome::kNone;
   Release(t);
   if (had_endpoint) picker_->OnOutcome(t.info, pool_, out, now);
-  if (t.in_sheddable_list) {
+  if (cfg_.flow.evict_sheddable_after.count() > 0 && t.priority < 0) {
+    // Tick() may have taken it off the list (an eviction) on another thread: look under the lock.
     std::lock_guard lock(mu_);
-    std::erase(sheddable_, &t);
+    if (t.in_sheddable_list) std::erase(sheddable_, &t);
     t.in_sheddable_list = false;
   }
   if (had_endpoint && highest_waiting_.load(std::memory_order_acquire) != INT32_MIN) {

@@ -163,7 +163,7 @@ struct Ticket {
   uint32_t reserved = sched::Outcome::kNone;  // endpoint holding the in-flight reservation
   bool queued = false;
   bool finished = false;
-  bool in_sheddable_list = false;
+  bool in_sheddable_list = false;  // guarded by the Director's lock
 };
 
 struct QueueSnapshot {
