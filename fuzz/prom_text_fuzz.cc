@@ -54,5 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::abort();
     }
   }
+  // Detection must not crash either; a recognised engine's page is one of the known names.
+  const tidegate::pool::Detection d = tidegate::pool::DetectEngine(text);
+  if (d.json_stats && d.engine != tidegate::pool::Engine::kTrtllmServe) std::abort();
   return 0;
 }

@@ -4,7 +4,8 @@
 // It stands in for a real model server (vLLM, llama.cpp, ...) behind the gateway, so the tests
 // can check what the gateway forwards and how it relays answers, errors and streams.
 //
-//   node tests/fake_upstream.mjs --port 0 --name up1 [--models m1,m2] [--exit-on-stdin-close]
+//   node tests/fake_upstream.mjs --port 0 --name up1 [--models m1,m2] [--metrics-status N]
+//                                [--exit-on-stdin-close]
 //
 // Binds 127.0.0.1 only and prints exactly one line on stdout once listening: `LISTENING <port>`.
 // With --exit-on-stdin-close it exits when its stdin reaches EOF, so a test runner that dies
@@ -12,7 +13,9 @@
 //
 // Endpoints:
 //   GET  /health                 200 {}
-//   GET  /v1/models              the --models list (default: fake-model)
+//   GET  /v1/models              the --models list (default: fake-model), then the behaviour
+//                                models below (it serves them, like any listed model)
+//   GET  /metrics                404 (no metrics), or --metrics-status N with an error body
 //   POST /v1/chat/completions    non-streaming or SSE ("stream": true); content "hello from <name>"
 //   POST /v1/completions         same, as text_completion objects
 //   POST /v1/embeddings          a small embedding per input
@@ -27,7 +30,7 @@
 import http from 'node:http';
 
 function parseArgs(argv) {
-  const opts = { port: 0, name: 'upstream', models: ['fake-model'], exitOnStdinClose: false };
+  const opts = { port: 0, name: 'upstream', models: ['fake-model'], metricsStatus: 0, exitOnStdinClose: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -37,6 +40,7 @@ function parseArgs(argv) {
     if (a === '--port') opts.port = Number(next());
     else if (a === '--name') opts.name = next();
     else if (a === '--models') opts.models = next().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a === '--metrics-status') opts.metricsStatus = Number(next());
     else if (a === '--exit-on-stdin-close') opts.exitOnStdinClose = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -45,6 +49,7 @@ function parseArgs(argv) {
 
 const opts = parseArgs(process.argv.slice(2));
 const NAME = opts.name;
+const BEHAVIOUR_MODELS = ['slow-stream', 'die-mid-stream', 'slow-headers', 'error-500'];
 const CHUNK_DELAY_MS = 5;
 const SLOW_CHUNK_MS = 100;
 const SLOW_CHUNKS = 200;
@@ -255,8 +260,12 @@ const server = http.createServer((req, res) => {
   if (req.method === 'GET' && path === '/v1/models') {
     return sendJson(res, 200, {
       object: 'list',
-      data: opts.models.map((id) => ({ id, object: 'model', created: 0, owned_by: 'fake' })),
+      data: [...opts.models, ...BEHAVIOUR_MODELS.filter((b) => !opts.models.includes(b))]
+        .map((id) => ({ id, object: 'model', created: 0, owned_by: 'fake' })),
     });
+  }
+  if (req.method === 'GET' && path === '/metrics' && opts.metricsStatus) {
+    return sendJson(res, opts.metricsStatus, { error: { message: `fake upstream: /metrics answers ${opts.metricsStatus}` } });
   }
   if (req.method === 'GET' && path === '/_control/stats') return sendJson(res, 200, stats);
   if (req.method === 'POST' && path === '/_control/reset') {

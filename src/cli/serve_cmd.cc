@@ -87,9 +87,15 @@ int RunServe(const std::vector<std::string>& args) {
   std::string engines;
   for (const auto& n : pool::EngineNames()) engines += (engines.empty() ? "" : ", ") + n;
   flags.Add("engine", "NAME",
-            "model-server kind of the endpoints, for reading their /metrics: " + engines,
+            "model-server kind of the endpoints, for reading their metrics: auto (recognise "
+            "each from its metrics page), " +
+                engines +
+                ". Each engine's metrics are read where it exports them "
+                "(trtllm-serve: /prometheus/metrics; Triton: port 8002); set metrics_port / "
+                "metrics_path per endpoint in --config otherwise",
             defaults.default_engine, [&](const std::string& v) -> std::string {
-              if (!pool::EngineFromName(v)) return "unknown engine (choose from " + engines + ")";
+              if (!pool::IsAutoEngine(v) && !pool::EngineFromName(v))
+                return "unknown engine (choose from auto, " + engines + ")";
               cfg.default_engine = v;
               return {};
             });

@@ -60,6 +60,7 @@ int RunSim(const std::vector<std::string>& args) {
   int port = 8000, port_count = 1;
   std::vector<uint16_t> port_list;
   std::string log_level = "info";
+  bool metrics_port_set = false;
 
   FlagSet flags(
       "tidegate sim",
@@ -74,6 +75,17 @@ int RunSim(const std::vector<std::string>& args) {
       "Prints `sim listening on http://HOST:PORT` to stderr per server once it accepts.\n"
       "Signals: SIGINT/SIGTERM stop it; SIGUSR1 kills it at once, crash-like (exit 137, open\n"
       "streams cut mid-response).\n\n"
+      "Personalities: --personality sglang|trtllm|triton|llamacpp makes the servers look like "
+      "that\n"
+      "engine from outside (metric names, labels, paths and ports; the engine model is the same):\n"
+      "  sglang    SGLang 0.5 metrics on /metrics (per-priority series with --scheduling-policy\n"
+      "            priority, one copy per rank with --tp-size)\n"
+      "  trtllm    trtllm-serve: JSON iteration stats on /metrics, Prometheus text on\n"
+      "            /prometheus/metrics (404 with --no-metrics, as without return_perf_metrics)\n"
+      "  triton    Triton + TensorRT-LLM backend: no /metrics on the inference port; metrics on\n"
+      "            --metrics-port (printed as `sim metrics on http://HOST:PORT/metrics`)\n"
+      "  llamacpp  llama-server: llamacpp:* metrics (501 with --no-metrics, as without "
+      "--metrics)\n\n"
       "example: tidegate sim --port 8000 --port-count 4 --time-scale 10");
   flags.Add("profile", "NAME", "model/hardware preset; other flags override its fields:" + profiles,
             profile_name, [](const std::string&) { return std::string(); });
@@ -97,6 +109,30 @@ int RunSim(const std::vector<std::string>& args) {
             });
   flags.Add("threads", "N", "event loops shared by the servers (0 = min(servers, cores))", "0",
             IntSetter(&cfg.threads, 0, 256));
+  std::string personalities;
+  for (const auto& n : sim::PersonalityNames())
+    personalities += (personalities.empty() ? "" : "|") + n;
+  flags.Add("personality", personalities, "which engine the servers look like (see above)", "vllm",
+            [&](const std::string& v) -> std::string {
+              auto p = sim::PersonalityFromName(v);
+              if (!p) return "unknown personality (choose from " + personalities + ")";
+              cfg.personality = *p;
+              return {};
+            });
+  flags.AddSwitch("no-metrics", "export no metrics (sglang, trtllm and llamacpp personalities)",
+                  [&] { cfg.export_metrics = false; });
+  flags.Add("metrics-port", "N",
+            "triton personality: metrics port of the first server, +1 per further server "
+            "(0 = a free port each)",
+            "8002 (free ports when --port is 0)", [&](const std::string& v) -> std::string {
+              long long x;
+              if (!ParseIntIn(v, 0, 65535, &x)) return "expected a port 0..65535";
+              cfg.metrics_port = static_cast<uint16_t>(x);
+              metrics_port_set = true;
+              return {};
+            });
+  flags.Add("tp-size", "N", "sglang personality: tensor-parallel ranks (copies of every series)",
+            "1", IntSetter(&cfg.tp_size, 1, 64));
   flags.Add("model", "NAME", "served (base) model name", cfg.model, [&](const std::string& v) {
     cfg.model = v;
     return std::string();
@@ -198,6 +234,7 @@ int RunSim(const std::vector<std::string>& args) {
       cfg.ports.push_back(static_cast<uint16_t>(p));
     }
   }
+  if (!metrics_port_set) cfg.metrics_port = cfg.ports.front() == 0 ? 0 : 8002;
   for (const auto& l : cfg.lora_modules) {
     if (l == cfg.model) {
       std::cerr << "tidegate sim: adapter '" << l << "' has the base model's name\n";
@@ -215,6 +252,11 @@ int RunSim(const std::vector<std::string>& args) {
       "time scale {}",
       cfg.ports.size(), cfg.model, profile_name, e.num_gpu_blocks, e.block_size, e.max_num_seqs,
       cfg.time_scale);
+  if (cfg.personality != sim::Personality::kVllm)
+    spdlog::info("tidegate sim: personality {}{}", sim::PersonalityName(cfg.personality),
+                 cfg.export_metrics ? "" : ", metrics off");
+  for (uint16_t p : cluster.metrics_ports())
+    std::cerr << "sim metrics on http://" << cfg.host << ":" << p << "/metrics\n" << std::flush;
   for (uint16_t p : cluster.ports())
     std::cerr << "sim listening on http://" << cfg.host << ":" << p << "\n" << std::flush;
   return cluster.RunUntilSignal();

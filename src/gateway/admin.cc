@@ -18,7 +18,19 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
     auto snap = ep.Metrics();
     nlohmann::ordered_json e;
     e["address"] = ep.address();
-    e["engine"] = ep.config().engine.empty() ? std::string(default_engine) : ep.config().engine;
+    const pool::MetricsSource src = ep.GetMetricsSource();
+    const std::string& configured =
+        ep.config().engine.empty() ? std::string(default_engine) : ep.config().engine;
+    // The engine as configured, or as recognised ("auto" until it is).
+    e["engine"] = !src.engine.empty()              ? src.engine
+                  : pool::IsAutoEngine(configured) ? std::string("auto")
+                                                   : configured;
+    e["engine_detected"] = src.detected;
+    e["metrics_url"] = src.url;
+    e["metrics"] = src.in_flight_only ? "in-flight only"
+                   : !src.url.empty() ? "scraped"
+                                      : "none yet";
+    if (!src.warning.empty()) e["metrics_warning"] = src.warning;
     e["available"] = ep.Available(now);
     e["stale"] = det.Stale(load.load, now);
     e["waiting"] = load.load.waiting;
@@ -34,6 +46,9 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
     e["models"] = !served.empty() ? served : snap ? snap->models : std::vector<std::string>{};
     e["running_lora_adapters"] = snap ? snap->running_lora_adapters : std::vector<std::string>{};
     e["waiting_lora_adapters"] = snap ? snap->waiting_lora_adapters : std::vector<std::string>{};
+    e["lora_adapters"] = snap ? snap->lora_adapters : std::vector<std::string>{};
+    e["cache"] = {{"block_size", snap ? snap->block_size : 0},
+                  {"num_blocks", snap ? snap->num_gpu_blocks : 0}};
     std::string err = ep.LastScrapeError();
     if (err.empty() && !ep.ProbeOk()) err = ep.LastError();
     e["last_error"] = err;

@@ -59,9 +59,9 @@ std::string GatewayConfig::Validate() const {
     return "default objective '" + default_objective + "' is not a configured objective";
   for (const auto& ep : endpoints) {
     const std::string& engine = ep.engine.empty() ? default_engine : ep.engine;
-    if (!pool::EngineFromName(engine)) {
-      std::string names;
-      for (const auto& n : pool::EngineNames()) names += (names.empty() ? "" : ", ") + n;
+    if (!pool::IsAutoEngine(engine) && !pool::EngineFromName(engine)) {
+      std::string names = "auto";
+      for (const auto& n : pool::EngineNames()) names += ", " + n;
       return "endpoint " + ep.Address() + ": unknown engine '" + engine + "' (known: " + names +
              ")";
     }
@@ -178,15 +178,28 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (!eps.IsSequence()) return "'endpoints' must be a list";
       cfg->endpoints.clear();
       for (const auto& e : eps) {
-        std::string text, engine;
+        std::string text, engine, metrics_path;
+        int metrics_port = 0;
         if (e.IsScalar()) {
           text = e.as<std::string>();
         } else if (e.IsMap()) {
-          if (auto err = CheckKeys(e, "an endpoint", {"address", "engine"}); !err.empty())
+          if (auto err = CheckKeys(e, "an endpoint",
+                                   {"address", "engine", "metrics_port", "metrics_path"});
+              !err.empty())
             return err;
           if (!e["address"]) return "an endpoint needs 'address: host:port'";
           text = e["address"].as<std::string>();
           if (e["engine"]) engine = e["engine"].as<std::string>();
+          if (e["metrics_port"]) {
+            metrics_port = e["metrics_port"].as<int>();
+            if (metrics_port < 1 || metrics_port > 65535)
+              return "endpoint '" + text + "': metrics_port must be 1..65535";
+          }
+          if (e["metrics_path"]) {
+            metrics_path = e["metrics_path"].as<std::string>();
+            if (metrics_path.empty() || metrics_path[0] != '/')
+              return "endpoint '" + text + "': metrics_path must start with '/'";
+          }
         } else {
           return "each endpoint must be 'host:port' or {address: host:port}";
         }
@@ -194,6 +207,8 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
         if (auto err = pool::ParseEndpoint(text, &ep); !err.empty())
           return "endpoint '" + text + "': " + err;
         ep.engine = engine;
+        ep.metrics_port = static_cast<uint16_t>(metrics_port);
+        ep.metrics_path = metrics_path;
         cfg->endpoints.push_back(ep);
       }
     }

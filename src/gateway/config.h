@@ -28,9 +28,10 @@ struct GatewayConfig {
   std::string policy = "tidegate-default";
   // GIE-style scheduler section (plugins, schedulingProfiles) as YAML text; overrides `policy`.
   std::string scheduler_yaml;
-  std::string default_engine = "vllm";  // metric mapping for endpoints that name none
-  milliseconds scrape_interval{50};     // GET /metrics on every endpoint; 0 disables
-  milliseconds stale_after{2000};       // older metrics: the endpoint counts as saturated
+  // Metric mapping for endpoints that name none; "auto" recognises each server's engine.
+  std::string default_engine = "auto";
+  milliseconds scrape_interval{50};  // GET /metrics on every endpoint; 0 disables
+  milliseconds stale_after{2000};    // older metrics: the endpoint counts as saturated
   // The one saturation detector (pool/saturation.h). `saturation:` in the file and GIE's
   // `scheduling.saturationDetector` both set it; values they both name must agree.
   double queue_threshold = 5;  // saturation = max(waiting/this, kv/kv_threshold)

@@ -673,10 +673,9 @@ std::string Gateway::Start() {
   sc.interval = I.cfg.scrape_interval;
   sc.timeout = I.cfg.stale_after;
   for (size_t i = 0; i < I.pool.size(); ++i) {
-    const auto& ecfg = I.pool.at(i).config();
-    sc.engines.push_back(
-        pool::EngineFromName(ecfg.engine.empty() ? I.cfg.default_engine : ecfg.engine)
-            .value_or(pool::Engine{}));
+    const std::string& name = I.pool.at(i).config().engine;
+    const std::string& engine = name.empty() ? I.cfg.default_engine : name;
+    sc.engines.push_back(pool::IsAutoEngine(engine) ? std::nullopt : pool::EngineFromName(engine));
   }
   I.scraper =
       std::make_unique<pool::Scraper>(I.control.get_executor(), I.pool, std::move(sc), I.clock,

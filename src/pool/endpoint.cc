@@ -90,11 +90,35 @@ bool Endpoint::RecordProbe(bool ok, const std::string& error) {
   return probe_ok_.exchange(false, std::memory_order_relaxed);
 }
 
-void Endpoint::SetServedModels(std::vector<std::string> models, std::vector<std::string> objects) {
+void Endpoint::SetServedModels(ServedList list) {
   std::lock_guard lock(error_mu_);
-  served_models_ = std::move(models);
-  served_objects_ = std::move(objects);
+  served_models_ = std::move(list.models);
+  served_objects_ = std::move(list.objects);
+  served_adapters_ = std::move(list.adapters);
+  served_parents_known_ = list.parents_known;
+  served_owner_ = std::move(list.owner);
   models_known_.store(true, std::memory_order_release);
+}
+
+std::vector<std::string> Endpoint::ServedAdapters(bool* parents_known) const {
+  std::lock_guard lock(error_mu_);
+  if (parents_known) *parents_known = served_parents_known_;
+  return served_adapters_;
+}
+
+std::string Endpoint::ServedOwner() const {
+  std::lock_guard lock(error_mu_);
+  return served_owner_;
+}
+
+void Endpoint::SetMetricsSource(MetricsSource source) {
+  std::lock_guard lock(error_mu_);
+  metrics_source_ = std::move(source);
+}
+
+MetricsSource Endpoint::GetMetricsSource() const {
+  std::lock_guard lock(error_mu_);
+  return metrics_source_;
 }
 
 std::vector<std::string> Endpoint::ServedModelObjects() const {

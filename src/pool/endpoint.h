@@ -35,8 +35,20 @@ namespace tidegate::pool {
 struct EndpointConfig {
   std::string host;
   uint16_t port = 0;
-  std::string engine = "vllm";  // metrics mapping, see pool/engine_metrics.h
+  // Metrics mapping (pool/engine_metrics.h); "" or "auto" = recognise it (pool/scraper.h).
+  std::string engine = {};
+  uint16_t metrics_port = 0;      // 0 = the engine's default (usually the inference port)
+  std::string metrics_path = {};  // "" = the engine's default
   std::string Address() const { return host + ":" + std::to_string(port); }
+};
+
+// What the scraper found out about where an endpoint's metrics are (for /v1/pool and logs).
+struct MetricsSource {
+  std::string engine;           // configured or recognised engine; "" while unknown
+  bool detected = false;        // recognised by auto-detection (not configured)
+  std::string url;              // "host:port/path" being scraped; "" while none
+  bool in_flight_only = false;  // no usable metrics: routed on in-flight accounting alone
+  std::string warning;          // why (empty when the metrics are read)
 };
 
 // Parses "host:port" (IPv6 as "[::1]:8000"). Returns an error message or empty on success.
@@ -94,8 +106,25 @@ class Endpoint {
 
   // The models (base and LoRA adapters) the server lists on GET /v1/models; empty = unknown.
   // `objects` are the list's entries as JSON text (for the gateway's merged /v1/models).
-  void SetServedModels(std::vector<std::string> models, std::vector<std::string> objects = {});
+  // `adapters` are the entries that name a `parent` model (vLLM's LoRA adapters), and
+  // `parents_known` says whether the list carries `parent` at all (then `adapters` is the
+  // whole truth). `owner` is the first entry's `owned_by` (a hint for engine detection).
+  struct ServedList {
+    std::vector<std::string> models, objects, adapters;
+    bool parents_known = false;
+    std::string owner;
+  };
+  void SetServedModels(ServedList list);
+  void SetServedModels(std::vector<std::string> models, std::vector<std::string> objects = {}) {
+    SetServedModels(ServedList{std::move(models), std::move(objects), {}, false, {}});
+  }
   std::vector<std::string> ServedModels() const;
+  // The adapters named by `parent` and whether the list had `parent` fields (see above).
+  std::vector<std::string> ServedAdapters(bool* parents_known) const;
+  std::string ServedOwner() const;
+
+  void SetMetricsSource(MetricsSource source);
+  MetricsSource GetMetricsSource() const;
   std::vector<std::string> ServedModelObjects() const;
   bool ModelsKnown() const { return models_known_.load(std::memory_order_acquire); }
 
@@ -142,8 +171,12 @@ class Endpoint {
   std::atomic<int> in_flight_{0};
   std::atomic<bool> probe_ok_{true};
   std::atomic<int> probe_failures_{0};
-  std::vector<std::string> served_models_;   // guarded by error_mu_
-  std::vector<std::string> served_objects_;  // guarded by error_mu_
+  std::vector<std::string> served_models_;    // guarded by error_mu_
+  std::vector<std::string> served_objects_;   // guarded by error_mu_
+  std::vector<std::string> served_adapters_;  // guarded by error_mu_
+  bool served_parents_known_ = false;         // guarded by error_mu_
+  std::string served_owner_;                  // guarded by error_mu_
+  MetricsSource metrics_source_;              // guarded by error_mu_
   std::atomic<bool> models_known_{false};
   std::atomic<int64_t> down_until_{0};
   std::atomic<int> consecutive_failures_{0};

@@ -1,16 +1,28 @@
 #include "pool/engine_metrics.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "pool/prom_text.h"
 
 namespace tidegate::pool {
 namespace {
 
-enum class Field : uint8_t { kWaiting, kRunning, kKv, kKvFallback, kLora, kCacheConfig };
+enum class Field : uint8_t {
+  kWaiting,
+  kRunning,
+  kKv,
+  kKvFallback,
+  kLora,
+  kCacheConfig,  // an info metric whose labels carry the geometry
+  kBlockSize,    // a gauge whose value is the block (page) size in tokens
+  kNumBlocks,    // a gauge whose value is the number of blocks (pages)
+  kMaxTokens,    // a gauge whose value is the cache size in tokens
+};
 
 struct Rule {
   std::string_view metric;
@@ -22,8 +34,10 @@ struct Rule {
 struct EngineSpec {
   Engine engine;
   std::string_view name;
-  std::string_view model_label;  // label that carries the served model name
-  bool has_kv;
+  // The label that names the served model, only where it really does (empty otherwise).
+  std::string_view model_label;
+  bool kv_required;
+  EngineTraits traits;
   std::vector<Rule> rules;
 };
 
@@ -33,6 +47,7 @@ const std::vector<EngineSpec>& Specs() {
        "vllm",
        "model_name",
        true,
+       {"/metrics", 0, "vLLM serves /metrics unless started with --disable-log-stats"},
        {{"vllm:num_requests_waiting", Field::kWaiting},
         {"vllm:num_requests_running", Field::kRunning},
         {"vllm:kv_cache_usage_perc", Field::kKv},
@@ -43,30 +58,46 @@ const std::vector<EngineSpec>& Specs() {
        "sglang",
        "model_name",
        true,
+       {"/metrics", 0, "start it with --enable-metrics"},
        {{"sglang:num_queue_reqs", Field::kWaiting},
         {"sglang:num_running_reqs", Field::kRunning},
         {"sglang:token_usage", Field::kKv},
-        {"sglang:cache_config_info", Field::kCacheConfig}}},
+        {"sglang:cache_config_info", Field::kCacheConfig},
+        {"sglang:page_size", Field::kBlockSize},
+        {"sglang:num_pages", Field::kNumBlocks},
+        {"sglang:max_total_num_tokens", Field::kMaxTokens}}},
       {Engine::kTrtllmServe,
        "trtllm-serve",
-       "model_name",
+       "",
        true,
+       {"/prometheus/metrics", 0,
+        "start it with return_perf_metrics: true and enable_iter_perf_stats: true in its "
+        "--extra_llm_api_options file"},
        {{"trtllm_num_requests_waiting", Field::kWaiting},
         {"trtllm_num_requests_running", Field::kRunning},
-        {"trtllm_kv_cache_utilization", Field::kKv}}},
+        {"trtllm_kv_cache_utilization", Field::kKv},
+        {"trtllm_kv_cache_tokens_per_block", Field::kBlockSize}}},
       {Engine::kTritonTrtllm,
        "triton-trtllm",
-       "model",
+       "",
        true,
+       {"/metrics", 8002,
+        "Triton serves metrics on its --metrics-port (8002 by default) unless started with "
+        "--allow-metrics=false; set metrics_port for this endpoint if it is another port"},
        {{"nv_trt_llm_request_metrics", Field::kWaiting, "request_type", "waiting"},
-        {"nv_trt_llm_request_metrics", Field::kRunning, "request_type", "scheduled"},
-        {"nv_trt_llm_kv_cache_block_metrics", Field::kKv, "kv_cache_block_type", "fraction"}}},
+        {"nv_trt_llm_request_metrics", Field::kRunning, "request_type", "active"},
+        {"nv_trt_llm_kv_cache_block_metrics", Field::kKv, "kv_cache_block_type", "fraction"},
+        {"nv_trt_llm_kv_cache_block_metrics", Field::kBlockSize, "kv_cache_block_type",
+         "tokens_per"},
+        {"nv_trt_llm_kv_cache_block_metrics", Field::kNumBlocks, "kv_cache_block_type", "max"}}},
       {Engine::kLlamaCpp,
        "llamacpp",
        "",
        false,
+       {"/metrics", 0, "start llama-server with --metrics"},
        {{"llamacpp:requests_deferred", Field::kWaiting},
-        {"llamacpp:requests_processing", Field::kRunning}}},
+        {"llamacpp:requests_processing", Field::kRunning},
+        {"llamacpp:kv_cache_usage_ratio", Field::kKv}}},
   };
   return specs;
 }
@@ -75,6 +106,11 @@ const EngineSpec& SpecFor(Engine e) {
   for (const auto& s : Specs())
     if (s.engine == e) return s;
   return Specs().front();
+}
+
+// Labels that name one replica of the same scheduler (its figures are copies, not parts).
+bool IsReplicaLabel(std::string_view l) {
+  return l == "tp_rank" || l == "pp_rank" || l == "moe_ep_rank" || l == "attn_tp_rank";
 }
 
 void SplitList(std::string_view s, std::vector<std::string>* out) {
@@ -106,6 +142,63 @@ bool ParseInt(std::string_view s, T* out) {
   return true;
 }
 
+template <typename T>
+bool ValueAsInt(double v, T* out) {
+  if (!std::isfinite(v) || v < 0 || v > static_cast<double>(std::numeric_limits<T>::max()))
+    return false;
+  *out = static_cast<T>(v);
+  return true;
+}
+
+// A request count exported as several series, aggregated per label (see the header).
+class CountAggregate {
+ public:
+  void Add(const PromSample& s) {
+    seen_ = true;
+    std::string group, replica;
+    bool part = false;
+    for (const PromLabel& l : s.labels) {
+      if (l.name == "priority") {
+        part = !l.value.empty();
+        continue;
+      }
+      std::string& key = IsReplicaLabel(l.name) ? replica : group;
+      key.append(l.name).push_back('=');
+      key.append(l.value).push_back('\x1f');
+    }
+    Series& r = groups_[group][replica];
+    if (part) {
+      r.parts += s.value;
+    } else {
+      r.total += s.value;
+      r.has_total = true;
+    }
+  }
+  bool seen() const { return seen_; }
+  double Value() const {
+    double sum = 0;
+    for (const auto& [g, replicas] : groups_) {
+      double best = 0;
+      bool first = true;
+      for (const auto& [r, s] : replicas) {
+        const double v = s.has_total ? s.total : s.parts;
+        best = first ? v : std::max(best, v);
+        first = false;
+      }
+      sum += best;
+    }
+    return sum;
+  }
+
+ private:
+  struct Series {
+    double total = 0, parts = 0;
+    bool has_total = false;
+  };
+  std::map<std::string, std::map<std::string, Series>> groups_;
+  bool seen_ = false;
+};
+
 class Collector final : public PromVisitor {
  public:
   Collector(const EngineSpec& spec, EndpointMetrics* out) : spec_(spec), out_(out) {}
@@ -119,34 +212,34 @@ class Collector final : public PromVisitor {
     return error_.empty();
   }
 
-  std::string Finish() {
-    if (!error_.empty()) return error_;
-    auto missing = [&](Field f) -> std::string {
-      std::string m;
+  MetricsParse Finish() {
+    if (!error_.empty()) return {error_, false};
+    auto missing = [&](Field f) -> MetricsParse {
       for (const Rule& r : spec_.rules) {
         if (r.field != f) continue;
-        m = "missing " + std::string(r.metric);
+        std::string m = "missing " + std::string(r.metric);
         if (!r.label.empty())
           m += "{" + std::string(r.label) + "=\"" + std::string(r.label_value) + "\"}";
-        return m;
+        return {m, true};
       }
-      return "missing metric";
+      return {"missing metric", true};
     };
-    if (!seen_waiting_) return missing(Field::kWaiting);
-    if (!seen_running_) return missing(Field::kRunning);
-    if (spec_.has_kv) {
-      if (seen_kv_) {
-        out_->kv_usage = kv_;
-      } else if (seen_kv_fallback_) {
-        out_->kv_usage = kv_fallback_;
-      } else {
-        return missing(Field::kKv);
-      }
+    if (!waiting_.seen()) return missing(Field::kWaiting);
+    if (!running_.seen()) return missing(Field::kRunning);
+    out_->waiting = std::max(0.0, waiting_.Value());
+    out_->running = std::max(0.0, running_.Value());
+    if (seen_kv_) {
+      out_->kv_usage = kv_;
       out_->has_kv = true;
+    } else if (seen_kv_fallback_) {
+      out_->kv_usage = kv_fallback_;
+      out_->has_kv = true;
+    } else if (spec_.kv_required) {
+      return missing(Field::kKv);
     }
-    out_->waiting = std::max(0.0, out_->waiting);
-    out_->running = std::max(0.0, out_->running);
     out_->kv_usage = std::clamp(out_->kv_usage, 0.0, 1.0);
+    if (out_->num_gpu_blocks == 0 && max_tokens_ > 0 && out_->block_size > 0)
+      out_->num_gpu_blocks = max_tokens_ / out_->block_size;
     return {};
   }
 
@@ -169,15 +262,9 @@ class Collector final : public PromVisitor {
   void Apply(Field f, const PromSample& s) {
     switch (f) {
       case Field::kWaiting:
-        if (!Finite(s)) return;
-        out_->waiting += s.value;
-        seen_waiting_ = true;
-        NoteModel(s);
-        break;
       case Field::kRunning:
         if (!Finite(s)) return;
-        out_->running += s.value;
-        seen_running_ = true;
+        (f == Field::kWaiting ? waiting_ : running_).Add(s);
         NoteModel(s);
         break;
       case Field::kKv:
@@ -207,14 +294,30 @@ class Collector final : public PromVisitor {
         break;
       }
       case Field::kCacheConfig: {
-        std::string_view bs = s.Label("block_size");
-        if (bs.empty()) bs = s.Label("page_size");
+        // vLLM: block_size + num_gpu_blocks; older SGLang: page_size + num_pages.
+        std::string_view bs =
+            s.HasLabel("block_size") ? s.Label("block_size") : s.Label("page_size");
+        std::string_view nb =
+            s.HasLabel("num_gpu_blocks") ? s.Label("num_gpu_blocks") : s.Label("num_pages");
         int block_size = 0;
         int64_t blocks = 0;
-        if (!bs.empty() && ParseInt(bs, &block_size)) out_->block_size = std::max(0, block_size);
-        std::string_view nb = s.Label("num_gpu_blocks");
-        if (!nb.empty() && ParseInt(nb, &blocks))
-          out_->num_gpu_blocks = std::max<int64_t>(0, blocks);
+        if (ParseInt(bs, &block_size)) out_->block_size = std::max(0, block_size);
+        if (ParseInt(nb, &blocks)) out_->num_gpu_blocks = std::max<int64_t>(0, blocks);
+        break;
+      }
+      case Field::kBlockSize: {
+        int v = 0;
+        if (ValueAsInt(s.value, &v)) out_->block_size = v;
+        break;
+      }
+      case Field::kNumBlocks: {
+        int64_t v = 0;
+        if (ValueAsInt(s.value, &v)) out_->num_gpu_blocks = v;
+        break;
+      }
+      case Field::kMaxTokens: {
+        int64_t v = 0;
+        if (ValueAsInt(s.value, &v)) max_tokens_ = v;
         break;
       }
     }
@@ -223,8 +326,37 @@ class Collector final : public PromVisitor {
   const EngineSpec& spec_;
   EndpointMetrics* out_;
   std::string error_;
-  bool seen_waiting_ = false, seen_running_ = false, seen_kv_ = false, seen_kv_fallback_ = false;
+  CountAggregate waiting_, running_;
+  bool seen_kv_ = false, seen_kv_fallback_ = false;
   double kv_ = 0, kv_fallback_ = 0, lora_stamp_ = 0;
+  int64_t max_tokens_ = 0;
+};
+
+// Finds the first metric family whose name prefix identifies an engine.
+class Detector final : public PromVisitor {
+ public:
+  bool OnSample(const PromSample& s) override {
+    Note(s.family.empty() ? s.name : s.family);
+    return !engine;
+  }
+  void OnType(std::string_view family, MetricType) override { Note(family); }
+  std::optional<Engine> engine;
+
+ private:
+  void Note(std::string_view n) {
+    if (engine) return;
+    auto starts = [&](std::string_view p) { return n.substr(0, p.size()) == p; };
+    if (starts("vllm:"))
+      engine = Engine::kVllm;
+    else if (starts("sglang:"))
+      engine = Engine::kSglang;
+    else if (starts("llamacpp:"))
+      engine = Engine::kLlamaCpp;
+    else if (starts("nv_trt_llm_") || starts("nv_inference_"))
+      engine = Engine::kTritonTrtllm;
+    else if (starts("trtllm_"))
+      engine = Engine::kTrtllmServe;
+  }
 };
 
 bool Contains(const std::vector<std::string>& v, std::string_view x) {
@@ -246,6 +378,8 @@ std::optional<Engine> EngineFromName(std::string_view name) {
 
 std::string_view EngineName(Engine engine) { return SpecFor(engine).name; }
 
+const EngineTraits& TraitsOf(Engine engine) { return SpecFor(engine).traits; }
+
 std::vector<std::string> EngineNames() {
   std::vector<std::string> v;
   for (const auto& s : Specs()) v.emplace_back(s.name);
@@ -261,17 +395,22 @@ bool EndpointMetrics::AdapterWaiting(std::string_view a) const {
   return Contains(waiting_lora_adapters, a);
 }
 
-std::string ParseEngineMetrics(Engine engine, std::string_view text, Nanos scrape_time,
-                               EndpointMetrics* out) {
+MetricsParse ParseEngineMetricsPage(Engine engine, std::string_view text, Nanos scrape_time,
+                                    EndpointMetrics* out) {
   const EngineSpec& spec = SpecFor(engine);
   *out = EndpointMetrics{};
   out->scrape_time = scrape_time;
   Collector collector(spec, out);
   PromParseError err = ParsePromText(text, collector);
-  if (!err.ok()) return std::string(spec.name) + ": " + err.ToString();
-  std::string e = collector.Finish();
-  if (!e.empty()) return std::string(spec.name) + ": " + e;
-  return {};
+  if (!err.ok()) return {std::string(spec.name) + ": " + err.ToString(), false};
+  MetricsParse r = collector.Finish();
+  if (!r.ok()) r.error = std::string(spec.name) + ": " + r.error;
+  return r;
+}
+
+std::string ParseEngineMetrics(Engine engine, std::string_view text, Nanos scrape_time,
+                               EndpointMetrics* out) {
+  return ParseEngineMetricsPage(engine, text, scrape_time, out).error;
 }
 
 std::string ParseEngineMetrics(std::string_view engine_name, std::string_view text,
@@ -283,6 +422,32 @@ std::string ParseEngineMetrics(std::string_view engine_name, std::string_view te
     return "unknown engine \"" + std::string(engine_name) + "\" (known: " + known + ")";
   }
   return ParseEngineMetrics(*engine, text, scrape_time, out);
+}
+
+Detection DetectEngine(std::string_view body) {
+  Detection d;
+  size_t i = 0;
+  while (i < body.size() && std::isspace(static_cast<unsigned char>(body[i]))) ++i;
+  if (i < body.size() && (body[i] == '[' || body[i] == '{')) {
+    d.json_stats = true;
+    d.engine = Engine::kTrtllmServe;
+    return d;
+  }
+  Detector det;
+  ParsePromText(body, det);  // a malformed tail still leaves what was read before it
+  d.engine = det.engine;
+  return d;
+}
+
+std::optional<Engine> EngineFromOwner(std::string_view owned_by) {
+  std::string o(owned_by);
+  for (char& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (o == "vllm") return Engine::kVllm;
+  if (o == "sglang") return Engine::kSglang;
+  if (o == "llamacpp" || o == "llama.cpp") return Engine::kLlamaCpp;
+  if (o == "tensorrt_llm" || o == "tensorrt-llm" || o == "trtllm") return Engine::kTrtllmServe;
+  if (o == "triton" || o == "triton inference server") return Engine::kTritonTrtllm;
+  return std::nullopt;
 }
 
 }  // namespace tidegate::pool

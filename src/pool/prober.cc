@@ -73,13 +73,21 @@ struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
     auto doc = nlohmann::json::parse(r.body, nullptr, false);
     if (doc.is_discarded() || !doc.is_object() || !doc.contains("data") || !doc["data"].is_array())
       co_return;
-    std::vector<std::string> ids, objects;
+    Endpoint::ServedList list;
     for (const auto& m : doc["data"]) {
       if (!m.is_object() || !m.contains("id") || !m["id"].is_string()) continue;
-      ids.push_back(m["id"].get<std::string>());
-      objects.push_back(m.dump());
+      const std::string id = m["id"].get<std::string>();
+      if (list.owner.empty() && m.contains("owned_by") && m["owned_by"].is_string())
+        list.owner = m["owned_by"].get<std::string>();
+      // vLLM names an adapter's base model in `parent` (null for a base model).
+      if (auto p = m.find("parent"); p != m.end()) {
+        list.parents_known = true;
+        if (p->is_string() && p->get<std::string>() != id) list.adapters.push_back(id);
+      }
+      list.models.push_back(id);
+      list.objects.push_back(m.dump());
     }
-    ep.SetServedModels(std::move(ids), std::move(objects));
+    ep.SetServedModels(std::move(list));
   }
 
   net::any_io_executor ex;

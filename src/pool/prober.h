@@ -5,12 +5,12 @@
 // answer below 500 counts as alive, within max(1 s, min(2 × interval, 5 s))) and records the
 // verdict (Endpoint::RecordProbe: down after two failures in a row, up after one success;
 // changes are logged). When the server is alive it also reads GET /v1/models and records the
-// model ids and entries (Endpoint::SetServedModels), for model-aware routing and the merged
-// /v1/models. With interval 0 no health verdicts are recorded and the model lists are read
-// every 5 s. FirstRoundDone() turns true once every endpoint has been tried once. Stop() makes
-// the loops end at their next wake-up.
-// Thread-safety: construct, Start() and Stop() from one thread; the loops run on `ex`;
-// FirstRoundDone() from any thread.
+// model ids and entries, the adapters among them (entries whose `parent` names another model)
+// and the first entry's `owned_by` (Endpoint::SetServedModels), for model-aware routing, the
+// merged /v1/models and engine detection. With interval 0 no health verdicts are recorded and the
+// model lists are read every 5 s. FirstRoundDone() turns true once every endpoint has been tried
+// once. Stop() makes the loops end at their next wake-up. Thread-safety: construct, Start() and
+// Stop() from one thread; the loops run on `ex`; FirstRoundDone() from any thread.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

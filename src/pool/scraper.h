@@ -1,14 +1,34 @@
-// pool/scraper.h — reads every endpoint's /metrics on a timer and publishes the snapshot.
+// pool/scraper.h — finds and reads every endpoint's metrics on a timer and publishes the
+// snapshot.
 //
 // Contract: Start() spawns one loop per endpoint on `ex` (a control loop, never the data
-// plane). Each loop GETs /metrics every `interval` over a keep-alive connection (at most
-// max(timeout, 500 ms) per read, 8 MiB of body), parses it with the endpoint's engine mapping
-// (pool/engine_metrics.h) and publishes it (Endpoint::PublishMetrics); the served models and
-// LoRA adapters come from the endpoint's /v1/models list when the prober has read it. A failed
-// read or parse is recorded (Endpoint::RecordScrapeError: the endpoint turns stale), counted in
-// tidegate_scrape_errors_total{endpoint}, and logged once per change of error. After every
-// publish `on_publish` runs (the gateway lets waiting requests in). Stop() makes the loops end
-// at their next wake-up.
+// plane). Each loop GETs the endpoint's metrics page every `interval` over a keep-alive
+// connection (at most max(timeout, 500 ms) per read, 8 MiB of body), parses it with the
+// endpoint's engine mapping (pool/engine_metrics.h) and publishes it (Endpoint::PublishMetrics).
+//
+// Where the metrics are: the endpoint's metrics_port / metrics_path when configured, else the
+// engine's default (pool::TraitsOf: trtllm-serve at /prometheus/metrics, Triton on port 8002).
+// With engine "auto" (`engines[i]` empty) the loop first recognises the engine: it tries
+// /metrics and /prometheus/metrics on the inference port, then /metrics on port 8002, and
+// takes the first page whose metric names identify an engine (pool::DetectEngine). While the
+// inference port itself cannot be reached it keeps trying (the endpoint is stale meanwhile).
+//
+// In-flight accounting: when the server answers but exports nothing usable — no recognisable
+// page, trtllm-serve's JSON statistics without its Prometheus page, llama.cpp's 501 without
+// --metrics, or a page lacking a required metric — the loop logs one warning that says what to
+// change on the server, and publishes a snapshot made from this gateway's own in-flight count
+// every interval instead (in_flight_only; waiting = in-flight beyond the largest batch limit
+// learnt on the other endpoints, running = the rest), so the endpoint is routed, not left
+// stale. It checks the metrics again every 10 s and says so when they appear.
+//
+// Model identity: served models come from the endpoint's /v1/models list when the prober has
+// read it. LoRA adapters are the entries that name a `parent` when the list carries `parent`;
+// otherwise, for engines whose labels name the served model, the listed models not named in
+// the labels; otherwise none. A failed read or parse is recorded (Endpoint::RecordScrapeError:
+// the endpoint turns stale), counted in tidegate_scrape_errors_total{endpoint}, and logged once
+// per change of error. What was found is kept in Endpoint::GetMetricsSource (/v1/pool). After
+// every publish `on_publish` runs (the gateway lets waiting requests in). Stop() makes the
+// loops end at their next wake-up.
 // Thread-safety: construct, Start() and Stop() from one thread; the loops run on `ex`.
 #pragma once
 
@@ -16,6 +36,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/clock.h"
@@ -28,7 +49,8 @@ namespace tidegate::pool {
 struct ScraperConfig {
   Nanos interval = std::chrono::milliseconds(50);
   Nanos timeout = std::chrono::seconds(2);
-  std::vector<Engine> engines;  // per endpoint
+  Nanos recheck = std::chrono::seconds(10);    // how often an in-flight-only endpoint is re-read
+  std::vector<std::optional<Engine>> engines;  // per endpoint; nullopt = auto
 };
 
 class Scraper {

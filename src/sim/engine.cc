@@ -295,6 +295,19 @@ std::vector<std::string> Engine::RunningLoras() const {
   return out;
 }
 
+void Engine::CountByPriority(std::map<int, int>* running, std::map<int, int>* waiting) const {
+  running->clear();
+  waiting->clear();
+  for (const Seq* s : running_) ++(*running)[s->priority];
+  for (const Seq* s : waiting_) ++(*waiting)[s->priority];
+}
+
+int Engine::num_prefilling() const {
+  int n = 0;
+  for (const Seq* s : running_) n += s->num_computed < s->prompt_len;
+  return n;
+}
+
 std::vector<std::string> Engine::WaitingLoras() const {
   std::vector<std::string> out;
   for (const Seq* s : waiting_)

@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -168,6 +169,10 @@ class Engine {
   // Distinct adapters among running / waiting requests, sorted.
   std::vector<std::string> RunningLoras() const;
   std::vector<std::string> WaitingLoras() const;
+  // Running and waiting requests by priority value (for SGLang-style per-priority series).
+  void CountByPriority(std::map<int, int>* running, std::map<int, int>* waiting) const;
+  // Requests in the running batch that are still prefilling their prompt.
+  int num_prefilling() const;
   const EngineStats& stats() const { return stats_; }
   const EngineConfig& config() const { return cfg_; }
   void set_sinks(EngineSinks s) { sinks_ = s; }

@@ -191,11 +191,25 @@ class Server {
     if (ec)
       return "cannot listen on " + cfg_.host + ":" + std::to_string(port) + ": " + ec.message();
     port_ = acceptor_.local_endpoint().port();
+    if (cfg_.personality == Personality::kTriton) {
+      const uint16_t mp =
+          cfg_.metrics_port == 0 ? 0 : static_cast<uint16_t>(cfg_.metrics_port + index_);
+      tcp::endpoint mep(addr, mp);
+      metrics_acceptor_.open(mep.protocol(), ec);
+      if (!ec) metrics_acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+      if (!ec) metrics_acceptor_.bind(mep, ec);
+      if (!ec) metrics_acceptor_.listen(64, ec);
+      if (ec)
+        return "cannot listen on " + cfg_.host + ":" + std::to_string(mp) +
+               " (metrics port): " + ec.message();
+      metrics_port_ = metrics_acceptor_.local_endpoint().port();
+    }
     return {};
   }
 
   void Start() {
     net::co_spawn(ioc_, AcceptLoop(), net::detached);
+    if (metrics_acceptor_.is_open()) net::co_spawn(ioc_, MetricsAcceptLoop(), net::detached);
     net::co_spawn(ioc_, StepLoop(), net::detached);
   }
 
@@ -205,6 +219,7 @@ class Server {
       stopping_ = true;
       beast::error_code ec;
       acceptor_.close(ec);
+      metrics_acceptor_.close(ec);
       step_timer_.cancel();
       idle_timer_.cancel();
       for (Stream* s : all_streams_) {
@@ -220,6 +235,7 @@ class Server {
   }
 
   uint16_t port() const { return port_; }
+  uint16_t metrics_port() const { return metrics_port_; }
 
  private:
   // ---------------------------------------------------------------- loops
@@ -235,6 +251,18 @@ class Server {
     }
   }
 
+  // Triton's metrics port: GET /metrics only.
+  awaitable<void> MetricsAcceptLoop() {
+    while (!stopping_) {
+      auto [ec, sock] = co_await metrics_acceptor_.async_accept(kTok);
+      if (ec) {
+        if (stopping_ || ec == net::error::operation_aborted) break;
+        continue;
+      }
+      net::co_spawn(ioc_, Session(std::move(sock), true), net::detached);
+    }
+  }
+
   awaitable<void> StepLoop() {
     while (!stopping_) {
       if (!engine_.HasWork()) {
@@ -244,6 +272,7 @@ class Server {
       }
       auto wall_start = std::chrono::steady_clock::now();
       const StepResult& r = engine_.Step();
+      ++steps_;
       Nanos wall = r.duration.count() > 0 ? clock_.ToBase(r.duration) : Nanos(1000000);
       step_timer_.expires_at(wall_start + wall);
       co_await step_timer_.async_wait(kTok);
@@ -364,7 +393,7 @@ class Server {
                                  VllmError(msg, "BadRequestError", 400));
   }
 
-  awaitable<void> Session(tcp::socket sock) {
+  awaitable<void> Session(tcp::socket sock, bool metrics_only = false) {
     beast::error_code ec;
     sock.set_option(tcp::no_delay(true), ec);
     beast::tcp_stream st(std::move(sock));
@@ -389,7 +418,8 @@ class Server {
         }
         break;
       }
-      bool keep = co_await Handle(st, parser.release());
+      bool keep = metrics_only ? co_await HandleMetricsPort(st, parser.release())
+                               : co_await Handle(st, parser.release());
       if (!keep || stopping_) break;
     }
     st.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -403,7 +433,10 @@ class Server {
     const bool ka = req.keep_alive();
     const bool get = req.method() == http::verb::get;
     const bool post = req.method() == http::verb::post;
-    const bool is_get_route = path == "/health" || path == "/metrics" || path == "/v1/models";
+    const Personality pers = cfg_.personality;
+    const bool prom_route = pers == Personality::kTrtllm && path == "/prometheus/metrics";
+    const bool is_get_route =
+        path == "/health" || path == "/metrics" || path == "/v1/models" || prom_route;
     const bool is_post_route = path == "/v1/completions" || path == "/v1/chat/completions";
     if ((is_get_route && !get) || (is_post_route && !post)) {
       co_return co_await WriteJson(st, http::status::method_not_allowed, ka,
@@ -411,13 +444,71 @@ class Server {
     }
     if (path == "/health")
       co_return co_await Write(st, http::status::ok, ka, "application/json", "");
+    constexpr std::string_view kProm = "text/plain; version=0.0.4; charset=utf-8";
     if (path == "/metrics") {
-      co_return co_await Write(st, http::status::ok, ka, "text/plain; version=0.0.4; charset=utf-8",
-                               RenderMetrics());
+      switch (pers) {
+        case Personality::kVllm:
+          co_return co_await Write(st, http::status::ok, ka, kProm, RenderMetrics());
+        case Personality::kSglang:
+          if (cfg_.export_metrics)
+            co_return co_await Write(st, http::status::ok, ka, kProm, RenderSglangMetrics(State()));
+          break;
+        case Personality::kTrtllm:
+          co_return co_await WriteJson(st, http::status::ok, ka,
+                                       RenderTrtllmIterationStats(State()));
+        case Personality::kTriton:
+          break;  // on the metrics port
+        case Personality::kLlamaCpp:
+          if (cfg_.export_metrics)
+            co_return co_await Write(st, http::status::ok, ka, kProm,
+                                     RenderLlamaCppMetrics(State()));
+          co_return co_await WriteJson(st, http::status::not_implemented, ka,
+                                       LlamaCppMetricsDisabledBody());
+      }
+      co_return co_await WriteJson(st, http::status::not_found, ka, "{\"detail\":\"Not Found\"}");
+    }
+    if (prom_route) {
+      if (cfg_.export_metrics)
+        co_return co_await Write(st, http::status::ok, ka, kProm, RenderTrtllmPrometheus(State()));
+      co_return co_await WriteJson(st, http::status::not_found, ka, "{\"detail\":\"Not Found\"}");
     }
     if (path == "/v1/models") co_return co_await WriteJson(st, http::status::ok, ka, ModelsJson());
     if (is_post_route) co_return co_await Completion(st, req, path == "/v1/chat/completions");
     co_return co_await WriteJson(st, http::status::not_found, ka, "{\"detail\":\"Not Found\"}");
+  }
+
+  awaitable<bool> HandleMetricsPort(beast::tcp_stream& st, http::request<http::string_body> req) {
+    std::string_view target = req.target();
+    const bool ka = req.keep_alive();
+    if (target.substr(0, target.find('?')) == "/metrics" && req.method() == http::verb::get)
+      co_return co_await Write(st, http::status::ok, ka, "text/plain; version=0.0.4; charset=utf-8",
+                               RenderTritonMetrics(State()));
+    co_return co_await Write(st, http::status::not_found, ka, "text/plain", "");
+  }
+
+  // What the engine shows of itself now, for the personalities' pages.
+  EngineState State() const {
+    EngineState s;
+    s.model = cfg_.model;
+    s.running = engine_.num_running();
+    s.waiting = engine_.num_waiting();
+    s.prefilling = engine_.num_prefilling();
+    s.kv_usage = engine_.KvUsage();
+    s.block_size = cfg_.engine.block_size;
+    s.num_blocks = cfg_.engine.num_gpu_blocks;
+    s.used_blocks = static_cast<int64_t>(s.kv_usage * static_cast<double>(s.num_blocks) + 0.5);
+    s.max_num_seqs = cfg_.engine.max_num_seqs;
+    const EngineStats& es = engine_.stats();
+    s.prompt_tokens = es.prompt_tokens;
+    s.generation_tokens = es.generation_tokens;
+    s.finished = es.finished;
+    s.iteration = steps_;
+    s.busy_seconds = ToSeconds(es.busy);
+    s.priority_scheduling = cfg_.engine.policy == SchedulingPolicy::kPriority;
+    if (s.priority_scheduling)
+      engine_.CountByPriority(&s.running_by_priority, &s.waiting_by_priority);
+    s.tp_size = std::max(1, cfg_.tp_size);
+    return s;
   }
 
   std::string ModelsJson() const {
@@ -426,10 +517,19 @@ class Server {
     int64_t max_len = std::min<int64_t>(
         cfg_.engine.max_model_len,
         static_cast<int64_t>(cfg_.engine.num_gpu_blocks) * cfg_.engine.block_size);
+    const std::string owner(PersonalityOwner(cfg_.personality));
+    if (cfg_.personality != Personality::kVllm) {
+      // The other engines list their models without vLLM's `parent`/`permission` fields.
+      data.push_back(
+          {{"id", cfg_.model}, {"object", "model"}, {"created", created}, {"owned_by", owner}});
+      for (const auto& l : cfg_.lora_modules)
+        data.push_back({{"id", l}, {"object", "model"}, {"created", created}, {"owned_by", owner}});
+      return json{{"object", "list"}, {"data", data}}.dump();
+    }
     data.push_back({{"id", cfg_.model},
                     {"object", "model"},
                     {"created", created},
-                    {"owned_by", "vllm"},
+                    {"owned_by", owner},
                     {"root", cfg_.model},
                     {"parent", nullptr},
                     {"max_model_len", max_len},
@@ -438,7 +538,7 @@ class Server {
       data.push_back({{"id", l},
                       {"object", "model"},
                       {"created", created},
-                      {"owned_by", "vllm"},
+                      {"owned_by", owner},
                       {"root", l},
                       {"parent", cfg_.model},
                       {"max_model_len", nullptr},
@@ -782,11 +882,14 @@ class Server {
   size_t index_;
   uint64_t base_seed_ = 0;
   uint16_t port_ = 0;
+  uint64_t steps_ = 0;
   bool stopping_ = false;
   std::unordered_map<uint64_t, Stream*> streams_;  // requests in the engine
   std::unordered_set<Stream*> all_streams_;        // every request being answered
   std::unordered_set<tcp::socket*> sockets_;       // every client connection
 
+  tcp::acceptor metrics_acceptor_{ioc_};
+  uint16_t metrics_port_ = 0;
   metrics::Registry registry_;
   metrics::Gauge *running_, *waiting_, *kv_;
   metrics::Counter *prefix_queries_, *prefix_hits_, *preemptions_, *prompt_tokens_,
@@ -841,6 +944,13 @@ std::string SimCluster::Start() {
     });
   }
   return {};
+}
+
+std::vector<uint16_t> SimCluster::metrics_ports() const {
+  std::vector<uint16_t> out;
+  for (const auto& s : impl_->servers)
+    if (s->metrics_port()) out.push_back(s->metrics_port());
+  return out;
 }
 
 std::vector<uint16_t> SimCluster::ports() const {

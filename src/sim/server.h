@@ -3,7 +3,9 @@
 // Contract: SimCluster runs one Engine per port, each driven by a step loop on an event loop
 // (steps last the engine's modelled duration divided by time_scale), and serves the vLLM/OpenAI
 // HTTP surface on that port: POST /v1/completions and /v1/chat/completions (streaming SSE and
-// JSON), GET /v1/models, GET /health, GET /metrics (vLLM metric names, `model_name` label).
+// JSON), GET /v1/models, GET /health, GET /metrics (vLLM metric names, `model_name` label). With
+// another personality the metrics look, and are served where, as that engine's
+// (sim/personality.h): Triton's on a second port per server.
 // A client that goes away is aborted in its engine at once (its KV blocks are freed). Slow
 // clients never stall the step loop: tokens are buffered per stream (a stream more than 4 MiB
 // behind is dropped). Start() binds every port (0 = a free one) and reports the first error;
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "sim/engine.h"
+#include "sim/personality.h"
 
 namespace tidegate::sim {
 
@@ -37,6 +40,15 @@ struct SimConfig {
   int stall_after_tokens = 0;    // > 0: each stream goes silent after this many tokens
   uint64_t seed = 0;
   int threads = 0;  // event loops; 0 = min(servers, cores)
+  // Which engine the servers play (sim/personality.h), and whether they export its metrics
+  // (off = SGLang without --enable-metrics, trtllm-serve without return_perf_metrics,
+  // llama-server without --metrics; vLLM always exports them).
+  Personality personality = Personality::kVllm;
+  bool export_metrics = true;
+  // Triton: the metrics port of the first server (server i gets metrics_port + i; 0 = a free
+  // port each).
+  uint16_t metrics_port = 0;
+  int tp_size = 1;  // SGLang: copies of every series, one per tensor-parallel rank
 };
 
 class SimCluster {
@@ -50,6 +62,8 @@ class SimCluster {
   std::string Start();
   // The bound ports, in the order configured (valid after Start()).
   std::vector<uint16_t> ports() const;
+  // The separate metrics ports (Triton personality; empty otherwise).
+  std::vector<uint16_t> metrics_ports() const;
   int RunUntilSignal();
   // Stops every server (any thread).
   void Stop();

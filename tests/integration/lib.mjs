@@ -137,9 +137,10 @@ async function readyOrStop(proc, ready) {
   }
 }
 
-export async function startUpstream({ name = 'up', models } = {}) {
+export async function startUpstream({ name = 'up', models, metricsStatus } = {}) {
   const args = [FAKE_UPSTREAM, '--port', '0', '--name', name, '--exit-on-stdin-close'];
   if (models && models.length) args.push('--models', models.join(','));
+  if (metricsStatus) args.push('--metrics-status', String(metricsStatus));
   const { proc, output, ready } = spawnAndWait(process.execPath, args, {
     re: /^LISTENING (\d+)$/m, what: `fake upstream ${name}`, stdin: 'pipe',
   });

@@ -81,7 +81,9 @@ describe('openai client', () => {
   it('models.list returns the merged list', T, async () => {
     const ids = [];
     for await (const m of client.models.list()) ids.push(m.id);
-    assert.deepEqual(ids.sort(), ['fake-model', 'model-a', 'model-b']);
+    // Each fake upstream lists its models, then the behaviour models it also serves.
+    assert.deepEqual(ids.sort(),
+      ['die-mid-stream', 'error-500', 'fake-model', 'model-a', 'model-b', 'slow-headers', 'slow-stream']);
   });
 
   it('an upstream 500 surfaces as an APIError with status 500', T, async () => {

@@ -218,9 +218,10 @@ describe('picking on live pool state', () => {
   // fake upstream (which serves the same model).
   for (const policy of ['tidegate-default', 'gie-default']) {
     it(`[${policy}] a stale endpoint (its /metrics scrape fails) is avoided, and /v1/pool says why`, T, async (t) => {
-      // The fake upstream answers /health and /v1/models (with the simulator's model) but has no
-      // /metrics (404).
-      const [up, sim] = await Promise.all([startUpstream({ name: 'nometrics', models: [SIM_MODEL] }), startSim([])]);
+      // The fake upstream answers /health and /v1/models (with the simulator's model), but its
+      // /metrics fails (HTTP 500). (A server with no metrics page at all is routed on in-flight
+      // accounting instead: engines.test.mjs.)
+      const [up, sim] = await Promise.all([startUpstream({ name: 'badmetrics', models: [SIM_MODEL], metricsStatus: 500 }), startSim([])]);
       t.after(() => Promise.all([up.stop(), sim.stop()]));
       const gw = await startGateway(['--endpoints', `${up.endpoint},${sim.endpoint}`, '--policy', policy,
         '--stale-after', '500ms', '--scrape-interval', '50ms']);
@@ -242,7 +243,8 @@ describe('picking on live pool state', () => {
       }
       for (const e of st.endpoints) checkEntryShape(e);
       const u = poolEntry(st, up.endpoint);
-      assert.equal(u.engine, 'vllm');
+      assert.equal(u.engine, 'auto', 'no engine recognised on a page that cannot be read');
+      assert.match(u.last_error, /answered HTTP 500/);
       assert.equal(u.available, true, `the fake upstream is healthy (only its metrics are missing): ${JSON.stringify(u)}`);
       assert.ok(poolEntry(st, sim.endpoint).saturation < 1, 'the fresh idle sim is not saturated');
       // Stale counts as saturated: the pool (one stale, one idle) is at least half saturated.

@@ -76,7 +76,9 @@ describe('proxy', () => {
     assert.equal(r.json.object, 'list');
     assert.ok(Array.isArray(r.json.data), r.body);
     const ids = r.json.data.map((m) => m.id);
-    assert.deepEqual([...ids].sort(), ['fake-model', 'model-a', 'model-b'], r.body);
+    // Each fake upstream lists its models, then the behaviour models it also serves.
+    assert.deepEqual([...ids].sort(),
+      ['die-mid-stream', 'error-500', 'fake-model', 'model-a', 'model-b', 'slow-headers', 'slow-stream'], r.body);
     for (const m of r.json.data) assert.equal(m.object, 'model');
     assert.ok(r.headers['x-request-id'], 'x-request-id on /v1/models');
   });
