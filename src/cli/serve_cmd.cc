@@ -99,7 +99,7 @@ int RunServe(const std::vector<std::string>& args) {
               cfg.default_engine = v;
               return {};
             });
-  flags.Add("scrape-interval", "DUR", "how often each endpoint's /metrics is read (0 = never)",
+  flags.Add("scrape-interval", "DUR", "how often each endpoint's metrics page is read (0 = never)",
             FormatDuration(defaults.scrape_interval), DurationSetter(&cfg.scrape_interval));
   flags.Add("stale-after", "DUR",
             "metrics older than this make an endpoint stale: avoided, and counted as saturated",

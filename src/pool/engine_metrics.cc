@@ -47,7 +47,9 @@ const std::vector<EngineSpec>& Specs() {
        "vllm",
        "model_name",
        true,
-       {"/metrics", 0, "vLLM serves /metrics unless started with --disable-log-stats"},
+       {"/metrics", 0,
+        "check that it is a vLLM server, and set metrics_path if its metrics are served "
+        "elsewhere"},
        {{"vllm:num_requests_waiting", Field::kWaiting},
         {"vllm:num_requests_running", Field::kRunning},
         {"vllm:kv_cache_usage_perc", Field::kKv},
