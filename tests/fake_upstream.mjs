@@ -25,6 +25,7 @@
 // The request's "model" field selects a behaviour:
 //   slow-stream     one chunk every 100 ms, up to 200 chunks (counts downstream closes as aborted)
 //   die-mid-stream  headers and 2 chunks, then the socket is destroyed abruptly
+//   die-mid-event   headers, 1 chunk, then half an event (`data: {"partial`), then destroyed
 //   slow-headers    nothing at all is sent for 3000 ms, then a normal answer
 //   error-500       500 with an OpenAI-style error body
 import http from 'node:http';
@@ -49,7 +50,7 @@ function parseArgs(argv) {
 
 const opts = parseArgs(process.argv.slice(2));
 const NAME = opts.name;
-const BEHAVIOUR_MODELS = ['slow-stream', 'die-mid-stream', 'slow-headers', 'error-500'];
+const BEHAVIOUR_MODELS = ['slow-stream', 'die-mid-stream', 'die-mid-event', 'slow-headers', 'error-500'];
 const CHUNK_DELAY_MS = 5;
 const SLOW_CHUNK_MS = 100;
 const SLOW_CHUNKS = 200;
@@ -173,6 +174,15 @@ async function stream(req, res, kind, model) {
     tokens = ['hello', ' from', ` ${NAME}`];
   }
 
+  if (model === 'die-mid-event') {
+    send(streamChunk(kind, id, model, tokens[0], null));
+    await sleep(delay);
+    res.write('data: {"partial');
+    await sleep(50);
+    selfDestroyed = true;
+    res.socket?.destroy();
+    return;
+  }
   if (model === 'die-mid-stream') {
     send(streamChunk(kind, id, model, tokens[0], null));
     await sleep(delay);
@@ -224,6 +234,15 @@ async function handleInference(req, res, kind) {
   const promptTokens = countTokens(kind === 'chat' ? body.messages : body.prompt ?? body.input);
   if (body.stream === true && kind !== 'embeddings') {
     await stream(req, res, kind, model);
+    return;
+  }
+  if (model === 'die-mid-event') {
+    send(streamChunk(kind, id, model, tokens[0], null));
+    await sleep(delay);
+    res.write('data: {"partial');
+    await sleep(50);
+    selfDestroyed = true;
+    res.socket?.destroy();
     return;
   }
   if (model === 'die-mid-stream') {

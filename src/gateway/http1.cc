@@ -131,6 +131,7 @@ bool IsTokenChar(char c) { return kChars.token[static_cast<unsigned char>(c)]; }
 struct Framing {
   std::string_view connection, te, cl, content_type;
   bool two_lengths = false;
+  bool two_te = false;  // more than one Transfer-Encoding line
 };
 
 // Checks every header line of `fields` (a token name, a colon, a value without control
@@ -166,7 +167,10 @@ const char* ScanFields(std::string_view fields, Framing* f, OnField&& on_field) 
         }
         break;
       case 17:
-        if (IEquals(name, "transfer-encoding")) f->te = value;
+        if (IEquals(name, "transfer-encoding")) {
+          if (!f->te.empty()) f->two_te = true;
+          f->te = value;
+        }
         break;
       default:
         break;
@@ -303,13 +307,18 @@ HeadStatus ParseRequestHead(std::string_view in, RequestHead* out) {
   }
   out->fields = head;
   Framing f;
-  const char* err = ScanFields(head, &f, [out](std::string_view name, std::string_view value) {
+  bool has_host = false, dup_host = false;
+  const char* err = ScanFields(head, &f, [&](std::string_view name, std::string_view value) {
     // The headers the gateway reads: dispatch on the first letter, then the table.
     const char c0 = static_cast<char>(name[0] | 0x20);
     if (name.size() < 4 || (c0 != 'x' && c0 != 'h' && c0 != 'e')) return;
     for (const KnownName& k : kKnownNames) {
       if (k.name.size() == name.size() && detail::IEquals(name, k.name)) {
         auto& slot = out->known[static_cast<size_t>(k.id)];
+        if (k.id == Known::kHost) {
+          dup_host |= has_host;
+          has_host = true;
+        }
         if (slot.empty()) slot = value;  // the first one counts
         return;
       }
@@ -325,8 +334,26 @@ HeadStatus ParseRequestHead(std::string_view in, RequestHead* out) {
   out->keep_alive = out->http10 ? detail::ListHasToken(out->connection, "keep-alive")
                                 : !detail::ListHasToken(out->connection, "close");
   out->expect_continue = IEquals(out->Get(Known::kExpect), "100-continue");
+  // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host.
+  if (dup_host) {
+    out->error = "more than one Host header";
+    return HeadStatus::kInvalid;
+  }
+  if (!out->http10 && !has_host) {
+    out->error = "missing Host header (required in HTTP/1.1)";
+    return HeadStatus::kInvalid;
+  }
   if (!te.empty()) {
-    if (!IEquals(te, "chunked")) {
+    // RFC 9112 §6.3: unless chunked is the final coding the body's length is unknown: 400 (and
+    // the session closes). A known length with other codings in front is 501.
+    const size_t comma = te.rfind(',');
+    const std::string_view last =
+        detail::Trim(comma == std::string_view::npos ? te : te.substr(comma + 1));
+    if (f.two_te || !IEquals(last, "chunked")) {
+      out->error = "Transfer-Encoding without chunked as its final coding";
+      return HeadStatus::kInvalid;
+    }
+    if (comma != std::string_view::npos) {
       out->error_status = 501;
       out->error = "unsupported Transfer-Encoding (only chunked is accepted)";
       return HeadStatus::kInvalid;

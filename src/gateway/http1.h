@@ -18,11 +18,14 @@
 //    data bytes now start at `p`, and sets done() once the last chunk and the trailers have
 //    been read; `extra` reports bytes after the end of the body. A malformed body sets failed().
 //  * ParseRequestHead() is the client side: a request line and headers, at most kMaxHeadBytes.
-//    It finds the body's framing (Content-Length, or chunked; any other Transfer-Encoding is
-//    kInvalid with status 501), whether the client keeps the connection (HTTP/1.1 unless
-//    "Connection: close"; HTTP/1.0 only with "keep-alive"), Expect: 100-continue, and picks out
-//    the headers the gateway reads (Known) in the same pass. Malformed input is kInvalid with
-//    the status to answer (400, 431 for a head over the limit, 501) and a message.
+//    It finds the body's framing (Content-Length, or chunked. A Transfer-Encoding whose final
+//    coding is not chunked, or two Transfer-Encoding lines, is kInvalid with 400, as RFC 9112
+//    §6.3 says — the session then closes, so no body is ever read as a next request; chunked
+//    after another coding is 501), requires exactly one Host in HTTP/1.1 (400 otherwise), whether
+//    the client keeps the connection (HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with
+//    "keep-alive"), Expect: 100-continue, and picks out the headers the gateway reads (Known) in
+//    the same pass. Malformed input is kInvalid with the status to answer (400, 431 for a head over
+//    the limit, 501) and a message.
 // Thread-safety: pure functions; a ChunkDecoder belongs to one relay.
 #pragma once
 

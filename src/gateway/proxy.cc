@@ -383,10 +383,16 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   call.status = rh.status;
   const bool sse = rh.content_type.starts_with("text/event-stream");
   const bool json = rh.content_type.starts_with("application/json");
-  // The client gets the body with a Content-Length when the upstream gave one, else chunked.
-  const bool to_client_chunked =
+  // The client gets the body with a Content-Length when the upstream gave one, else chunked
+  // (HTTP/1.1) or delimited by closing the connection (HTTP/1.0, which has no chunked coding).
+  const bool unknown_length =
       rh.body == http1::BodyKind::kChunked || rh.body == http1::BodyKind::kUntilClose;
-  keep = call.keep_alive && !draining_.load();
+  const bool to_client_chunked = unknown_length && !call.http10;
+  const bool close_delimited = unknown_length && call.http10;
+  keep = call.keep_alive && !draining_.load() && !close_delimited;
+  // SSE framing as relayed so far: how many line ends the bytes sent end with (ignoring CRs).
+  // Two or more = at an event boundary; an error event may only start there.
+  int sse_newlines = 2;
 
   // The response head, serialised by hand into the session's reusable buffer.
   std::string& h = call.head;
@@ -410,6 +416,8 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   h.append(wire::kRequestId).append(": "sv).append(call.request_id).append("\r\n"sv);
   if (to_client_chunked) {
     h.append("Transfer-Encoding: chunked\r\n"sv);
+  } else if (close_delimited) {
+    // No framing header: the body ends when the connection closes.
   } else if (rh.body == http1::BodyKind::kLength) {
     h.append("Content-Length: "sv);
     AppendNumber(h, rh.content_length);
@@ -499,6 +507,12 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
         } else {
           out.push_back(net::buffer(data, got));
         }
+        if (sse) {
+          int n = 0;
+          size_t i = got;
+          while (i > 0 && (data[i - 1] == '\n' || data[i - 1] == '\r')) n += data[--i] == '\n';
+          sse_newlines = i == 0 ? sse_newlines + n : n;
+        }
       }
       if (done && to_client_chunked) out.push_back(net::buffer(kLastChunk));
       head_pending = false;
@@ -539,9 +553,11 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
     keep = false;  // a truncated body can only be signalled by closing, unless SSE below
     beast::error_code ig;
     conn->stream.socket().close(ig);
-    if (to_client_chunked && sse) {
+    if ((to_client_chunked || close_delimited) && sse) {
       // Tell the client in-band, as an SSE error event, then end the stream properly; the
-      // client's message ends cleanly, so its connection stays usable (keep-alive).
+      // client's message ends cleanly, so its connection stays usable (keep-alive). An event
+      // the upstream left unfinished is ended first (a blank line), so the error event is an
+      // event of its own and not glued onto the partial one.
       std::string event =
           evicted
               ? wire::ErrorEvent(call.ctl->evict_reject.message, call.ctl->evict_reject.type,
@@ -554,12 +570,20 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
                         " (" + fail_ec.message() + ")",
                     "upstream_error",
                     IsTimeout(fail_ec) ? "upstream_stream_timeout" : "upstream_disconnected");
+      if (sse_newlines < 2) event.insert(0, sse_newlines == 1 ? "\n" : "\n\n");
       char size_line[24];
-      std::array<net::const_buffer, 4> out{ChunkSizeLine(size_line, event.size()),
-                                           net::buffer(event), net::buffer(kCrlf),
-                                           net::buffer(kLastChunk)};
-      auto ec = co_await WriteClient(call.client, out);
-      keep = !ec && call.keep_alive && !draining_.load();
+      beast::error_code ec;
+      if (close_delimited) {
+        std::array<net::const_buffer, 1> out{net::buffer(event)};
+        ec = co_await WriteClient(call.client, out);
+        keep = false;
+      } else {
+        std::array<net::const_buffer, 4> out{ChunkSizeLine(size_line, event.size()),
+                                             net::buffer(event), net::buffer(kCrlf),
+                                             net::buffer(kLastChunk)};
+        ec = co_await WriteClient(call.client, out);
+        keep = !ec && call.keep_alive && !draining_.load();
+      }
     }
     co_return AttemptResult{Outcome::kDone, {}};
   }

@@ -57,6 +57,9 @@ struct Call {
   bool keep_alive = true;
   Nanos start;
   bool head_only = false;
+  // An HTTP/1.0 client: a body of unknown length is sent close-delimited (no chunked coding,
+  // which HTTP/1.0 does not have), and the connection then closes.
+  bool http10 = false;
   pool::Endpoint* endpoint = nullptr;
   int status = 0;
   control::Ticket* ticket = nullptr;  // valid only while the API request is handled

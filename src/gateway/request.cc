@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <iterator>
+
 namespace tidegate::gateway {
 
 BodyInfo InspectBody(std::string& body, bool require_model) {
@@ -26,6 +28,26 @@ BodyInfo InspectBody(std::string& body, bool require_model) {
     info.error = "the request body must be a JSON object";
     info.code = "invalid_json";
     return info;
+  }
+  // A key that routing reads may appear once: JSON parsers disagree on which duplicate wins
+  // (simdjson here takes the first, Python's json in vLLM the last), so a body with two
+  // "model"s would be routed by one and served as the other.
+  {
+    static constexpr std::string_view kRouted[] = {"model",    "stream", "priority",
+                                                   "messages", "prompt", "input"};
+    unsigned seen = 0;
+    for (auto field : obj) {
+      for (unsigned i = 0; i < std::size(kRouted); ++i) {
+        if (field.key != kRouted[i]) continue;
+        if (seen & (1u << i)) {
+          info.error =
+              "the request body has the key \"" + std::string(kRouted[i]) + "\" more than once";
+          info.code = "duplicate_key";
+          return info;
+        }
+        seen |= 1u << i;
+      }
+    }
   }
   std::string_view model;
   auto m = obj["model"];

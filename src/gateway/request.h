@@ -3,9 +3,10 @@
 // Contract: InspectBody() validates that the body is one JSON object (the whole document, so
 // malformed JSON anywhere is caught) and extracts the fields routing needs. On failure it
 // fills `error` with a message fit to show the client and `code` with a stable error code
-// ("invalid_json", "missing_model"). The body string may be grown (capacity only) to give the
-// SIMD parser its padding; its contents are not changed.
-// Thread-safety: uses a thread-local parser; safe to call from any thread.
+// ("invalid_json", "missing_model", "duplicate_key": a key routing reads — model, stream,
+// priority, messages, prompt, input — given twice). The body string may be grown (capacity only) to
+// give the SIMD parser its padding; its contents are not changed. Thread-safety: uses a
+// thread-local parser; safe to call from any thread.
 #pragma once
 
 #include <string>

@@ -291,6 +291,7 @@ struct Gateway::Impl {
 
     gm.in_flight->Add(1);
     Call call{w, stream, ctl, head, request_id, route, false, keep_alive, start, is_head};
+    call.http10 = req.http10;
     bool keep = false;
     if (route == Route::kOther) {
       keep = co_await proxy->WriteError(call, http::status::not_found,

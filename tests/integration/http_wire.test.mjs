@@ -84,7 +84,7 @@ describe('client-side HTTP/1.1', () => {
     const raw = await rawExchange(gw.port, 'GET /healthz HTTP/1.0\r\n\r\n');
     assert.match(raw, /^HTTP\/1\.1 200/);  // answered, then closed (rawExchange saw the close)
     const keep = await rawExchange(gw.port,
-      'GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n');
+      'GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n');
     assert.equal(parseResponses(keep).length, 2, keep);
   });
 
@@ -108,11 +108,14 @@ describe('client-side HTTP/1.1', () => {
   for (const [what, bytes, status, re] of [
     ['a request line that is not HTTP', 'HELLO\r\n\r\n', 400, /malformed request line/],
     ['an unsupported HTTP version', 'GET /healthz HTTP/2.0\r\n\r\n', 505, /unsupported HTTP version/],
-    ['a header name with a space', 'GET /healthz HTTP/1.1\r\nBad Name: x\r\n\r\n', 400, /malformed header name/],
-    ['an unsupported transfer coding', 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n', 501, /only chunked/],
-    ['two different Content-Lengths', 'POST /v1/completions HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx', 400, /Content-Length/],
-    ['a malformed chunked body', 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400, /chunked body/],
-    ['headers over 64 KiB', `GET /healthz HTTP/1.1\r\nX-Big: ${'a'.repeat(70 * 1024)}\r\n\r\n`, 431, /64 KiB/],
+    ['a header name with a space', 'GET /healthz HTTP/1.1\r\nHost: gw\r\nBad Name: x\r\n\r\n', 400, /malformed header name/],
+    ['a coding before chunked', 'POST /v1/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 501, /only chunked/],
+    ['a transfer coding without chunked last', 'POST /v1/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip\r\n\r\n', 400, /final coding/],
+    ['two different Content-Lengths', 'POST /v1/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nx', 400, /Content-Length/],
+    ['a malformed chunked body', 'POST /v1/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400, /chunked body/],
+    ['headers over 64 KiB', `GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Big: ${'a'.repeat(70 * 1024)}\r\n\r\n`, 431, /64 KiB/],
+    ['an HTTP/1.1 request without Host', 'GET /healthz HTTP/1.1\r\n\r\n', 400, /missing Host/],
+    ['two Host headers', 'GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 400, /more than one Host/],
   ]) {
     it(`${what} → ${status} with an OpenAI-style error, then the connection closes`, T, async () => {
       const raw = await rawExchange(gw.port, bytes);
@@ -124,4 +127,70 @@ describe('client-side HTTP/1.1', () => {
       assert.ok(err.code && err.type, r.body);
     });
   }
+
+  // A smuggled request after a body whose length cannot be known: RFC 9112 §6.3 says 400 and
+  // close, so the bytes after the head are never read as a request, whatever the header order.
+  for (const [what, te] of [
+    ['alone', 'Transfer-Encoding: xchunked\r\n'],
+    ['before a Content-Length', 'Transfer-Encoding: xchunked\r\nContent-Length: 44\r\n'],
+    ['after a Content-Length', 'Content-Length: 44\r\nTransfer-Encoding: xchunked\r\n'],
+  ]) {
+    it(`an unknown Transfer-Encoding ${what} is 400 and close: a smuggled GET /v1/pool is never answered`, T, async () => {
+      const raw = await rawExchange(gw.port,
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n${te}\r\n` +
+        'GET /v1/pool HTTP/1.1\r\nHost: gw\r\n\r\n');
+      const rs = parseResponses(raw);
+      assert.equal(rs.length, 1, `one response only: ${raw.slice(0, 600)}`);
+      assert.equal(rs[0].status, 400, raw.slice(0, 300));
+      assert.doesNotMatch(raw, /"endpoints"/, 'the smuggled request was not run');
+      assert.equal(rs[0].headers.connection, 'close');
+    });
+  }
+
+  it('a body with "model" twice is 400 duplicate_key (it would be routed by one and served as the other)', T, async () => {
+    const body = '{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"model":"error-500"}';
+    const [r] = parseResponses(await rawExchange(gw.port, post('Connection: close\r\n', body)));
+    assert.equal(r.status, 400, JSON.stringify(r));
+    const err = JSON.parse(r.body).error;
+    assert.equal(err.code, 'duplicate_key');
+    assert.match(err.message, /"model" more than once/);
+  });
+
+  it('an HTTP/1.0 client gets a stream close-delimited, not chunked', T, async () => {
+    const body = JSON.stringify({ model: 'fake-model', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    const raw = await rawExchange(gw.port,
+      `POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    const end = raw.indexOf('\r\n\r\n');
+    const head = raw.slice(0, end);
+    const rest = raw.slice(end + 4);
+    assert.match(head, /^HTTP\/1\.1 200/);
+    assert.doesNotMatch(head, /transfer-encoding/i, head);
+    assert.doesNotMatch(head, /content-length/i, head);
+    assert.match(head, /\r\nConnection: close/i, head);
+    // The body is the SSE text itself, with no chunk-size lines, and ends with [DONE].
+    assert.match(rest, /^data: \{/, JSON.stringify(rest.slice(0, 80)));
+    assert.match(rest, /data: \[DONE\]\n\n$/, JSON.stringify(rest.slice(-80)));
+    assert.doesNotMatch(rest, /^[0-9a-f]+\r\n/m, 'no chunk framing');
+  });
+
+  it('an upstream that dies mid-event: the partial event is ended before the error event', T, async () => {
+    const body = JSON.stringify({ model: 'die-mid-event', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    const raw = await rawExchange(gw.port, post('Connection: close\r\n', body).replace(/application\/json/, 'application/json'));
+    const end = raw.indexOf('\r\n\r\n');
+    // De-chunk the body.
+    let rest = raw.slice(end + 4);
+    let text = '';
+    for (;;) {
+      const nl = rest.indexOf('\r\n');
+      const size = parseInt(rest.slice(0, nl), 16);
+      if (!size) break;
+      text += rest.slice(nl + 2, nl + 2 + size);
+      rest = rest.slice(nl + 2 + size + 2);
+    }
+    const events = text.split('\n\n').filter((e) => e.length > 0);
+    assert.equal(events.length, 3, JSON.stringify(text));
+    assert.equal(events[1], 'data: {"partial', 'the partial event, ended by a blank line');
+    const err = JSON.parse(events[2].replace(/^data: /, ''));
+    assert.equal(err.error.code, 'upstream_disconnected', events[2]);
+  });
 });

@@ -186,8 +186,8 @@ TEST(Http1Request, ConnectionRulesChunkedAndExpect) {
             HeadStatus::kOk);
   EXPECT_TRUE(h.keep_alive);
   h = {};
-  ASSERT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nConnection: close\r\nTransfer-Encoding: "
-                             "chunked\r\nExpect: 100-continue\r\n\r\n",
+  ASSERT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+                             "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
                              &h),
             HeadStatus::kOk);
   EXPECT_FALSE(h.keep_alive);
@@ -212,10 +212,24 @@ TEST(Http1Request, MalformedRequestsSayWhyAndWhichStatus) {
       {"POST / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\n folded\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+      // RFC 9112 §6.3: chunked not last (or absent) is 400; another coding before it is 501.
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\nContent-Length: 5\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+       400},
+      // RFC 9112 §3.2: HTTP/1.1 needs exactly one Host.
+      {"GET / HTTP/1.1\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nX: " + std::string(kMaxHeadBytes, 'a'), 431},
   };
   for (const auto& c : cases) {

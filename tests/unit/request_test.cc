@@ -44,6 +44,22 @@ TEST(InspectBody, RejectsNonObjectsAndMissingModel) {
   EXPECT_EQ(InspectBody(badstream).code, "invalid_type");
 }
 
+TEST(InspectBody, RejectsARoutedKeyGivenTwice) {
+  // Routed by one "model", served (vLLM keeps the last) as the other: refused.
+  std::string two = R"({"model":"cheap","prompt":"x","model":"premium"})";
+  auto info = InspectBody(two);
+  EXPECT_EQ(info.code, "duplicate_key");
+  EXPECT_NE(info.error.find("\"model\" more than once"), std::string::npos) << info.error;
+  std::string stream = R"({"model":"m","stream":false,"stream":true})";
+  EXPECT_EQ(InspectBody(stream).code, "duplicate_key");
+  std::string prio = R"({"model":"m","priority":0,"priority":-5})";
+  EXPECT_EQ(InspectBody(prio).code, "duplicate_key");
+  // Keys routing does not read, and nested keys, may repeat (the engine decides).
+  std::string other =
+      R"({"model":"m","temperature":1,"temperature":0,"messages":[{"role":"user","role":"user","content":"x"}]})";
+  EXPECT_EQ(InspectBody(other).error, "");
+}
+
 TEST(ErrorBody, EscapesMessage) {
   EXPECT_EQ(wire::ErrorBody("bad \"x\"\n", "t", "c"),
             R"({"error":{"message":"bad \"x\"\n","type":"t","code":"c"}})");
