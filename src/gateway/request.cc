@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 namespace tidegate::gateway {
 
@@ -113,6 +114,29 @@ BodyInfo InspectBody(std::string& body, bool require_model) {
   }
   info.prompt = prompt;
   return info;
+}
+
+void ApplyPriority(std::string& body, bool has_priority, bool forward, int64_t gateway_value) {
+  if (!has_priority) {
+    if (!forward || gateway_value == 0 || body.size() < 2 || body.front() != '{') return;
+    std::string field = "\"priority\":" + std::to_string(gateway_value);
+    const size_t next = body.find_first_not_of(" \t\r\n", 1);
+    if (next != std::string::npos && body[next] != '}') field += ',';
+    body.insert(1, field);
+    return;
+  }
+  auto doc = nlohmann::ordered_json::parse(body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) return;  // InspectBody() accepted it: not reached
+  auto it = doc.find("priority");
+  if (it == doc.end()) return;
+  if (!forward) {
+    doc.erase(it);
+  } else if (it->is_number_integer() && it->get<int64_t>() > gateway_value) {
+    return;  // less urgent than the gateway would send: the client's own stands
+  } else {
+    *it = gateway_value;
+  }
+  body = doc.dump();
 }
 
 }  // namespace tidegate::gateway

@@ -28,4 +28,13 @@ struct BodyInfo {
 
 BodyInfo InspectBody(std::string& body, bool require_model = true);
 
+// A client may only lower its own priority at the model server, never raise it. With
+// `forward` (engines that schedule by vLLM's `priority`, lower = sooner), the body's top-level
+// "priority" becomes `gateway_value` (−the objective's priority), or the client's own value
+// when that is less urgent (larger); a non-integer one is replaced. Without `forward` any
+// "priority" the client sent is removed. `has_priority` is InspectBody()'s finding; when it is
+// false and the value to send is 0 the body is left alone. Only a body that carries a
+// "priority" is re-serialised.
+void ApplyPriority(std::string& body, bool has_priority, bool forward, int64_t gateway_value);
+
 }  // namespace tidegate::gateway

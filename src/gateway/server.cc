@@ -391,14 +391,8 @@ struct Gateway::Impl {
     if (d.kind == control::DecisionKind::kReject)
       co_return co_await proxy->WriteReject(call, d.reject);
 
-    if (cfg.forward_priority && ticket.priority != 0 && !info.has_priority && body.size() > 1 &&
-        body.front() == '{') {
-      // vLLM's priority scheduling serves lower values first.
-      std::string field = "\"priority\":" + std::to_string(-ticket.priority);
-      const size_t next = body.find_first_not_of(" \t\r\n", 1);
-      if (next != std::string::npos && body[next] != '}') field += ',';
-      body.insert(1, field);
-    }
+    // vLLM's priority scheduling serves lower values first; a client can only lower its own.
+    ApplyPriority(body, info.has_priority, cfg.forward_priority, -ticket.priority);
     bool keep = co_await proxy->Serve(call, req, body, d.pick);
     sched::Outcome o;
     o.endpoint =

@@ -424,7 +424,7 @@ describe('objectives, shedding and the capacity signal', () => {
 describe('forwarding the priority to the model server', () => {
   const objectives = ['--objective', 'batch=-1', '--objective', 'interactive=10'];
 
-  it('--forward-priority sets `priority` = −objective priority only when the body has none', T, async (t) => {
+  it('--forward-priority sets `priority` = −objective priority; a client can only lower its own', T, async (t) => {
     const up = await startUpstream({ name: 'prio' });
     t.after(() => up.stop());
     const gwOn = await startGateway(['--endpoints', up.endpoint, ...objectives, '--forward-priority']);
@@ -442,8 +442,12 @@ describe('forwarding the priority to the model server', () => {
     assert.equal(lastOn.priority, -10, `forwarded priority: ${JSON.stringify(lastOn)}`);
     const explicit = await send(gwOn, { [OBJECTIVE]: 'interactive' }, { priority: 3 });
     assert.equal(explicit.priority, 3, `a client's own priority is kept: ${JSON.stringify(explicit)}`);
+    const raised = await send(gwOn, { [OBJECTIVE]: 'interactive' }, { priority: -1000 });
+    assert.equal(raised.priority, -10, `a client cannot raise its own priority: ${JSON.stringify(raised)}`);
     const lastOff = await send(gwOff, { [OBJECTIVE]: 'interactive' });
     assert.ok(!('priority' in lastOff), `no priority without --forward-priority: ${JSON.stringify(lastOff)}`);
+    const strippedOff = await send(gwOff, { [OBJECTIVE]: 'interactive' }, { priority: -1000 });
+    assert.ok(!('priority' in strippedOff), `a client's priority is stripped without --forward-priority: ${JSON.stringify(strippedOff)}`);
   });
 
   it('without --forward-priority, a sheddable request to an FCFS simulator succeeds', T, async (t) => {

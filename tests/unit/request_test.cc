@@ -60,6 +60,27 @@ TEST(InspectBody, RejectsARoutedKeyGivenTwice) {
   EXPECT_EQ(InspectBody(other).error, "");
 }
 
+TEST(ApplyPriority, AClientCanOnlyLowerItsOwnPriority) {
+  auto apply = [](std::string body, bool forward, int64_t value) {
+    const bool has = InspectBody(body).has_priority;
+    ApplyPriority(body, has, forward, value);
+    return body;
+  };
+  // Without --forward-priority a client's priority never reaches the engine.
+  EXPECT_EQ(apply(R"({"model":"m","priority":-1000,"prompt":"x"})", false, 0),
+            R"({"model":"m","prompt":"x"})");
+  // With it, a more urgent (smaller) value than the objective's is overwritten...
+  EXPECT_EQ(apply(R"({"model":"m","priority":-1000})", true, -10),
+            R"({"model":"m","priority":-10})");
+  EXPECT_EQ(apply(R"({"model":"m","priority":"high"})", true, 0), R"({"model":"m","priority":0})");
+  // ...a less urgent one stands, untouched byte for byte.
+  EXPECT_EQ(apply(R"({"model":"m", "priority": 3})", true, -10), R"({"model":"m", "priority": 3})");
+  // No priority in the body: inserted when there is one to send.
+  EXPECT_EQ(apply(R"({"model":"m"})", true, -10), R"({"priority":-10,"model":"m"})");
+  EXPECT_EQ(apply(R"({"model":"m"})", true, 0), R"({"model":"m"})");
+  EXPECT_EQ(apply(R"({"model":"m"})", false, -10), R"({"model":"m"})");
+}
+
 TEST(ErrorBody, EscapesMessage) {
   EXPECT_EQ(wire::ErrorBody("bad \"x\"\n", "t", "c"),
             R"({"error":{"message":"bad \"x\"\n","type":"t","code":"c"}})");
