@@ -25,6 +25,7 @@
 
 #include "async/journal.h"
 #include "async/message.h"
+#include "common/rate_limit.h"
 #include "http/client.h"
 #include "metrics/registry.h"
 #include "queue/queue.h"
@@ -134,6 +135,10 @@ struct Processor::Impl {
                                "Results republished from the journal for redelivered messages "
                                "(answered before a crash, not yet acknowledged)")
                       .With({});
+    m_headers_dropped = &r.AddCounter("tidegate_async_message_headers_dropped_total",
+                                      "Message headers not forwarded because a message may not "
+                                      "set them (see allow_message_headers), by header",
+                                      {"header"});
     m_window->Set(window);
     m_capacity->Set(-1);
   }
@@ -196,7 +201,8 @@ struct Processor::Impl {
 
   metrics::Counter *m_pulled, *m_dispatched, *m_succeeded, *m_sheds, *m_deadline, *m_superseded,
       *m_publish_errors, *m_handed_back;
-  metrics::Family<metrics::Counter>*m_failed, *m_retries;
+  metrics::Family<metrics::Counter>*m_failed, *m_retries, *m_headers_dropped;
+  RateLimiter header_log{1, 5};  // warnings about held-back message headers
   metrics::Gauge *m_inflight, *m_held, *m_window, *m_capacity;
   metrics::Histogram *m_residence, *m_e2e;
 
@@ -431,11 +437,38 @@ struct Processor::Impl {
     return milliseconds(static_cast<int64_t>(ms));
   }
 
-  http::Headers BuildHeaders(const Item& item) const {
+  // Whether a message may set this header (see ProcessorConfig::allow_message_headers):
+  // anyone who can publish to the queue must not escape shedding, take another tenant's
+  // credentials or reuse another request's id.
+  bool MessageHeaderAllowed(const std::string& name) const {
+    static constexpr std::string_view kHeld[] = {wire::kObjective, wire::kObjectiveAlias,
+                                                 "authorization", "proxy-authorization",
+                                                 wire::kRequestId};
+    for (std::string_view h : kHeld) {
+      if (!boost::iequals(name, h)) continue;
+      for (const auto& a : cfg.allow_message_headers)
+        if (boost::iequals(a, name)) return true;
+      return false;
+    }
+    return true;
+  }
+
+  http::Headers BuildHeaders(const Item& item) {
     http::Headers headers;
     headers.reserve(item.req.headers.size() + 2);
     bool has_objective = false, has_id = false;
     for (const auto& [k, v] : item.req.headers) {
+      if (!MessageHeaderAllowed(k)) {
+        std::string lower = k;
+        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        m_headers_dropped->With({lower}).Inc();
+        if (header_log.Allow(SystemClock::Instance().Now()))
+          spdlog::warn(
+              "message {}: header {} is not forwarded (a message may not set it; "
+              "allow_message_headers lets it through)",
+              item.req.id, k);
+        continue;
+      }
       if (boost::iequals(k, wire::kObjective) || boost::iequals(k, wire::kObjectiveAlias))
         has_objective = true;
       if (boost::iequals(k, wire::kRequestId)) has_id = true;

@@ -42,6 +42,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace tidegate::async {
 
@@ -70,6 +71,10 @@ struct ProcessorConfig {
   // Result journal: "auto" = tidegate-async-journal.db in the working directory unless
   // publish+ack is atomic (both queues in one SQLite file); "off"; or a file path.
   std::string journal = "auto";
+  // Request headers a message may set although they are held back by default: the objective
+  // (x-gateway-inference-objective and its llm-d alias), authorization, proxy-authorization and
+  // x-request-id. Lower-case names. (Hop-by-hop headers are refused when a message is parsed.)
+  std::vector<std::string> allow_message_headers;
 
   std::string Validate() const;  // an error message, or empty
 };

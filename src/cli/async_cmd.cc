@@ -23,13 +23,17 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
   }
   YAML::Node n = root["async"] ? root["async"] : root;
   if (!n.IsMap()) return "config '" + path + "': expected a mapping (optionally under 'async:')";
-  static const std::set<std::string> kKeys = {
-      "gateway",       "requests",     "responses",         "objective",
-      "max_inflight",  "min_window",   "initial_window",    "max_held",
-      "pull_batch",    "lease",        "capacity_interval", "request_timeout",
-      "backoff_base",  "backoff_max",  "max_attempts",      "default_deadline",
-      "drain_timeout", "metrics_host", "metrics_port",      "workers",
-      "journal"};
+  static const std::set<std::string> kKeys = {"gateway",           "requests",
+                                              "responses",         "objective",
+                                              "max_inflight",      "min_window",
+                                              "initial_window",    "max_held",
+                                              "pull_batch",        "lease",
+                                              "capacity_interval", "request_timeout",
+                                              "backoff_base",      "backoff_max",
+                                              "max_attempts",      "default_deadline",
+                                              "drain_timeout",     "metrics_host",
+                                              "metrics_port",      "workers",
+                                              "journal",           "allow_message_headers"};
   try {
     for (const auto& kv : n) {
       std::string key = kv.first.as<std::string>();
@@ -53,7 +57,11 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
         cfg->responses = v.as<std::string>();
       else if (key == "objective")
         cfg->objective = v.as<std::string>();
-      else if (key == "max_inflight")
+      else if (key == "allow_message_headers") {
+        if (!v.IsSequence())
+          return "config '" + path + "': allow_message_headers must be a list of header names";
+        for (const auto& h : v) cfg->allow_message_headers.push_back(h.as<std::string>());
+      } else if (key == "max_inflight")
         cfg->max_inflight = v.as<int>();
       else if (key == "min_window")
         cfg->min_window = v.as<int>();
@@ -148,6 +156,16 @@ int RunAsync(const std::vector<std::string>& args) {
             d.objective, [&](const std::string& v) {
               cfg.objective = v;
               return std::string();
+            });
+  flags.Add("allow-message-header", "NAME",
+            "let messages set this header (repeatable): by default a message cannot set the "
+            "objective (x-gateway-inference-objective, x-llm-d-inference-objective), "
+            "authorization, proxy-authorization or x-request-id; such headers are dropped, "
+            "counted in tidegate_async_message_headers_dropped_total and logged",
+            "none", [&](const std::string& v) -> std::string {
+              if (v.empty()) return "must not be empty";
+              cfg.allow_message_headers.push_back(v);
+              return {};
             });
   flags.Add("max-inflight", "N", "upper bound of the dispatch window",
             std::to_string(d.max_inflight), IntSetter(&cfg.max_inflight, 1, 100000));

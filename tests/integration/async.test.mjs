@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   SIM_MODEL, startSim, startGateway, startAsync, runTidegate, stopAll, waitFor, sleep, openFlood,
-  promtoolCheckMetrics, request,
+  promtoolCheckMetrics, request, startUpstream,
 } from './lib.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tidegate-async-'));
@@ -236,6 +236,51 @@ describe('async processor on the embedded queue', () => {
     assert.equal(res.byId.get('fine').status_code, 200);
     assert.equal(await proc.metric('tidegate_async_retries_total'), 0);
     await proc.stop();
+  });
+
+  it('a message cannot set the objective, authorization or x-request-id unless allowed', async () => {
+    const up = await startUpstream({ name: 'hdr', models: [SIM_MODEL] });
+    const gw2 = await startGateway(['--endpoints', up.endpoint, '--objective', 'interactive=10',
+      '--objective', 'sheddable=-1']);
+    const msg = (id) => JSON.stringify({
+      id,
+      headers: {
+        'x-gateway-inference-objective': 'interactive', 'x-llm-d-inference-objective': 'interactive',
+        authorization: 'Bearer someone-elses-key', 'x-request-id': 'spoofed', 'x-tenant-note': 'kept',
+      },
+      payload: { model: SIM_MODEL, messages: [{ role: 'user', content: 'hi' }] },
+    });
+    try {
+      let q = queues();
+      await submit(q.requests, [msg('held-back')], ['--raw']);
+      let proc = await startAsync(['--gateway', gw2.url, '--requests', q.requests, '--responses', q.results]);
+      let res = await collect(q.results, 1, '30s');
+      assert.equal(res.byId.get('held-back')?.status_code, 200, res.stderr);
+      let seen = (await up.stats()).last_headers;
+      assert.equal(seen['x-gateway-inference-objective'], 'sheddable', JSON.stringify(seen));
+      assert.equal(seen.authorization, undefined, JSON.stringify(seen));
+      assert.equal(seen['x-request-id'], 'held-back', 'the request id is the message id');
+      assert.equal(seen['x-tenant-note'], 'kept');
+      const m = await proc.metrics();
+      for (const h of ['x-gateway-inference-objective', 'x-llm-d-inference-objective', 'authorization', 'x-request-id'])
+        assert.equal(m.get('tidegate_async_message_headers_dropped_total', { header: h }), 1, h);
+      assert.match(proc.output(), /header authorization is not forwarded/);
+      await proc.stop();
+
+      // Allowed by the operator: the message's own header goes through.
+      q = queues();
+      await submit(q.requests, [msg('allowed')], ['--raw']);
+      proc = await startAsync(['--gateway', gw2.url, '--requests', q.requests, '--responses', q.results,
+        '--allow-message-header', 'authorization']);
+      res = await collect(q.results, 1, '30s');
+      assert.equal(res.byId.get('allowed')?.status_code, 200, res.stderr);
+      seen = (await up.stats()).last_headers;
+      assert.equal(seen.authorization, 'Bearer someone-elses-key');
+      assert.equal(seen['x-gateway-inference-objective'], 'sheddable');
+      await proc.stop();
+    } finally {
+      await Promise.all([gw2.stop(), up.stop()]);
+    }
   });
 
   it('moves a poison message to the dead-letter queue after the max delivery attempts', async () => {
