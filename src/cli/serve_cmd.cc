@@ -208,8 +208,16 @@ int RunServe(const std::vector<std::string>& args) {
   flags.Add("stream-idle-timeout", "DUR",
             "longest silence allowed between two chunks of a response, either direction",
             FormatDuration(defaults.stream_idle_timeout), DurationSetter(&cfg.stream_idle_timeout));
-  flags.Add("client-idle-timeout", "DUR", "keep-alive idle time before a client is closed",
+  flags.Add("header-timeout", "DUR",
+            "a request head must arrive within this long of its first byte (408 after; "
+            "slow-header attacks)",
+            FormatDuration(defaults.header_timeout), DurationSetter(&cfg.header_timeout));
+  flags.Add("client-idle-timeout", "DUR",
+            "longest pause of a client in the middle of sending a request (408 after)",
             FormatDuration(defaults.client_idle_timeout), DurationSetter(&cfg.client_idle_timeout));
+  flags.Add("keepalive-timeout", "DUR",
+            "how long a keep-alive connection may idle between requests before it is closed",
+            FormatDuration(defaults.keepalive_timeout), DurationSetter(&cfg.keepalive_timeout));
   flags.Add("drain-timeout", "DUR", "on SIGTERM, how long in-flight requests may take to finish",
             FormatDuration(defaults.drain_timeout), DurationSetter(&cfg.drain_timeout));
   flags.Add("health-interval", "DUR", "how often each endpoint's GET /health is probed (0 = off)",

@@ -47,6 +47,9 @@ std::string GatewayConfig::Validate() const {
   if (connect_timeout.count() <= 0) return "connect timeout must be positive";
   if (ttfb_timeout.count() <= 0) return "time-to-first-byte timeout must be positive";
   if (stream_idle_timeout.count() <= 0) return "stream idle timeout must be positive";
+  if (header_timeout.count() <= 0 || client_idle_timeout.count() <= 0 ||
+      keepalive_timeout.count() <= 0)
+    return "client timeouts (header, client idle, keep-alive idle) must be positive";
   if (queue_threshold <= 0 || kv_threshold <= 0) return "saturation thresholds must be positive";
   if (max_in_flight_per_endpoint < 0) return "the in-flight bound per endpoint must be ≥ 0";
   if (flow.limits.max_requests == 0 || flow.limits.band_max_requests == 0)
@@ -161,13 +164,16 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
         return "gateway: " + err;
       if (auto t = g["timeouts"]) {
         if (auto err = CheckKeys(t, "'gateway.timeouts'",
-                                 {"connect", "ttfb", "stream_idle", "client_idle", "drain"});
+                                 {"connect", "ttfb", "stream_idle", "client_idle", "header",
+                                  "keepalive_idle", "drain"});
             !err.empty())
           return err;
         for (auto [key, field] :
              {std::pair{"connect", &cfg->connect_timeout}, std::pair{"ttfb", &cfg->ttfb_timeout},
               std::pair{"stream_idle", &cfg->stream_idle_timeout},
               std::pair{"client_idle", &cfg->client_idle_timeout},
+              std::pair{"header", &cfg->header_timeout},
+              std::pair{"keepalive_idle", &cfg->keepalive_timeout},
               std::pair{"drain", &cfg->drain_timeout}}) {
           if (auto err = ReadDuration(t, key, field); !err.empty())
             return "gateway.timeouts: " + err;

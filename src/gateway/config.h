@@ -48,10 +48,15 @@ struct GatewayConfig {
   milliseconds connect_timeout{3000};
   milliseconds ttfb_timeout{120'000};        // request sent → first response byte
   milliseconds stream_idle_timeout{60'000};  // between two body chunks from upstream
-  milliseconds client_idle_timeout{75'000};  // keep-alive idle before we close a client
-  milliseconds drain_timeout{30'000};        // SIGTERM grace period
-  milliseconds health_interval{1000};        // active /health probes; 0 disables
-  size_t max_idle_upstream_conns = 256;      // per endpoint per event loop
+  // Client side: the whole request head must arrive within header_timeout of its first byte
+  // (408 after: slowloris); a request body may pause at most client_idle_timeout between two
+  // reads (408 after); between requests a keep-alive connection may idle keepalive_timeout.
+  milliseconds header_timeout{10'000};
+  milliseconds client_idle_timeout{75'000};
+  milliseconds keepalive_timeout{75'000};
+  milliseconds drain_timeout{30'000};    // SIGTERM grace period
+  milliseconds health_interval{1000};    // active /health probes; 0 disables
+  size_t max_idle_upstream_conns = 256;  // per endpoint per event loop
   std::string log_level = "info";
 
   // Returns an error message, or empty when the configuration can start.

@@ -56,6 +56,7 @@ inline int64_t SteadyNowNs() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+inline int64_t NsOf(std::chrono::milliseconds d) { return d.count() * 1'000'000; }
 
 class TimedSocket;
 
@@ -96,6 +97,10 @@ class TimedSocket {
 
   void expires_after(std::chrono::milliseconds d) {
     deadline_ns_ = SteadyNowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+    fired_ = false;
+  }
+  void expires_at_ns(int64_t steady_ns) {  // an absolute SteadyNowNs() time
+    deadline_ns_ = steady_ns;
     fired_ = false;
   }
   void expires_never() { deadline_ns_ = 0; }

@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/rate_limit.h"
+#include "common/units.h"
 #include "control/director.h"
 #include "gateway/admin.h"
 #include "gateway/gateway.h"
@@ -146,13 +147,52 @@ struct Gateway::Impl {
       http1::RequestHead rh;
       http1::HeadStatus hs = http1::HeadStatus::kIncomplete;
       state.idle = in.size() == 0;
-      const bool got_head =
-          co_await ReadClientUntil(stream, in, http1::kMaxHeadBytes + kClientBufBytes, [&] {
-            rh = {};
-            hs = http1::ParseRequestHead(in.view(), &rh);
-            if (in.size() > 0) state.idle = false;
-            return hs != http1::HeadStatus::kIncomplete;
-          });
+      // Idle between requests: the keep-alive timeout. From the head's first byte: the header
+      // timeout for the whole head (and the client idle timeout for each read within it).
+      int64_t head_deadline = in.size() > 0 ? SteadyNowNs() + NsOf(cfg.header_timeout) : 0;
+      bool got_head = true;
+      for (;;) {
+        rh = {};
+        hs = http1::ParseRequestHead(in.view(), &rh);
+        if (hs != http1::HeadStatus::kIncomplete) break;
+        in.Compact(http1::kMaxHeadBytes + kClientBufBytes);
+        if (in.end == in.cap) {
+          got_head = false;
+          break;
+        }
+        const int64_t now = SteadyNowNs();
+        if (head_deadline == 0) {
+          stream.expires_after(cfg.keepalive_timeout);
+        } else {
+          stream.expires_at_ns(std::min(head_deadline, now + NsOf(cfg.client_idle_timeout)));
+        }
+        auto [rec, n] = co_await stream.async_read_some(in.free_space(), kTok);
+        const bool timed_out = stream.timed_out();
+        stream.expires_never();
+        if (rec) {
+          got_head = false;
+          if (timed_out && head_deadline != 0) {
+            // (The message is built before the co_await: GCC 12 destroys temporaries of a
+            // conditional expression inside a co_await operand twice.)
+            std::string msg;
+            if (SteadyNowNs() >= head_deadline) {
+              msg = "the request head did not arrive within the header timeout (" +
+                    FormatDuration(cfg.header_timeout) + ")";
+            } else {
+              msg =
+                  "the client stopped sending in the middle of the request head for longer "
+                  "than the client idle timeout (" +
+                  FormatDuration(cfg.client_idle_timeout) + ")";
+            }
+            co_await ErrorAndClose(stream, http::status::request_timeout, std::move(msg),
+                                   "request_timeout");
+          }
+          break;
+        }
+        in.end += n;
+        if (head_deadline == 0) head_deadline = SteadyNowNs() + NsOf(cfg.header_timeout);
+        state.idle = false;
+      }
       state.idle = false;
       if (!got_head) break;  // eof, timeout, reset or cancelled by a drain
       if (hs == http1::HeadStatus::kInvalid) {
@@ -231,7 +271,19 @@ struct Gateway::Impl {
                                "body_too_large");
         break;
       }
-      if (!body_ok) break;  // the client left (or went idle) in the middle of its body
+      if (!body_ok) {
+        // The client left, or went silent in the middle of its body: say so when it is still
+        // there to hear it.
+        if (stream.timed_out()) {
+          std::string msg =
+              "the client stopped sending in the middle of the request body for longer than the "
+              "client idle timeout (" +
+              FormatDuration(cfg.client_idle_timeout) + ")";
+          co_await ErrorAndClose(stream, http::status::request_timeout, std::move(msg),
+                                 "request_timeout");
+        }
+        break;
+      }
       if (in.size() == 0) in.start = in.end = 0;
       ++ctl->request_gen;
       bool keep = co_await Handle(w, stream, ctl, head, rh, body);

@@ -193,4 +193,61 @@ describe('client-side HTTP/1.1', () => {
     const err = JSON.parse(events[2].replace(/^data: /, ''));
     assert.equal(err.error.code, 'upstream_disconnected', events[2]);
   });
+
+});
+
+describe('client timeouts: header read, body idle, keep-alive idle', () => {
+  let up, gw;
+  before(async () => {
+    up = await startUpstream({ name: 'up-timeouts' });
+    gw = await startGateway(['--endpoints', endpointsArg(up), '--header-timeout', '800ms',
+      '--client-idle-timeout', '600ms', '--keepalive-timeout', '1500ms']);
+  }, T);
+  after(() => Promise.all([gw?.stop(), up?.stop()]));
+
+  // Connects, runs `drip` (writes over time), and resolves with what came back and when the
+  // connection closed (ms after connecting).
+  const timed = (drip) => new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port: gw.port });
+    const t0 = Date.now();
+    let got = '';
+    sock.on('data', (c) => { got += c.toString('latin1'); });
+    let error = null;
+    sock.on('error', (e) => { error = e; });
+    sock.on('close', () => resolve({ got, error, closedAfter: Date.now() - t0 }));
+    sock.once('connect', () => drip(sock).catch(reject));
+    setTimeout(() => { sock.destroy(); }, 8000);
+  });
+
+  it('a head that trickles in (slowloris) gets 408 at the header timeout, though never idle for long', T, async () => {
+    const r = await timed(async (sock) => {
+      const head = 'GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Slow: ' + 'a'.repeat(40);
+      for (const ch of head) {
+        if (sock.destroyed) return;
+        sock.write(ch);
+        await sleep(100);  // each pause is below the 600 ms idle timeout
+      }
+    });
+    assert.match(r.got, /^HTTP\/1\.1 408 /, JSON.stringify(r.got.slice(0, 200)));
+    assert.match(r.got, /header timeout/);
+    assert.ok(r.closedAfter >= 700 && r.closedAfter < 3000, `closed after ${r.closedAfter} ms (header timeout 800 ms)`);
+  });
+
+  it('a body that stops half-way gets 408 after the client idle timeout', T, async () => {
+    const r = await timed(async (sock) => {
+      sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY.slice(0, 10)}`);
+    });
+    assert.match(r.got, /^HTTP\/1\.1 408 /, JSON.stringify(r));
+    assert.match(r.got, /middle of the request body/);
+    assert.ok(r.closedAfter >= 500 && r.closedAfter < 3000, `closed after ${r.closedAfter} ms (idle timeout 600 ms)`);
+  });
+
+  it('an idle keep-alive connection is closed quietly after the keep-alive timeout, not at the header timeout', T, async () => {
+    const r = await timed(async (sock) => {
+      sock.write('GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n');
+    });
+    assert.match(r.got, /^HTTP\/1\.1 200 /);
+    assert.doesNotMatch(r.got, /408/, 'no 408 for a connection that sent nothing more');
+    assert.ok(r.closedAfter >= 1300 && r.closedAfter < 4000, `closed after ${r.closedAfter} ms (keep-alive timeout 1500 ms)`);
+  });
 });
