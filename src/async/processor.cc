@@ -25,6 +25,7 @@
 
 #include "async/journal.h"
 #include "async/message.h"
+#include "common/fd_limit.h"
 #include "common/rate_limit.h"
 #include "http/client.h"
 #include "metrics/registry.h"
@@ -866,6 +867,12 @@ Processor::~Processor() {
 std::string Processor::Start() {
   auto& im = *impl_;
   if (auto err = im.cfg.Validate(); !err.empty()) return err;
+  if (const OpenFilesLimit fds = RaiseOpenFilesLimit(); !fds.error.empty()) {
+    spdlog::warn("open files: cannot raise the limit from {} to {}: {}", fds.before, fds.hard,
+                 fds.error);
+  } else if (fds.soft > fds.before) {
+    spdlog::info("open files: limit {} (raised from {})", fds.soft, fds.before);
+  }
   std::string err;
   im.requests = queue::OpenQueue(im.cfg.requests, &err);
   if (!im.requests) return "--requests: " + err;

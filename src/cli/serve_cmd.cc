@@ -208,6 +208,10 @@ int RunServe(const std::vector<std::string>& args) {
   flags.Add("stream-idle-timeout", "DUR",
             "longest silence allowed between two chunks of a response, either direction",
             FormatDuration(defaults.stream_idle_timeout), DurationSetter(&cfg.stream_idle_timeout));
+  flags.Add("max-connections", "N",
+            "client connections served at once; more get 503 and are closed (0 = from the "
+            "open-files limit, which the gateway raises to its hard limit at start-up)",
+            "0", IntSetter(&cfg.max_connections, 0, 1 << 24));
   flags.Add("header-timeout", "DUR",
             "a request head must arrive within this long of its first byte (408 after; "
             "slow-header attacks)",

@@ -47,6 +47,7 @@ std::string GatewayConfig::Validate() const {
   if (connect_timeout.count() <= 0) return "connect timeout must be positive";
   if (ttfb_timeout.count() <= 0) return "time-to-first-byte timeout must be positive";
   if (stream_idle_timeout.count() <= 0) return "stream idle timeout must be positive";
+  if (max_connections < 0) return "max_connections must be ≥ 0 (0 = from the open-files limit)";
   if (header_timeout.count() <= 0 || client_idle_timeout.count() <= 0 ||
       keepalive_timeout.count() <= 0)
     return "client timeouts (header, client idle, keep-alive idle) must be positive";
@@ -132,10 +133,11 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
         !err.empty())
       return err;
     if (auto g = root["gateway"]) {
-      if (auto err = CheckKeys(g, "'gateway'",
-                               {"host", "port", "threads", "policy", "max_body_bytes", "timeouts",
-                                "health_interval", "max_idle_upstream_conns", "log_level", "engine",
-                                "scrape_interval", "stale_after", "forward_priority"});
+      if (auto err =
+              CheckKeys(g, "'gateway'",
+                        {"host", "port", "threads", "policy", "max_body_bytes", "timeouts",
+                         "health_interval", "max_idle_upstream_conns", "log_level", "engine",
+                         "scrape_interval", "stale_after", "forward_priority", "max_connections"});
           !err.empty())
         return err;
       if (g["host"]) cfg->host = g["host"].as<std::string>();
@@ -149,6 +151,7 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (g["log_level"]) cfg->log_level = g["log_level"].as<std::string>();
       if (g["engine"]) cfg->default_engine = g["engine"].as<std::string>();
       if (g["forward_priority"]) cfg->forward_priority = g["forward_priority"].as<bool>();
+      if (g["max_connections"]) cfg->max_connections = g["max_connections"].as<int>();
       if (auto err = ReadDuration(g, "scrape_interval", &cfg->scrape_interval); !err.empty())
         return "gateway: " + err;
       if (auto err = ReadDuration(g, "stale_after", &cfg->stale_after); !err.empty())

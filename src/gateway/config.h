@@ -52,6 +52,10 @@ struct GatewayConfig {
   // (408 after: slowloris); a request body may pause at most client_idle_timeout between two
   // reads (408 after); between requests a keep-alive connection may idle keepalive_timeout.
   milliseconds header_timeout{10'000};
+  // Client connections served at once; more are answered 503 and closed at once. 0 = from the
+  // open-files limit: (limit − a reserve for the control plane) / 2, since every client
+  // connection may hold one upstream connection.
+  int max_connections = 0;
   milliseconds client_idle_timeout{75'000};
   milliseconds keepalive_timeout{75'000};
   milliseconds drain_timeout{30'000};    // SIGTERM grace period

@@ -35,6 +35,18 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
                              "Requests retried on another endpoint before any byte reached "
                              "the client")
                  .With({});
+  connections_refused = &registry
+                             .AddCounter("tidegate_connections_refused_total",
+                                         "Client connections answered 503 and closed because the "
+                                         "gateway was at its connection limit")
+                             .With({});
+  accept_errors = &registry
+                       .AddCounter("tidegate_accept_errors_total",
+                                   "Failed accepts of client connections (e.g. out of file "
+                                   "descriptors)")
+                       .With({});
+  client_connections =
+      &registry.AddGauge("tidegate_client_connections", "Client connections open now").With({});
   client_disconnects =
       &registry
            .AddCounter("tidegate_client_disconnects_total",

@@ -30,6 +30,9 @@ struct GatewayMetrics {
   metrics::Family<metrics::Counter>* upstream_errors;
   metrics::Counter* retries;
   metrics::Counter* client_disconnects;
+  metrics::Counter* connections_refused;  // over the connection cap
+  metrics::Counter* accept_errors;
+  metrics::Gauge* client_connections;
   std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation;
 };
 

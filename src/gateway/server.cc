@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "common/clock.h"
+#include "common/fd_limit.h"
 #include "common/rate_limit.h"
 #include "common/units.h"
 #include "control/director.h"
@@ -140,6 +141,7 @@ struct Gateway::Impl {
     std::string& body = ctl->body;
     auto it = w.sessions.insert(w.sessions.end(), &state);
     active_sessions.fetch_add(1);
+    gm.client_connections->Add(1);
 
     for (;;) {
       if (draining.load()) break;
@@ -293,6 +295,7 @@ struct Gateway::Impl {
     stream.socket().close(ec);
     w.sessions.erase(it);
     active_sessions.fetch_sub(1);
+    gm.client_connections->Add(-1);
   }
 
   Task<bool> Handle(Worker& w, TimedSocket& stream, std::shared_ptr<SessionCtl>& ctl,
@@ -526,14 +529,25 @@ struct Gateway::Impl {
 
   Task<void> AcceptLoop() {
     size_t next = 0;
+    RateLimiter accept_log(1, 3);
     for (;;) {
       Worker& w = *workers[next++ % workers.size()];
       auto [ec, sock] = co_await acceptor.async_accept(w.ioc, kTok);
       if (ec) {
         if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
-        spdlog::warn("accept failed: {}", ec.message());
+        gm.accept_errors->Inc();
+        if (accept_log.Allow(clock.Now())) {
+          const uint64_t quiet = accept_log.TakeSuppressed();
+          spdlog::warn("accept failed: {}{}", ec.message(),
+                       quiet ? " (" + std::to_string(quiet) + " more since the last line)" : "");
+        }
         Timer t(control, std::chrono::milliseconds(50));
         co_await t.async_wait(kTok);  // e.g. out of file descriptors: back off briefly
+        continue;
+      }
+      if (active_sessions.load(std::memory_order_relaxed) >= max_connections) {
+        gm.connections_refused->Inc();
+        net::co_spawn(w.ioc, Refuse(std::move(sock)), net::detached);
         continue;
       }
       net::co_spawn(w.ioc, Session(w, std::move(sock)), [](std::exception_ptr e) {
@@ -545,6 +559,27 @@ struct Gateway::Impl {
         }
       });
     }
+  }
+
+  // Answers a connection over the cap with a complete 503 and closes it: the client learns why
+  // at once, instead of hanging in the listen backlog.
+  Task<void> Refuse(Socket sock) {
+    const std::string body =
+        wire::ErrorBody("the gateway is at its limit of " + std::to_string(max_connections) +
+                            " client connections; retry shortly",
+                        "service_unavailable", "too_many_connections");
+    const std::string msg =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+    beast::error_code ec;
+    sock.set_option(tcp::no_delay(true), ec);
+    // A short, bounded write to a fresh socket: the kernel's send buffer takes it whole.
+    sock.non_blocking(true, ec);
+    net::write(sock, net::buffer(msg), ec);
+    sock.shutdown(tcp::socket::shutdown_both, ec);
+    sock.close(ec);
+    co_return;
   }
 
   // Enforces the deadlines of one event loop's sockets (see DeadlineSet) and arms the deferred
@@ -630,6 +665,7 @@ struct Gateway::Impl {
   std::unique_ptr<pool::Prober> prober;
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
+  int max_connections = 0;  // set in Start()
   std::atomic<uint64_t> next_request{1};
   RateLimiter error_log{20, 100};  // request-error log lines: 20/s, bursts of 100
   uint16_t bound_port = 0;
@@ -678,6 +714,29 @@ std::string Gateway::Start() {
   }
   I.proxy =
       std::make_unique<Proxy>(I.cfg, I.clock, I.pool, *I.director, I.gm, I.draining, I.resolved);
+
+  // Descriptors: raise the soft limit, then cap client connections below it, keeping a reserve
+  // for the control plane (scrapes, health checks, logs) so it keeps working when clients
+  // would exhaust them.
+  const OpenFilesLimit fds = RaiseOpenFilesLimit();
+  const int64_t reserve = 64 + 4 * static_cast<int64_t>(I.pool.size());
+  const int64_t soft = static_cast<int64_t>(std::min<uint64_t>(fds.soft, 1u << 30));
+  I.max_connections =
+      I.cfg.max_connections > 0
+          ? I.cfg.max_connections
+          : static_cast<int>(std::clamp<int64_t>((soft - reserve) / 2, 16, 1 << 20));
+  if (!fds.error.empty()) {
+    spdlog::warn("open files: cannot raise the limit from {} to {}: {}", fds.before, fds.hard,
+                 fds.error);
+  }
+  spdlog::info("open files: limit {}{}; at most {} client connections{}", fds.soft,
+               fds.soft > fds.before ? " (raised from " + std::to_string(fds.before) + ")" : "",
+               I.max_connections, I.cfg.max_connections > 0 ? " (--max-connections)" : "");
+  if (I.cfg.max_connections > 0 && 2 * static_cast<int64_t>(I.max_connections) + reserve > soft)
+    spdlog::warn(
+        "--max-connections {} may exhaust the open-files limit {} (each connection can "
+        "hold an upstream one too)",
+        I.max_connections, fds.soft);
 
   beast::error_code ec;
   auto addr = net::ip::make_address(I.cfg.host, ec);

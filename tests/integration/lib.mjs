@@ -158,9 +158,12 @@ export async function startUpstream({ name = 'up', models, metricsStatus } = {})
 
 // Starts the gateway: `tidegate serve --host 127.0.0.1 --port 0 ...args`.
 // Resolves {port, url, proc, output(), stop()} once it logs `listening on http://127.0.0.1:<port>`.
-export async function startGateway(args = [], { timeoutMs = 10000, env } = {}) {
+// `wrap` runs it under another command (e.g. ['prlimit', '--nofile=300:300', '--']).
+export async function startGateway(args = [], { timeoutMs = 10000, env, wrap = [] } = {}) {
   const fullArgs = ['serve', '--host', '127.0.0.1', '--port', '0', ...args];
-  const { proc, output, ready } = spawnAndWait(GATEWAY_BIN, fullArgs, {
+  const cmd = wrap.length ? wrap[0] : GATEWAY_BIN;
+  const cmdArgs = wrap.length ? [...wrap.slice(1), GATEWAY_BIN, ...fullArgs] : fullArgs;
+  const { proc, output, ready } = spawnAndWait(cmd, cmdArgs, {
     re: /listening on http:\/\/127\.0\.0\.1:(\d+)/, what: `gateway (${GATEWAY_BIN} ${fullArgs.join(' ')})`,
     timeoutMs, env,
   });
