@@ -200,6 +200,15 @@ int RunServe(const std::vector<std::string>& args) {
               cfg.max_body_bytes = *b;
               return {};
             });
+  flags.Add("max-buffered-bytes", "SIZE",
+            "request bodies held in memory by all connections together; a body that would go "
+            "over it is refused with 503 before it is read",
+            "1GiB", [&](const std::string& v) -> std::string {
+              auto b = ParseBytes(v);
+              if (!b || *b < 1024) return "expected a size of at least 1 KiB, such as 512MiB";
+              cfg.max_buffered_bytes = *b;
+              return {};
+            });
   flags.Add("connect-timeout", "DUR", "upstream connect timeout (then the next endpoint is tried)",
             FormatDuration(defaults.connect_timeout), DurationSetter(&cfg.connect_timeout));
   flags.Add("ttfb-timeout", "DUR",

@@ -163,6 +163,11 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
         if (!b) return "bad size for gateway.max_body_bytes (use e.g. 16MiB)";
         cfg->max_body_bytes = *b;
       }
+      if (g["max_buffered_bytes"]) {
+        auto b = ParseBytes(g["max_buffered_bytes"].as<std::string>());
+        if (!b || *b < 1024) return "bad size for gateway.max_buffered_bytes (use e.g. 1GiB)";
+        cfg->max_buffered_bytes = *b;
+      }
       if (auto err = ReadDuration(g, "health_interval", &cfg->health_interval); !err.empty())
         return "gateway: " + err;
       if (auto t = g["timeouts"]) {

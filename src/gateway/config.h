@@ -56,6 +56,9 @@ struct GatewayConfig {
   // open-files limit: (limit − a reserve for the control plane) / 2, since every client
   // connection may hold one upstream connection.
   int max_connections = 0;
+  // Request bodies held in memory by all connections together; a body that would go over it
+  // is refused (503) before it is read. Each body is also bounded by max_body_bytes.
+  uint64_t max_buffered_bytes = 1ull << 30;
   milliseconds client_idle_timeout{75'000};
   milliseconds keepalive_timeout{75'000};
   milliseconds drain_timeout{30'000};    // SIGTERM grace period

@@ -45,6 +45,11 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
                                    "Failed accepts of client connections (e.g. out of file "
                                    "descriptors)")
                        .With({});
+  buffered_bytes = &registry
+                        .AddGauge("tidegate_buffered_request_bytes",
+                                  "Bytes of request bodies held in memory now (bounded by "
+                                  "--max-buffered-bytes)")
+                        .With({});
   client_connections =
       &registry.AddGauge("tidegate_client_connections", "Client connections open now").With({});
   client_disconnects =

@@ -33,6 +33,7 @@ struct GatewayMetrics {
   metrics::Counter* connections_refused;  // over the connection cap
   metrics::Counter* accept_errors;
   metrics::Gauge* client_connections;
+  metrics::Gauge* buffered_bytes;  // request bodies held now
   std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation;
 };
 

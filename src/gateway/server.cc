@@ -139,8 +139,7 @@ struct Gateway::Impl {
     ReadBuffer in(kClientBufBytes);
     std::string head_copy, head;
     std::string& body = ctl->body;
-    auto it = w.sessions.insert(w.sessions.end(), &state);
-    active_sessions.fetch_add(1);
+    auto it = w.sessions.insert(w.sessions.end(), &state);  // (counted in AcceptLoop)
     gm.client_connections->Add(1);
 
     for (;;) {
@@ -228,9 +227,15 @@ struct Gateway::Impl {
         head_copy.assign(head_at, head_bytes);
         RebaseViews(&rh, head_at, head_bytes, head_copy.data());
       };
-      bool body_ok = true, too_large = false;
+      bool body_ok = true, too_large = false, over_budget = false;
+      BodyHold hold(body_budget, *gm.buffered_bytes);  // gives the bytes back when the request ends
       if (rh.body == http1::BodyKind::kLength) {
         const size_t want = static_cast<size_t>(rh.content_length);
+        if (!hold.Take(static_cast<int64_t>(want))) {
+          co_await ErrorAndClose(stream, http::status::service_unavailable, OverBudgetMessage(),
+                                 "too_many_buffered_bytes");
+          break;
+        }
         if (in.size() < want) {
           keep_head();
           if (rh.expect_continue) {
@@ -255,7 +260,8 @@ struct Gateway::Impl {
           in.start += got;
           in.end = in.start + extra;
           if (body.size() > cfg.max_body_bytes) too_large = true;
-          const bool stop = chunks.done() || chunks.failed() || too_large;
+          if (!hold.Take(static_cast<int64_t>(got))) over_budget = true;
+          const bool stop = chunks.done() || chunks.failed() || too_large || over_budget;
           if (!stop) keep_head();  // more will be read into the buffer
           return stop;
         });
@@ -264,6 +270,11 @@ struct Gateway::Impl {
                                  "malformed HTTP request: malformed chunked body", "bad_request");
           break;
         }
+      }
+      if (over_budget && !too_large) {
+        co_await ErrorAndClose(stream, http::status::service_unavailable, OverBudgetMessage(),
+                               "too_many_buffered_bytes");
+        break;
       }
       if (too_large) {
         co_await ErrorAndClose(stream, http::status::payload_too_large,
@@ -545,7 +556,10 @@ struct Gateway::Impl {
         co_await t.async_wait(kTok);  // e.g. out of file descriptors: back off briefly
         continue;
       }
-      if (active_sessions.load(std::memory_order_relaxed) >= max_connections) {
+      // Counted here, not when the session starts on its loop, so a burst of connects cannot
+      // slip past the cap.
+      if (active_sessions.fetch_add(1) >= max_connections) {
+        active_sessions.fetch_sub(1);
         gm.connections_refused->Inc();
         net::co_spawn(w.ioc, Refuse(std::move(sock)), net::detached);
         continue;
@@ -559,6 +573,43 @@ struct Gateway::Impl {
         }
       });
     }
+  }
+
+  // Request bodies held in memory, by every session together (--max-buffered-bytes).
+  struct BodyBudget {
+    std::atomic<int64_t> used{0};
+    int64_t limit = 0;
+  };
+  // One request's share of the budget, given back when it goes out of scope.
+  class BodyHold {
+   public:
+    BodyHold(BodyBudget& b, metrics::Gauge& g) : b_(b), g_(g) {}
+    ~BodyHold() {
+      if (held_ == 0) return;
+      b_.used.fetch_sub(held_, std::memory_order_relaxed);
+      g_.Add(static_cast<double>(-held_));
+    }
+    BodyHold(const BodyHold&) = delete;
+    BodyHold& operator=(const BodyHold&) = delete;
+    bool Take(int64_t n) {
+      if (n <= 0) return true;
+      if (b_.used.fetch_add(n, std::memory_order_relaxed) + n > b_.limit) {
+        b_.used.fetch_sub(n, std::memory_order_relaxed);
+        return false;
+      }
+      held_ += n;
+      g_.Add(static_cast<double>(n));
+      return true;
+    }
+
+   private:
+    BodyBudget& b_;
+    metrics::Gauge& g_;
+    int64_t held_ = 0;
+  };
+  std::string OverBudgetMessage() const {
+    return "the gateway holds its limit of " + std::to_string(body_budget.limit) +
+           " bytes of request bodies at once (--max-buffered-bytes); retry shortly";
   }
 
   // Answers a connection over the cap with a complete 503 and closes it: the client learns why
@@ -666,6 +717,7 @@ struct Gateway::Impl {
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
   int max_connections = 0;  // set in Start()
+  BodyBudget body_budget;
   std::atomic<uint64_t> next_request{1};
   RateLimiter error_log{20, 100};  // request-error log lines: 20/s, bursts of 100
   uint16_t bound_port = 0;
@@ -715,6 +767,7 @@ std::string Gateway::Start() {
   I.proxy =
       std::make_unique<Proxy>(I.cfg, I.clock, I.pool, *I.director, I.gm, I.draining, I.resolved);
 
+  I.body_budget.limit = static_cast<int64_t>(I.cfg.max_buffered_bytes);
   // Descriptors: raise the soft limit, then cap client connections below it, keeping a reserve
   // for the control plane (scrapes, health checks, logs) so it keeps working when clients
   // would exhaust them.

@@ -70,4 +70,31 @@ describe('connection limits', () => {
     const acceptLines = gw.output().split('accept failed').length - 1;
     assert.ok(acceptLines <= 10, `${acceptLines} "accept failed" lines`);
   });
+
+  it('request bodies held at once are bounded: an upload over --max-buffered-bytes is 503 before it is read', T, async (t) => {
+    const up = await startUpstream({ name: 'bytes' });
+    const gw = await startGateway(['--endpoints', up.endpoint, '--max-buffered-bytes', '4MiB',
+      '--max-body-bytes', '3MiB']);
+    t.after(() => Promise.all([gw.stop(), up.stop()]));
+    const big = 3 * 1024 * 1024;
+    const head = `POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: ${big}\r\n\r\n`;
+    // The first upload starts and holds 3 MiB of the budget while it trickles.
+    const [first] = await openIdle(gw.port, 1, 0);
+    first.write(head + '{"model":"fake-model","messages":[');
+    await sleep(200);
+    const gauge = async () => parseMetrics((await request(gw.url, { path: '/metrics' })).body).sum('tidegate_buffered_request_bytes');
+    assert.equal(await gauge(), big);
+    // The second would go over 4 MiB: refused at once, with nothing read.
+    const [second] = await openIdle(gw.port, 1, 0);
+    second.write(head);
+    await waitFor(() => second.got.length > 0, { timeoutMs: 3000, what: 'an answer to the second upload' });
+    assert.match(second.got, /^HTTP\/1\.1 503 /, second.got.slice(0, 200));
+    assert.match(second.got, /"code":"too_many_buffered_bytes"/);
+    // Small requests still fit beside the first upload.
+    assert.equal((await postJson(gw.url, '/v1/chat/completions', chat)).status, 200);
+    // When the first goes away its share comes back.
+    first.destroy();
+    second.destroy();
+    await waitFor(async () => (await gauge()) === 0, { timeoutMs: 3000, what: 'the budget given back' });
+  });
 });
