@@ -5,7 +5,7 @@
 // can check what the gateway forwards and how it relays answers, errors and streams.
 //
 //   node tests/fake_upstream.mjs --port 0 --name up1 [--models m1,m2] [--metrics-status N]
-//                                [--exit-on-stdin-close]
+//                                [--hang-posts] [--exit-on-stdin-close]
 //
 // Binds 127.0.0.1 only and prints exactly one line on stdout once listening: `LISTENING <port>`.
 // With --exit-on-stdin-close it exits when its stdin reaches EOF, so a test runner that dies
@@ -16,6 +16,8 @@
 //   GET  /v1/models              the --models list (default: fake-model), then the behaviour
 //                                models below (it serves them, like any listed model)
 //   GET  /metrics                404 (no metrics), or --metrics-status N with an error body
+// With --hang-posts every POST is read and never answered (a stuck server whose /health and
+// /v1/models still answer).
 //   POST /v1/chat/completions    non-streaming or SSE ("stream": true); content "hello from <name>"
 //   POST /v1/completions         same, as text_completion objects
 //   POST /v1/embeddings          a small embedding per input
@@ -31,7 +33,7 @@
 import http from 'node:http';
 
 function parseArgs(argv) {
-  const opts = { port: 0, name: 'upstream', models: ['fake-model'], metricsStatus: 0, exitOnStdinClose: false };
+  const opts = { port: 0, name: 'upstream', models: ['fake-model'], metricsStatus: 0, hangPosts: false, exitOnStdinClose: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -42,6 +44,7 @@ function parseArgs(argv) {
     else if (a === '--name') opts.name = next();
     else if (a === '--models') opts.models = next().split(',').map((s) => s.trim()).filter(Boolean);
     else if (a === '--metrics-status') opts.metricsStatus = Number(next());
+    else if (a === '--hang-posts') opts.hangPosts = true;
     else if (a === '--exit-on-stdin-close') opts.exitOnStdinClose = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -207,6 +210,7 @@ async function handleInference(req, res, kind) {
   const raw = await readBody(req);
   stats.requests++;
   stats.last_headers = { ...req.headers };
+  if (opts.hangPosts) return;  // read, never answered
   let body;
   try {
     body = JSON.parse(raw.toString('utf8'));

@@ -217,6 +217,26 @@ int RunServe(const std::vector<std::string>& args) {
   flags.Add("stream-idle-timeout", "DUR",
             "longest silence allowed between two chunks of a response, either direction",
             FormatDuration(defaults.stream_idle_timeout), DurationSetter(&cfg.stream_idle_timeout));
+  flags.Add("eject-after", "N",
+            "eject an endpoint after N failures in a row (a request that got no response head "
+            "in time, a connection the server reset or closed, a response that is not HTTP), "
+            "even while its /health answers; 0 = never",
+            std::to_string(defaults.outlier.failures), IntSetter(&cfg.outlier.failures, 0, 1000));
+  flags.Add(
+      "eject-time", "DUR",
+      "first ejection lasts this long, each further one this much longer (at most 12×)",
+      FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(defaults.outlier.base)),
+      [&](const std::string& v) -> std::string {
+        auto d = ParseDuration(v);
+        if (!d || d->count() <= 0) return "expected a positive duration such as 5s";
+        cfg.outlier.base = *d;
+        cfg.outlier.max = *d * 12;
+        return {};
+      });
+  flags.Add("ttfb-slo-factor", "X",
+            "a streamed request with x-slo-ttft-ms waits at most max(1 s, X × SLO) for a response "
+            "head before the next endpoint is tried (0 = always --ttfb-timeout)",
+            "5", DoubleSetter(&cfg.ttfb_slo_factor, 0, 1000));
   flags.Add("max-connections", "N",
             "client connections served at once; more get 503 and are closed (0 = from the "
             "open-files limit, which the gateway raises to its hard limit at start-up)",

@@ -32,6 +32,16 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
                                       : "none yet";
     if (!src.warning.empty()) e["metrics_warning"] = src.warning;
     e["available"] = ep.Available(now);
+    e["ejected"] = ep.Ejected(now);
+    if (ep.Ejections() > 0) {
+      e["ejections"] = ep.Ejections();
+      e["ejection_reason"] = ep.EjectionReason();
+      e["ejected_for_ms"] =
+          ep.Ejected(now)
+              ? std::chrono::duration_cast<std::chrono::milliseconds>(ep.EjectedUntil() - now)
+                    .count()
+              : 0;
+    }
     e["stale"] = det.Stale(load.load, now);
     e["waiting"] = load.load.waiting;
     e["running"] = load.load.running;

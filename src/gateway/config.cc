@@ -48,6 +48,9 @@ std::string GatewayConfig::Validate() const {
   if (ttfb_timeout.count() <= 0) return "time-to-first-byte timeout must be positive";
   if (stream_idle_timeout.count() <= 0) return "stream idle timeout must be positive";
   if (max_connections < 0) return "max_connections must be ≥ 0 (0 = from the open-files limit)";
+  if (outlier.failures < 0) return "outlier_detection.failures must be ≥ 0 (0 = off)";
+  if (outlier.window.count() <= 0 || outlier.base.count() <= 0 || outlier.max < outlier.base)
+    return "outlier_detection: window and base_ejection must be positive, max_ejection ≥ base";
   if (header_timeout.count() <= 0 || client_idle_timeout.count() <= 0 ||
       keepalive_timeout.count() <= 0)
     return "client timeouts (header, client idle, keep-alive idle) must be positive";
@@ -152,6 +155,23 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (g["engine"]) cfg->default_engine = g["engine"].as<std::string>();
       if (g["forward_priority"]) cfg->forward_priority = g["forward_priority"].as<bool>();
       if (g["max_connections"]) cfg->max_connections = g["max_connections"].as<int>();
+      if (g["ttfb_slo_factor"]) cfg->ttfb_slo_factor = g["ttfb_slo_factor"].as<double>();
+      if (auto od = g["outlier_detection"]) {
+        if (auto err = CheckKeys(od, "'gateway.outlier_detection'",
+                                 {"failures", "window", "base_ejection", "max_ejection"});
+            !err.empty())
+          return err;
+        if (od["failures"]) cfg->outlier.failures = od["failures"].as<int>();
+        for (auto [key, field] : {std::pair{"window", &cfg->outlier.window},
+                                  std::pair{"base_ejection", &cfg->outlier.base},
+                                  std::pair{"max_ejection", &cfg->outlier.max}}) {
+          std::chrono::milliseconds ms{0};
+          if (!od[key]) continue;
+          if (auto err = ReadDuration(od, key, &ms); !err.empty())
+            return "gateway.outlier_detection: " + err;
+          *field = ms;
+        }
+      }
       if (auto err = ReadDuration(g, "scrape_interval", &cfg->scrape_interval); !err.empty())
         return "gateway: " + err;
       if (auto err = ReadDuration(g, "stale_after", &cfg->stale_after); !err.empty())

@@ -59,6 +59,12 @@ struct GatewayConfig {
   // Request bodies held in memory by all connections together; a body that would go over it
   // is refused (503) before it is read. Each body is also bounded by max_body_bytes.
   uint64_t max_buffered_bytes = 1ull << 30;
+  // Outlier ejection of endpoints whose requests time out, reset or answer garbage
+  // (pool::Endpoint::OutlierConfig; failures 0 = off).
+  pool::Endpoint::OutlierConfig outlier;
+  // A streamed request with x-slo-ttft-ms waits at most max(1 s, factor × SLO) for its response
+  // head (instead of ttfb_timeout) before the next endpoint is tried. 0 = always ttfb_timeout.
+  double ttfb_slo_factor = 5;
   milliseconds client_idle_timeout{75'000};
   milliseconds keepalive_timeout{75'000};
   milliseconds drain_timeout{30'000};    // SIGTERM grace period

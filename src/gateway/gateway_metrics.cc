@@ -68,11 +68,20 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
                                 "waiting corrected for requests routed and finished since the "
                                 "last scrape",
                                 {"endpoint"});
+  auto& ej = registry.AddGauge("tidegate_endpoint_ejected",
+                               "1 while the endpoint is ejected as an outlier (its requests timed "
+                               "out, were reset or got garbage several times in a row)",
+                               {"endpoint"});
+  ejections = &registry.AddCounter("tidegate_endpoint_ejections_total",
+                                   "Outlier ejections of an endpoint, by the failure that "
+                                   "triggered it",
+                                   {"endpoint", "reason"});
   for (size_t i = 0; i < pool.size(); ++i) {
     const std::string& a = pool.at(i).address();
     endpoint_up.push_back(&up.With({a}));
     endpoint_in_flight.push_back(&inf.With({a}));
     endpoint_saturation.push_back(&sat.With({a}));
+    endpoint_ejected.push_back(&ej.With({a}));
     endpoint_up.back()->Set(1);
   }
 }
@@ -83,6 +92,7 @@ void GatewayMetrics::RefreshEndpointGauges(const pool::Pool& pool,
     endpoint_up[i]->Set(pool.at(i).Available(now) ? 1 : 0);
     endpoint_in_flight[i]->Set(pool.at(i).InFlight());
     endpoint_saturation[i]->Set(detector.Saturation(pool.at(i), now));
+    endpoint_ejected[i]->Set(pool.at(i).Ejected(now) ? 1 : 0);
   }
 }
 

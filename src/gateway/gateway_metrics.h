@@ -31,10 +31,12 @@ struct GatewayMetrics {
   metrics::Counter* retries;
   metrics::Counter* client_disconnects;
   metrics::Counter* connections_refused;  // over the connection cap
+  metrics::Family<metrics::Counter>* ejections;
   metrics::Counter* accept_errors;
   metrics::Gauge* client_connections;
   metrics::Gauge* buffered_bytes;  // request bodies held now
-  std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation;
+  std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation,
+      endpoint_ejected;
 };
 
 }  // namespace tidegate::gateway

@@ -146,6 +146,19 @@ void Proxy::UpstreamError(const pool::Endpoint& ep, const char* reason, const st
   spdlog::warn("upstream {} {}: {}", ep.address(), reason, detail);
 }
 
+void Proxy::UpstreamFailure(pool::Endpoint& ep, const char* reason, const std::string& detail) {
+  UpstreamError(ep, reason, detail);
+  const Nanos now = clock_.Now();
+  if (ep.RecordUpstreamFailure(now, cfg_.outlier, reason)) {
+    m_.ejections->With({ep.address(), reason}).Inc();
+    spdlog::warn(
+        "endpoint {} ejected for {} ms: {} (its health checks do not end an ejection)",
+        ep.address(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(ep.EjectedUntil() - now).count(),
+        ep.EjectionReason());
+  }
+}
+
 std::unique_ptr<UpConn> Proxy::PopIdle(Worker& w, size_t ep) {
   auto& v = w.idle[ep];
   if (v.empty()) return nullptr;
@@ -223,14 +236,23 @@ Task<bool> Proxy::Serve(Call& call, const http1::RequestHead& req, const std::st
       keep = co_await WriteReject(call, call.ctl->evict_reject);
       break;
     }
-    if (r.outcome == Outcome::kTimeout) {
+    if (r.outcome == Outcome::kTimeout && a + 1 == attempts) {
+      director_.Fallback(*call.ticket, pick.order[a], sched::Outcome::kNone, clock_.Now());
       DisarmWatch(call);
-      keep = co_await WriteError(call, http::status::gateway_timeout,
-                                 "the model server at " + ep.address() +
-                                     " did not start responding within " +
-                                     std::to_string(cfg_.ttfb_timeout.count()) + " ms",
+      std::string msg = "the model server at " + ep.address() +
+                        " did not start responding within " +
+                        std::to_string(call.ttfb_timeout.count()) + " ms" +
+                        (failures.empty() ? "" : " (before it: " + failures + ")");
+      keep = co_await WriteError(call, http::status::gateway_timeout, std::move(msg),
                                  "upstream_timeout", "upstream_timeout", {.endpoint = &ep});
       break;
+    }
+    if (r.outcome == Outcome::kTimeout) {
+      // Nothing reached the client: the one retry goes to the next endpoint.
+      failures += (failures.empty() ? "" : "; ") + ep.address() + ": no response head within " +
+                  std::to_string(call.ttfb_timeout.count()) + " ms";
+      all_connect_failures = false;
+      continue;
     }
     if (r.outcome != Outcome::kConnectFailed) all_connect_failures = false;
     failures += (failures.empty() ? "" : "; ") + ep.address() + ": " + r.detail;
@@ -283,7 +305,7 @@ Task<Proxy::AttemptResult> Proxy::Attempt(Call& call, const http1::RequestHead& 
     call.ctl->upstream = conn.get();
     conn->in.start = conn->in.end = 0;
     BuildUpstreamHead(call, req, body.size(), ep, conn->head);
-    conn->stream.expires_after(cfg_.ttfb_timeout);
+    conn->stream.expires_after(call.ttfb_timeout);
     std::array<net::const_buffer, 2> out{net::buffer(conn->head), net::buffer(body)};
     auto [ec, n] = co_await net::async_write(conn->stream, out, kTok);
     // Read until a complete head (informational 1xx heads are skipped).
@@ -316,12 +338,14 @@ Task<Proxy::AttemptResult> Proxy::Attempt(Call& call, const http1::RequestHead& 
     if (call.ctl->client_gone) co_return AttemptResult{Outcome::kClientGone, {}};
     if (call.ctl->evicted) co_return AttemptResult{Outcome::kEvicted, {}};
     if (invalid) {
-      UpstreamError(ep, "invalid_response", invalid);
+      UpstreamFailure(ep, "invalid_response", invalid);
       co_return AttemptResult{Outcome::kFailedBeforeResponse,
                               std::string("answered with an invalid response (") + invalid + ")"};
     }
     if (TimedOut(ec, conn->stream)) {
-      UpstreamError(ep, "ttfb_timeout", "no response header in time");
+      UpstreamFailure(
+          ep, "ttfb_timeout",
+          "no response header within " + std::to_string(call.ttfb_timeout.count()) + " ms");
       co_return AttemptResult{Outcome::kTimeout, {}};
     }
     if (reused && conn->in.end == 0) {
@@ -330,11 +354,12 @@ Task<Proxy::AttemptResult> Proxy::Attempt(Call& call, const http1::RequestHead& 
       reused = false;
       continue;
     }
-    UpstreamError(ep, "closed_before_response", ec.message());
+    UpstreamFailure(ep, "closed_before_response", ec.message());
     co_return AttemptResult{Outcome::kFailedBeforeResponse,
                             "closed the connection before responding (" + ec.message() + ")"};
   }
   ep.RecordSuccess();
+  ep.RecordServed();
   co_return co_await Relay(call, ep, std::move(conn), rh, keep);
 }
 
@@ -549,7 +574,7 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   if (failure) {
     const bool evicted = call.ctl->evicted;
     call.error = evicted ? std::string_view("evicted") : std::string_view(failure);
-    if (!evicted) UpstreamError(ep, failure, fail_ec.message());
+    if (!evicted) UpstreamFailure(ep, failure, fail_ec.message());
     keep = false;  // a truncated body can only be signalled by closing, unless SSE below
     beast::error_code ig;
     conn->stream.socket().close(ig);

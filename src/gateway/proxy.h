@@ -60,6 +60,8 @@ struct Call {
   // An HTTP/1.0 client: a body of unknown length is sent close-delimited (no chunked coding,
   // which HTTP/1.0 does not have), and the connection then closes.
   bool http10 = false;
+  // How long each attempt waits for the response head (ttfb_timeout, or the SLO bound).
+  std::chrono::milliseconds ttfb_timeout{120'000};
   pool::Endpoint* endpoint = nullptr;
   int status = 0;
   control::Ticket* ticket = nullptr;  // valid only while the API request is handled
@@ -116,6 +118,8 @@ class Proxy {
   std::unique_ptr<UpConn> PopIdle(Worker& w, size_t ep);
   void PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c);
   void UpstreamError(const pool::Endpoint& ep, const char* reason, const std::string& detail);
+  // An UpstreamError that counts toward the endpoint's outlier ejection (and logs one).
+  void UpstreamFailure(pool::Endpoint& ep, const char* reason, const std::string& detail);
   Task<std::pair<std::unique_ptr<UpConn>, AttemptResult>> Connect(Worker& w, pool::Endpoint& ep);
   void BuildUpstreamHead(const Call& call, const http1::RequestHead& req, size_t body_bytes,
                          const pool::Endpoint& ep, std::string& h);

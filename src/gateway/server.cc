@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <charconv>
 #include <functional>
 #include <optional>
 
@@ -416,6 +417,8 @@ struct Gateway::Impl {
   Task<bool> Api(Call& call, const http1::RequestHead& req, std::string& body) {
     BodyInfo info = InspectBody(body);
     call.stream = info.stream;
+    call.ttfb_timeout = TtfbTimeoutFor(
+        info.stream, Header(req, http1::Known::kSloTtftMs, http1::Known::kSloTtftMsAlias));
     SessionCtl& ctl = *call.ctl;
     ctl.prompt.assign(info.prompt);  // stable while the request waits and runs
     ctl.evicted = false;
@@ -610,6 +613,20 @@ struct Gateway::Impl {
   std::string OverBudgetMessage() const {
     return "the gateway holds its limit of " + std::to_string(body_budget.limit) +
            " bytes of request bodies at once (--max-buffered-bytes); retry shortly";
+  }
+
+  // How long one attempt waits for its response head: a streamed request with a TTFT SLO gives
+  // up on a silent server after max(1 s, factor × SLO) and tries the next one.
+  std::chrono::milliseconds TtfbTimeoutFor(bool stream, std::string_view slo_header) const {
+    if (!stream || slo_header.empty() || cfg.ttfb_slo_factor <= 0) return cfg.ttfb_timeout;
+    double slo_ms = 0;
+    auto [p, ec] =
+        std::from_chars(slo_header.data(), slo_header.data() + slo_header.size(), slo_ms);
+    if (ec != std::errc() || p != slo_header.data() + slo_header.size() || !(slo_ms > 0))
+      return cfg.ttfb_timeout;
+    const double bound = std::max(1000.0, cfg.ttfb_slo_factor * slo_ms);
+    if (bound >= static_cast<double>(cfg.ttfb_timeout.count())) return cfg.ttfb_timeout;
+    return std::chrono::milliseconds(static_cast<int64_t>(bound));
   }
 
   // Answers a connection over the cap with a complete 503 and closes it: the client learns why

@@ -74,6 +74,31 @@ void Endpoint::RecordSuccess() {
   }
 }
 
+bool Endpoint::RecordUpstreamFailure(Nanos now, const OutlierConfig& cfg, std::string_view reason) {
+  if (cfg.failures <= 0) return false;
+  const int64_t last = last_outlier_failure_.exchange(now.count(), std::memory_order_relaxed);
+  int n;
+  if (last != 0 && now.count() - last > cfg.window.count()) {
+    outlier_failures_.store(1, std::memory_order_relaxed);
+    n = 1;
+  } else {
+    n = outlier_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+  if (n < cfg.failures || Ejected(now)) return false;
+  outlier_failures_.store(0, std::memory_order_relaxed);
+  const int times = ejections_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const Nanos length = std::min<Nanos>(cfg.max, cfg.base * times);
+  ejected_until_.store((now + length).count(), std::memory_order_relaxed);
+  std::lock_guard lock(error_mu_);
+  ejection_reason_ = std::to_string(n) + " failures in a row (last: " + std::string(reason) + ")";
+  return true;
+}
+
+std::string Endpoint::EjectionReason() const {
+  std::lock_guard lock(error_mu_);
+  return ejection_reason_;
+}
+
 bool Endpoint::RecordProbe(bool ok, const std::string& error) {
   if (ok) {
     probe_failures_.store(0, std::memory_order_relaxed);

@@ -87,7 +87,8 @@ class Endpoint {
 
   bool Available(Nanos now) const {
     return probe_ok_.load(std::memory_order_relaxed) &&
-           now.count() >= down_until_.load(std::memory_order_relaxed);
+           now.count() >= down_until_.load(std::memory_order_relaxed) &&
+           now.count() >= ejected_until_.load(std::memory_order_relaxed);
   }
   // When the endpoint becomes available again (0 if it is available or unknown).
   Nanos DownUntil() const { return Nanos{down_until_.load(std::memory_order_relaxed)}; }
@@ -97,6 +98,28 @@ class Endpoint {
   // 10 s); a success clears it.
   void RecordConnectFailure(Nanos now);
   void RecordSuccess();
+  // Outlier ejection (as Envoy's): a request that timed out before its response head, a
+  // connection closed or reset by the server, or a response that is not HTTP counts as a
+  // failure; `failures` of them in a row (none more than `window` apart) eject the endpoint
+  // for base × (times ejected), at most `max`. Health probes do not end an ejection (a server
+  // whose /health answers while its requests hang is exactly the case), a success resets the
+  // count. Returns true when this failure ejected it.
+  struct OutlierConfig {
+    int failures = 3;  // 0 = never eject
+    Nanos window = std::chrono::seconds(30);
+    Nanos base = std::chrono::seconds(5);
+    Nanos max = std::chrono::seconds(60);
+  };
+  bool RecordUpstreamFailure(Nanos now, const OutlierConfig& cfg, std::string_view reason);
+  // A response head arrived from it: the failure count starts again.
+  void RecordServed() { outlier_failures_.store(0, std::memory_order_relaxed); }
+  bool Ejected(Nanos now) const {
+    return now.count() < ejected_until_.load(std::memory_order_relaxed);
+  }
+  Nanos EjectedUntil() const { return Nanos{ejected_until_.load(std::memory_order_relaxed)}; }
+  int Ejections() const { return ejections_.load(std::memory_order_relaxed); }
+  std::string EjectionReason() const;
+
   // Active health: result of a probe. An endpoint is marked down after
   // kProbeFailuresToMarkDown consecutive failed probes and up after one success.
   // Returns true if the probe verdict changed.
@@ -180,6 +203,11 @@ class Endpoint {
   std::atomic<bool> models_known_{false};
   std::atomic<int64_t> down_until_{0};
   std::atomic<int> consecutive_failures_{0};
+  std::atomic<int> outlier_failures_{0};
+  std::atomic<int64_t> last_outlier_failure_{0};
+  std::atomic<int64_t> ejected_until_{0};
+  std::atomic<int> ejections_{0};
+  std::string ejection_reason_;  // guarded by error_mu_
   mutable std::mutex error_mu_;
   std::string last_error_;
 

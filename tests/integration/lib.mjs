@@ -137,8 +137,9 @@ async function readyOrStop(proc, ready) {
   }
 }
 
-export async function startUpstream({ name = 'up', models, metricsStatus } = {}) {
+export async function startUpstream({ name = 'up', models, metricsStatus, hangPosts } = {}) {
   const args = [FAKE_UPSTREAM, '--port', '0', '--name', name, '--exit-on-stdin-close'];
+  if (hangPosts) args.push('--hang-posts');
   if (models && models.length) args.push('--models', models.join(','));
   if (metricsStatus) args.push('--metrics-status', String(metricsStatus));
   const { proc, output, ready } = spawnAndWait(process.execPath, args, {
