@@ -163,7 +163,10 @@ struct Processor::Impl {
   net::io_context io;
   net::thread_pool blocking;
   std::unique_ptr<queue::Queue> requests, responses;
-  std::unique_ptr<http::Client> client, cap_client;
+  std::unique_ptr<http::Client> client;
+  // Where /v1/capacity may be (see ProcessorConfig::gateway_admin) and the one in use.
+  std::vector<std::pair<std::string, std::unique_ptr<http::Client>>> cap_clients;
+  size_t cap_at = 0;
   std::unique_ptr<http::AdminServer> admin;
   metrics::Registry registry;
   net::steady_timer wake, flush_wake;
@@ -740,7 +743,16 @@ struct Processor::Impl {
       req.method = "GET";
       req.target = "/v1/capacity";
       req.deadline = Steady::now() + std::max(milliseconds(1000), cfg.capacity_interval * 4);
-      http::ClientResponse resp = co_await cap_client->Send(req);
+      http::ClientResponse resp = co_await cap_clients[cap_at].second->Send(req);
+      if ((resp.status == 404 || resp.status == 0) && cap_clients.size() > 1) {
+        // Not here: try the other place the admin listener may be.
+        cap_at = (cap_at + 1) % cap_clients.size();
+        req.deadline = Steady::now() + std::max(milliseconds(1000), cfg.capacity_interval * 4);
+        resp = co_await cap_clients[cap_at].second->Send(req);
+        if (resp.status == 200)
+          spdlog::info("async: reading the gateway's capacity signal at {}/v1/capacity",
+                       cap_clients[cap_at].first);
+      }
       bool ok = false;
       wire::Capacity cap;
       std::string parse_error;
@@ -770,8 +782,10 @@ struct Processor::Impl {
           std::string why = resp.status == 200 ? parse_error
                             : resp.status      ? "HTTP " + std::to_string(resp.status)
                                                : resp.error;
+          std::string where;
+          for (const auto& [u, c] : cap_clients) where += (where.empty() ? "" : " or ") + u;
           spdlog::warn("async: cannot read {}/v1/capacity ({}); pacing by the AIMD window alone",
-                       cfg.gateway, why);
+                       where, why);
           cap_warned = true;
         }
         cap_known = false;
@@ -892,7 +906,18 @@ std::string Processor::Start() {
   http::ParseHttpUrl(im.cfg.gateway, &url, &err);
   im.client = std::make_unique<http::Client>(im.io.get_executor(), url,
                                              static_cast<size_t>(im.cfg.max_inflight));
-  im.cap_client = std::make_unique<http::Client>(im.io.get_executor(), url, 2);
+  std::vector<std::string> cap_urls;
+  if (!im.cfg.gateway_admin.empty()) {
+    cap_urls.push_back(im.cfg.gateway_admin);
+  } else {
+    cap_urls.push_back(im.cfg.gateway);
+    cap_urls.push_back("http://" + url.host + ":9090");
+  }
+  for (const auto& u : cap_urls) {
+    http::Url cu;
+    if (!http::ParseHttpUrl(u, &cu, &err)) return "--gateway-admin: " + err;
+    im.cap_clients.emplace_back(u, std::make_unique<http::Client>(im.io.get_executor(), cu, 2));
+  }
   if (im.cfg.metrics_port >= 0) {
     im.admin = std::make_unique<http::AdminServer>(
         im.io.get_executor(), [&im](std::string_view path) -> http::AdminResponse {

@@ -48,6 +48,10 @@ namespace tidegate::async {
 
 struct ProcessorConfig {
   std::string gateway = "http://127.0.0.1:8080";
+  // Where the gateway serves /v1/capacity (its admin listener). "" = find it: the gateway URL
+  // itself (a gateway run with --admin-address public), else port 9090 of the gateway's host
+  // (the admin listener's default).
+  std::string gateway_admin;
   std::string requests;   // queue URI to consume
   std::string responses;  // queue URI to publish results on
   std::string objective = "sheddable";

@@ -344,12 +344,12 @@ bool StartSims(const Scenario& sc, const std::string& dir, Fleet* f, std::string
 bool StartGateway(const Scenario& sc, const RunSpec& run, const std::string& dir, Fleet* f,
                   std::string* err) {
   f->front_port = FreeTcpPort();
-  std::vector<std::string> argv = {SelfExe(),     "serve",
-                                   "--host",      "127.0.0.1",
-                                   "--port",      std::to_string(f->front_port),
-                                   "--endpoints", JoinPorts(f->sim_ports, "127.0.0.1:"),
-                                   "--policy",    run.policy,
-                                   "--log-level", "warn"};
+  std::vector<std::string> argv = {SelfExe(), "serve", "--host", "127.0.0.1", "--port",
+                                   std::to_string(f->front_port), "--endpoints",
+                                   JoinPorts(f->sim_ports, "127.0.0.1:"), "--policy", run.policy,
+                                   "--log-level", "warn",
+                                   // one box: the bench reads /metrics on the gateway's port
+                                   "--admin-address", "public"};
   if (sc.fleet.scheduling_policy == "priority") argv.push_back("--forward-priority");
   for (const auto& a : sc.fleet.gateway_args) argv.push_back(a);
   for (const auto& a : run.gateway_args) argv.push_back(a);

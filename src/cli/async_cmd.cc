@@ -57,6 +57,8 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
         cfg->responses = v.as<std::string>();
       else if (key == "objective")
         cfg->objective = v.as<std::string>();
+      else if (key == "gateway_admin")
+        cfg->gateway_admin = v.as<std::string>();
       else if (key == "allow_message_headers") {
         if (!v.IsSequence())
           return "config '" + path + "': allow_message_headers must be a list of header names";
@@ -156,6 +158,14 @@ int RunAsync(const std::vector<std::string>& args) {
             d.objective, [&](const std::string& v) {
               cfg.objective = v;
               return std::string();
+            });
+  flags.Add("gateway-admin", "URL",
+            "the gateway's admin listener, for /v1/capacity (default: the --gateway URL when it "
+            "serves /v1/capacity, else port 9090 of its host)",
+            "auto", [&](const std::string& v) -> std::string {
+              if (v.empty()) return "must not be empty";
+              cfg.gateway_admin = v;
+              return {};
             });
   flags.Add("allow-message-header", "NAME",
             "let messages set this header (repeatable): by default a message cannot set the "

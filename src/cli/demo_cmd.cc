@@ -452,10 +452,11 @@ int RunDemo(const std::vector<std::string>& args) {
                       "--time-scale", Fixed(time_scale, 6), "--log-level", "warn"},
                      sim_probes))
     return fail_or_interrupt(rc);
-  if (int rc = start("the gateway", "gateway.log",
-                     {exe, "serve", "--host", kHost, "--port", std::to_string(port), "--endpoints",
-                      endpoints_csv, "--policy", policy, "--drain-timeout", "5s"},
-                     {{port, "/readyz"}}))
+  if (int rc = start(
+          "the gateway", "gateway.log",
+          {exe, "serve", "--host", kHost, "--port", std::to_string(port), "--endpoints",
+           endpoints_csv, "--policy", policy, "--drain-timeout", "5s", "--admin-address", "public"},
+          {{port, "/readyz"}}))
     return fail_or_interrupt(rc);
   if (int rc = start("the async processor", "async.log",
                      {exe, "async", "--gateway", gateway_url, "--requests", requests_uri,

@@ -69,6 +69,15 @@ int RunServe(const std::vector<std::string>& args) {
     cfg.host = v;
     return std::string();
   });
+  flags.Add("admin-address", "HOST:PORT|public",
+            "where /metrics, /v1/pool and /v1/capacity are served (GET and HEAD only): a "
+            "separate listener (port 0 = a free one), or 'public' to serve them on the public "
+            "port (single-box use)",
+            defaults.admin_address, [&](const std::string& v) -> std::string {
+              if (v.empty()) return "must not be empty";
+              cfg.admin_address = v;
+              return {};
+            });
   flags.Add("port", "N", "port to listen on (0 picks a free one)", std::to_string(defaults.port),
             IntSetter(&cfg.port, 0, 65535));
   flags.Add("threads", "N", "event loops (0 = one per core)",

@@ -9,8 +9,10 @@
 // the next endpoint before any byte reached the client. Every outcome (endpoint, status, TTFT,
 // output tokens, duration) goes back to the Director and the scheduler. Every response carries
 // x-request-id and, when an endpoint was chosen, x-gateway-destination-endpoint. It also serves
-// /metrics (Prometheus text), /healthz, /readyz, a merged /v1/models, /v1/pool (every endpoint's
-// state and the flow-control queues) and /v1/capacity (the signal for async processors).
+// /healthz, /readyz and a merged /v1/models; the operator's routes — /metrics (Prometheus text),
+// /v1/pool (every endpoint's state and the flow-control queues) and /v1/capacity (the signal
+// for async processors) — are on a separate admin listener (GatewayConfig::admin_address,
+// 127.0.0.1:9090 by default), GET and HEAD only, unless it is "public".
 //
 // Threading: one event loop per thread (GatewayConfig::threads); each client connection and its
 // upstream connections live on one loop, so per-connection state needs no locks. Shared state
@@ -37,6 +39,8 @@ class Gateway {
   // Resolves the endpoints, binds the listening socket and starts the event loops.
   // Returns an error message, or empty on success.
   std::string Start();
+  // The admin listener's port (0 when the admin routes are on the public port).
+  uint16_t admin_port() const;
   // The bound port (useful with port 0).
   uint16_t port() const;
   // Serves until SIGTERM or SIGINT, then drains: stops accepting, lets in-flight requests finish

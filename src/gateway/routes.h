@@ -52,6 +52,12 @@ inline const char* RouteLabel(Route r) {
   }
 }
 
+// The operator's routes: served on the admin listener (or on the public port with
+// --admin-address public), GET and HEAD only.
+inline bool IsAdminRoute(Route r) {
+  return r == Route::kMetrics || r == Route::kPool || r == Route::kCapacity;
+}
+
 inline bool IsApiRoute(Route r) {
   return r == Route::kChat || r == Route::kCompletions || r == Route::kEmbeddings;
 }

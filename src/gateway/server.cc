@@ -71,7 +71,8 @@ struct Gateway::Impl {
         pool(cfg.endpoints),
         detector(std::make_shared<const pool::SaturationDetector>(cfg.SaturationSettings())),
         gm(registry, pool),
-        acceptor(control) {}
+        acceptor(control),
+        admin_acceptor(control) {}
 
   // ---------------------------------------------------------------- simple responses
 
@@ -131,7 +132,7 @@ struct Gateway::Impl {
     co_return true;
   }
 
-  Task<void> Session(Worker& w, Socket sock) {
+  Task<void> Session(Worker& w, Socket sock, bool admin = false) {
     beast::error_code ec;
     sock.set_option(tcp::no_delay(true), ec);
     TimedSocket stream(std::move(sock), w.deadlines);
@@ -300,7 +301,7 @@ struct Gateway::Impl {
       }
       if (in.size() == 0) in.start = in.end = 0;
       ++ctl->request_gen;
-      bool keep = co_await Handle(w, stream, ctl, head, rh, body);
+      bool keep = co_await Handle(w, stream, ctl, head, rh, body, admin);
       if (!keep) break;
     }
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -311,7 +312,8 @@ struct Gateway::Impl {
   }
 
   Task<bool> Handle(Worker& w, TimedSocket& stream, std::shared_ptr<SessionCtl>& ctl,
-                    std::string& head, const http1::RequestHead& req, std::string& body) {
+                    std::string& head, const http1::RequestHead& req, std::string& body,
+                    bool admin) {
     Nanos start = clock.Now();
     std::string_view target = req.target;
     std::string_view path = target.substr(0, target.find('?'));
@@ -329,6 +331,32 @@ struct Gateway::Impl {
     const bool is_post = req.method == "POST";
     const bool is_head = req.method == "HEAD";
     const Extra head_extra{.head_only = is_head};
+
+    // The operator's routes live on the admin listener; the admin listener serves nothing else.
+    const bool health = route == Route::kHealthz || route == Route::kReadyz;
+    if (admin && !IsAdminRoute(route) && !health) {
+      co_return co_await Write(
+          stream, http::status::not_found, keep_alive, request_id, "application/json",
+          wire::ErrorBody("the admin listener serves GET /metrics, /v1/pool, /v1/capacity, "
+                          "/healthz and /readyz; inference is on the public port",
+                          "invalid_request_error", "not_found"),
+          head_extra);
+    }
+    if (IsAdminRoute(route) && !admin && !admin_on_public) {
+      co_return co_await Write(
+          stream, http::status::not_found, keep_alive, request_id, "application/json",
+          wire::ErrorBody(std::string(path) + " is served on the admin listener (" + admin_url +
+                              "), not on the public port",
+                          "invalid_request_error", "not_found"),
+          head_extra);
+    }
+    if ((IsAdminRoute(route) || health) && !is_get && !is_head) {
+      co_return co_await Write(stream, http::status::method_not_allowed, keep_alive, request_id,
+                               "application/json",
+                               wire::ErrorBody(std::string(path) + " only accepts GET and HEAD",
+                                               "invalid_request_error", "method_not_allowed"),
+                               Extra{.allow = "GET, HEAD"});
+    }
 
     switch (route) {
       case Route::kHealthz:
@@ -541,14 +569,14 @@ struct Gateway::Impl {
 
   // ---------------------------------------------------------------- control loop
 
-  Task<void> AcceptLoop() {
+  Task<void> AcceptLoop(Acceptor& from, bool admin) {
     size_t next = 0;
     RateLimiter accept_log(1, 3);
     for (;;) {
       Worker& w = *workers[next++ % workers.size()];
-      auto [ec, sock] = co_await acceptor.async_accept(w.ioc, kTok);
+      auto [ec, sock] = co_await from.async_accept(w.ioc, kTok);
       if (ec) {
-        if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+        if (ec == net::error::operation_aborted || !from.is_open()) co_return;
         gm.accept_errors->Inc();
         if (accept_log.Allow(clock.Now())) {
           const uint64_t quiet = accept_log.TakeSuppressed();
@@ -561,13 +589,14 @@ struct Gateway::Impl {
       }
       // Counted here, not when the session starts on its loop, so a burst of connects cannot
       // slip past the cap.
-      if (active_sessions.fetch_add(1) >= max_connections) {
+      // (The admin listener is not capped with the public port: an operator can still look.)
+      if (active_sessions.fetch_add(1) >= max_connections + (admin ? 64 : 0)) {
         active_sessions.fetch_sub(1);
         gm.connections_refused->Inc();
         net::co_spawn(w.ioc, Refuse(std::move(sock)), net::detached);
         continue;
       }
-      net::co_spawn(w.ioc, Session(w, std::move(sock)), [](std::exception_ptr e) {
+      net::co_spawn(w.ioc, Session(w, std::move(sock), admin), [](std::exception_ptr e) {
         if (!e) return;
         try {
           std::rethrow_exception(e);
@@ -682,6 +711,7 @@ struct Gateway::Impl {
                    cfg.drain_timeout.count(), active_sessions.load());
       beast::error_code ec;
       acceptor.close(ec);
+      admin_acceptor.close(ec);
       for (auto& w : workers) {
         net::post(w->ioc, [wp = w.get()] {
           for (SessionState* s : wp->sessions)
@@ -727,6 +757,9 @@ struct Gateway::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   net::io_context control{1};
   Acceptor acceptor;
+  Acceptor admin_acceptor;
+  bool admin_on_public = false;
+  std::string admin_url;  // "http://host:port" of the admin listener
   std::vector<tcp::resolver::results_type> resolved;
   std::unique_ptr<Proxy> proxy;
   std::unique_ptr<pool::Scraper> scraper;
@@ -738,6 +771,7 @@ struct Gateway::Impl {
   std::atomic<uint64_t> next_request{1};
   RateLimiter error_log{20, 100};  // request-error log lines: 20/s, bursts of 100
   uint16_t bound_port = 0;
+  uint16_t admin_port = 0;
 };
 
 Gateway::Gateway(GatewayConfig cfg) : impl_(std::make_unique<Impl>(std::move(cfg))) {}
@@ -822,6 +856,33 @@ std::string Gateway::Start() {
   }
   I.bound_port = I.acceptor.local_endpoint().port();
 
+  if (I.cfg.admin_address == "public") {
+    I.admin_on_public = true;
+    I.admin_url = "http://" + I.cfg.host + ":" + std::to_string(I.bound_port);
+  } else {
+    pool::EndpointConfig a;
+    // Port 0 (a free one) is allowed here, unlike for endpoints.
+    std::string text = I.cfg.admin_address;
+    const bool any_port = text.size() > 2 && text.compare(text.size() - 2, 2, ":0") == 0;
+    if (any_port) text.replace(text.size() - 1, 1, "1");
+    if (auto err = pool::ParseEndpoint(text, &a); !err.empty())
+      return "--admin-address '" + I.cfg.admin_address + "': " + err + " (or 'public')";
+    if (any_port) a.port = 0;
+    auto admin_addr = net::ip::make_address(a.host, ec);
+    if (ec)
+      return "--admin-address '" + I.cfg.admin_address + "': use an IP address such as 127.0.0.1";
+    tcp::endpoint admin_ep(admin_addr, a.port);
+    I.admin_acceptor.open(admin_ep.protocol(), ec);
+    if (!ec) I.admin_acceptor.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) I.admin_acceptor.bind(admin_ep, ec);
+    if (!ec) I.admin_acceptor.listen(64, ec);
+    if (ec)
+      return "cannot listen on the admin address " + I.cfg.admin_address + ": " + ec.message() +
+             " (choose another with --admin-address HOST:PORT, or 'public')";
+    I.admin_port = I.admin_acceptor.local_endpoint().port();
+    I.admin_url = "http://" + a.host + ":" + std::to_string(I.admin_port);
+  }
+
   int threads =
       I.cfg.threads > 0 ? I.cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   for (int t = 0; t < threads; ++t) {
@@ -843,7 +904,9 @@ std::string Gateway::Start() {
       }
     });
   }
-  net::co_spawn(I.control, I.AcceptLoop(), net::detached);
+  net::co_spawn(I.control, I.AcceptLoop(I.acceptor, false), net::detached);
+  if (!I.admin_on_public)
+    net::co_spawn(I.control, I.AcceptLoop(I.admin_acceptor, true), net::detached);
 
   pool::ScraperConfig sc;
   sc.interval = I.cfg.scrape_interval;
@@ -880,9 +943,13 @@ std::string Gateway::Start() {
   } else {
     spdlog::info("flow control: off (requests go straight to the best endpoint)");
   }
+  spdlog::info("admin (/metrics, /v1/pool, /v1/capacity) on {}{}", I.admin_url,
+               I.admin_on_public ? " (the public port: --admin-address public)" : "");
   spdlog::info("listening on http://{}:{}", I.cfg.host, I.bound_port);
   return {};
 }
+
+uint16_t Gateway::admin_port() const { return impl_->admin_port; }
 
 uint16_t Gateway::port() const { return impl_->bound_port; }
 

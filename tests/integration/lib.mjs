@@ -160,8 +160,12 @@ export async function startUpstream({ name = 'up', models, metricsStatus, hangPo
 // Starts the gateway: `tidegate serve --host 127.0.0.1 --port 0 ...args`.
 // Resolves {port, url, proc, output(), stop()} once it logs `listening on http://127.0.0.1:<port>`.
 // `wrap` runs it under another command (e.g. ['prlimit', '--nofile=300:300', '--']).
-export async function startGateway(args = [], { timeoutMs = 10000, env, wrap = [] } = {}) {
-  const fullArgs = ['serve', '--host', '127.0.0.1', '--port', '0', ...args];
+// The admin routes (/metrics, /v1/pool, /v1/capacity) are served on the public port, as on a
+// single box, unless `adminSplit` asks for the default separate listener (on a free port:
+// `adminUrl`).
+export async function startGateway(args = [], { timeoutMs = 10000, env, wrap = [], adminSplit = false } = {}) {
+  const fullArgs = ['serve', '--host', '127.0.0.1', '--port', '0',
+    '--admin-address', adminSplit ? '127.0.0.1:0' : 'public', ...args];
   const cmd = wrap.length ? wrap[0] : GATEWAY_BIN;
   const cmdArgs = wrap.length ? [...wrap.slice(1), GATEWAY_BIN, ...fullArgs] : fullArgs;
   const { proc, output, ready } = spawnAndWait(cmd, cmdArgs, {
@@ -177,9 +181,11 @@ export async function startGateway(args = [], { timeoutMs = 10000, env, wrap = [
         `code ${code}, signal ${signal}; its output:\n${output()}\n*** end of gateway output\n`);
     }
   });
+  const am = output().match(/admin \(\/metrics, \/v1\/pool, \/v1\/capacity\) on (http:\/\/[0-9.]+:\d+)/);
   return {
     port, proc, output,
     url: `http://127.0.0.1:${port}`,
+    adminUrl: am ? am[1] : null,
     // Sends a signal on purpose (so the exit is not reported as unexpected).
     signal: (sig) => { proc.stopRequested = true; proc.kill(sig); },
     stop: () => stopProcess(proc),

@@ -83,7 +83,7 @@ describe('openai client', () => {
     for await (const m of client.models.list()) ids.push(m.id);
     // Each fake upstream lists its models, then the behaviour models it also serves.
     assert.deepEqual(ids.sort(),
-      ['die-mid-stream', 'error-500', 'fake-model', 'model-a', 'model-b', 'slow-headers', 'slow-stream']);
+      ['die-mid-event', 'die-mid-stream', 'error-500', 'fake-model', 'model-a', 'model-b', 'slow-headers', 'slow-stream']);
   });
 
   it('an upstream 500 surfaces as an APIError with status 500', T, async () => {

@@ -78,7 +78,7 @@ describe('proxy', () => {
     const ids = r.json.data.map((m) => m.id);
     // Each fake upstream lists its models, then the behaviour models it also serves.
     assert.deepEqual([...ids].sort(),
-      ['die-mid-stream', 'error-500', 'fake-model', 'model-a', 'model-b', 'slow-headers', 'slow-stream'], r.body);
+      ['die-mid-event', 'die-mid-stream', 'error-500', 'fake-model', 'model-a', 'model-b', 'slow-headers', 'slow-stream'], r.body);
     for (const m of r.json.data) assert.equal(m.object, 'model');
     assert.ok(r.headers['x-request-id'], 'x-request-id on /v1/models');
   });
