@@ -459,8 +459,8 @@ struct Processor::Impl {
 
   http::Headers BuildHeaders(const Item& item) {
     http::Headers headers;
-    headers.reserve(item.req.headers.size() + 2);
-    bool has_objective = false, has_id = false;
+    headers.reserve(item.req.headers.size() + 3);
+    bool has_objective = false, has_id = false, has_authorization = false;
     for (const auto& [k, v] : item.req.headers) {
       if (!MessageHeaderAllowed(k)) {
         std::string lower = k;
@@ -476,8 +476,11 @@ struct Processor::Impl {
       if (boost::iequals(k, wire::kObjective) || boost::iequals(k, wire::kObjectiveAlias))
         has_objective = true;
       if (boost::iequals(k, wire::kRequestId)) has_id = true;
+      if (boost::iequals(k, "authorization")) has_authorization = true;
       headers.emplace_back(k, v);
     }
+    if (!cfg.api_key.empty() && !has_authorization)
+      headers.emplace_back("authorization", "Bearer " + cfg.api_key);
     if (!has_objective) headers.emplace_back(wire::kObjective, cfg.objective);
     if (!has_id) headers.emplace_back(wire::kRequestId, item.req.id);
     return headers;

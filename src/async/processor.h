@@ -79,6 +79,8 @@ struct ProcessorConfig {
   // (x-gateway-inference-objective and its llm-d alias), authorization, proxy-authorization and
   // x-request-id. Lower-case names. (Hop-by-hop headers are refused when a message is parsed.)
   std::vector<std::string> allow_message_headers;
+  // The processor's own API key for the gateway (sent as Authorization: Bearer); "" = none.
+  std::string api_key;
 
   std::string Validate() const;  // an error message, or empty
 };

@@ -1,6 +1,7 @@
 // `tidegate async`: flags and config file → ProcessorConfig → Processor.
 #include <yaml-cpp/yaml.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <set>
 
@@ -158,6 +159,15 @@ int RunAsync(const std::vector<std::string>& args) {
             d.objective, [&](const std::string& v) {
               cfg.objective = v;
               return std::string();
+            });
+  flags.Add("api-key-env", "VAR",
+            "environment variable holding the processor's API key for the gateway (sent as "
+            "Authorization: Bearer; the gateway's --api-keys names its tenant)",
+            "none", [&](const std::string& v) -> std::string {
+              const char* key = std::getenv(v.c_str());
+              if (!key || !*key) return "environment variable " + v + " is not set";
+              cfg.api_key = key;
+              return {};
             });
   flags.Add("gateway-admin", "URL",
             "the gateway's admin listener, for /v1/capacity (default: the --gateway URL when it "

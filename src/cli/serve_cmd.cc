@@ -69,6 +69,14 @@ int RunServe(const std::vector<std::string>& args) {
     cfg.host = v;
     return std::string();
   });
+  flags.Add("api-keys", "FILE",
+            "API keys and their tenants (YAML: keys: [{tenant, key_env, objectives, rate, burst, "
+            "concurrency}]); without it the gateway does not authenticate. Reloaded on SIGHUP",
+            "none", [&](const std::string& v) -> std::string {
+              if (v.empty()) return "must not be empty";
+              cfg.api_keys_file = v;
+              return {};
+            });
   flags.Add("admin-address", "HOST:PORT|public",
             "where /metrics, /v1/pool and /v1/capacity are served (GET and HEAD only): a "
             "separate listener (port 0 = a free one), or 'public' to serve them on the public "

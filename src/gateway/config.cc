@@ -156,6 +156,7 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (g["forward_priority"]) cfg->forward_priority = g["forward_priority"].as<bool>();
       if (g["max_connections"]) cfg->max_connections = g["max_connections"].as<int>();
       if (g["admin_address"]) cfg->admin_address = g["admin_address"].as<std::string>();
+      if (g["api_keys"]) cfg->api_keys_file = g["api_keys"].as<std::string>();
       if (g["ttfb_slo_factor"]) cfg->ttfb_slo_factor = g["ttfb_slo_factor"].as<double>();
       if (auto od = g["outlier_detection"]) {
         if (auto err = CheckKeys(od, "'gateway.outlier_detection'",

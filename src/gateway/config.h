@@ -59,6 +59,8 @@ struct GatewayConfig {
   // Where /metrics, /v1/pool and /v1/capacity are served: "HOST:PORT" (port 0 = a free one),
   // or "public" for the public port (single-box use; the demo does this).
   std::string admin_address = "127.0.0.1:9090";
+  // API keys and their tenants (auth/keys.h); "" = no authentication. Reloaded on SIGHUP.
+  std::string api_keys_file;
   // Request bodies held in memory by all connections together; a body that would go over it
   // is refused (503) before it is read. Each body is also bounded by max_body_bytes.
   uint64_t max_buffered_bytes = 1ull << 30;

@@ -50,6 +50,12 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
                                   "Bytes of request bodies held in memory now (bounded by "
                                   "--max-buffered-bytes)")
                         .With({});
+  auth_rejections = &registry.AddCounter(
+      "tidegate_auth_rejections_total",
+      "Requests refused by API-key checks, by tenant ('-' when no valid key) and reason "
+      "(missing_api_key, invalid_api_key, objective_not_allowed, rate_limited, "
+      "concurrency_limited)",
+      {"tenant", "reason"});
   client_connections =
       &registry.AddGauge("tidegate_client_connections", "Client connections open now").With({});
   client_disconnects =

@@ -32,6 +32,7 @@ struct GatewayMetrics {
   metrics::Counter* client_disconnects;
   metrics::Counter* connections_refused;  // over the connection cap
   metrics::Family<metrics::Counter>* ejections;
+  metrics::Family<metrics::Counter>* auth_rejections;  // {tenant, reason}
   metrics::Counter* accept_errors;
   metrics::Gauge* client_connections;
   metrics::Gauge* buffered_bytes;  // request bodies held now

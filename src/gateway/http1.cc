@@ -107,6 +107,7 @@ constexpr KnownName kKnownNames[] = {
     {"x-slo-tpot-ms", Known::kSloTpotMs},
     {"x-llm-d-slo-tpot-ms", Known::kSloTpotMsAlias},
     {"x-llm-d-inference-ttl", Known::kTtlMs},
+    {"authorization", Known::kAuthorization},
 };
 
 // Character classes, by table: tchar (RFC 9110 token characters) and field-value characters.
@@ -311,7 +312,7 @@ HeadStatus ParseRequestHead(std::string_view in, RequestHead* out) {
   const char* err = ScanFields(head, &f, [&](std::string_view name, std::string_view value) {
     // The headers the gateway reads: dispatch on the first letter, then the table.
     const char c0 = static_cast<char>(name[0] | 0x20);
-    if (name.size() < 4 || (c0 != 'x' && c0 != 'h' && c0 != 'e')) return;
+    if (name.size() < 4 || (c0 != 'x' && c0 != 'h' && c0 != 'e' && c0 != 'a')) return;
     for (const KnownName& k : kKnownNames) {
       if (k.name.size() == name.size() && detail::IEquals(name, k.name)) {
         auto& slot = out->known[static_cast<size_t>(k.id)];

@@ -71,6 +71,7 @@ enum class Known : uint8_t {
   kSloTpotMs,
   kSloTpotMsAlias,
   kTtlMs,
+  kAuthorization,
   kCount
 };
 

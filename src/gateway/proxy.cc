@@ -51,6 +51,7 @@ Task<bool> WriteResponse(TimedSocket& s, http::status status, bool keep_alive,
   }
   if (extra.retry_after >= 0) res.set(http::field::retry_after, std::to_string(extra.retry_after));
   if (extra.allow) res.set(http::field::allow, extra.allow);
+  if (extra.www_authenticate) res.set(http::field::www_authenticate, extra.www_authenticate);
   res.keep_alive(keep_alive);
   res.body() = std::move(body);
   res.prepare_payload();
@@ -201,14 +202,17 @@ void Proxy::BuildUpstreamHead(const Call& call, const http1::RequestHead& req, s
   h.clear();
   h.append(req.method).append(" "sv).append(req.target).append(" HTTP/1.1\r\nHost: "sv);
   h.append(ep.address()).append("\r\n"sv);
-  http1::ForEachEndToEndHeader(req, [&h](std::string_view name, std::string_view value) {
-    using http1::detail::IEquals;
-    if ((name.size() == 4 && IEquals(name, "host")) ||
-        (name.size() == 6 && IEquals(name, "expect")) ||
-        (name.size() == wire::kRequestId.size() && IEquals(name, wire::kRequestId)))
-      return;
-    h.append(name).append(": "sv).append(value).append("\r\n"sv);
-  });
+  const bool strip_auth = call.strip_authorization;
+  http1::ForEachEndToEndHeader(
+      req, [&h, strip_auth](std::string_view name, std::string_view value) {
+        using http1::detail::IEquals;
+        if (strip_auth && name.size() == 13 && IEquals(name, "authorization")) return;
+        if ((name.size() == 4 && IEquals(name, "host")) ||
+            (name.size() == 6 && IEquals(name, "expect")) ||
+            (name.size() == wire::kRequestId.size() && IEquals(name, wire::kRequestId)))
+          return;
+        h.append(name).append(": "sv).append(value).append("\r\n"sv);
+      });
   h.append(wire::kRequestId).append(": "sv).append(call.request_id).append("\r\n"sv);
   h.append("Content-Length: "sv);
   AppendNumber(h, body_bytes);

@@ -42,6 +42,7 @@ struct Extra {
   int retry_after = -1;
   const pool::Endpoint* endpoint = nullptr;
   const char* allow = nullptr;
+  const char* www_authenticate = nullptr;
   bool head_only = false;  // answering a HEAD request: headers (with Content-Length), no body
 };
 
@@ -60,6 +61,9 @@ struct Call {
   // An HTTP/1.0 client: a body of unknown length is sent close-delimited (no chunked coding,
   // which HTTP/1.0 does not have), and the connection then closes.
   bool http10 = false;
+  // The client authenticated to the gateway: its Authorization header is not forwarded.
+  bool strip_authorization = false;
+  std::string_view tenant = {};  // the API key's tenant ("" without keys)
   // How long each attempt waits for the response head (ttfb_timeout, or the SLO bound).
   std::chrono::milliseconds ttfb_timeout{120'000};
   pool::Endpoint* endpoint = nullptr;

@@ -2,6 +2,7 @@
 // Director's decisions carried out (waiting at the gateway, refusals, proxying through
 // gateway/proxy.h). With proxy.cc, the only translation units of the gateway that include
 // Boost.Beast; see gateway.h for the contract.
+#include <fmt/ranges.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -11,6 +12,7 @@
 #include <functional>
 #include <optional>
 
+#include "auth/keys.h"
 #include "common/clock.h"
 #include "common/fd_limit.h"
 #include "common/rate_limit.h"
@@ -384,9 +386,50 @@ struct Gateway::Impl {
         break;
     }
 
+    // API keys: who is calling, as which tenant, with which objective, within its limits.
+    std::shared_ptr<auth::KeyTable> key_table;
+    auth::CheckResult authr;
+    if (IsApiRoute(route) || route == Route::kModels) key_table = keys.load();
+    if (key_table) {
+      std::string_view objective =
+          Header(req, http1::Known::kObjective, http1::Known::kObjectiveAlias);
+      if (objective.empty()) objective = cfg.default_objective;
+      auto known = cfg.objectives.find(std::string(objective.empty() ? "standard" : objective));
+      // An unknown objective is the Director's 400; a models listing names none.
+      const bool check_objective = IsApiRoute(route) && known != cfg.objectives.end();
+      authr = key_table->Check(req.Get(http1::Known::kAuthorization),
+                               objective.empty() ? "standard" : objective,
+                               check_objective ? known->second : 0, clock.Now(), check_objective);
+      if (authr.verdict != auth::Verdict::kOk) {
+        gm.auth_rejections
+            ->With({authr.tenant ? authr.tenant->config().tenant : std::string("-"),
+                    std::string(auth::VerdictCode(authr.verdict))})
+            .Inc();
+        Extra ex;
+        ex.retry_after = authr.retry_after_s;
+        if (auth::VerdictStatus(authr.verdict) == 401) ex.www_authenticate = "Bearer";
+        const std::string_view type =
+            auth::VerdictStatus(authr.verdict) == 401   ? "authentication_error"
+            : auth::VerdictStatus(authr.verdict) == 403 ? "permission_error"
+                                                        : "rate_limit_error";
+        co_return co_await Write(
+            stream, static_cast<http::status>(auth::VerdictStatus(authr.verdict)), keep_alive,
+            request_id, "application/json",
+            wire::ErrorBody(authr.message, type, auth::VerdictCode(authr.verdict)), ex);
+      }
+    }
+    struct SlotRelease {
+      const auth::CheckResult& r;
+      ~SlotRelease() { auth::KeyTable::Release(r); }
+    } release{authr};
+
     gm.in_flight->Add(1);
     Call call{w, stream, ctl, head, request_id, route, false, keep_alive, start, is_head};
     call.http10 = req.http10;
+    if (authr.tenant) {
+      call.tenant = authr.tenant->config().tenant;
+      call.strip_authorization = true;
+    }
     bool keep = false;
     if (route == Route::kOther) {
       keep = co_await proxy->WriteError(call, http::status::not_found,
@@ -460,7 +503,9 @@ struct Gateway::Impl {
     using K = http1::Known;
     v.session_id = req.Get(K::kSessionId);
     v.objective = Header(req, K::kObjective, K::kObjectiveAlias);
-    v.fairness_id = Header(req, K::kFairnessId, K::kFairnessIdAlias);
+    // With API keys the tenant is the key's, whatever the client's header says.
+    v.fairness_id =
+        call.tenant.empty() ? Header(req, K::kFairnessId, K::kFairnessIdAlias) : call.tenant;
     v.slo_ttft_ms = Header(req, K::kSloTtftMs, K::kSloTtftMsAlias);
     v.slo_tpot_ms = Header(req, K::kSloTpotMs, K::kSloTpotMsAlias);
     v.ttl_ms = req.Get(K::kTtlMs);
@@ -767,6 +812,25 @@ struct Gateway::Impl {
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
   int max_connections = 0;  // set in Start()
+  // API keys (--api-keys); null = no authentication. Swapped whole on SIGHUP; a request keeps
+  // the table it was checked against until it ends.
+  std::atomic<std::shared_ptr<auth::KeyTable>> keys;
+
+  // Re-reads --api-keys; a file that does not parse leaves the old keys in force.
+  void ReloadKeys() {
+    if (cfg.api_keys_file.empty()) {
+      spdlog::info("SIGHUP: no --api-keys file to reload");
+      return;
+    }
+    std::shared_ptr<auth::KeyTable> t;
+    if (auto err = auth::LoadKeyFile(cfg.api_keys_file, &t); !err.empty()) {
+      spdlog::error("SIGHUP: keeping the current API keys: {}", err);
+      return;
+    }
+    spdlog::info("SIGHUP: API keys reloaded: {} key(s) for {} tenant(s)", t->size(),
+                 t->TenantNames().size());
+    keys.store(std::move(t));
+  }
   BodyBudget body_budget;
   std::atomic<uint64_t> next_request{1};
   RateLimiter error_log{20, 100};  // request-error log lines: 20/s, bursts of 100
@@ -819,6 +883,14 @@ std::string Gateway::Start() {
       std::make_unique<Proxy>(I.cfg, I.clock, I.pool, *I.director, I.gm, I.draining, I.resolved);
 
   I.body_budget.limit = static_cast<int64_t>(I.cfg.max_buffered_bytes);
+  if (!I.cfg.api_keys_file.empty()) {
+    std::shared_ptr<auth::KeyTable> t;
+    if (auto err = auth::LoadKeyFile(I.cfg.api_keys_file, &t); !err.empty())
+      return "--api-keys: " + err;
+    spdlog::info("API keys: {} key(s) for tenants {}; requests without a valid key get 401",
+                 t->size(), fmt::join(t->TenantNames(), ", "));
+    I.keys.store(std::move(t));
+  }
   // Descriptors: raise the soft limit, then cap client connections below it, keeping a reserve
   // for the control plane (scrapes, health checks, logs) so it keeps working when clients
   // would exhaust them.
@@ -945,6 +1017,11 @@ std::string Gateway::Start() {
   }
   spdlog::info("admin (/metrics, /v1/pool, /v1/capacity) on {}{}", I.admin_url,
                I.admin_on_public ? " (the public port: --admin-address public)" : "");
+  if (!I.keys.load() && !addr.is_loopback())
+    spdlog::warn(
+        "listening on {} without API keys: anyone who can reach port {} can use the "
+        "model servers (and set any objective); give --api-keys FILE",
+        I.cfg.host, I.bound_port);
   spdlog::info("listening on http://{}:{}", I.cfg.host, I.bound_port);
   return {};
 }
@@ -958,10 +1035,15 @@ void Gateway::BeginDrain() { impl_->BeginDrain(); }
 int Gateway::RunUntilSignal() {
   auto& I = *impl_;
   ::signal(SIGPIPE, SIG_IGN);
-  net::signal_set signals(I.control, SIGINT, SIGTERM);
+  net::signal_set signals(I.control, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const beast::error_code&, int)> on_signal;
   on_signal = [&](const beast::error_code& ec, int sig) {
     if (ec) return;
+    if (sig == SIGHUP) {
+      I.ReloadKeys();
+      signals.async_wait(on_signal);
+      return;
+    }
     if (I.draining.load()) {
       spdlog::warn("second signal: stopping now");
       for (auto& w : I.workers) w->ioc.stop();
