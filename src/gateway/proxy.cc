@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "gateway/http1.h"
+#include "gateway/sse.h"
 #include "gateway/wire.h"
 #include "wire/errors.h"
 #include "wire/wire.h"
@@ -380,19 +381,8 @@ namespace {
 
 // Counts what a relayed body chunk says about output tokens: SSE data events other than
 // [DONE], or the usage.completion_tokens of a JSON body.
-void CountTokens(std::string_view chunk, bool sse, int64_t* tokens) {
-  if (sse) {
-    int64_t n = 0;
-    for (size_t pos = chunk.find("data:"); pos != std::string_view::npos;
-         pos = chunk.find("data:", pos + 5)) {
-      if (pos > 0 && chunk[pos - 1] != '\n') continue;
-      std::string_view rest = chunk.substr(pos + 5);
-      while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-      if (!rest.starts_with("[DONE]")) ++n;
-    }
-    if (n > 0) *tokens = std::max<int64_t>(0, *tokens) + n;
-    return;
-  }
+// The usage figure of a JSON answer: its last "completion_tokens".
+void CountJsonTokens(std::string_view chunk, int64_t* tokens) {
   constexpr std::string_view kKey = "\"completion_tokens\":";
   size_t pos = chunk.rfind(kKey);
   if (pos == std::string_view::npos) return;
@@ -419,9 +409,9 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   const bool to_client_chunked = unknown_length && !call.http10;
   const bool close_delimited = unknown_length && call.http10;
   keep = call.keep_alive && !draining_.load() && !close_delimited;
-  // SSE framing as relayed so far: how many line ends the bytes sent end with (ignoring CRs).
-  // Two or more = at an event boundary; an error event may only start there.
-  int sse_newlines = 2;
+  // The SSE stream as relayed so far: its data events (output tokens) and whether it stands at
+  // an event boundary (an error event may only start there).
+  SseScanner sse_scan;
 
   // The response head, serialised by hand into the session's reusable buffer.
   std::string& h = call.head;
@@ -522,7 +512,12 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
           call.ttft = clock_.Now() - call.start;
           if (call.stream) m_.ttft->Observe(ToSeconds(call.ttft));
         }
-        if (sse || json) CountTokens(std::string_view(data, got), sse, &call.output_tokens);
+        if (sse) {
+          sse_scan.Feed(std::string_view(data, got));
+          if (sse_scan.DataEvents() > 0) call.output_tokens = sse_scan.DataEvents();
+        } else if (json) {
+          CountJsonTokens(std::string_view(data, got), &call.output_tokens);
+        }
       }
       // Backpressure: the next upstream read starts only after this client write completes.
       boost::container::static_vector<net::const_buffer, 5> out;
@@ -535,12 +530,6 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
           out.push_back(net::buffer(kCrlf));
         } else {
           out.push_back(net::buffer(data, got));
-        }
-        if (sse) {
-          int n = 0;
-          size_t i = got;
-          while (i > 0 && (data[i - 1] == '\n' || data[i - 1] == '\r')) n += data[--i] == '\n';
-          sse_newlines = i == 0 ? sse_newlines + n : n;
         }
       }
       if (done && to_client_chunked) out.push_back(net::buffer(kLastChunk));
@@ -599,7 +588,8 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
                         " (" + fail_ec.message() + ")",
                     "upstream_error",
                     IsTimeout(fail_ec) ? "upstream_stream_timeout" : "upstream_disconnected");
-      if (sse_newlines < 2) event.insert(0, sse_newlines == 1 ? "\n" : "\n\n");
+      if (!sse_scan.AtEventBoundary())
+        event.insert(0, sse_scan.TrailingNewlines() == 1 ? "\n" : "\n\n");
       char size_line[24];
       beast::error_code ec;
       if (close_delimited) {
