@@ -5,7 +5,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench bench-sim bench-async format clean asan tsan fuzz
+.PHONY: all deps build test demo bench bench-sim bench-async format clean asan tsan fuzz fuzz-deep
 
 all: build
 
@@ -67,6 +67,18 @@ fuzz:
 	cmake --build build-fuzz -j $(JOBS)
 	for f in build-fuzz/*_fuzz; do n=$$(basename $$f _fuzz); mkdir -p fuzz/corpus/$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/$$n || exit 1; done
+
+# Fuzzing at depth: every target for FUZZ_RUNS executions (new inputs go to build-fuzz/corpus/,
+# the committed corpus is read as seeds); the last line of each run is its record.
+FUZZ_RUNS ?= 10000000
+fuzz-deep:
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+	  -DTIDEGATE_FUZZ=ON -DTIDEGATE_TESTS=OFF -DTIDEGATE_BENCH=OFF
+	cmake --build build-fuzz -j $(JOBS)
+	for f in build-fuzz/*_fuzz; do n=$$(basename $$f _fuzz); mkdir -p build-fuzz/corpus/$$n; \
+	  $$f -runs=$(FUZZ_RUNS) -print_final_stats=1 build-fuzz/corpus/$$n fuzz/corpus/$$n 2>&1 | \
+	  grep -E 'Done|stat::number_of_executed_units|stat::average_exec_per_sec|ERROR|SUMMARY' | \
+	  sed "s/^/$$n: /" || exit 1; done
 
 format:
 	find src tests/unit bench -name '*.cc' -o -name '*.h' | xargs clang-format -i

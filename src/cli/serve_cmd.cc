@@ -77,6 +77,18 @@ int RunServe(const std::vector<std::string>& args) {
               cfg.api_keys_file = v;
               return {};
             });
+  flags.Add("tls-cert", "FILE",
+            "serve HTTPS on the public port with this PEM certificate chain (with --tls-key; TLS "
+            "1.2 with ECDHE AEAD suites, or 1.3; reloaded on SIGHUP)",
+            "none", [&](const std::string& v) -> std::string {
+              cfg.tls_cert = v;
+              return {};
+            });
+  flags.Add("tls-key", "FILE", "the PEM private key of --tls-cert", "none",
+            [&](const std::string& v) -> std::string {
+              cfg.tls_key = v;
+              return {};
+            });
   flags.Add("admin-address", "HOST:PORT|public",
             "where /metrics, /v1/pool and /v1/capacity are served (GET and HEAD only): a "
             "separate listener (port 0 = a free one), or 'public' to serve them on the public "

@@ -157,6 +157,8 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (g["max_connections"]) cfg->max_connections = g["max_connections"].as<int>();
       if (g["admin_address"]) cfg->admin_address = g["admin_address"].as<std::string>();
       if (g["api_keys"]) cfg->api_keys_file = g["api_keys"].as<std::string>();
+      if (g["tls_cert"]) cfg->tls_cert = g["tls_cert"].as<std::string>();
+      if (g["tls_key"]) cfg->tls_key = g["tls_key"].as<std::string>();
       if (g["ttfb_slo_factor"]) cfg->ttfb_slo_factor = g["ttfb_slo_factor"].as<double>();
       if (auto od = g["outlier_detection"]) {
         if (auto err = CheckKeys(od, "'gateway.outlier_detection'",

@@ -61,6 +61,8 @@ struct GatewayConfig {
   std::string admin_address = "127.0.0.1:9090";
   // API keys and their tenants (auth/keys.h); "" = no authentication. Reloaded on SIGHUP.
   std::string api_keys_file;
+  // TLS on the public listener: a PEM certificate chain and its key (reloaded on SIGHUP).
+  std::string tls_cert, tls_key;
   // Request bodies held in memory by all connections together; a body that would go over it
   // is refused (503) before it is read. Each body is also bounded by max_body_bytes.
   uint64_t max_buffered_bytes = 1ull << 30;

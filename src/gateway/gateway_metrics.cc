@@ -56,6 +56,11 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
       "(missing_api_key, invalid_api_key, objective_not_allowed, rate_limited, "
       "concurrency_limited)",
       {"tenant", "reason"});
+  tls_handshake_failures = &registry
+                                .AddCounter("tidegate_tls_handshake_failures_total",
+                                            "Client connections whose TLS handshake failed or "
+                                            "timed out")
+                                .With({});
   client_connections =
       &registry.AddGauge("tidegate_client_connections", "Client connections open now").With({});
   client_disconnects =

@@ -35,6 +35,7 @@ struct GatewayMetrics {
   metrics::Family<metrics::Counter>* auth_rejections;  // {tenant, reason}
   metrics::Counter* accept_errors;
   metrics::Gauge* client_connections;
+  metrics::Counter* tls_handshake_failures;
   metrics::Gauge* buffered_bytes;  // request bodies held now
   std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation,
       endpoint_ejected;

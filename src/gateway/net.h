@@ -14,6 +14,7 @@
 #pragma once
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
@@ -45,6 +46,7 @@ template <typename T = void>
 using Task = net::awaitable<T, Executor>;
 using Socket = net::basic_stream_socket<tcp, Executor>;
 using Acceptor = net::basic_socket_acceptor<tcp, Executor>;
+using TlsStream = net::ssl::stream<Socket&>;
 using Timer = net::basic_waitable_timer<std::chrono::steady_clock,
                                         net::wait_traits<std::chrono::steady_clock>, Executor>;
 inline constexpr auto kTok = net::as_tuple(net::use_awaitable_t<Executor>{});
@@ -85,15 +87,23 @@ class TimedSocket {
   TimedSocket& operator=(const TimedSocket&) = delete;
 
   executor_type get_executor() { return sock_.get_executor(); }
+  // Reads and writes go through TLS once StartTls() was called (both forms complete the same
+  // way, so every caller is the same code).
   template <typename Buffers, typename Token>
   auto async_read_some(const Buffers& b, Token&& t) {
+    if (tls_) return tls_->async_read_some(b, std::forward<Token>(t));
     return sock_.async_read_some(b, std::forward<Token>(t));
   }
   template <typename Buffers, typename Token>
   auto async_write_some(const Buffers& b, Token&& t) {
+    if (tls_) return tls_->async_write_some(b, std::forward<Token>(t));
     return sock_.async_write_some(b, std::forward<Token>(t));
   }
   Socket& socket() { return sock_; }
+  // Layers TLS over the socket (the handshake is the caller's: tls()->async_handshake). `ctx`
+  // must outlive the socket.
+  void StartTls(net::ssl::context& ctx) { tls_ = std::make_unique<TlsStream>(sock_, ctx); }
+  TlsStream* tls() { return tls_.get(); }
 
   void expires_after(std::chrono::milliseconds d) {
     deadline_ns_ = SteadyNowNs() + std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
@@ -109,6 +119,7 @@ class TimedSocket {
  private:
   friend class DeadlineSet;
   Socket sock_;
+  std::unique_ptr<TlsStream> tls_;  // after sock_: it refers to it
   DeadlineSet& set_;
   int64_t deadline_ns_ = 0;
   bool fired_ = false;

@@ -138,6 +138,22 @@ struct Gateway::Impl {
     beast::error_code ec;
     sock.set_option(tcp::no_delay(true), ec);
     TimedSocket stream(std::move(sock), w.deadlines);
+    // TLS on the public port: the handshake is bounded by the header timeout. The context is
+    // held for the connection's life (a SIGHUP swaps in a new one for new connections).
+    std::shared_ptr<net::ssl::context> tls = admin ? nullptr : tls_ctx.load();
+    if (tls) {
+      stream.StartTls(*tls);
+      stream.expires_after(cfg.header_timeout);
+      auto [hec] = co_await stream.tls()->async_handshake(net::ssl::stream_base::server, kTok);
+      stream.expires_never();
+      if (hec) {
+        gm.tls_handshake_failures->Inc();
+        spdlog::debug("TLS handshake failed: {}", hec.message());
+        stream.socket().close(ec);
+        active_sessions.fetch_sub(1);
+        co_return;
+      }
+    }
     auto ctl = std::make_shared<SessionCtl>(w.ioc.get_executor());
     SessionState state{&stream, false, ctl};
     ReadBuffer in(kClientBufBytes);
@@ -706,6 +722,11 @@ struct Gateway::Impl {
   // Answers a connection over the cap with a complete 503 and closes it: the client learns why
   // at once, instead of hanging in the listen backlog.
   Task<void> Refuse(Socket sock) {
+    if (tls_ctx.load()) {  // no plaintext on a TLS port: just close
+      beast::error_code ig;
+      sock.close(ig);
+      co_return;
+    }
     const std::string body =
         wire::ErrorBody("the gateway is at its limit of " + std::to_string(max_connections) +
                             " client connections; retry shortly",
@@ -816,6 +837,42 @@ struct Gateway::Impl {
   // the table it was checked against until it ends.
   std::atomic<std::shared_ptr<auth::KeyTable>> keys;
 
+  // The public listener's TLS (--tls-cert/--tls-key); null = plain HTTP.
+  std::atomic<std::shared_ptr<net::ssl::context>> tls_ctx;
+
+  // A TLS server context: TLS 1.2 with forward-secret AEAD suites, or TLS 1.3.
+  static std::string MakeTlsContext(const std::string& cert, const std::string& key,
+                                    std::shared_ptr<net::ssl::context>* out) {
+    auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_server);
+    beast::error_code ec;
+    ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                         net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                         net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use,
+                     ec);
+    SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(ctx->native_handle(),
+                            "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!RC4:!3DES");
+    ctx->use_certificate_chain_file(cert, ec);
+    if (ec) return "cannot use the certificate " + cert + ": " + ec.message();
+    ctx->use_private_key_file(key, net::ssl::context::pem, ec);
+    if (ec) return "cannot use the private key " + key + ": " + ec.message();
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
+      return "the private key " + key + " does not match the certificate " + cert;
+    *out = std::move(ctx);
+    return {};
+  }
+
+  void ReloadTls() {
+    if (cfg.tls_cert.empty()) return;
+    std::shared_ptr<net::ssl::context> ctx;
+    if (auto err = MakeTlsContext(cfg.tls_cert, cfg.tls_key, &ctx); !err.empty()) {
+      spdlog::error("SIGHUP: keeping the current TLS certificate: {}", err);
+      return;
+    }
+    tls_ctx.store(std::move(ctx));
+    spdlog::info("SIGHUP: TLS certificate reloaded from {}", cfg.tls_cert);
+  }
+
   // Re-reads --api-keys; a file that does not parse leaves the old keys in force.
   void ReloadKeys() {
     if (cfg.api_keys_file.empty()) {
@@ -883,6 +940,14 @@ std::string Gateway::Start() {
       std::make_unique<Proxy>(I.cfg, I.clock, I.pool, *I.director, I.gm, I.draining, I.resolved);
 
   I.body_budget.limit = static_cast<int64_t>(I.cfg.max_buffered_bytes);
+  if (I.cfg.tls_cert.empty() != I.cfg.tls_key.empty())
+    return "--tls-cert and --tls-key go together";
+  if (!I.cfg.tls_cert.empty()) {
+    std::shared_ptr<net::ssl::context> ctx;
+    if (auto err = Impl::MakeTlsContext(I.cfg.tls_cert, I.cfg.tls_key, &ctx); !err.empty())
+      return "TLS: " + err;
+    I.tls_ctx.store(std::move(ctx));
+  }
   if (!I.cfg.api_keys_file.empty()) {
     std::shared_ptr<auth::KeyTable> t;
     if (auto err = auth::LoadKeyFile(I.cfg.api_keys_file, &t); !err.empty())
@@ -1022,7 +1087,8 @@ std::string Gateway::Start() {
         "listening on {} without API keys: anyone who can reach port {} can use the "
         "model servers (and set any objective); give --api-keys FILE",
         I.cfg.host, I.bound_port);
-  spdlog::info("listening on http://{}:{}", I.cfg.host, I.bound_port);
+  spdlog::info("listening on {}://{}:{}", I.tls_ctx.load() ? "https" : "http", I.cfg.host,
+               I.bound_port);
   return {};
 }
 
@@ -1041,6 +1107,7 @@ int Gateway::RunUntilSignal() {
     if (ec) return;
     if (sig == SIGHUP) {
       I.ReloadKeys();
+      I.ReloadTls();
       signals.async_wait(on_signal);
       return;
     }

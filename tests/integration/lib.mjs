@@ -169,7 +169,7 @@ export async function startGateway(args = [], { timeoutMs = 10000, env, wrap = [
   const cmd = wrap.length ? wrap[0] : GATEWAY_BIN;
   const cmdArgs = wrap.length ? [...wrap.slice(1), GATEWAY_BIN, ...fullArgs] : fullArgs;
   const { proc, output, ready } = spawnAndWait(cmd, cmdArgs, {
-    re: /listening on http:\/\/127\.0\.0\.1:(\d+)/, what: `gateway (${GATEWAY_BIN} ${fullArgs.join(' ')})`,
+    re: /listening on https?:\/\/127\.0\.0\.1:(\d+)/, what: `gateway (${GATEWAY_BIN} ${fullArgs.join(' ')})`,
     timeoutMs, env,
   });
   const m = await readyOrStop(proc, ready);
