@@ -5,7 +5,7 @@
 // can check what the gateway forwards and how it relays answers, errors and streams.
 //
 //   node tests/fake_upstream.mjs --port 0 --name up1 [--models m1,m2] [--metrics-status N]
-//                                [--hang-posts] [--exit-on-stdin-close]
+//                                [--hang-posts] [--tls-cert PEM --tls-key PEM] [--exit-on-stdin-close]
 //
 // Binds 127.0.0.1 only and prints exactly one line on stdout once listening: `LISTENING <port>`.
 // With --exit-on-stdin-close it exits when its stdin reaches EOF, so a test runner that dies
@@ -31,6 +31,8 @@
 //   slow-headers    nothing at all is sent for 3000 ms, then a normal answer
 //   error-500       500 with an OpenAI-style error body
 import http from 'node:http';
+import https from 'node:https';
+import fs from 'node:fs';
 
 function parseArgs(argv) {
   const opts = { port: 0, name: 'upstream', models: ['fake-model'], metricsStatus: 0, hangPosts: false, exitOnStdinClose: false };
@@ -45,6 +47,8 @@ function parseArgs(argv) {
     else if (a === '--models') opts.models = next().split(',').map((s) => s.trim()).filter(Boolean);
     else if (a === '--metrics-status') opts.metricsStatus = Number(next());
     else if (a === '--hang-posts') opts.hangPosts = true;
+    else if (a === '--tls-cert') opts.tlsCert = next();
+    else if (a === '--tls-key') opts.tlsKey = next();
     else if (a === '--exit-on-stdin-close') opts.exitOnStdinClose = true;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -268,7 +272,7 @@ const INFERENCE_PATHS = {
   '/v1/embeddings': 'embeddings',
 };
 
-const server = http.createServer((req, res) => {
+const handler = (req, res) => {
   const path = (req.url || '/').split('?')[0];
   const kind = INFERENCE_PATHS[path];
   if (kind && req.method === 'POST') {
@@ -297,14 +301,17 @@ const server = http.createServer((req, res) => {
   }
   req.resume();
   sendJson(res, 404, errorBody(`fake upstream: no route for ${req.method} ${path}`, 'invalid_request_error', 'not_found'));
-});
+};
+const server = opts.tlsCert
+  ? https.createServer({ cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey) }, handler)
+  : http.createServer(handler);
 
 // Keep idle keep-alive connections around longer than Node's 5 s default so that the gateway's
 // pooled connections are not closed under it in the middle of a test run.
 server.keepAliveTimeout = 60_000;
 server.headersTimeout = 65_000;
 server.requestTimeout = 0;
-server.on('connection', (socket) => socket.setNoDelay(true));
+server.on(opts.tlsCert ? 'secureConnection' : 'connection', (socket) => socket.setNoDelay(true));
 
 server.listen(opts.port, '127.0.0.1', () => {
   process.stdout.write(`LISTENING ${server.address().port}\n`);

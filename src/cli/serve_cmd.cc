@@ -89,6 +89,22 @@ int RunServe(const std::vector<std::string>& args) {
               cfg.tls_key = v;
               return {};
             });
+  flags.Add("upstream-ca", "FILE",
+            "PEM CA bundle to verify https:// endpoints with (default: the system's store)",
+            "system", [&](const std::string& v) -> std::string {
+              cfg.upstream_tls.ca_file = v;
+              return {};
+            });
+  flags.Add("upstream-cert", "FILE", "client certificate (PEM) for https:// endpoints", "none",
+            [&](const std::string& v) -> std::string {
+              cfg.upstream_tls.cert_file = v;
+              return {};
+            });
+  flags.Add("upstream-key", "FILE", "the PEM key of --upstream-cert", "none",
+            [&](const std::string& v) -> std::string {
+              cfg.upstream_tls.key_file = v;
+              return {};
+            });
   flags.Add("admin-address", "HOST:PORT|public",
             "where /metrics, /v1/pool and /v1/capacity are served (GET and HEAD only): a "
             "separate listener (port 0 = a free one), or 'public' to serve them on the public "

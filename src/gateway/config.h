@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "control/director.h"
+#include "http/client.h"
 #include "pool/endpoint.h"
 #include "pool/saturation.h"
 
@@ -63,6 +64,9 @@ struct GatewayConfig {
   std::string api_keys_file;
   // TLS on the public listener: a PEM certificate chain and its key (reloaded on SIGHUP).
   std::string tls_cert, tls_key;
+  // For https:// endpoints: the CA to verify them with ("" = the system store) and an
+  // optional client certificate.
+  ::tidegate::http::TlsOptions upstream_tls;
   // Request bodies held in memory by all connections together; a body that would go over it
   // is refused (503) before it is read. Each body is also bounded by max_body_bytes.
   uint64_t max_buffered_bytes = 1ull << 30;

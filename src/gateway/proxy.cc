@@ -125,6 +125,31 @@ Proxy::Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::
       draining_(draining),
       resolved_(resolved) {}
 
+std::string Proxy::InitUpstreamTls() {
+  bool any = false;
+  for (size_t i = 0; i < pool_.size(); ++i) any |= pool_.at(i).config().tls;
+  if (!any) return {};
+  auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
+  beast::error_code ec;
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  const ::tidegate::http::TlsOptions& o = cfg_.upstream_tls;
+  if (o.ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(o.ca_file, ec);
+  }
+  if (ec) return "cannot load the upstream CA " + o.ca_file + ": " + ec.message();
+  if (!o.cert_file.empty()) {
+    ctx->use_certificate_chain_file(o.cert_file, ec);
+    if (!ec) ctx->use_private_key_file(o.key_file, net::ssl::context::pem, ec);
+    if (ec)
+      return "cannot use the upstream client certificate " + o.cert_file + ": " + ec.message();
+  }
+  ctx->set_verify_mode(net::ssl::verify_peer);
+  upstream_tls_ = std::move(ctx);
+  return {};
+}
+
 Task<bool> Proxy::WriteError(Call& call, http::status status, std::string_view message,
                              std::string_view type, std::string_view code, Extra extra) {
   call.status = static_cast<int>(status);
@@ -193,6 +218,25 @@ Task<std::pair<std::unique_ptr<UpConn>, Proxy::AttemptResult>> Proxy::Connect(Wo
   }
   beast::error_code ig;
   conn->stream.socket().set_option(tcp::no_delay(true), ig);
+  if (ep.config().tls && upstream_tls_) {
+    // https:// endpoint: verify its certificate for its host name (or IP), within the connect
+    // timeout.
+    conn->stream.StartTls(*upstream_tls_);
+    TlsStream& tls = *conn->stream.tls();
+    const std::string& host = ep.config().host;
+    (void)net::ip::make_address(host, ig);
+    if (ig) SSL_set_tlsext_host_name(tls.native_handle(), host.c_str());
+    tls.set_verify_callback(net::ssl::host_name_verification(host));
+    conn->stream.expires_after(cfg_.connect_timeout);
+    auto [hec] = co_await tls.async_handshake(net::ssl::stream_base::client, kTok);
+    conn->stream.expires_never();
+    if (hec) {
+      ep.RecordConnectFailure(clock_.Now());
+      UpstreamError(ep, "tls_handshake", hec.message());
+      co_return std::pair{nullptr, AttemptResult{Outcome::kConnectFailed,
+                                                 "TLS handshake failed (" + hec.message() + ")"}};
+    }
+  }
   co_return std::pair{std::move(conn), AttemptResult{Outcome::kDone, {}}};
 }
 

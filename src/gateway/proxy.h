@@ -97,6 +97,9 @@ class Proxy {
   Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::Director& director,
         GatewayMetrics& metrics, const std::atomic<bool>& draining,
         const std::vector<tcp::resolver::results_type>& resolved);
+  // Builds the TLS client context for https:// endpoints (from cfg.upstream_tls); "" or an
+  // error naming the file.
+  std::string InitUpstreamTls();
 
   Task<bool> Serve(Call& call, const http1::RequestHead& req, const std::string& body,
                    const sched::PickResult& pick);
@@ -141,6 +144,7 @@ class Proxy {
   GatewayMetrics& m_;
   const std::atomic<bool>& draining_;
   const std::vector<tcp::resolver::results_type>& resolved_;
+  std::unique_ptr<net::ssl::context> upstream_tls_;  // null unless an endpoint is https://
 };
 
 }  // namespace tidegate::gateway

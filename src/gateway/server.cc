@@ -938,6 +938,7 @@ std::string Gateway::Start() {
   }
   I.proxy =
       std::make_unique<Proxy>(I.cfg, I.clock, I.pool, *I.director, I.gm, I.draining, I.resolved);
+  if (auto err = I.proxy->InitUpstreamTls(); !err.empty()) return "TLS: " + err;
 
   I.body_budget.limit = static_cast<int64_t>(I.cfg.max_buffered_bytes);
   if (I.cfg.tls_cert.empty() != I.cfg.tls_key.empty())
@@ -1048,6 +1049,7 @@ std::string Gateway::Start() {
   pool::ScraperConfig sc;
   sc.interval = I.cfg.scrape_interval;
   sc.timeout = I.cfg.stale_after;
+  sc.tls = I.cfg.upstream_tls;
   for (size_t i = 0; i < I.pool.size(); ++i) {
     const std::string& name = I.pool.at(i).config().engine;
     const std::string& engine = name.empty() ? I.cfg.default_engine : name;
@@ -1057,7 +1059,7 @@ std::string Gateway::Start() {
       std::make_unique<pool::Scraper>(I.control.get_executor(), I.pool, std::move(sc), I.clock,
                                       I.registry, [&I] { I.director->Poke(I.clock.Now()); });
   I.prober = std::make_unique<pool::Prober>(I.control.get_executor(), I.pool,
-                                            Nanos(I.cfg.health_interval));
+                                            Nanos(I.cfg.health_interval), I.cfg.upstream_tls);
   I.prober->Start();
   I.scraper->Start();
   net::co_spawn(I.control, I.TickLoop(), net::detached);

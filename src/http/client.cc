@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -31,21 +32,25 @@ std::string ErrorText(const beast::error_code& ec) {
 }  // namespace
 
 std::string Url::ToString() const {
-  return "http://" + host + ":" + std::to_string(port) + base_path;
+  return (tls ? "https://" : "http://") + host + ":" + std::to_string(port) + base_path;
 }
 
 bool ParseHttpUrl(std::string_view url, Url* out, std::string* error) {
   std::string_view rest = url;
-  if (rest.rfind("http://", 0) != 0) {
-    *error = "'" + std::string(url) + "' is not an http:// URL (expected http://HOST[:PORT])";
+  const bool tls = rest.rfind("https://", 0) == 0;
+  if (!tls && rest.rfind("http://", 0) != 0) {
+    *error = "'" + std::string(url) +
+             "' is not an http:// or https:// URL (expected http://HOST[:PORT])";
     return false;
   }
-  rest.remove_prefix(7);
+  rest.remove_prefix(tls ? 8 : 7);
   size_t slash = rest.find('/');
   std::string_view hostport = rest.substr(0, slash);
   std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash);
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
   Url u;
+  u.tls = tls;
+  if (tls) u.port = 443;
   size_t colon = hostport.rfind(':');
   if (colon != std::string_view::npos && hostport.find(']') == std::string_view::npos) {
     std::string_view p = hostport.substr(colon + 1);
@@ -74,9 +79,43 @@ bool ParseHttpUrl(std::string_view url, Url* out, std::string* error) {
 struct Conn {
   explicit Conn(net::any_io_executor ex) : stream(ex) {}
   beast::tcp_stream stream;
+  std::unique_ptr<net::ssl::stream<beast::tcp_stream&>> tls;  // https: over `stream`
   beast::flat_buffer buf;
   SteadyTime idle_since{};
 };
+
+// Runs one Beast operation on the connection's stream, TLS or plain (both complete alike).
+template <typename Op>
+auto OnStream(Conn& c, Op&& op) {
+  if (c.tls) return op(*c.tls);
+  return op(c.stream);
+}
+
+std::shared_ptr<net::ssl::context> MakeClientTls(const TlsOptions& o, std::string* error) {
+  auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+  beast::error_code ec;
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  if (o.ca_file.empty()) {
+    ctx->set_default_verify_paths(ec);
+  } else {
+    ctx->load_verify_file(o.ca_file, ec);
+  }
+  if (ec) {
+    *error =
+        "cannot load the CA " + (o.ca_file.empty() ? "store" : o.ca_file) + ": " + ec.message();
+    return nullptr;
+  }
+  if (!o.cert_file.empty()) {
+    ctx->use_certificate_chain_file(o.cert_file, ec);
+    if (!ec) ctx->use_private_key_file(o.key_file, net::ssl::context::pem, ec);
+    if (ec) {
+      *error = "cannot use the client certificate " + o.cert_file + ": " + ec.message();
+      return nullptr;
+    }
+  }
+  ctx->set_verify_mode(net::ssl::verify_peer);
+  return ctx;
+}
 
 // A pooled connection idle for longer than this is dropped instead of reused: servers close
 // idle keep-alive connections (tidegate after 75 s, nginx after 75 s, many after 60 s), and a
@@ -84,10 +123,13 @@ struct Conn {
 constexpr auto kMaxIdleAge = std::chrono::seconds(30);
 
 struct Client::Impl {
-  Impl(net::any_io_executor e, Url u, size_t m)
+  Impl(net::any_io_executor e, Url u, size_t m, TlsOptions t)
       : ex(e), url(std::move(u)), max_idle(m), resolver(e) {
     host_header = url.host + ":" + std::to_string(url.port);
+    if (url.tls) tls_ctx = MakeClientTls(t, &tls_error);
   }
+  std::shared_ptr<net::ssl::context> tls_ctx;
+  std::string tls_error;
   net::any_io_executor ex;
   Url url;
   size_t max_idle;
@@ -121,12 +163,32 @@ struct Client::Impl {
       co_return nullptr;
     }
     c->stream.socket().set_option(tcp::no_delay(true));
+    if (url.tls) {
+      if (!tls_ctx) {
+        resp->error = "TLS to " + host_header + ": " + tls_error;
+        resp->connect_failed = true;
+        co_return nullptr;
+      }
+      c->tls = std::make_unique<net::ssl::stream<beast::tcp_stream&>>(c->stream, *tls_ctx);
+      beast::error_code ig;
+      (void)net::ip::make_address(url.host, ig);
+      const bool is_ip = !ig;
+      if (!is_ip) SSL_set_tlsext_host_name(c->tls->native_handle(), url.host.c_str());
+      c->tls->set_verify_callback(net::ssl::host_name_verification(url.host));
+      auto [hec] = co_await c->tls->async_handshake(net::ssl::stream_base::client, kTok);
+      if (hec) {
+        resp->error = "TLS handshake with " + host_header + ": " + ErrorText(hec);
+        resp->timed_out = hec == beast::error::timeout;
+        resp->connect_failed = true;
+        co_return nullptr;
+      }
+    }
     co_return c;
   }
 };
 
-Client::Client(net::any_io_executor ex, Url url, size_t max_idle)
-    : impl_(std::make_unique<Impl>(ex, std::move(url), max_idle)) {}
+Client::Client(net::any_io_executor ex, Url url, size_t max_idle, TlsOptions tls)
+    : impl_(std::make_unique<Impl>(ex, std::move(url), max_idle, std::move(tls))) {}
 Client::~Client() = default;
 const Url& Client::url() const { return impl_->url; }
 
@@ -187,7 +249,8 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
     }
     c->stream.expires_at(req.deadline);
     resp.sent = std::chrono::steady_clock::now();
-    auto [wec, wn] = co_await bhttp::async_write(c->stream, msg, kTok);
+    auto [wec, wn] =
+        co_await OnStream(*c, [&](auto& s) { return bhttp::async_write(s, msg, kTok); });
     if (wec) {
       if (reused && attempt == 0 && wec != beast::error::timeout) continue;  // stale keep-alive
       resp.error = "writing the request to " + im.host_header + ": " + ErrorText(wec);
@@ -200,7 +263,8 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
     } else {
       parser.body_limit(boost::none);
     }
-    auto [hec, hn] = co_await bhttp::async_read_header(c->stream, c->buf, parser, kTok);
+    auto [hec, hn] = co_await OnStream(
+        *c, [&](auto& s) { return bhttp::async_read_header(s, c->buf, parser, kTok); });
     if (hec) {
       if (reused && attempt == 0 && hec != beast::error::timeout &&
           (hec == bhttp::error::end_of_stream || hec == net::error::connection_reset ||
@@ -216,7 +280,8 @@ awaitable<ClientResponse> Client::Send(ClientRequest req) {
     bool sse = resp.content_type.rfind("text/event-stream", 0) == 0;
     size_t scan = 0;
     while (!parser.is_done()) {
-      auto [ec, n] = co_await bhttp::async_read_some(c->stream, c->buf, parser, kTok);
+      auto [ec, n] = co_await OnStream(
+          *c, [&](auto& s) { return bhttp::async_read_some(s, c->buf, parser, kTok); });
       if (ec) {
         resp.error =
             ec == bhttp::error::body_limit

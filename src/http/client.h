@@ -2,8 +2,11 @@
 // async processor, the benchmark driver): keep-alive, TCP_NODELAY, deadlines, SSE timing.
 //
 // Contract:
-//  * ParseHttpUrl() accepts "http://HOST[:PORT][/base]" (no https: these talk to a local gateway
-//    or model server on the same host or network) and fails with a message naming the URL.
+//  * ParseHttpUrl() accepts "http://HOST[:PORT][/base]" and "https://..." (port 443 by default)
+//    and fails with a message naming the URL. An https URL is spoken over TLS 1.2+ with the
+//    server's certificate verified against TlsOptions::ca_file (the system store when empty) and
+//    its name checked against HOST (an IP or a DNS name); SNI is sent for DNS names. A
+//    certificate that does not verify fails the connect.
 //  * Client::Send() performs one exchange on a pooled keep-alive connection (a new one when none
 //    is idle), never past ClientRequest::deadline (connect, write and the whole read). A stale
 //    pooled connection that fails before any response byte is retried once on a fresh one. The
@@ -39,7 +42,14 @@ struct Url {
   std::string host;
   uint16_t port = 80;
   std::string base_path;  // "" or "/prefix" (no trailing slash)
+  bool tls = false;       // https
   std::string ToString() const;
+};
+
+// For https: whom to trust, and an optional client certificate (PEM files).
+struct TlsOptions {
+  std::string ca_file;              // "" = the system's trust store
+  std::string cert_file, key_file;  // client certificate, both or neither
 };
 bool ParseHttpUrl(std::string_view url, Url* out, std::string* error);
 
@@ -73,7 +83,7 @@ struct ClientResponse {
 
 class Client {
  public:
-  Client(boost::asio::any_io_executor ex, Url url, size_t max_idle = 64);
+  Client(boost::asio::any_io_executor ex, Url url, size_t max_idle = 64, TlsOptions tls = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

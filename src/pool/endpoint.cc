@@ -7,7 +7,12 @@ namespace tidegate::pool {
 
 std::string ParseEndpoint(const std::string& text, EndpointConfig* out) {
   std::string s = text;
+  bool tls = false;
   if (s.rfind("http://", 0) == 0) s = s.substr(7);
+  if (s.rfind("https://", 0) == 0) {
+    s = s.substr(8);
+    tls = true;
+  }
   while (!s.empty() && s.back() == '/') s.pop_back();
   if (s.empty()) return "empty endpoint";
   std::string host, port;
@@ -30,6 +35,7 @@ std::string ParseEndpoint(const std::string& text, EndpointConfig* out) {
     return "port must be 1..65535";
   out->host = host;
   out->port = static_cast<uint16_t>(value);
+  out->tls = tls;
   return {};
 }
 

@@ -39,6 +39,7 @@ struct EndpointConfig {
   std::string engine = {};
   uint16_t metrics_port = 0;      // 0 = the engine's default (usually the inference port)
   std::string metrics_path = {};  // "" = the engine's default
+  bool tls = false;               // an https:// endpoint: requests, metrics and probes over TLS
   std::string Address() const { return host + ":" + std::to_string(port); }
 };
 
@@ -51,7 +52,8 @@ struct MetricsSource {
   std::string warning;          // why (empty when the metrics are read)
 };
 
-// Parses "host:port" (IPv6 as "[::1]:8000"). Returns an error message or empty on success.
+// Parses "host:port" (IPv6 as "[::1]:8000"), optionally after "http://" or "https://" (then
+// `tls`). Returns an error message or empty on success.
 std::string ParseEndpoint(const std::string& text, EndpointConfig* out);
 
 // The scalar part of the latest metrics snapshot, read lock-free.

@@ -18,12 +18,14 @@ namespace net = boost::asio;
 using std::chrono::milliseconds;
 
 struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
-  Impl(net::any_io_executor e, Pool& p, Nanos i) : ex(std::move(e)), pool(p), interval(i) {}
+  Impl(net::any_io_executor e, Pool& p, Nanos i, http::TlsOptions t)
+      : ex(std::move(e)), pool(p), interval(i), tls(std::move(t)) {}
 
   net::awaitable<void> Loop(size_t i) {
     auto self = shared_from_this();
     Endpoint& ep = pool.at(i);
-    http::Client client(ex, http::Url{ep.config().host, ep.config().port, ""}, 1);
+    http::Client client(ex, http::Url{ep.config().host, ep.config().port, "", ep.config().tls}, 1,
+                        tls);
     net::steady_timer timer(ex);
     const bool health = interval.count() > 0;
     const Nanos period = health ? interval : Nanos(std::chrono::seconds(5));
@@ -93,12 +95,13 @@ struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
   net::any_io_executor ex;
   Pool& pool;
   Nanos interval;
+  http::TlsOptions tls;
   std::atomic<bool> stopped{false};
   std::atomic<size_t> tried{0};
 };
 
-Prober::Prober(net::any_io_executor ex, Pool& pool, Nanos interval)
-    : impl_(std::make_shared<Impl>(std::move(ex), pool, interval)) {}
+Prober::Prober(net::any_io_executor ex, Pool& pool, Nanos interval, http::TlsOptions tls)
+    : impl_(std::make_shared<Impl>(std::move(ex), pool, interval, std::move(tls))) {}
 
 Prober::~Prober() { Stop(); }
 

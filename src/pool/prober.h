@@ -17,13 +17,14 @@
 #include <memory>
 
 #include "common/clock.h"
+#include "http/client.h"
 #include "pool/endpoint.h"
 
 namespace tidegate::pool {
 
 class Prober {
  public:
-  Prober(boost::asio::any_io_executor ex, Pool& pool, Nanos interval);
+  Prober(boost::asio::any_io_executor ex, Pool& pool, Nanos interval, http::TlsOptions tls = {});
   ~Prober();
   void Start();
   void Stop();

@@ -89,7 +89,9 @@ struct Scraper::Impl : std::enable_shared_from_this<Scraper::Impl> {
     }
     http::Client& For(uint16_t port) {
       auto& c = clients[port];
-      if (!c) c = std::make_unique<http::Client>(impl.ex, http::Url{ep.config().host, port, ""}, 1);
+      if (!c)
+        c = std::make_unique<http::Client>(
+            impl.ex, http::Url{ep.config().host, port, "", ep.config().tls}, 1, impl.cfg.tls);
       return *c;
     }
   };

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "http/client.h"
 #include "metrics/registry.h"
 #include "pool/endpoint.h"
 #include "pool/engine_metrics.h"
@@ -51,6 +52,7 @@ struct ScraperConfig {
   Nanos timeout = std::chrono::seconds(2);
   Nanos recheck = std::chrono::seconds(10);    // how often an in-flight-only endpoint is re-read
   std::vector<std::optional<Engine>> engines;  // per endpoint; nullopt = auto
+  http::TlsOptions tls;                        // for https:// endpoints
 };
 
 class Scraper {

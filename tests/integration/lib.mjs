@@ -137,9 +137,10 @@ async function readyOrStop(proc, ready) {
   }
 }
 
-export async function startUpstream({ name = 'up', models, metricsStatus, hangPosts } = {}) {
+export async function startUpstream({ name = 'up', models, metricsStatus, hangPosts, tls } = {}) {
   const args = [FAKE_UPSTREAM, '--port', '0', '--name', name, '--exit-on-stdin-close'];
   if (hangPosts) args.push('--hang-posts');
+  if (tls) args.push('--tls-cert', tls.cert, '--tls-key', tls.key);
   if (models && models.length) args.push('--models', models.join(','));
   if (metricsStatus) args.push('--metrics-status', String(metricsStatus));
   const { proc, output, ready } = spawnAndWait(process.execPath, args, {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { startUpstream, startGateway, stopAll, request, rawExchange, waitFor } from './lib.mjs';
+import { startUpstream, startGateway, stopAll, request, rawExchange, waitFor, postJson } from './lib.mjs';
 
 const T = { timeout: 30_000 };
 after(stopAll);
@@ -96,5 +96,31 @@ describe('TLS on the public listener', () => {
     t.after(() => up.stop());
     await assert.rejects(startGateway(['--endpoints', up.endpoint, '--tls-cert', a.cert, '--tls-key', b.key]),
       /key values mismatch|does not match the certificate/);
+  });
+
+  it('https:// endpoints: requests, health checks and metrics over TLS, verified against --upstream-ca', T, async (t) => {
+    const ca = makeCerts('up');
+    const other = makeCerts('other');
+    const up = await startUpstream({ name: 'tls-up', models: ['fake-model'], tls: ca });
+    t.after(() => up.stop());
+    const gw = await startGateway(['--endpoints', `https://${up.endpoint}`, '--upstream-ca', ca.ca,
+      '--health-interval', '200ms']);
+    t.after(() => gw.stop());
+    const r = await postJson(gw.url, '/v1/chat/completions', JSON.parse(body));
+    assert.equal(r.status, 200, r.body);
+    assert.match(r.body, /hello from tls-up/);
+    // The prober read /v1/models over TLS, and the scraper got an answer (a 404: no metrics).
+    await waitFor(async () => {
+      const e = (await request(gw.url, { path: '/v1/pool' })).json.endpoints[0];
+      return e.models.includes('fake-model') && e.metrics === 'in-flight only';
+    }, { timeoutMs: 5000, what: 'models and metrics read over TLS' });
+
+    // Verified against another CA, the same server is refused.
+    const gw2 = await startGateway(['--endpoints', `https://${up.endpoint}`, '--upstream-ca', other.ca]);
+    t.after(() => gw2.stop());
+    const bad = await postJson(gw2.url, '/v1/chat/completions', JSON.parse(body));
+    assert.ok(bad.status === 502 || bad.status === 503, `${bad.status} ${bad.body}`);
+    assert.match(bad.body, /TLS handshake failed|no model server endpoint/);
+    assert.match(gw2.output(), /tls_handshake/);
   });
 });
