@@ -5,7 +5,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test demo bench bench-sim bench-async format clean asan tsan fuzz fuzz-deep
+.PHONY: all deps build test demo bench bench-sim bench-async format clean asan tsan fuzz fuzz-deep chaos
 
 all: build
 
@@ -68,13 +68,19 @@ fuzz:
 	for f in build-fuzz/*_fuzz; do n=$$(basename $$f _fuzz); mkdir -p fuzz/corpus/$$n; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/$$n || exit 1; done
 
+# The chaos run (tests/chaos/chaos.mjs): faults under real-time and async traffic; make test runs
+# the --short version.
+chaos: build
+	node tests/chaos/chaos.mjs --report build/chaos-report.json
+
 # Fuzzing at depth: every target for FUZZ_RUNS executions (new inputs go to build-fuzz/corpus/,
 # the committed corpus is read as seeds); the last line of each run is its record.
 FUZZ_RUNS ?= 10000000
+FUZZ_TARGETS = $(patsubst fuzz/%.cc,%,$(wildcard fuzz/*_fuzz.cc))
 fuzz-deep:
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
 	  -DTIDEGATE_FUZZ=ON -DTIDEGATE_TESTS=OFF -DTIDEGATE_BENCH=OFF
-	cmake --build build-fuzz -j $(JOBS)
+	cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
 	for f in build-fuzz/*_fuzz; do n=$$(basename $$f _fuzz); mkdir -p build-fuzz/corpus/$$n; \
 	  $$f -runs=$(FUZZ_RUNS) -print_final_stats=1 build-fuzz/corpus/$$n fuzz/corpus/$$n 2>&1 | \
 	  grep -E 'Done|stat::number_of_executed_units|stat::average_exec_per_sec|ERROR|SUMMARY' | \
