@@ -19,6 +19,22 @@ BodyInfo InspectBody(std::string& body, bool require_model) {
     body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
   simdjson::dom::element doc;
   auto err = parser.parse(body.data(), body.size(), false).get(doc);
+  thread_local bool in_fallback = false;
+  if (err == simdjson::NUMBER_ERROR && !in_fallback) {
+    // An integer beyond 64 bits is valid JSON (Python's json, in the engine, takes it) but a
+    // NUMBER_ERROR to this simdjson; when the body is otherwise valid, read
+    // the fields from a copy in which such numbers are floats; the body itself goes on as sent.
+    // (The copy keeps the last of duplicate keys, as the engine does.)
+    auto j = nlohmann::ordered_json::parse(body, nullptr, false);
+    if (!j.is_discarded()) {
+      thread_local std::string copy;
+      copy = j.dump();
+      in_fallback = true;
+      BodyInfo r = InspectBody(copy, require_model);
+      in_fallback = false;
+      return r;
+    }
+  }
   if (err) {
     info.error = std::string("the request body is not valid JSON: ") + simdjson::error_message(err);
     info.code = "invalid_json";

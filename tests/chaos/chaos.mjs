@@ -29,7 +29,7 @@ const args = process.argv.slice(2);
 const SHORT = args.includes('--short');
 const reportFile = args.includes('--report') ? args[args.indexOf('--report') + 1] : null;
 const S = SHORT ? 0.35 : 1;  // time scale of the schedule
-const ASYNC_N = SHORT ? 300 : 900;
+const ASYNC_N = SHORT ? 300 : 1800;
 const RT_WORKERS = 3;
 const RT_TIMEOUT_MS = 20_000;
 

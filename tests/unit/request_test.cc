@@ -81,6 +81,19 @@ TEST(ApplyPriority, AClientCanOnlyLowerItsOwnPriority) {
   EXPECT_EQ(apply(R"({"model":"m"})", false, -10), R"({"model":"m"})");
 }
 
+TEST(InspectBody, IntegersBeyond64BitsAreValidJson) {
+  std::string body = R"({"model":"m","seed":184467440737095516160,"stream":true,"prompt":"hello"})";
+  const std::string sent = body;
+  auto info = InspectBody(body);
+  EXPECT_EQ(info.error, "");
+  EXPECT_EQ(info.model, "m");
+  EXPECT_TRUE(info.stream);
+  EXPECT_EQ(info.prompt, "hello");
+  EXPECT_EQ(body, sent);  // forwarded as sent
+  std::string bad = R"({"model":"m","seed":184467440737095516160,})";
+  EXPECT_EQ(InspectBody(bad).code, "invalid_json");
+}
+
 TEST(ErrorBody, EscapesMessage) {
   EXPECT_EQ(wire::ErrorBody("bad \"x\"\n", "t", "c"),
             R"({"error":{"message":"bad \"x\"\n","type":"t","code":"c"}})");
