@@ -286,7 +286,11 @@ TEST(HttpUrlTest, ParsesHostPortAndBasePath) {
   EXPECT_EQ(u.port, 80);
   EXPECT_EQ(u.base_path, "/prefix");
   EXPECT_EQ(u.ToString(), "http://gw.local:80/prefix");
-  EXPECT_FALSE(http::ParseHttpUrl("https://x", &u, &error));
+  ASSERT_TRUE(http::ParseHttpUrl("https://x", &u, &error)) << error;
+  EXPECT_TRUE(u.tls);
+  EXPECT_EQ(u.port, 443);
+  EXPECT_EQ(u.ToString(), "https://x:443");
+  EXPECT_FALSE(http::ParseHttpUrl("ftp://x", &u, &error));
   EXPECT_NE(error.find("http://"), std::string::npos);
   EXPECT_FALSE(http::ParseHttpUrl("http://x:0", &u, &error));
   EXPECT_FALSE(http::ParseHttpUrl("http://x:99999", &u, &error));
