@@ -12,6 +12,7 @@ PKGS=(
   prometheus
   chromium  # headless, for tests/integration/report_html.test.mjs
   haproxy   # the benchmark's baseline, tested by tests/integration/bench_haproxy.test.mjs
+  openssl curl util-linux  # tls.test.mjs makes certificates and calls curl; limits uses prlimit
 )
 if [[ "${1:-}" == "--bench" ]]; then PKGS+=(nginx wrk); fi
 
