@@ -10,6 +10,7 @@
 #include "gateway/http1.h"
 #include "gateway/sse.h"
 #include "gateway/wire.h"
+#include "http/tls.h"
 #include "wire/errors.h"
 #include "wire/wire.h"
 
@@ -129,23 +130,9 @@ std::string Proxy::InitUpstreamTls() {
   bool any = false;
   for (size_t i = 0; i < pool_.size(); ++i) any |= pool_.at(i).config().tls;
   if (!any) return {};
-  auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_client);
-  beast::error_code ec;
-  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-  const ::tidegate::http::TlsOptions& o = cfg_.upstream_tls;
-  if (o.ca_file.empty()) {
-    ctx->set_default_verify_paths(ec);
-  } else {
-    ctx->load_verify_file(o.ca_file, ec);
-  }
-  if (ec) return "cannot load the upstream CA " + o.ca_file + ": " + ec.message();
-  if (!o.cert_file.empty()) {
-    ctx->use_certificate_chain_file(o.cert_file, ec);
-    if (!ec) ctx->use_private_key_file(o.key_file, net::ssl::context::pem, ec);
-    if (ec)
-      return "cannot use the upstream client certificate " + o.cert_file + ": " + ec.message();
-  }
-  ctx->set_verify_mode(net::ssl::verify_peer);
+  std::string err;
+  auto ctx = ::tidegate::http::MakeClientTlsContext(cfg_.upstream_tls, &err);
+  if (!ctx) return "upstream TLS: " + err;
   upstream_tls_ = std::move(ctx);
   return {};
 }

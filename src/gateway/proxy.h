@@ -144,7 +144,7 @@ class Proxy {
   GatewayMetrics& m_;
   const std::atomic<bool>& draining_;
   const std::vector<tcp::resolver::results_type>& resolved_;
-  std::unique_ptr<net::ssl::context> upstream_tls_;  // null unless an endpoint is https://
+  std::shared_ptr<net::ssl::context> upstream_tls_;  // null unless an endpoint is https://
 };
 
 }  // namespace tidegate::gateway

@@ -200,10 +200,7 @@ struct Gateway::Impl {
               msg = "the request head did not arrive within the header timeout (" +
                     FormatDuration(cfg.header_timeout) + ")";
             } else {
-              msg =
-                  "the client stopped sending in the middle of the request head for longer "
-                  "than the client idle timeout (" +
-                  FormatDuration(cfg.client_idle_timeout) + ")";
+              msg = IdleTimeoutMessage("head");
             }
             co_await ErrorAndClose(stream, http::status::request_timeout, std::move(msg),
                                    "request_timeout");
@@ -308,10 +305,7 @@ struct Gateway::Impl {
         // The client left, or went silent in the middle of its body: say so when it is still
         // there to hear it.
         if (stream.timed_out()) {
-          std::string msg =
-              "the client stopped sending in the middle of the request body for longer than the "
-              "client idle timeout (" +
-              FormatDuration(cfg.client_idle_timeout) + ")";
+          std::string msg = IdleTimeoutMessage("body");
           co_await ErrorAndClose(stream, http::status::request_timeout, std::move(msg),
                                  "request_timeout");
         }
@@ -717,6 +711,13 @@ struct Gateway::Impl {
     const double bound = std::max(1000.0, cfg.ttfb_slo_factor * slo_ms);
     if (bound >= static_cast<double>(cfg.ttfb_timeout.count())) return cfg.ttfb_timeout;
     return std::chrono::milliseconds(static_cast<int64_t>(bound));
+  }
+
+  // The 408 text for a client that went silent inside a request's head or body.
+  std::string IdleTimeoutMessage(std::string_view part) const {
+    return "the client stopped sending in the middle of the request " + std::string(part) +
+           " for longer than the client idle timeout (" + FormatDuration(cfg.client_idle_timeout) +
+           ")";
   }
 
   // Answers a connection over the cap with a complete 503 and closes it: the client learns why

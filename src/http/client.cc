@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <charconv>
 
+#include "http/tls.h"
 #include "wire/wire.h"
 
 namespace tidegate::http {
@@ -91,7 +92,7 @@ auto OnStream(Conn& c, Op&& op) {
   return op(c.stream);
 }
 
-std::shared_ptr<net::ssl::context> MakeClientTls(const TlsOptions& o, std::string* error) {
+std::shared_ptr<net::ssl::context> MakeClientTlsContext(const TlsOptions& o, std::string* error) {
   auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
   beast::error_code ec;
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
@@ -126,7 +127,7 @@ struct Client::Impl {
   Impl(net::any_io_executor e, Url u, size_t m, TlsOptions t)
       : ex(e), url(std::move(u)), max_idle(m), resolver(e) {
     host_header = url.host + ":" + std::to_string(url.port);
-    if (url.tls) tls_ctx = MakeClientTls(t, &tls_error);
+    if (url.tls) tls_ctx = MakeClientTlsContext(t, &tls_error);
   }
   std::shared_ptr<net::ssl::context> tls_ctx;
   std::string tls_error;
