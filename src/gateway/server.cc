@@ -140,7 +140,8 @@ struct Gateway::Impl {
     TimedSocket stream(std::move(sock), w.deadlines);
     // TLS on the public port: the handshake is bounded by the header timeout. The context is
     // held for the connection's life (a SIGHUP swaps in a new one for new connections).
-    std::shared_ptr<net::ssl::context> tls = admin ? nullptr : tls_ctx.load();
+    // (tls_on is fixed at start: no atomic shared_ptr load, which takes a lock, without TLS.)
+    std::shared_ptr<net::ssl::context> tls = admin || !tls_on ? nullptr : tls_ctx.load();
     if (tls) {
       stream.StartTls(*tls);
       stream.expires_after(cfg.header_timeout);
@@ -399,7 +400,7 @@ struct Gateway::Impl {
     // API keys: who is calling, as which tenant, with which objective, within its limits.
     std::shared_ptr<auth::KeyTable> key_table;
     auth::CheckResult authr;
-    if (IsApiRoute(route) || route == Route::kModels) key_table = keys.load();
+    if (keys_on && (IsApiRoute(route) || route == Route::kModels)) key_table = keys.load();
     if (key_table) {
       std::string_view objective =
           Header(req, http1::Known::kObjective, http1::Known::kObjectiveAlias);
@@ -723,7 +724,7 @@ struct Gateway::Impl {
   // Answers a connection over the cap with a complete 503 and closes it: the client learns why
   // at once, instead of hanging in the listen backlog.
   Task<void> Refuse(Socket sock) {
-    if (tls_ctx.load()) {  // no plaintext on a TLS port: just close
+    if (tls_on) {  // no plaintext on a TLS port: just close
       beast::error_code ig;
       sock.close(ig);
       co_return;
@@ -840,6 +841,8 @@ struct Gateway::Impl {
 
   // The public listener's TLS (--tls-cert/--tls-key); null = plain HTTP.
   std::atomic<std::shared_ptr<net::ssl::context>> tls_ctx;
+  bool tls_on = false;   // set in Start(); a reload only swaps the context
+  bool keys_on = false;  // set in Start(): --api-keys given
 
   // A TLS server context: TLS 1.2 with forward-secret AEAD suites, or TLS 1.3.
   static std::string MakeTlsContext(const std::string& cert, const std::string& key,
@@ -949,6 +952,7 @@ std::string Gateway::Start() {
     if (auto err = Impl::MakeTlsContext(I.cfg.tls_cert, I.cfg.tls_key, &ctx); !err.empty())
       return "TLS: " + err;
     I.tls_ctx.store(std::move(ctx));
+    I.tls_on = true;
   }
   if (!I.cfg.api_keys_file.empty()) {
     std::shared_ptr<auth::KeyTable> t;
@@ -957,6 +961,7 @@ std::string Gateway::Start() {
     spdlog::info("API keys: {} key(s) for tenants {}; requests without a valid key get 401",
                  t->size(), fmt::join(t->TenantNames(), ", "));
     I.keys.store(std::move(t));
+    I.keys_on = true;
   }
   // Descriptors: raise the soft limit, then cap client connections below it, keeping a reserve
   // for the control plane (scrapes, health checks, logs) so it keeps working when clients
