@@ -161,7 +161,6 @@ struct Gateway::Impl {
     std::string head_copy, head;
     std::string& body = ctl->body;
     auto it = w.sessions.insert(w.sessions.end(), &state);  // (counted in AcceptLoop)
-    gm.client_connections->Add(1);
 
     for (;;) {
       if (draining.load()) break;
@@ -246,7 +245,7 @@ struct Gateway::Impl {
         RebaseViews(&rh, head_at, head_bytes, head_copy.data());
       };
       bool body_ok = true, too_large = false, over_budget = false;
-      BodyHold hold(body_budget, *gm.buffered_bytes);  // gives the bytes back when the request ends
+      BodyHold hold(body_budget);  // gives the bytes back when the request ends
       if (rh.body == http1::BodyKind::kLength) {
         const size_t want = static_cast<size_t>(rh.content_length);
         if (!hold.Take(static_cast<int64_t>(want))) {
@@ -321,7 +320,6 @@ struct Gateway::Impl {
     stream.socket().close(ec);
     w.sessions.erase(it);
     active_sessions.fetch_sub(1);
-    gm.client_connections->Add(-1);
   }
 
   Task<bool> Handle(Worker& w, TimedSocket& stream, std::shared_ptr<SessionCtl>& ctl,
@@ -383,6 +381,9 @@ struct Gateway::Impl {
       }
       case Route::kMetrics:
         gm.RefreshEndpointGauges(pool, *detector, clock.Now());
+        // Read at render time: no shared gauge is touched per request or connection.
+        gm.buffered_bytes->Set(static_cast<double>(body_budget.used.load()));
+        gm.client_connections->Set(static_cast<double>(active_sessions.load()));
         co_return co_await Write(stream, http::status::ok, keep_alive, request_id,
                                  "text/plain; version=0.0.4; charset=utf-8", registry.Render(),
                                  head_extra);
@@ -671,11 +672,9 @@ struct Gateway::Impl {
   // One request's share of the budget, given back when it goes out of scope.
   class BodyHold {
    public:
-    BodyHold(BodyBudget& b, metrics::Gauge& g) : b_(b), g_(g) {}
+    explicit BodyHold(BodyBudget& b) : b_(b) {}
     ~BodyHold() {
-      if (held_ == 0) return;
-      b_.used.fetch_sub(held_, std::memory_order_relaxed);
-      g_.Add(static_cast<double>(-held_));
+      if (held_ != 0) b_.used.fetch_sub(held_, std::memory_order_relaxed);
     }
     BodyHold(const BodyHold&) = delete;
     BodyHold& operator=(const BodyHold&) = delete;
@@ -686,13 +685,11 @@ struct Gateway::Impl {
         return false;
       }
       held_ += n;
-      g_.Add(static_cast<double>(n));
       return true;
     }
 
    private:
     BodyBudget& b_;
-    metrics::Gauge& g_;
     int64_t held_ = 0;
   };
   std::string OverBudgetMessage() const {
