@@ -1,15 +1,14 @@
-#include "auth/keys.h"
-
 #include <gtest/gtest.h>
 
 #include <map>
 
+#include "auth/keys.h"
+
 namespace tidegate::auth {
 namespace {
 
-const std::map<std::string, std::string> kEnv = {{"A_KEY", "aaaaaaaaaaaaaaaaaaaa"},
-                                                 {"B_KEY", "bbbbbbbbbbbbbbbbbbbb"},
-                                                 {"SHORT", "tooshort"}};
+const std::map<std::string, std::string> kEnv = {
+    {"A_KEY", "aaaaaaaaaaaaaaaaaaaa"}, {"B_KEY", "bbbbbbbbbbbbbbbbbbbb"}, {"SHORT", "tooshort"}};
 const char* FakeEnv(const char* name) {
   auto it = kEnv.find(name);
   return it == kEnv.end() ? nullptr : it->second.c_str();
@@ -88,8 +87,8 @@ TEST(AuthKeys, FileErrorsNameTheEntryNotTheKey) {
   EXPECT_FALSE(Load("keys:\n  - {tenant: a, key_env: SHORT}\n", &err));
   EXPECT_NE(err.find("shorter than 16"), std::string::npos);
   EXPECT_EQ(err.find("tooshort"), std::string::npos);
-  EXPECT_FALSE(Load("keys:\n  - {tenant: a, key_env: A_KEY}\n  - {tenant: b, key_env: A_KEY}\n",
-                    &err));
+  EXPECT_FALSE(
+      Load("keys:\n  - {tenant: a, key_env: A_KEY}\n  - {tenant: b, key_env: A_KEY}\n", &err));
   EXPECT_NE(err.find("keys[2] (tenant 'b'): the same key is given twice"), std::string::npos);
   EXPECT_FALSE(Load("keys:\n  - {tenant: a, key_env: A_KEY, colour: red}\n", &err));
   EXPECT_NE(err.find("unknown field 'colour'"), std::string::npos);
