@@ -66,11 +66,6 @@ bool IsTokenChar(unsigned char c) {
          std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
 }
 
-std::string LowerAscii(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool ParseTime(const json& j, const char* field, int64_t* out, std::string* error) {
   *out = 0;
   auto it = j.find(field);
@@ -404,6 +399,11 @@ bool BuildRequestMessage(std::string_view line, std::chrono::system_clock::time_
   *message = RenderRequestMessage(r);
   *id = r.id;
   return true;
+}
+
+std::string LowerAscii(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
 }
 
 }  // namespace tidegate::async

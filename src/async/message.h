@@ -106,4 +106,7 @@ bool BuildRequestMessage(std::string_view line, std::chrono::system_clock::time_
                          std::chrono::seconds default_deadline, std::string_view fallback_id,
                          std::string* message, std::string* id, std::string* error);
 
+// ASCII lower case (header names).
+std::string LowerAscii(std::string s);
+
 }  // namespace tidegate::async

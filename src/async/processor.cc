@@ -463,9 +463,7 @@ struct Processor::Impl {
     bool has_objective = false, has_id = false, has_authorization = false;
     for (const auto& [k, v] : item.req.headers) {
       if (!MessageHeaderAllowed(k)) {
-        std::string lower = k;
-        for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        m_headers_dropped->With({lower}).Inc();
+        m_headers_dropped->With({LowerAscii(k)}).Inc();
         if (header_log.Allow(SystemClock::Instance().Now()))
           spdlog::warn(
               "message {}: header {} is not forwarded (a message may not set it; "

@@ -210,10 +210,7 @@ Task<std::pair<std::unique_ptr<UpConn>, Proxy::AttemptResult>> Proxy::Connect(Wo
     // timeout.
     conn->stream.StartTls(*upstream_tls_);
     TlsStream& tls = *conn->stream.tls();
-    const std::string& host = ep.config().host;
-    (void)net::ip::make_address(host, ig);
-    if (ig) SSL_set_tlsext_host_name(tls.native_handle(), host.c_str());
-    tls.set_verify_callback(net::ssl::host_name_verification(host));
+    ::tidegate::http::PrepareClientTls(tls, ep.config().host);
     conn->stream.expires_after(cfg_.connect_timeout);
     auto [hec] = co_await tls.async_handshake(net::ssl::stream_base::client, kTok);
     conn->stream.expires_never();

@@ -171,11 +171,7 @@ struct Client::Impl {
         co_return nullptr;
       }
       c->tls = std::make_unique<net::ssl::stream<beast::tcp_stream&>>(c->stream, *tls_ctx);
-      beast::error_code ig;
-      (void)net::ip::make_address(url.host, ig);
-      const bool is_ip = !ig;
-      if (!is_ip) SSL_set_tlsext_host_name(c->tls->native_handle(), url.host.c_str());
-      c->tls->set_verify_callback(net::ssl::host_name_verification(url.host));
+      PrepareClientTls(*c->tls, url.host);
       auto [hec] = co_await c->tls->async_handshake(net::ssl::stream_base::client, kTok);
       if (hec) {
         resp->error = "TLS handshake with " + host_header + ": " + ErrorText(hec);
