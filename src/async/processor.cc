@@ -208,6 +208,7 @@ struct Processor::Impl {
   metrics::Family<metrics::Counter>*m_failed, *m_retries, *m_headers_dropped;
   RateLimiter header_log{1, 5};  // warnings about held-back message headers
   metrics::Gauge *m_inflight, *m_held, *m_window, *m_capacity;
+  metrics::Gauge* m_backlog = nullptr;  // set by BacklogLoop for backends that count
   metrics::Histogram *m_residence, *m_e2e;
 
   // Runs f() on the worker pool and resumes on the event loop with its result.
@@ -736,6 +737,26 @@ struct Processor::Impl {
     }
   }
 
+  // The request queue's backlog every 2 s, for backends that can count it (the gauge exists
+  // only then).
+  awaitable<void> BacklogLoop() {
+    net::steady_timer timer(io);
+    queue::Queue* q = requests.get();
+    while (!loops_done) {
+      std::optional<int64_t> n = co_await Blocking([q] { return q->Backlog(); });
+      if (!n) co_return;
+      if (!m_backlog)
+        m_backlog = &registry
+                         .AddGauge("tidegate_async_queue_backlog",
+                                   "Messages on the request queue (leased ones included), read "
+                                   "every 2 s; only for backends that can count them (sqlite)")
+                         .With({});
+      m_backlog->Set(static_cast<double>(*n));
+      timer.expires_after(milliseconds(2000));
+      co_await timer.async_wait(kTok);
+    }
+  }
+
   awaitable<void> CapacityLoop() {
     if (cfg.capacity_interval.count() == 0) co_return;
     net::steady_timer timer(io);
@@ -958,6 +979,7 @@ int Processor::Run(bool handle_signals) {
   net::co_spawn(im.io, im.FlushLoop(), net::detached);
   net::co_spawn(im.io, im.LeaseLoop(), net::detached);
   net::co_spawn(im.io, im.CapacityLoop(), net::detached);
+  net::co_spawn(im.io, im.BacklogLoop(), net::detached);
   net::co_spawn(im.io, im.ProgressLoop(), net::detached);
   net::co_spawn(im.io, im.StopWatch(), net::detached);
   im.io.run();

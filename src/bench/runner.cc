@@ -28,10 +28,12 @@
 #include <thread>
 
 #include "async/message.h"
+#include "bench/load.h"
 #include "bench/report.h"
 #include "common/subprocess.h"
+#include "fleet/fleet.h"
 #include "http/client.h"
-#include "pool/prom_text.h"
+#include "pool/prom_sums.h"
 #include "queue/queue.h"
 #include "wire/wire.h"
 
@@ -44,23 +46,11 @@ using Steady = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 bool SumMetric(const std::string& text, const std::string& name, double* out) {
-  // Sums the series named `name` (any labels) with the project's Prometheus text parser.
-  struct Sum final : pool::PromVisitor {
-    std::string_view name;
-    double sum = 0;
-    bool found = false;
-    bool OnSample(const pool::PromSample& s) override {
-      if (s.name == name) {
-        sum += s.value;
-        found = true;
-      }
-      return true;
-    }
-  } visitor;
-  visitor.name = name;
-  pool::ParsePromText(text, visitor);
-  *out = visitor.sum;
-  return visitor.found;
+  pool::PromSums sums;
+  pool::SumPromText(text, &sums);
+  auto v = sums.Find(name);
+  *out = v.value_or(0);
+  return v.has_value();
 }
 
 namespace {
@@ -136,29 +126,10 @@ struct RunState {
   std::string model;
 };
 
-std::string CompletionBody(const std::string& model, const std::string& prompt, int max_tokens,
-                           bool stream) {
-  json j;
-  j["model"] = model;
-  j["prompt"] = prompt;
-  j["max_tokens"] = max_tokens;
-  j["stream"] = stream;
-  return j.dump();
-}
-
 // The traffic class of real-time request i (the run's realtime spec when it has no classes).
 const RealtimeSpec& SpecOf(const RunState& st, size_t i) {
   const int cls = st.rt_plan[i].cls;
   return cls >= 0 ? st.run->realtime.classes[cls] : st.run->realtime;
-}
-
-http::Headers RtHeaders(const RealtimeSpec& rt, size_t i) {
-  http::Headers h;
-  h.emplace_back(wire::kObjective, rt.objective);
-  h.emplace_back(wire::kSloTtftMs, std::to_string(static_cast<long long>(rt.slo_ttft_ms)));
-  h.emplace_back(wire::kRequestId, "rt-" + std::to_string(i));
-  if (!rt.tenant.empty()) h.emplace_back(wire::kFairnessId, rt.tenant);
-  return h;
 }
 
 // Why a real-time request failed, in words a reader of the report can act on.
@@ -220,21 +191,6 @@ void RecordDirect(RunState& st, size_t i, const http::ClientResponse& r) {
   st.async_done.fetch_add(1);
 }
 
-net::awaitable<void> SendRt(RunState& st, http::Client& client, size_t i) {
-  http::Headers headers = RtHeaders(SpecOf(st, i), i);
-  http::ClientRequest req;
-  req.method = "POST";
-  req.target = "/v1/completions";
-  req.body = st.rt_bodies[i];
-  req.headers = &headers;
-  req.deadline = st.hard_deadline;
-  Steady::time_point start = Steady::now();
-  st.rt_sent.fetch_add(1);
-  st.rt[i].sent = true;
-  http::ClientResponse resp = co_await client.Send(req);
-  RecordRt(st, i, start, resp);
-}
-
 net::awaitable<void> SendDirect(RunState& st, http::Client& client, size_t i) {
   std::string objective = "sheddable";
   if (st.run->async_mode == "direct-standard") objective = "standard";
@@ -248,16 +204,6 @@ net::awaitable<void> SendDirect(RunState& st, http::Client& client, size_t i) {
   st.async_sent.fetch_add(1);
   http::ClientResponse resp = co_await client.Send(req);
   RecordDirect(st, i, resp);
-}
-
-net::awaitable<void> RtScheduler(RunState& st, http::Client& client) {
-  auto ex = co_await net::this_coro::executor;
-  net::steady_timer timer(ex);
-  for (size_t i = 0; i < st.rt_plan.size(); ++i) {
-    timer.expires_at(st.t0 + FromSeconds(st.rt_plan[i].at_s));
-    co_await timer.async_wait(kTok);
-    net::co_spawn(ex, SendRt(st, client, i), net::detached);
-  }
 }
 
 net::awaitable<void> DirectScheduler(RunState& st, http::Client& client, double window_s) {
@@ -275,33 +221,18 @@ net::awaitable<void> DirectScheduler(RunState& st, http::Client& client, double 
 // ---------------------------------------------------------------------------------------------
 // The processes of one run.
 
-struct Fleet {
-  std::vector<std::unique_ptr<Child>> sims;  // one process serving all simulators
+// The processes of one run, started through fleet::Fleet.
+struct RunFleet {
+  explicit RunFleet(const std::string& dir) : fleet(dir) {}
+  fleet::Fleet fleet;
   std::vector<int> sim_ports;
-  std::unique_ptr<Child> front;  // gateway or haproxy
-  std::unique_ptr<Child> processor;
   int front_port = 0;
   int processor_metrics_port = 0;
-
-  void StopAll() {
-    if (processor) processor->Stop(milliseconds(3000));
-    if (front) front->Stop(milliseconds(3000));
-    for (auto& s : sims) s->Stop(milliseconds(3000));
-    processor.reset();
-    front.reset();
-    sims.clear();
-  }
-  ~Fleet() { StopAll(); }
 };
 
-std::string JoinPorts(const std::vector<int>& ports, const std::string& host_prefix) {
-  std::string s;
-  for (size_t i = 0; i < ports.size(); ++i)
-    s += (i ? "," : "") + host_prefix + std::to_string(ports[i]);
-  return s;
-}
+bool Started(fleet::Fleet::Started s) { return s == fleet::Fleet::Started::kReady; }
 
-bool StartSims(const Scenario& sc, const std::string& dir, Fleet* f, std::string* err) {
+bool StartSims(const Scenario& sc, RunFleet* f, std::string* err) {
   std::set<int> used;
   while (static_cast<int>(f->sim_ports.size()) < sc.fleet.count) {
     int p = FreeTcpPort();
@@ -311,58 +242,31 @@ bool StartSims(const Scenario& sc, const std::string& dir, Fleet* f, std::string
     }
     if (used.insert(p).second) f->sim_ports.push_back(p);
   }
-  std::vector<std::string> argv = {SelfExe(),      "sim",
-                                   "--host",       "127.0.0.1",
-                                   "--ports",      JoinPorts(f->sim_ports, ""),
-                                   "--profile",    sc.fleet.profile,
-                                   "--time-scale", std::to_string(sc.fleet.time_scale),
-                                   "--model",      sc.model,
-                                   "--seed",       std::to_string(sc.seed),
-                                   "--log-level",  "warn"};
-  if (sc.fleet.max_num_seqs > 0) {
-    argv.push_back("--max-num-seqs");
-    argv.push_back(std::to_string(sc.fleet.max_num_seqs));
-  }
-  if (sc.fleet.scheduling_policy == "priority") {
-    argv.push_back("--scheduling-policy");
-    argv.push_back("priority");
-  }
-  for (const auto& a : sc.fleet.sim_args) argv.push_back(a);
-  auto child = Child::Spawn(argv, dir + "/sim.log", err);
-  if (!child) return false;
-  f->sims.push_back(std::move(child));
-  for (int p : f->sim_ports) {
-    if (!WaitHttpReady("127.0.0.1", p, "/health", milliseconds(15000))) {
-      *err = "simulator on port " + std::to_string(p) + " did not become ready (see " + dir +
-             "/sim.log)";
-      return false;
-    }
-  }
-  return true;
+  fleet::SimSpec spec;
+  spec.ports = f->sim_ports;
+  spec.profile = sc.fleet.profile;
+  spec.time_scale = sc.fleet.time_scale;
+  spec.model = sc.model;
+  spec.seed = sc.seed;
+  spec.max_num_seqs = sc.fleet.max_num_seqs;
+  spec.priority_scheduling = sc.fleet.scheduling_policy == "priority";
+  spec.extra = sc.fleet.sim_args;
+  return Started(f->fleet.StartSims(spec, milliseconds(15000), err));
 }
 
-bool StartGateway(const Scenario& sc, const RunSpec& run, const std::string& dir, Fleet* f,
-                  std::string* err) {
-  f->front_port = FreeTcpPort();
-  std::vector<std::string> argv = {SelfExe(), "serve", "--host", "127.0.0.1", "--port",
-                                   std::to_string(f->front_port), "--endpoints",
-                                   JoinPorts(f->sim_ports, "127.0.0.1:"), "--policy", run.policy,
-                                   "--log-level", "warn",
-                                   // one box: the bench reads /metrics on the gateway's port
-                                   "--admin-address", "public"};
-  if (sc.fleet.scheduling_policy == "priority") argv.push_back("--forward-priority");
-  for (const auto& a : sc.fleet.gateway_args) argv.push_back(a);
-  for (const auto& a : run.gateway_args) argv.push_back(a);
-  f->front = Child::Spawn(argv, dir + "/gateway.log", err);
-  if (!f->front) return false;
-  if (!WaitHttpReady("127.0.0.1", f->front_port, "/readyz", milliseconds(15000))) {
-    *err = "gateway did not become ready (see " + dir + "/gateway.log)";
-    return false;
-  }
-  return true;
+bool StartGateway(const Scenario& sc, const RunSpec& run, RunFleet* f, std::string* err) {
+  fleet::GatewaySpec spec;
+  spec.port = f->front_port = FreeTcpPort();
+  spec.sim_ports = f->sim_ports;
+  spec.policy = run.policy;
+  spec.admin_address = "public";  // one box: the bench reads /metrics on the gateway's port
+  spec.forward_priority = sc.fleet.scheduling_policy == "priority";
+  spec.extra = sc.fleet.gateway_args;
+  spec.extra.insert(spec.extra.end(), run.gateway_args.begin(), run.gateway_args.end());
+  return Started(f->fleet.StartGateway(spec, milliseconds(15000), err));
 }
 
-bool StartHaproxy(const BenchOptions& opt, const std::string& dir, Fleet* f, std::string* err) {
+bool StartHaproxy(const BenchOptions& opt, const std::string& dir, RunFleet* f, std::string* err) {
   f->front_port = FreeTcpPort();
   std::string cfg_path = dir + "/haproxy.cfg";
   {
@@ -385,45 +289,21 @@ bool StartHaproxy(const BenchOptions& opt, const std::string& dir, Fleet* f, std
       return false;
     }
   }
-  std::vector<std::string> argv = {opt.haproxy_bin, "-f", cfg_path, "-db"};
-  f->front = Child::Spawn(argv, dir + "/haproxy.log", err);
-  if (!f->front) return false;
-  if (!WaitHttpReady("127.0.0.1", f->front_port, "/health", milliseconds(15000))) {
-    *err = "haproxy did not become ready (see " + dir + "/haproxy.log)";
-    return false;
-  }
-  return true;
+  return Started(f->fleet.Start("haproxy", "haproxy.log", {opt.haproxy_bin, "-f", cfg_path, "-db"},
+                                {{f->front_port, "/health"}}, milliseconds(15000), err));
 }
 
 bool StartProcessor(const Scenario& sc, const std::string& gateway_url, const std::string& db,
-                    const std::string& dir, Fleet* f, std::string* err) {
-  f->processor_metrics_port = FreeTcpPort();
-  std::vector<std::string> argv = {SelfExe(),
-                                   "async",
-                                   "--gateway",
-                                   gateway_url,
-                                   "--requests",
-                                   "sqlite://" + db + "?queue=requests",
-                                   "--responses",
-                                   "sqlite://" + db + "?queue=results",
-                                   "--metrics-host",
-                                   "127.0.0.1",
-                                   "--metrics-port",
-                                   std::to_string(f->processor_metrics_port),
-                                   "--lease",
-                                   "30s",
-                                   "--progress-interval",
-                                   "0",
-                                   "--log-level",
-                                   "warn"};
-  for (const auto& a : sc.fleet.processor_args) argv.push_back(a);
-  f->processor = Child::Spawn(argv, dir + "/processor.log", err);
-  if (!f->processor) return false;
-  if (!WaitHttpReady("127.0.0.1", f->processor_metrics_port, "/healthz", milliseconds(15000))) {
-    *err = "async processor did not become ready (see " + dir + "/processor.log)";
-    return false;
-  }
-  return true;
+                    RunFleet* f, std::string* err) {
+  fleet::ProcessorSpec spec;
+  spec.gateway_url = gateway_url;
+  spec.requests_uri = "sqlite://" + db + "?queue=requests";
+  spec.results_uri = "sqlite://" + db + "?queue=results";
+  spec.metrics_port = f->processor_metrics_port = FreeTcpPort();
+  spec.extra = {"--lease", "30s", "--progress-interval", "0"};
+  spec.extra.insert(spec.extra.end(), sc.fleet.processor_args.begin(),
+                    sc.fleet.processor_args.end());
+  return Started(f->fleet.StartProcessor(spec, milliseconds(15000), err));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,13 +552,13 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
                     : ", " + std::to_string(st.async_plan.size()) + " async " + run.async_mode)
             << ")\n";
 
-  Fleet fleet;
+  RunFleet fleet(dir);
   std::string err, target_url = opt.target_url;
   const bool external = !opt.target_url.empty();
   if (!external) {
-    bool ok = StartSims(sc, dir, &fleet, &err);
+    bool ok = StartSims(sc, &fleet, &err);
     if (ok && run.target == "haproxy") ok = StartHaproxy(opt, dir, &fleet, &err);
-    if (ok && run.target == "tidegate") ok = StartGateway(sc, run, dir, &fleet, &err);
+    if (ok && run.target == "tidegate") ok = StartGateway(sc, run, &fleet, &err);
     if (!ok) {
       std::cerr << "bench: [" << run.name << "] setup failed: " << err << "\n";
       *setup_failed = true;
@@ -710,24 +590,16 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
     deadline_unix = std::chrono::duration_cast<std::chrono::seconds>(
                         sys_t0.time_since_epoch() + FromSeconds(run.async.deadline_s))
                         .count();
-    int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-    for (size_t i = 0; i < st.async_plan.size(); ++i) {
-      async::Request r;
-      r.id = "async-" + std::to_string(i);
-      r.created = created;
-      r.deadline = deadline_unix;
-      r.path = "/v1/completions";
-      r.payload = st.async_bodies[i];
-      auto s = q->Publish(async::RenderRequestMessage(r), {}, nullptr);
+    for (const std::string& m :
+         AsyncRequestMessages(st.async_plan, sc.model, "async-", 0, deadline_unix)) {
+      auto s = q->Publish(m, {}, nullptr);
       if (!s.ok) {
         *setup_failed = true;
         out["error"] = s.error;
         return out;
       }
     }
-    if (!StartProcessor(sc, target_url, db, dir, &fleet, &err)) {
+    if (!StartProcessor(sc, target_url, db, &fleet, &err)) {
       std::cerr << "bench: [" << run.name << "] setup failed: " << err << "\n";
       *setup_failed = true;
       out["error"] = err;
@@ -775,7 +647,19 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   {
     net::io_context io(1);
     http::Client client(io.get_executor(), st.target, 1024);
-    net::co_spawn(io, RtScheduler(st, client), net::detached);
+    PlayHooks hooks;
+    hooks.headers_for = [&st](size_t i) {
+      return RealtimeHeaders(SpecOf(st, i), "rt-" + std::to_string(i));
+    };
+    hooks.on_sent = [&st](size_t i) {
+      st.rt_sent.fetch_add(1);
+      st.rt[i].sent = true;
+    };
+    hooks.on_done = [&st](size_t i, Steady::time_point start, const http::ClientResponse& r) {
+      RecordRt(st, i, start, r);
+    };
+    net::co_spawn(io, PlayPlan(client, st.rt_plan, st.rt_bodies, st.t0, st.hard_deadline, hooks),
+                  net::detached);
     if (direct) {
       double window = run.async.submit_window_s > 0 ? run.async.submit_window_s : sc.duration_s;
       net::co_spawn(io, DirectScheduler(st, client, window), net::detached);
@@ -810,7 +694,7 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
       }
     }
   }
-  fleet.StopAll();
+  fleet.fleet.StopAll(milliseconds(3000));
 
   // ---- figures
   const auto& samples = sampler.samples();

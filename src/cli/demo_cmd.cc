@@ -16,7 +16,6 @@
 //    nothing is added to any child's interface.
 #include <netinet/in.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,11 +36,16 @@
 #include <thread>
 #include <vector>
 
+#include "bench/scenario.h"
 #include "cli/commands.h"
+#include "cli/demo_traffic.h"
 #include "cli/flags.h"
 #include "common/subprocess.h"
 #include "common/units.h"
-#include "pool/prom_text.h"
+#include "fleet/fleet.h"
+#include "metrics/quantile.h"
+#include "pool/prom_sums.h"
+#include "queue/queue.h"
 
 namespace tidegate::cli {
 
@@ -82,102 +86,30 @@ bool PortFree(int port) {
   return ok;
 }
 
-// One started component: its child process, what to call it and where it logs.
-struct Component {
-  std::string what;  // "the simulated fleet", "the gateway", "the async processor"
-  std::string log;
-  std::unique_ptr<Child> child;
-};
-
-// SIGTERM, then SIGKILL after `grace` or at once when another signal arrives meanwhile.
-void StopComponent(Component& c, milliseconds grace) {
-  if (!c.child || !c.child->Running()) return;
-  int signals_before = g_signals.load();
-  c.child->Signal(SIGTERM);
-  auto until = Clock::now() + grace;
-  while (c.child->Running()) {
-    if (Clock::now() >= until || g_signals.load() > signals_before) {
-      c.child->Signal(SIGKILL);
-      c.child->Wait(milliseconds(5000));
-      break;
-    }
-    c.child->Wait(milliseconds(50));
-  }
-}
-
-// Sums of the metric series the status line needs, from one /metrics page.
-struct PromSums : pool::PromVisitor {
-  std::map<std::string, double> sums;     // family or series name → sum over labels
-  std::map<double, double> ttft_buckets;  // le → cumulative count
-  bool OnSample(const pool::PromSample& s) override {
-    if (s.name == "tidegate_requests_total") {
-      auto path = s.Label("path");
-      if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings")
-        sums["api_requests"] += s.value;
-    } else if (s.name == "tidegate_time_to_first_token_seconds_bucket") {
-      double le = 0;
-      if (pool::ParsePromValue(s.Label("le"), &le)) ttft_buckets[le] += s.value;
-    } else {
-      sums[std::string(s.name)] += s.value;
-    }
-    return true;
-  }
-  double Get(const std::string& name) const {
-    auto it = sums.find(name);
-    return it == sums.end() ? 0 : it->second;
-  }
-};
-
-std::optional<PromSums> Scrape(int port) {
+// A /metrics page as sums (the class split of the gateway's counters kept apart).
+std::optional<pool::PromSums> Scrape(int port) {
   std::string body;
   if (HttpGetBlocking(kHost, port, "/metrics", &body, milliseconds(800)) != 200)
     return std::nullopt;
-  PromSums sums;
-  if (!pool::ParsePromText(body, sums).ok()) return std::nullopt;
+  pool::PromSums sums;
+  if (!pool::SumPromText(body, &sums, {"class"})) return std::nullopt;
   return sums;
 }
 
-// The q-quantile of observations between two cumulative histogram snapshots (Prometheus'
-// histogram_quantile: linear within the bucket). nullopt when nothing was observed.
+// The q-quantile of the observations between two snapshots of a cumulative histogram.
 std::optional<double> QuantileOfDelta(const std::map<double, double>& now,
                                       const std::map<double, double>& before, double q) {
-  std::vector<std::pair<double, double>> delta;  // (le, cumulative count in the interval)
+  std::vector<double> bounds, counts;
+  double prev = 0;
   for (const auto& [le, c] : now) {
     auto it = before.find(le);
-    delta.emplace_back(le, c - (it == before.end() ? 0 : it->second));
+    const double cum = c - (it == before.end() ? 0 : it->second);
+    if (!std::isinf(le)) bounds.push_back(le);
+    counts.push_back(cum - prev);
+    prev = cum;
   }
-  if (delta.empty() || delta.back().second <= 0) return std::nullopt;
-  double total = delta.back().second;
-  double rank = q * total;
-  double prev_le = 0, prev_c = 0;
-  for (const auto& [le, c] : delta) {
-    if (c >= rank) {
-      if (std::isinf(le)) return prev_le;  // above the highest finite bucket
-      if (c == prev_c) return le;
-      return prev_le + (le - prev_le) * (rank - prev_c) / (c - prev_c);
-    }
-    prev_le = le;
-    prev_c = c;
-  }
-  return prev_le;
-}
-
-// Rows of `queue` in the SQLite queue file (read-only; -1 if it cannot be read yet).
-long long CountQueue(const std::string& db_path, const std::string& queue) {
-  sqlite3* db = nullptr;
-  long long n = -1;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_busy_timeout(db, 200);
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM messages WHERE queue = ?1", -1, &st,
-                           nullptr) == SQLITE_OK) {
-      sqlite3_bind_text(st, 1, queue.c_str(), -1, SQLITE_TRANSIENT);
-      if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-  }
-  sqlite3_close(db);
-  return n;
+  if (counts.size() != bounds.size() + 1) return std::nullopt;  // no +Inf bucket
+  return metrics::BucketQuantile(bounds, counts, q);
 }
 
 std::string Fixed(double v, int digits) {
@@ -237,47 +169,67 @@ int ExecBench(const std::string& scenario, const std::string& report,
 
 struct Sample {
   Clock::time_point at;
-  std::optional<PromSums> gateway, processor;
-  std::vector<std::optional<PromSums>> sims;
+  std::optional<pool::PromSums> gateway, processor;
+  std::optional<int64_t> backlog;
 };
 
 }  // namespace
 
 int RunDemo(const std::vector<std::string>& args) {
-  int port = 8080, sim_port = 8001, metrics_port = 9464, servers = 4;
+  int port = 8080, sim_port = 8001, metrics_port = 9464, admin_port = 9090, servers = 4;
+  int max_num_seqs = 8;
   double time_scale = 1;
+  std::optional<double> time_scale_flag;
   std::string profile = "llama-3.1-8b-h100", policy = "tidegate-default";
-  std::string data_dir = "./tidegate-demo", scenario, report;
+  std::string data_dir = "./tidegate-demo", scenario, report, traffic = "sample";
   std::optional<std::string> duration_text;
   milliseconds duration{0};
 
   FlagSet flags(
       "tidegate demo",
       "Runs tidegate's main job on one machine with no GPU: a simulated fleet of vLLM servers\n"
-      "(`tidegate sim`, default 4 × Llama-3.1-8B on one H100 each), the gateway in front of\n"
-      "them (`tidegate serve`), and the async processor (`tidegate async`) reading an embedded\n"
-      "queue (one SQLite file, DATA-DIR/tidegate.db). All three are child processes of this one,\n"
-      "logging to DATA-DIR/sim.log, gateway.log and async.log.\n\n"
-      "It prints the OpenAI base URL, a curl example, how to submit async work with\n"
-      "`tidegate submit` and read results with `tidegate results`, and where the metrics are.\n"
-      "Then it shows one status line per second (rewritten in place on a terminal, else a line\n"
-      "every 5 s): real-time requests/s (API requests minus the processor's dispatches), TTFT p99\n"
-      "of streamed requests in the last interval (simulated time: wall time × --time-scale, as a\n"
-      "real fleet would see it), the async backlog (messages in the requests queue, including\n"
-      "those being worked on), async requests in flight / done / shed (429s the processor\n"
-      "retried), and pool utilisation (simulated busy time over wall time × time scale × "
-      "servers).\n\n"
-      "Ctrl-C (or SIGTERM) stops everything cleanly: the processor first (it hands unfinished\n"
-      "work back to the queue), then the gateway, then the fleet; a second Ctrl-C kills at once.\n"
-      "If a child exits on its own, the demo says which (and its log) and stops the rest (exit "
-      "1).\n\n"
+      "(`tidegate sim`, default 4 × Llama-3.1-8B on one H100 each, one process per server, at\n"
+      "most --max-num-seqs requests in a batch each), the gateway in front of them\n"
+      "(`tidegate serve`), and the async processor (`tidegate async`) reading an embedded queue\n"
+      "(one SQLite file, DATA-DIR/tidegate.db). All are child processes of this one, logging to\n"
+      "DATA-DIR/sim-PORT.log, gateway.log and async.log.\n\n"
+      "Sample traffic runs by default (--traffic sample), so the job shows without typing\n"
+      "anything: spiky real-time chat traffic through the gateway (Poisson, 4 req/s with a\n"
+      "spike of 45 req/s for 5 s every 20 s, streamed), and an async backlog on the embedded\n"
+      "queue (400 requests at start, 200 more whenever fewer than 200 are left) that the\n"
+      "processor sends as sheddable filler into the troughs. Rates are wall-clock. The sample's\n"
+      "ids start with sample-; the demo takes the sample's own results off the results queue\n"
+      "and leaves every other result for `tidegate results`. --traffic seed uses the seed\n"
+      "scenario's shape (scenarios/seed.yaml: its real-time block, its async requests as the\n"
+      "backlog, its time scale and batch size unless given); --traffic none starts idle.\n\n"
+      "It prints the dashboard's URL (GET /dashboard on the gateway's admin listener,\n"
+      "--admin-port), the OpenAI base URL, a curl example, how to submit your own async work\n"
+      "with `tidegate submit` and read results with `tidegate results`, and where the metrics\n"
+      "are. Your own traffic runs alongside the sample's. Then it shows one status line per\n"
+      "second (rewritten in place on a terminal, else a line every 5 s): real-time requests/s\n"
+      "(everything that is not the processor's sheddable traffic) and TTFT p99 of streamed\n"
+      "requests in the last interval (simulated time: wall time × --time-scale), the async\n"
+      "backlog (messages on the requests queue, including those being worked on), async\n"
+      "requests in flight / done / shed (429s the processor retried), and pool utilisation\n"
+      "(share of time the servers had work, as the gateway sees it) split into real-time and\n"
+      "async.\n\n"
+      "Ctrl-C (or SIGTERM) stops everything cleanly: the sample traffic, then the processor (it\n"
+      "hands unfinished work back to the queue), the gateway, and the fleet; a second Ctrl-C\n"
+      "kills at once. If a child exits on its own (say you kill one simulated server), the demo\n"
+      "says which and its log; a simulated server may die and the rest keeps running (the\n"
+      "dashboard shows it down), any other child stops the demo (exit 1).\n\n"
       "--scenario NAME runs the benchmark unattended instead: `tidegate bench --scenario FILE\n"
       "--report DIR [--duration D]`, FILE being ./scenarios/NAME.yaml, or <binary>/../scenarios/\n"
       "NAME.yaml, or NAME itself.\n\n"
       "examples: tidegate demo\n"
-      "          tidegate demo --port 0 --sim-port 0 --metrics-port 0 --time-scale 10\n"
+      "          tidegate demo --port 0 --sim-port 0 --metrics-port 0 --admin-port 0\n"
+      "          tidegate demo --traffic none --time-scale 10\n"
       "          tidegate demo --scenario seed --duration 60s --report /tmp/seed-report");
   flags.Add("port", "N", "gateway port (0 = a free port)", "8080", IntSetter(&port, 0, 65535));
+  flags.Add("admin-port", "N",
+            "the gateway's admin listener on 127.0.0.1: /dashboard, /metrics, /v1/pool (0 = a "
+            "free port)",
+            "9090", IntSetter(&admin_port, 0, 65535));
   flags.Add("sim-port", "N",
             "port of the first simulated server, the others follow (0 = free ports)", "8001",
             IntSetter(&sim_port, 0, 65535));
@@ -285,13 +237,27 @@ int RunDemo(const std::vector<std::string>& args) {
             "the async processor's /metrics and /healthz port (0 = a free port)", "9464",
             IntSetter(&metrics_port, 0, 65535));
   flags.Add("servers", "N", "simulated model servers", "4", IntSetter(&servers, 1, 256));
+  flags.Add("max-num-seqs", "N", "most requests in a simulated server's batch (the rest wait)", "8",
+            IntSetter(&max_num_seqs, 1, 4096));
   flags.Add("profile", "NAME", "simulator model/hardware profile (see tidegate sim --help)",
             profile, [&](const std::string& v) {
               profile = v;
               return std::string();
             });
   flags.Add("time-scale", "X", "the simulated fleet runs X times faster than real time", "1",
-            DoubleSetter(&time_scale, 1e-3, 1e6));
+            [&](const std::string& v) -> std::string {
+              double x = 0;
+              if (!ParseDoubleIn(v, 1e-3, 1e6, &x)) return "expected 0.001 .. 1000000";
+              time_scale_flag = x;
+              return {};
+            });
+  flags.Add("traffic", "sample|seed|none", "the sample traffic to run (see above)", traffic,
+            [&](const std::string& v) -> std::string {
+              if (v != "sample" && v != "seed" && v != "none")
+                return "expected sample, seed or none";
+              traffic = v;
+              return {};
+            });
   flags.Add("policy", "NAME", "the gateway's picking policy (see tidegate serve --help)", policy,
             [&](const std::string& v) {
               policy = v;
@@ -333,6 +299,29 @@ int RunDemo(const std::vector<std::string>& args) {
     std::cerr << "tidegate demo: --report needs --scenario (see tidegate demo --help)\n";
     return 2;
   }
+
+  // The traffic's shape (and, for seed, the fleet's settings).
+  std::optional<DemoTrafficPreset> preset;
+  std::vector<std::string> gateway_extra = {"--drain-timeout", "5s", "--queue-threshold", "2"};
+  if (traffic == "sample") preset = SampleTraffic();
+  if (traffic == "seed") {
+    std::vector<std::string> tried;
+    std::string file = ResolveScenario("seed", &tried);
+    bench::Scenario seed;
+    std::string err;
+    if (file.empty() || !bench::LoadScenario(file, &seed, &err)) {
+      std::cerr << "tidegate demo: --traffic seed needs scenarios/seed.yaml: "
+                << (file.empty() ? "not found" : err) << "\n";
+      return 2;
+    }
+    preset = SeedTraffic(seed);
+    if (!time_scale_flag) time_scale_flag = seed.fleet.time_scale;
+    if (seed.fleet.max_num_seqs > 0) max_num_seqs = seed.fleet.max_num_seqs;
+    gateway_extra = {"--drain-timeout", "5s"};
+    gateway_extra.insert(gateway_extra.end(), seed.fleet.gateway_args.begin(),
+                         seed.fleet.gateway_args.end());
+  }
+  time_scale = time_scale_flag.value_or(1);
 
   // Directories, ports, URIs.
   std::error_code ec;
@@ -380,94 +369,94 @@ int RunDemo(const std::vector<std::string>& args) {
     sim_ports.push_back(p);
   }
   if (!pick(port, "--port", &port)) return 1;
+  if (!pick(admin_port, "--admin-port", &admin_port)) return 1;
   if (!pick(metrics_port, "--metrics-port", &metrics_port)) return 1;
 
-  std::string ports_csv, endpoints_csv;
-  for (size_t i = 0; i < sim_ports.size(); ++i) {
-    ports_csv += (i ? "," : "") + std::to_string(sim_ports[i]);
-    endpoints_csv += std::string(i ? "," : "") + kHost + ":" + std::to_string(sim_ports[i]);
-  }
-  const std::string exe = SelfExe();
   const std::string gateway_url = "http://" + std::string(kHost) + ":" + std::to_string(port);
+  const std::string admin_url = "http://" + std::string(kHost) + ":" + std::to_string(admin_port);
+  const std::string processor_metrics =
+      "http://" + std::string(kHost) + ":" + std::to_string(metrics_port) + "/metrics";
 
   InstallSignalHandlers();
-  std::vector<Component> comps;  // in start order; stopped in reverse
+  fleet::Fleet fleet(dir.string(), [] { return g_signals.load(); });
   auto stop_all = [&] {
-    for (auto it = comps.rbegin(); it != comps.rend(); ++it) {
-      if (it->child && it->child->Running())
-        std::cout << "tidegate demo: stopping " << it->what << " (pid " << it->child->pid() << ")"
-                  << std::endl;
-      StopComponent(*it, kStopGrace);
-    }
+    fleet.StopAll(kStopGrace, [](const fleet::Component& c) {
+      std::cout << "tidegate demo: stopping " << c.what << " (pid " << c.child->pid() << ")"
+                << std::endl;
+    });
+  };
+  auto started = [&](fleet::Fleet::Started r, const std::string& err) -> std::optional<int> {
+    if (r == fleet::Fleet::Started::kReady) return std::nullopt;
+    if (r == fleet::Fleet::Started::kFailed) std::cerr << "tidegate demo: " << err << "\n";
+    stop_all();
+    return r == fleet::Fleet::Started::kInterrupted ? 0 : 1;
+  };
+  auto announce = [&](size_t from) {
+    auto& cs = fleet.components();
+    for (size_t i = from; i < cs.size(); ++i)
+      std::cout << "tidegate demo: started " << cs[i].what << " (pid " << cs[i].child->pid()
+                << ", log " << cs[i].log << ")" << std::endl;
   };
 
-  // Starts one component and waits until every (port, path) answers 200.
-  // Returns 0 when ready, 1 on failure (reported), or -1 when interrupted by a signal.
-  auto start = [&](const std::string& what, const std::string& log_name,
-                   std::vector<std::string> argv,
-                   const std::vector<std::pair<int, std::string>>& probes) -> int {
-    std::string log = (dir / log_name).string();
-    { std::ofstream truncate(log, std::ios::trunc); }
-    std::string err;
-    auto child = Child::Spawn(argv, log, &err);
-    if (!child) {
-      std::cerr << "tidegate demo: cannot start " << what << ": " << err << "\n";
+  std::string err;
+  fleet::SimSpec sims;
+  sims.ports = sim_ports;
+  sims.profile = profile;
+  sims.model = kModel;
+  sims.time_scale = time_scale;
+  sims.max_num_seqs = max_num_seqs;
+  sims.priority_scheduling = true;  // real-time is served before the filler that waits
+  sims.process_per_server = true;   // one server can die alone
+  if (auto rc = started(fleet.StartSims(sims, kReadyTimeout, &err), err)) return *rc;
+  announce(0);
+  const size_t n_sims = fleet.components().size();
+
+  fleet::GatewaySpec gw;
+  gw.port = port;
+  gw.sim_ports = sim_ports;
+  gw.policy = policy;
+  gw.forward_priority = true;
+  gw.admin_address = std::string(kHost) + ":" + std::to_string(admin_port);
+  gw.processor_metrics = processor_metrics;
+  gw.log_level = "info";
+  gw.extra = gateway_extra;
+  if (auto rc = started(fleet.StartGateway(gw, kReadyTimeout, &err), err)) return *rc;
+  announce(n_sims);
+
+  fleet::ProcessorSpec pr;
+  pr.gateway_url = gateway_url;
+  pr.requests_uri = requests_uri;
+  pr.results_uri = results_uri;
+  pr.metrics_port = metrics_port;
+  pr.log_level = "info";
+  pr.extra = {"--drain-timeout", "5s", "--gateway-admin", admin_url};
+  if (auto rc = started(fleet.StartProcessor(pr, kReadyTimeout, &err), err)) return *rc;
+  announce(n_sims + 1);
+
+  // The sample traffic.
+  std::unique_ptr<RealtimeTraffic> rt;
+  std::unique_ptr<AsyncBacklog> backlog;
+  if (preset) {
+    backlog = std::make_unique<AsyncBacklog>(requests_uri, results_uri, kModel, *preset, 1);
+    rt = std::make_unique<RealtimeTraffic>(gateway_url, kModel, preset->realtime, preset->window_s,
+                                           1);
+    if (!backlog->Open(&err) || !rt->Start(&err)) {
+      std::cerr << "tidegate demo: cannot start the sample traffic: " << err << "\n";
+      rt.reset();
+      stop_all();
       return 1;
     }
-    std::cout << "tidegate demo: started " << what << " (pid " << child->pid() << ", log " << log
-              << ")" << std::endl;
-    comps.push_back({what, log, std::move(child)});
-    Child& c = *comps.back().child;
-    auto until = Clock::now() + kReadyTimeout;
-    for (const auto& [p, path] : probes) {
-      std::string body;
-      for (;;) {
-        if (g_signals.load() > 0) return -1;
-        if (!c.Running()) {
-          std::cerr << "tidegate demo: " << what << " exited during start-up (status "
-                    << c.Wait(milliseconds(0)) << "); see its log " << log << "\n";
-          return 1;
-        }
-        if (HttpGetBlocking(kHost, p, path, &body, milliseconds(500)) == 200) break;
-        if (Clock::now() >= until) {
-          std::cerr << "tidegate demo: " << what << " not ready after "
-                    << kReadyTimeout.count() / 1000 << " s (GET http://" << kHost << ":" << p
-                    << path << " did not answer 200); see its log " << log << "\n";
-          return 1;
-        }
-        std::this_thread::sleep_for(milliseconds(50));
-      }
-    }
-    return 0;
-  };
-  auto fail_or_interrupt = [&](int rc) {
-    stop_all();
-    return rc < 0 ? 0 : rc;
-  };
-
-  std::vector<std::pair<int, std::string>> sim_probes;
-  for (int p : sim_ports) sim_probes.emplace_back(p, "/health");
-  if (int rc = start("the simulated fleet", "sim.log",
-                     {exe, "sim", "--host", kHost, "--ports", ports_csv, "--profile", profile,
-                      "--time-scale", Fixed(time_scale, 6), "--log-level", "warn"},
-                     sim_probes))
-    return fail_or_interrupt(rc);
-  if (int rc = start(
-          "the gateway", "gateway.log",
-          {exe, "serve", "--host", kHost, "--port", std::to_string(port), "--endpoints",
-           endpoints_csv, "--policy", policy, "--drain-timeout", "5s", "--admin-address", "public"},
-          {{port, "/readyz"}}))
-    return fail_or_interrupt(rc);
-  if (int rc = start("the async processor", "async.log",
-                     {exe, "async", "--gateway", gateway_url, "--requests", requests_uri,
-                      "--responses", results_uri, "--metrics-host", kHost, "--metrics-port",
-                      std::to_string(metrics_port), "--drain-timeout", "5s"},
-                     {{metrics_port, "/healthz"}}))
-    return fail_or_interrupt(rc);
+    if (auto problem = backlog->Tick(); !problem.empty())
+      std::cerr << "tidegate demo: " << problem << "\n";
+  }
+  std::unique_ptr<queue::Queue> requests_view = queue::OpenQueue(requests_uri, &err);
 
   std::string sim_range = std::to_string(sim_ports.front());
   if (sim_ports.size() > 1) sim_range += ".." + std::to_string(sim_ports.back());
   bool contiguous = sim_ports.back() - sim_ports.front() + 1 == static_cast<int>(sim_ports.size());
+  std::string sim_pids, ports_csv = fleet::JoinPorts(sim_ports);
+  for (size_t i = 0; i < n_sims; ++i)
+    sim_pids += (i ? "," : "") + std::to_string(fleet.components()[i].child->pid());
   auto pad = [](std::string s) {
     s.insert(0, "    ");
     s.resize(std::max<size_t>(s.size() + 2, 48), ' ');
@@ -476,11 +465,19 @@ int RunDemo(const std::vector<std::string>& args) {
   std::ostringstream m;
   m << "\n"
     << "  tidegate is running.\n\n"
+    << "  dashboard:        " << admin_url << "/dashboard\n"
     << "  OpenAI base URL:  " << gateway_url << "/v1   (any API key; model \"" << kModel << "\")\n"
     << "  behind it:        " << servers << " simulated vLLM servers (" << profile << ", "
-    << Fixed(time_scale, time_scale == std::floor(time_scale) ? 0 : 2) << "x real time) on "
-    << kHost << ":" << (contiguous ? sim_range : ports_csv) << "\n"
+    << Fixed(time_scale, time_scale == std::floor(time_scale) ? 0 : 2) << "x real time, "
+    << max_num_seqs << " seqs each) on " << kHost << ":" << (contiguous ? sim_range : ports_csv)
+    << "\n"
     << "  async processor:  " << requests_uri << " -> gateway (sheddable) -> " << results_uri
+    << "\n"
+    << "  sample traffic:   "
+    << (!preset ? std::string("none (--traffic none)")
+                : traffic + ": real-time " + Fixed(preset->realtime.base_rps, 0) +
+                      " req/s, spikes of " + Fixed(preset->realtime.spike_rps, 0) +
+                      " req/s; async backlog of " + std::to_string(preset->initial) + ", topped up")
     << "\n\n"
     << "  chat (streaming):\n"
     << "    curl -sN " << gateway_url
@@ -491,17 +488,18 @@ int RunDemo(const std::vector<std::string>& args) {
     << "  async work: one request per line of a JSONL file, e.g. work.jsonl:\n"
     << "    {\"id\":\"doc-1\",\"payload\":{\"model\":\"" << kModel
     << "\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\",\"content\":\"categorise: ...\"}]}}\n"
-    << "    " << exe << " submit --queue '" << requests_uri << "' work.jsonl\n"
-    << "    " << exe << " results --queue '" << results_uri << "'\n\n"
+    << "    " << SelfExe() << " submit --queue '" << requests_uri << "' work.jsonl\n"
+    << "    " << SelfExe() << " results --queue '" << results_uri << "'\n\n"
     << "  metrics:\n"
-    << pad(gateway_url + "/metrics") << "the gateway (Prometheus text format)\n"
-    << pad("http://" + std::string(kHost) + ":" + std::to_string(metrics_port) + "/metrics")
-    << "the async processor\n"
-    << pad(gateway_url + "/v1/pool") << "every server, as the gateway sees it\n"
-    << pad(gateway_url + "/v1/capacity") << "how many more sheddable requests fit now\n\n"
-    << "  logs: " << (dir / "sim.log").string() << ", gateway.log, async.log\n"
-    << "  pids: sim " << comps[0].child->pid() << ", gateway " << comps[1].child->pid()
-    << ", async " << comps[2].child->pid() << "\n"
+    << pad(admin_url + "/metrics") << "the gateway (Prometheus text format)\n"
+    << pad(processor_metrics) << "the async processor\n"
+    << pad(admin_url + "/v1/pool") << "every server, as the gateway sees it\n"
+    << pad(admin_url + "/v1/capacity") << "how many more sheddable requests fit now\n\n"
+    << "  logs: " << (dir / ("sim-" + std::to_string(sim_ports.front()) + ".log")).string()
+    << " (one per server), gateway.log, async.log\n"
+    << "  pids: sim " << sim_pids << ", gateway " << fleet.components()[n_sims].child->pid()
+    << ", async " << fleet.components()[n_sims + 1].child->pid() << "\n"
+    << "  sim pids: " << sim_pids << "   (kill one: the dashboard shows it down)\n"
     << "  Ctrl-C stops everything.\n";
   std::cout << m.str() << std::endl;
 
@@ -510,55 +508,54 @@ int RunDemo(const std::vector<std::string>& args) {
   auto take = [&] {
     Sample s;
     s.at = Clock::now();
-    s.gateway = Scrape(port);
+    s.gateway = Scrape(admin_port);
     s.processor = Scrape(metrics_port);
-    for (int p : sim_ports) s.sims.push_back(Scrape(p));
+    if (requests_view) s.backlog = requests_view->Backlog();
     return s;
   };
   // The status line: rates over the interval since `base` (1 s on a terminal, else 5 s).
-  auto status_line = [&](const Sample& cur, const Sample& base, Clock::time_point started) {
+  auto status_line = [&](const Sample& cur, const Sample& base, Clock::time_point started_at) {
     double dt = std::chrono::duration<double>(cur.at - base.at).count();
-    std::string rps = "-", p99 = "-", backlog = "-", inflight = "-", done = "-", shed = "-",
+    std::string rps = "-", p99 = "-", backlog_s = "-", inflight = "-", done = "-", shed = "-",
                 util = "-";
     if (cur.gateway && base.gateway && dt > 0) {
-      double api = cur.gateway->Get("api_requests") - base.gateway->Get("api_requests");
-      double disp = 0;
-      if (cur.processor && base.processor)
-        disp = cur.processor->Get("tidegate_async_requests_dispatched_total") -
-               base.processor->Get("tidegate_async_requests_dispatched_total");
-      rps = Fixed(std::max(0.0, api - disp) / dt, 1);
-      if (auto q = QuantileOfDelta(cur.gateway->ttft_buckets, base.gateway->ttft_buckets, 0.99))
-        p99 = std::to_string(static_cast<long long>(std::llround(*q * 1000 * time_scale))) +
-              (time_scale == 1 ? " ms" : " ms simulated");
+      const char* kRt = "tidegate_requests_by_class_total{class=\"realtime\"}";
+      rps = Fixed(std::max(0.0, cur.gateway->Get(kRt) - base.gateway->Get(kRt)) / dt, 1);
+      const auto& b = cur.gateway->buckets;
+      const auto& bb = base.gateway->buckets;
+      auto it = b.find("tidegate_time_to_first_token_seconds");
+      auto jt = bb.find("tidegate_time_to_first_token_seconds");
+      if (it != b.end() && jt != bb.end())
+        if (auto q = QuantileOfDelta(it->second, jt->second, 0.99))
+          p99 = std::to_string(static_cast<long long>(std::llround(*q * 1000 * time_scale))) +
+                (time_scale == 1 ? " ms" : " ms simulated");
+      const char* kRtBusy = "tidegate_endpoint_busy_seconds_total{class=\"realtime\"}";
+      const char* kAsBusy = "tidegate_endpoint_busy_seconds_total{class=\"async\"}";
+      const double cap = dt * servers;
+      const double u_rt = std::clamp(
+          (cur.gateway->Get(kRtBusy) - base.gateway->Get(kRtBusy)) / cap * 100, 0.0, 100.0);
+      const double u_as = std::clamp(
+          (cur.gateway->Get(kAsBusy) - base.gateway->Get(kAsBusy)) / cap * 100, 0.0, 100.0 - u_rt);
+      util = Fixed(u_rt + u_as, 0) + "% (real-time " + Fixed(u_rt, 0) + "%, async " +
+             Fixed(u_as, 0) + "%)";
     }
-    if (long long n = CountQueue(db, "requests"); n >= 0) backlog = std::to_string(n);
+    if (cur.backlog) backlog_s = std::to_string(*cur.backlog);
     if (cur.processor) {
       inflight = Fixed(cur.processor->Get("tidegate_async_in_flight"), 0);
       done = Fixed(cur.processor->Get("tidegate_async_requests_succeeded_total"), 0);
       shed = Fixed(cur.processor->Get("tidegate_async_sheds_total"), 0);
     }
-    double busy = 0;
-    bool have_busy = dt > 0;
-    for (size_t i = 0; have_busy && i < cur.sims.size(); ++i) {
-      if (!cur.sims[i] || !base.sims[i]) {
-        have_busy = false;
-        break;
-      }
-      busy += cur.sims[i]->Get("tidegate_sim_busy_seconds_total") -
-              base.sims[i]->Get("tidegate_sim_busy_seconds_total");
-    }
-    if (have_busy)
-      util = Fixed(std::clamp(100 * busy / (dt * time_scale * servers), 0.0, 100.0), 0) + "%";
-    long long secs = std::chrono::duration_cast<std::chrono::seconds>(cur.at - started).count();
+    long long secs = std::chrono::duration_cast<std::chrono::seconds>(cur.at - started_at).count();
     return "[" + std::to_string(secs) + "s] real-time " + rps + " req/s, TTFT p99 " + p99 +
-           " | async backlog " + backlog + ", in flight " + inflight + ", done " + done +
+           " | async backlog " + backlog_s + ", in flight " + inflight + ", done " + done +
            ", shed " + shed + " | utilisation " + util;
   };
 
-  const auto started = Clock::now();
+  const auto started_at = Clock::now();
   Sample base = take();
   auto tick = base.at;
   int exit_code = 0;
+  std::set<pid_t> reported;  // simulated servers already reported dead
   while (true) {
     tick += milliseconds(1000);
     while (Clock::now() < tick && g_signals.load() == 0)
@@ -568,35 +565,53 @@ int RunDemo(const std::vector<std::string>& args) {
       std::cout << "tidegate demo: stopping (signal)" << std::endl;
       break;
     }
-    bool died = false;
-    for (auto& c : comps) {
-      if (!c.child->Running()) {
-        if (tty && !died) std::cout << "\n";
-        std::cout << "tidegate demo: " << c.what << " (pid " << c.child->pid()
-                  << ") exited on its own with status " << c.child->Wait(milliseconds(0))
-                  << "; see its log " << c.log << "; stopping the rest" << std::endl;
-        died = true;
-      }
+    bool fatal = false;
+    auto& cs = fleet.components();
+    for (size_t i = 0; i < cs.size(); ++i) {
+      Child& c = *cs[i].child;
+      if (c.Running() || reported.count(c.pid())) continue;
+      reported.insert(c.pid());
+      const bool sim = i < n_sims;
+      if (tty) std::cout << "\n";
+      std::cout << "tidegate demo: " << cs[i].what << " (pid " << c.pid()
+                << ") exited on its own with status " << c.Wait(milliseconds(0)) << "; see its log "
+                << cs[i].log << (sim ? "; the gateway routes around it" : "; stopping the rest")
+                << std::endl;
+      fatal = fatal || !sim;
     }
-    if (died) {
+    if (reported.size() >= n_sims && !fatal) {
+      std::cout << "tidegate demo: every simulated server is gone; stopping the rest" << std::endl;
+      fatal = true;
+    }
+    if (fatal) {
       exit_code = 1;
       break;
+    }
+    if (backlog) {
+      if (auto problem = backlog->Tick(); !problem.empty())
+        std::cerr << "tidegate demo: " << problem << "\n";
     }
     if (Clock::now() > tick + milliseconds(1000)) tick = Clock::now();  // scrapes were slow
     Sample cur = take();
     if (tty) {
-      std::cout << "\r" << status_line(cur, base, started) << "\033[K" << std::flush;
+      std::cout << "\r" << status_line(cur, base, started_at) << "\033[K" << std::flush;
       base = std::move(cur);
     } else if (cur.at - base.at >= milliseconds(4900)) {
-      std::cout << status_line(cur, base, started) << std::endl;
+      std::cout << status_line(cur, base, started_at) << std::endl;
       base = std::move(cur);
     }
-    if (duration.count() > 0 && Clock::now() - started >= duration) {
+    if (duration.count() > 0 && Clock::now() - started_at >= duration) {
       if (tty) std::cout << "\n";
       std::cout << "tidegate demo: --duration " << *duration_text << " reached; stopping"
                 << std::endl;
       break;
     }
+  }
+  if (rt) {
+    std::cout << "tidegate demo: stopping the sample traffic (" << rt->sent()
+              << " real-time requests sent, " << rt->succeeded() << " succeeded; "
+              << (backlog ? backlog->submitted() : 0) << " async submitted)" << std::endl;
+    rt->Stop();
   }
   stop_all();
   std::cout << "tidegate demo: stopped; logs and the queue file are in " << dir.string()

@@ -9,6 +9,7 @@
 #include "cli/flags.h"
 #include "common/units.h"
 #include "gateway/gateway.h"
+#include "http/client.h"
 #include "pool/engine_metrics.h"
 #include "sched/picker.h"
 
@@ -106,12 +107,22 @@ int RunServe(const std::vector<std::string>& args) {
               return {};
             });
   flags.Add("admin-address", "HOST:PORT|public",
-            "where /metrics, /v1/pool and /v1/capacity are served (GET and HEAD only): a "
-            "separate listener (port 0 = a free one), or 'public' to serve them on the public "
-            "port (single-box use)",
+            "where /metrics, /v1/pool, /v1/capacity and the live /dashboard are served (GET and "
+            "HEAD only): a separate listener (port 0 = a free one), or 'public' to serve them on "
+            "the public port (single-box use)",
             defaults.admin_address, [&](const std::string& v) -> std::string {
               if (v.empty()) return "must not be empty";
               cfg.admin_address = v;
+              return {};
+            });
+  flags.Add("processor-metrics", "URL",
+            "the async processor's /metrics (e.g. http://127.0.0.1:9464/metrics): read every "
+            "second and shown on /dashboard (backlog, in flight, done, shed)",
+            "none", [&](const std::string& v) -> std::string {
+              http::Url u;
+              std::string err;
+              if (!http::ParseHttpUrl(v, &u, &err)) return err;
+              cfg.processor_metrics = v;
               return {};
             });
   flags.Add("port", "N", "port to listen on (0 picks a free one)", std::to_string(defaults.port),

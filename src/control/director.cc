@@ -247,7 +247,7 @@ void Director::CountReject(const Reject& r) {
 }
 
 void Director::Reserve(Ticket& t, uint32_t endpoint) {
-  pool_.at(endpoint).AddInFlight(1);
+  pool_.at(endpoint).AddInFlight(1, t.priority < 0);
   t.reserved = endpoint;
   if (by_priority_) {
     std::lock_guard lock(by_priority_[endpoint].mu);
@@ -257,7 +257,7 @@ void Director::Reserve(Ticket& t, uint32_t endpoint) {
 
 void Director::Release(Ticket& t) {
   if (t.reserved == sched::Outcome::kNone) return;
-  pool_.at(t.reserved).AddInFlight(-1);
+  pool_.at(t.reserved).AddInFlight(-1, t.priority < 0);
   if (by_priority_) {
     auto& e = by_priority_[t.reserved];
     std::lock_guard lock(e.mu);

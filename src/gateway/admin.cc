@@ -8,6 +8,14 @@
 
 namespace tidegate::gateway {
 
+std::string EngineName(const pool::Endpoint& ep, std::string_view default_engine) {
+  const pool::MetricsSource src = ep.GetMetricsSource();
+  if (!src.engine.empty()) return src.engine;
+  const std::string configured =
+      ep.config().engine.empty() ? std::string(default_engine) : ep.config().engine;
+  return pool::IsAutoEngine(configured) ? std::string("auto") : configured;
+}
+
 std::string PoolJson(const pool::Pool& pool, const control::Director& director,
                      std::string_view default_engine, Nanos now) {
   const pool::SaturationDetector& det = director.detector();
@@ -19,12 +27,7 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
     nlohmann::ordered_json e;
     e["address"] = ep.address();
     const pool::MetricsSource src = ep.GetMetricsSource();
-    const std::string& configured =
-        ep.config().engine.empty() ? std::string(default_engine) : ep.config().engine;
-    // The engine as configured, or as recognised ("auto" until it is).
-    e["engine"] = !src.engine.empty()              ? src.engine
-                  : pool::IsAutoEngine(configured) ? std::string("auto")
-                                                   : configured;
+    e["engine"] = EngineName(ep, default_engine);
     e["engine_detected"] = src.detected;
     e["metrics_url"] = src.url;
     e["metrics"] = src.in_flight_only ? "in-flight only"

@@ -25,6 +25,8 @@ namespace tidegate::gateway {
 
 std::string PoolJson(const pool::Pool& pool, const control::Director& director,
                      std::string_view default_engine, Nanos now);
+// The endpoint's engine as configured, or as recognised ("auto" until it is).
+std::string EngineName(const pool::Endpoint& ep, std::string_view default_engine);
 std::string CapacityJson(const control::Director& director);
 
 struct Readiness {

@@ -156,6 +156,7 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       if (g["forward_priority"]) cfg->forward_priority = g["forward_priority"].as<bool>();
       if (g["max_connections"]) cfg->max_connections = g["max_connections"].as<int>();
       if (g["admin_address"]) cfg->admin_address = g["admin_address"].as<std::string>();
+      if (g["processor_metrics"]) cfg->processor_metrics = g["processor_metrics"].as<std::string>();
       if (g["api_keys"]) cfg->api_keys_file = g["api_keys"].as<std::string>();
       if (g["tls_cert"]) cfg->tls_cert = g["tls_cert"].as<std::string>();
       if (g["tls_key"]) cfg->tls_key = g["tls_key"].as<std::string>();

@@ -60,6 +60,8 @@ struct GatewayConfig {
   // Where /metrics, /v1/pool and /v1/capacity are served: "HOST:PORT" (port 0 = a free one),
   // or "public" for the public port (single-box use; the demo does this).
   std::string admin_address = "127.0.0.1:9090";
+  // The async processor's /metrics, shown on the dashboard ("" = not shown).
+  std::string processor_metrics;
   // API keys and their tenants (auth/keys.h); "" = no authentication. Reloaded on SIGHUP.
   std::string api_keys_file;
   // TLS on the public listener: a PEM certificate chain and its key (reloaded on SIGHUP).

@@ -69,6 +69,19 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
                        "Requests whose client went away before the response finished (the "
                        "upstream connection was closed at once, or the request left the queue)")
            .With({});
+  auto& by_class = registry.AddCounter(
+      "tidegate_requests_by_class_total",
+      "API requests answered, by class: async (sheddable, priority < 0: what the async "
+      "processor sends) or realtime (everything else)",
+      {"class"});
+  requests_realtime = &by_class.With({"realtime"});
+  requests_async = &by_class.With({"async"});
+  endpoint_busy = &registry.AddFloatCounter(
+      "tidegate_endpoint_busy_seconds_total",
+      "Seconds the endpoint had at least one request in flight from this gateway, split between "
+      "the classes (realtime, async) in proportion to their in-flight counts (sampled every "
+      "100 ms). Pool utilisation of a class = its rate summed over endpoints / endpoints",
+      {"endpoint", "class"});
   auto& up = registry.AddGauge("tidegate_endpoint_up",
                                "1 if the endpoint is available for new requests", {"endpoint"});
   auto& inf =

@@ -37,6 +37,10 @@ struct GatewayMetrics {
   metrics::Gauge* client_connections;
   metrics::Counter* tls_handshake_failures;
   metrics::Gauge* buffered_bytes;  // request bodies held now
+  // API requests answered, by class (sheddable = async, the rest real-time).
+  metrics::Counter* requests_realtime;
+  metrics::Counter* requests_async;
+  metrics::Family<metrics::Gauge>* endpoint_busy;  // {endpoint, class}, fed by the dashboard
   std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation,
       endpoint_ejected;
 };

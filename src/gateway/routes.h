@@ -20,6 +20,8 @@ enum class Route {
   kReadyz,
   kPool,
   kCapacity,
+  kDashboard,
+  kDashboardData,
   kOther
 };
 inline constexpr int kRouteCount = static_cast<int>(Route::kOther) + 1;
@@ -34,6 +36,8 @@ inline Route Classify(std::string_view path) {
   if (path == "/readyz") return Route::kReadyz;
   if (path == "/v1/pool") return Route::kPool;
   if (path == "/v1/capacity") return Route::kCapacity;
+  if (path == "/dashboard" || path == "/dashboard/") return Route::kDashboard;
+  if (path == "/dashboard/data") return Route::kDashboardData;
   return Route::kOther;
 }
 
@@ -55,7 +59,8 @@ inline const char* RouteLabel(Route r) {
 // The operator's routes: served on the admin listener (or on the public port with
 // --admin-address public), GET and HEAD only.
 inline bool IsAdminRoute(Route r) {
-  return r == Route::kMetrics || r == Route::kPool || r == Route::kCapacity;
+  return r == Route::kMetrics || r == Route::kPool || r == Route::kCapacity ||
+         r == Route::kDashboard || r == Route::kDashboardData;
 }
 
 inline bool IsApiRoute(Route r) {

@@ -19,6 +19,7 @@
 #include "common/units.h"
 #include "control/director.h"
 #include "gateway/admin.h"
+#include "gateway/dashboard.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/http1.h"
@@ -27,6 +28,7 @@
 #include "gateway/request.h"
 #include "gateway/routes.h"
 #include "gateway/wire.h"
+#include "http/client.h"
 #include "metrics/registry.h"
 #include "pool/endpoint.h"
 #include "pool/engine_metrics.h"
@@ -349,7 +351,7 @@ struct Gateway::Impl {
       co_return co_await Write(
           stream, http::status::not_found, keep_alive, request_id, "application/json",
           wire::ErrorBody("the admin listener serves GET /metrics, /v1/pool, /v1/capacity, "
-                          "/healthz and /readyz; inference is on the public port",
+                          "/dashboard, /healthz and /readyz; inference is on the public port",
                           "invalid_request_error", "not_found"),
           head_extra);
     }
@@ -394,6 +396,24 @@ struct Gateway::Impl {
       case Route::kCapacity:
         co_return co_await Write(stream, http::status::ok, keep_alive, request_id,
                                  "application/json", CapacityJson(*director), head_extra);
+      case Route::kDashboard:
+        co_return co_await Write(stream, http::status::ok, keep_alive, request_id,
+                                 "text/html; charset=utf-8", std::string(DashboardPage()),
+                                 head_extra);
+      case Route::kDashboardData: {
+        int64_t since = 0;
+        std::string_view query =
+            target.size() > path.size() ? target.substr(path.size() + 1) : std::string_view();
+        if (auto at = query.find("since="); at != std::string_view::npos) {
+          std::string_view v = query.substr(at + 6);
+          v = v.substr(0, v.find('&'));
+          std::from_chars(v.data(), v.data() + v.size(), since);
+        }
+        co_return co_await Write(
+            stream, http::status::ok, keep_alive, request_id, "application/json",
+            dashboard->DataJson(since, UnixMs(), pool, *director, cfg.default_engine, clock.Now()),
+            head_extra);
+      }
       default:
         break;
     }
@@ -467,6 +487,7 @@ struct Gateway::Impl {
       call.ticket = nullptr;  // it lived in Api()
     }
     gm.in_flight->Add(-1);
+    if (IsApiRoute(route)) (call.sheddable ? gm.requests_async : gm.requests_realtime)->Inc();
     double seconds = ToSeconds(clock.Now() - start);
     gm.duration[static_cast<int>(route)]->Observe(seconds);
     RequestCounter(w, route, call.status, call.endpoint).Inc();
@@ -769,6 +790,73 @@ struct Gateway::Impl {
     }
   }
 
+  static int64_t UnixMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  // The dashboard's sampling: in-flight counts every 100 ms, a point every second. Reads
+  // atomics only; nothing on the data plane waits for it.
+  Task<void> DashboardLoop() {
+    Timer t(control);
+    std::vector<Dashboard::InFlight> in_flight(pool.size());
+    DashboardTotals totals;
+    auto next_point = std::chrono::steady_clock::now();
+    for (;;) {
+      for (size_t i = 0; i < pool.size(); ++i)
+        in_flight[i] = {pool.at(i).InFlight(), pool.at(i).SheddableInFlight()};
+      const Nanos now = clock.Now();
+      dashboard->Sample(now, in_flight);
+      if (std::chrono::steady_clock::now() >= next_point) {
+        next_point += std::chrono::seconds(1);
+        if (next_point < std::chrono::steady_clock::now())
+          next_point = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        totals.requests_realtime = gm.requests_realtime->Value();
+        totals.requests_async = gm.requests_async->Value();
+        totals.ttft_counts.resize(gm.ttft->bounds().size() + 1);
+        for (size_t i = 0; i < totals.ttft_counts.size(); ++i)
+          totals.ttft_counts[i] = static_cast<double>(gm.ttft->BucketCount(i));
+        dashboard->Close(now, UnixMs(), totals);
+      }
+      t.expires_after(std::chrono::milliseconds(100));
+      auto [ec] = co_await t.async_wait(kTok);
+      if (ec || draining.load()) co_return;
+    }
+  }
+
+  // Reads the async processor's /metrics every second for the dashboard (--processor-metrics).
+  // (Default-executor coroutine: tidegate::http::Client speaks any_io_executor.)
+  // (The client is made outside the coroutine: GCC 12 destroys a default argument's temporary
+  // twice in a coroutine frame.)
+  net::awaitable<void> ProcessorLoop(::tidegate::http::Client& client, std::string target) {
+    namespace th = ::tidegate::http;
+    net::steady_timer t(co_await net::this_coro::executor);
+    const th::Headers headers;
+    for (;;) {
+      th::ClientRequest req;
+      req.method = "GET";
+      req.target = target;
+      req.headers = &headers;
+      req.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(900);
+      req.max_body_bytes = 4 << 20;
+      th::ClientResponse r = co_await client.Send(req);
+      ProcessorView v;
+      v.url = cfg.processor_metrics;
+      if (r.status != 200) {
+        v.error = r.status == 0 ? r.error : "HTTP " + std::to_string(r.status);
+      } else if (!ParseProcessorMetrics(r.body, &v)) {
+        v.error = "the page is not Prometheus text";
+      } else {
+        v.up = true;
+      }
+      dashboard->SetProcessor(std::move(v));
+      t.expires_after(std::chrono::seconds(1));
+      auto [ec] = co_await t.async_wait(net::as_tuple(net::use_awaitable));
+      if (ec || draining.load()) co_return;
+    }
+  }
+
   void BeginDrain() {
     if (draining.exchange(true)) return;
     net::post(control, [this] {
@@ -829,6 +917,8 @@ struct Gateway::Impl {
   std::unique_ptr<Proxy> proxy;
   std::unique_ptr<pool::Scraper> scraper;
   std::unique_ptr<pool::Prober> prober;
+  std::unique_ptr<Dashboard> dashboard;
+  std::unique_ptr<::tidegate::http::Client> processor_client;  // --processor-metrics
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
   int max_connections = 0;  // set in Start()
@@ -1066,6 +1156,18 @@ std::string Gateway::Start() {
   I.prober->Start();
   I.scraper->Start();
   net::co_spawn(I.control, I.TickLoop(), net::detached);
+  I.dashboard = std::make_unique<Dashboard>(I.pool, I.gm.endpoint_busy, I.gm.ttft->bounds());
+  net::co_spawn(I.control, I.DashboardLoop(), net::detached);
+  if (!I.cfg.processor_metrics.empty()) {
+    ::tidegate::http::Url url;
+    std::string err;
+    if (!::tidegate::http::ParseHttpUrl(I.cfg.processor_metrics, &url, &err))
+      return "--processor-metrics: " + err;
+    // A URL without a path means the processor's usual /metrics.
+    std::string target = url.base_path.empty() ? "/metrics" : "";
+    I.processor_client = std::make_unique<::tidegate::http::Client>(I.control.get_executor(), url);
+    net::co_spawn(I.control, I.ProcessorLoop(*I.processor_client, target), net::detached);
+  }
 
   std::string eps;
   for (size_t i = 0; i < I.pool.size(); ++i) eps += (i ? "," : "") + I.pool.at(i).address();
@@ -1085,7 +1187,7 @@ std::string Gateway::Start() {
   } else {
     spdlog::info("flow control: off (requests go straight to the best endpoint)");
   }
-  spdlog::info("admin (/metrics, /v1/pool, /v1/capacity) on {}{}", I.admin_url,
+  spdlog::info("admin (/metrics, /v1/pool, /v1/capacity, /dashboard) on {}{}", I.admin_url,
                I.admin_on_public ? " (the public port: --admin-address public)" : "");
   if (!I.keys.load() && !addr.is_loopback())
     spdlog::warn(

@@ -201,6 +201,16 @@ Family<Gauge>& Registry::AddGauge(std::string name, std::string help,
   return ref;
 }
 
+Family<Gauge>& Registry::AddFloatCounter(std::string name, std::string help,
+                                         std::vector<std::string> labels) {
+  std::lock_guard lock(mu_);
+  auto f = std::make_unique<Family<Gauge>>(std::move(name), std::move(help), Type::kCounter,
+                                           std::move(labels));
+  auto& ref = *f;
+  families_.push_back(std::move(f));
+  return ref;
+}
+
 Family<Histogram>& Registry::AddHistogram(std::string name, std::string help,
                                           std::vector<double> bounds,
                                           std::vector<std::string> labels) {

@@ -140,6 +140,10 @@ class Registry {
   Family<Counter>& AddCounter(std::string name, std::string help,
                               std::vector<std::string> labels = {});
   Family<Gauge>& AddGauge(std::string name, std::string help, std::vector<std::string> labels = {});
+  // A counter whose increments are fractional (seconds of something): a Gauge that is only ever
+  // Add()ed to, exposed as TYPE counter.
+  Family<Gauge>& AddFloatCounter(std::string name, std::string help,
+                                 std::vector<std::string> labels = {});
   Family<Histogram>& AddHistogram(std::string name, std::string help, std::vector<double> bounds,
                                   std::vector<std::string> labels = {});
   // The whole registry in the Prometheus text format.

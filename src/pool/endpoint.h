@@ -85,7 +85,13 @@ class Endpoint {
   const EndpointConfig& config() const { return cfg_; }
 
   int InFlight() const { return in_flight_.load(std::memory_order_relaxed); }
-  void AddInFlight(int delta) { in_flight_.fetch_add(delta, std::memory_order_relaxed); }
+  // Of those, the sheddable ones (priority < 0: async filler), for the class split of
+  // utilisation on the dashboard.
+  int SheddableInFlight() const { return sheddable_in_flight_.load(std::memory_order_relaxed); }
+  void AddInFlight(int delta, bool sheddable = false) {
+    in_flight_.fetch_add(delta, std::memory_order_relaxed);
+    if (sheddable) sheddable_in_flight_.fetch_add(delta, std::memory_order_relaxed);
+  }
 
   bool Available(Nanos now) const {
     return probe_ok_.load(std::memory_order_relaxed) &&
@@ -194,6 +200,7 @@ class Endpoint {
   EndpointConfig cfg_;
   std::string address_;
   std::atomic<int> in_flight_{0};
+  std::atomic<int> sheddable_in_flight_{0};
   std::atomic<bool> probe_ok_{true};
   std::atomic<int> probe_failures_{0};
   std::vector<std::string> served_models_;    // guarded by error_mu_

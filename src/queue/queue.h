@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,10 @@ class Queue {
   virtual Status PublishAndAck(std::vector<PublishAck>* items, Queue& source);
   // True when PublishAndAck(…, source) is atomic (no duplicate result can follow a crash).
   virtual bool AtomicPublishAck(const Queue& source) const { return false; }
+  // Messages on the queue now, leased ones included, when the backend can count them cheaply
+  // (the embedded queue); nullopt otherwise (Pub/Sub: read num_undelivered_messages in Cloud
+  // Monitoring). May block like Pull.
+  virtual std::optional<int64_t> Backlog() { return std::nullopt; }
 };
 
 // Opens a queue by URI. Returns nullptr and sets *error (naming the URI and the problem) when

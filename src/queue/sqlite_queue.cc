@@ -165,7 +165,9 @@ class SqliteQueue final : public Queue {
     dead_letter_ = std::make_unique<Stmt>();
     delete_ = std::make_unique<Stmt>();
     set_lease_ = std::make_unique<Stmt>();
-    if (!insert_->Prepare(db_,
+    count_ = std::make_unique<Stmt>();
+    if (!count_->Prepare(db_, "SELECT count(*) FROM messages WHERE queue = ?1") ||
+        !insert_->Prepare(db_,
                           "INSERT INTO messages(queue, data, attributes, publish_us) "
                           "VALUES(?1, ?2, ?3, ?4)") ||
         !select_ready_->Prepare(
@@ -190,6 +192,17 @@ class SqliteQueue final : public Queue {
       return false;
     }
     return true;
+  }
+
+  std::optional<int64_t> Backlog() override {
+    std::lock_guard lock(mu_);
+    sqlite3_stmt* s = count_->get();
+    sqlite3_bind_text(s, 1, opts_.queue.data(), static_cast<int>(opts_.queue.size()),
+                      SQLITE_STATIC);
+    std::optional<int64_t> n;
+    if (sqlite3_step(s) == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
+    count_->Reset();
+    return n;
   }
 
   std::string_view kind() const override { return "sqlite"; }
@@ -487,7 +500,7 @@ class SqliteQueue final : public Queue {
   std::string canonical_path_;  // to tell whether two queues share one file
   std::mutex mu_;               // guards db_ and the statements
   sqlite3* db_ = nullptr;
-  std::unique_ptr<Stmt> insert_, select_ready_, lease_, dead_letter_, delete_, set_lease_;
+  std::unique_ptr<Stmt> insert_, select_ready_, lease_, dead_letter_, delete_, set_lease_, count_;
 };
 
 }  // namespace
