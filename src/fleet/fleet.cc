@@ -99,9 +99,11 @@ Fleet::Started Fleet::Start(const std::string& what, const std::string& log_name
       }
       if (HttpGetBlocking(kHost, port, path, &body, milliseconds(500)) == 200) break;
       if (Steady::now() >= until) {
-        *error = what + " not ready after " + std::to_string(timeout.count() / 1000) +
-                 " s (GET http://" + kHost + ":" + std::to_string(port) + path +
-                 " did not answer 200); see its log " + log;
+        const std::string waited = timeout.count() % 1000 == 0
+                                       ? std::to_string(timeout.count() / 1000) + " s"
+                                       : std::to_string(timeout.count()) + " ms";
+        *error = what + " not ready after " + waited + " (GET http://" + kHost + ":" +
+                 std::to_string(port) + path + " did not answer 200); see its log " + log;
         return Started::kFailed;
       }
       std::this_thread::sleep_for(milliseconds(50));
