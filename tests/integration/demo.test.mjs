@@ -1,9 +1,14 @@
-// demo.test.mjs — `tidegate demo` end to end: it starts the simulated fleet, the gateway and the
-// async processor as children, prints the base URL and queue URIs; the official openai client
-// streams a chat completion through it; 20 async requests submitted with `tidegate submit` come
-// back as 20 succeeded results from `tidegate results`; SIGINT stops everything (exit 0, no child
-// left, every port free again). Also: a child that fails at start-up is named with its log, and
-// a busy port is refused up front.
+// demo.test.mjs — `tidegate demo` end to end: it starts the simulated fleet (one process per
+// server), the gateway and the async processor as children, prints the dashboard URL, the base
+// URL, the queue URIs and every pid. With --traffic none (an idle queue): the official openai
+// client streams a chat completion through it; 20 async requests submitted with `tidegate
+// submit` come back as 20 succeeded results from `tidegate results`; a simulated server killed
+// while it runs is reported and the demo goes on; SIGINT stops everything in reverse start order
+// (exit 0, no child left, every port free again). With the default sample traffic and nothing
+// typed: within 60 s the processor has completed async work, real-time requests have succeeded,
+// and the status line shows both. Also: a server that fails at start-up is named with its log,
+// a busy port is refused up front, --traffic takes only sample|seed|none, and --help lists the
+// flags.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
@@ -12,12 +17,16 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { GATEWAY_BIN, SIM_MODEL, stopProcess, waitExit, waitFor, tryConnect } from './lib.mjs';
+import {
+  GATEWAY_BIN, SIM_MODEL, parseMetrics, request, stopProcess, waitExit, waitFor, tryConnect,
+} from './lib.mjs';
 
 const dirs = [];
 const procs = [];
+let knownPids = [];
 after(async () => {
   await Promise.all(procs.map((p) => stopProcess(p, { signal: 'SIGTERM', graceMs: 10_000 })));
+  for (const pid of knownPids) if (alive(pid)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -26,6 +35,9 @@ function tmpDir() {
   dirs.push(d);
   return d;
 }
+
+// Every port flag at 0 (free ports), so the test never depends on 8080/8001/9090/9464.
+const FREE_PORTS = ['--port', '0', '--sim-port', '0', '--metrics-port', '0', '--admin-port', '0'];
 
 // Starts `tidegate demo ...args`, collecting its output (stdout + stderr).
 function startDemo(args) {
@@ -46,39 +58,112 @@ function run(args, timeoutMs) {
   });
 }
 
-const alive = (pid) => {
-  try { process.kill(pid, 0); return true; } catch { return false; }
-};
+// A process that exists and is not a zombie.
+function alive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+// Waits for the banner; returns what it printed: URLs, pids, ports, the started children.
+async function waitBanner(demo, ctx) {
+  const banner = await waitFor(() => {
+    if (demo.proc.exitCode !== null) return { exited: demo.proc.exitCode };
+    const o = demo.output();
+    return /Ctrl-C stops everything/.test(o) ? o : null;
+  }, { timeoutMs: 30_000, intervalMs: 50, what: 'the demo banner' });
+  assert.equal(typeof banner, 'string', `demo exited early (status ${banner.exited}); ${ctx()}`);
+
+  const dashboard = banner.match(/dashboard:\s+(http:\/\/127\.0\.0\.1:(\d+))\/dashboard/);
+  assert.ok(dashboard, `dashboard URL printed; ${ctx()}`);
+  const baseURL = banner.match(/OpenAI base URL:\s+(http:\/\/127\.0\.0\.1:\d+\/v1)/)?.[1];
+  assert.ok(baseURL, `base URL printed; ${ctx()}`);
+  const requestsUri = banner.match(/submit --queue '([^']+)'/)?.[1];
+  const resultsUri = banner.match(/results --queue '([^']+)'/)?.[1];
+  assert.ok(requestsUri && resultsUri, `queue URIs printed; ${ctx()}`);
+  const gatewayMetrics = banner.match(/(http:\/\/127\.0\.0\.1:\d+)\/metrics\s+the gateway/)?.[1];
+  const processorMetrics = banner.match(/(http:\/\/127\.0\.0\.1:\d+)\/metrics\s+the async processor/)?.[1];
+  assert.ok(gatewayMetrics && processorMetrics, `metrics URLs printed; ${ctx()}`);
+  // The gateway's metrics are on its admin listener, where the dashboard is.
+  assert.equal(gatewayMetrics, dashboard[1], `gateway metrics on the admin port; ${ctx()}`);
+
+  const pm = banner.match(/^ {2}pids: sim (\d+(?:,\d+)*), gateway (\d+), async (\d+)$/m);
+  assert.ok(pm, `pids printed; ${ctx()}`);
+  const simPids = pm[1].split(',').map(Number);
+  const sm = banner.match(/^ {2}sim pids: (\d+(?:,\d+)*)\b/m);
+  assert.ok(sm, `sim pids printed; ${ctx()}`);
+  assert.deepEqual(sm[1].split(',').map(Number), simPids, `the same sim pids twice; ${ctx()}`);
+  const gatewayPid = Number(pm[2]);
+  const asyncPid = Number(pm[3]);
+  knownPids.push(...simPids, gatewayPid, asyncPid);
+
+  // One "started" line per child, in start order: the servers, the gateway, the processor.
+  const startedSims = [...banner.matchAll(
+    /started simulated server 127\.0\.0\.1:(\d+) \(pid (\d+), log (\S+)\)/g)]
+    .map((m) => ({ port: Number(m[1]), pid: Number(m[2]), log: m[3] }));
+  assert.deepEqual(startedSims.map((s) => s.pid), simPids, `one process per server; ${ctx()}`);
+  assert.match(banner, new RegExp(`started the gateway \\(pid ${gatewayPid}, log `));
+  assert.match(banner, new RegExp(`started the async processor \\(pid ${asyncPid}, log `));
+  const ports = new Set([...banner.matchAll(/127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1])));
+  for (const s of startedSims) ports.add(s.port);
+  return {
+    banner, baseURL, requestsUri, resultsUri, gatewayMetrics, processorMetrics,
+    adminPort: Number(dashboard[2]), simPids, gatewayPid, asyncPid, startedSims,
+    pids: [...simPids, gatewayPid, asyncPid], ports: [...ports],
+  };
+}
+
+// SIGINT; asserts exit 0, every child gone, every port free. Returns the output.
+async function interruptAndCheck(demo, b, ctx) {
+  demo.proc.kill('SIGINT');
+  const { code, signal } = await waitExit(demo.proc, 30_000);
+  assert.equal(signal, null, ctx());
+  assert.equal(code, 0, ctx());
+  await waitFor(() => b.pids.every((p) => !alive(p)),
+    { timeoutMs: 5000, what: `children ${b.pids.join(',')} to be gone; ${ctx()}` });
+  for (const p of b.ports) assert.equal(await tryConnect(p), 'refused', `port ${p} free; ${ctx()}`);
+  return demo.output();
+}
+
+// The status lines printed so far (a line every 5 s when stdout is not a terminal).
+const STATUS_RE = /^\[(\d+)s\] real-time ([\d.]+|-) req\/s, TTFT p99 (.*?) \| async backlog (\d+|-), in flight (\d+|-), done (\d+|-), shed (\d+|-) \| utilisation (.*)$/gm;
+function statusLines(text) {
+  return [...text.matchAll(STATUS_RE)].map((m) => ({
+    line: m[0], secs: Number(m[1]), rps: Number(m[2]), p99: m[3], backlog: Number(m[4]),
+    inFlight: Number(m[5]), done: Number(m[6]), shed: Number(m[7]), util: m[8],
+  }));
+}
 
 describe('tidegate demo', () => {
-  it('serves real-time and async traffic, then stops cleanly on SIGINT', { timeout: 45_000 },
-    async () => {
+  it('serves real-time and async traffic, survives a dead server, then stops cleanly on SIGINT',
+    { timeout: 60_000 }, async () => {
       const dir = tmpDir();
-      const demo = startDemo(['--port', '0', '--sim-port', '0', '--metrics-port', '0',
-        '--data-dir', dir, '--time-scale', '20', '--duration', '30s']);
+      const demo = startDemo([...FREE_PORTS, '--traffic', 'none', '--data-dir', dir,
+        '--time-scale', '20', '--duration', '50s']);
       const ctx = () => `demo output:\n${demo.output()}`;
-      const banner = await waitFor(() => {
-        if (demo.proc.exitCode !== null) throw new Error(`demo exited early; ${ctx()}`);
-        const o = demo.output();
-        return /Ctrl-C stops everything/.test(o) ? o : null;
-      }, { timeoutMs: 20_000, intervalMs: 50, what: 'the demo banner' });
-
-      const baseURL = banner.match(/OpenAI base URL:\s+(http:\/\/127\.0\.0\.1:\d+\/v1)/)?.[1];
-      assert.ok(baseURL, `base URL printed; ${ctx()}`);
-      const requestsUri = banner.match(/submit --queue '([^']+)'/)?.[1];
-      const resultsUri = banner.match(/results --queue '([^']+)'/)?.[1];
-      assert.ok(requestsUri && resultsUri, `queue URIs printed; ${ctx()}`);
-      assert.ok(requestsUri.startsWith(`sqlite://${fs.realpathSync(dir)}/tidegate.db?queue=`),
-        requestsUri);
-      const pm = banner.match(/pids: sim (\d+), gateway (\d+), async (\d+)/);
-      assert.ok(pm, `pids printed; ${ctx()}`);
-      const pids = pm.slice(1).map(Number);
-      const ports = [...banner.matchAll(/127\.0\.0\.1:(\d+)/g)].map((m) => Number(m[1]));
-      for (const log of ['sim.log', 'gateway.log', 'async.log'])
+      const b = await waitBanner(demo, ctx);
+      assert.match(b.banner, /sample traffic:\s+none \(--traffic none\)/);
+      assert.ok(b.requestsUri.startsWith(`sqlite://${fs.realpathSync(dir)}/tidegate.db?queue=`),
+        b.requestsUri);
+      assert.equal(b.simPids.length, 4, `four simulated servers by default; ${ctx()}`);
+      for (const s of b.startedSims) {
+        assert.equal(s.log, path.join(fs.realpathSync(dir), `sim-${s.port}.log`));
+        assert.ok(fs.existsSync(s.log), `${s.log} written`);
+      }
+      for (const log of ['gateway.log', 'async.log'])
         assert.ok(fs.existsSync(path.join(dir, log)), `${log} written`);
 
+      // The dashboard is on the admin port.
+      const page = await request(`http://127.0.0.1:${b.adminPort}`, { path: '/dashboard' });
+      assert.equal(page.status, 200);
+      assert.match(String(page.headers['content-type']), /^text\/html/);
+
       // Real time: the official client, streaming, through the printed base URL.
-      const client = new OpenAI({ baseURL, apiKey: 'demo', maxRetries: 0, timeout: 10_000 });
+      const client = new OpenAI({ baseURL: b.baseURL, apiKey: 'demo', maxRetries: 0, timeout: 10_000 });
       const stream = await client.chat.completions.create({
         model: SIM_MODEL, max_tokens: 16, stream: true,
         messages: [{ role: 'user', content: 'hello demo' }],
@@ -95,9 +180,9 @@ describe('tidegate demo', () => {
           payload: { model: SIM_MODEL, max_tokens: 16, messages: [{ role: 'user', content: `job ${i}` }] } }));
       }
       fs.writeFileSync(file, lines.join('\n') + '\n');
-      const sub = await run(['submit', '--queue', requestsUri, file], 10_000);
+      const sub = await run(['submit', '--queue', b.requestsUri, file], 10_000);
       assert.equal(sub.code, 0, `submit: ${sub.stderr}`);
-      const res = await run(['results', '--queue', resultsUri, '--wait', '20', '--timeout', '20s'],
+      const res = await run(['results', '--queue', b.resultsUri, '--wait', '20', '--timeout', '20s'],
         25_000);
       assert.equal(res.code, 0, `results: ${res.stderr}; ${ctx()}`);
       const results = res.stdout.trim().split('\n').map((l) => JSON.parse(l));
@@ -108,54 +193,144 @@ describe('tidegate demo', () => {
       }
 
       // The status line (a line every 5 s when not on a terminal) counts the async work.
-      await waitFor(() => /\[\d+s\] real-time [\d.]+ req\/s, TTFT p99 .* \| async backlog 0, in flight 0, done 20, shed \d+ \| utilisation \d+%/.test(demo.output()),
-        { timeoutMs: 8000, intervalMs: 100, what: `a status line with done 20; ${ctx()}` });
+      await waitFor(() => statusLines(demo.output()).some((s) =>
+        s.backlog === 0 && s.inFlight === 0 && s.done === 20 && /^\d+%/.test(s.util)),
+      { timeoutMs: 8000, intervalMs: 100, what: `a status line with done 20; ${ctx()}` });
 
-      // Ctrl-C: exit 0, processor first, then gateway, then sims; nothing left behind.
-      demo.proc.kill('SIGINT');
-      const { code, signal } = await waitExit(demo.proc, 20_000);
-      assert.equal(signal, null, ctx());
-      assert.equal(code, 0, ctx());
-      const o = demo.output();
-      const order = ['stopping the async processor', 'stopping the gateway',
-        'stopping the simulated fleet'].map((s) => o.indexOf(s));
-      assert.ok(order.every((i) => i >= 0) && order[0] < order[1] && order[1] < order[2],
-        `stop order; ${ctx()}`);
-      await waitFor(() => pids.every((p) => !alive(p)),
-        { timeoutMs: 3000, what: `children ${pids.join(',')} to be gone` });
-      for (const p of new Set(ports)) assert.equal(await tryConnect(p), 'refused', `port ${p} free`);
+      // A simulated server that dies is reported with its log; the demo keeps going.
+      const victim = b.startedSims[1];
+      process.kill(victim.pid, 'SIGKILL');
+      await waitFor(() => demo.output().includes(
+        `simulated server 127.0.0.1:${victim.port} (pid ${victim.pid}) exited on its own`),
+      { timeoutMs: 5000, intervalMs: 50, what: `the demo to report sim pid ${victim.pid}; ${ctx()}` });
+      const report = demo.output().split('\n').find((l) => l.includes(`(pid ${victim.pid}) exited on its own`));
+      assert.match(report, new RegExp(`see its log ${victim.log.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}; the gateway routes around it`));
+      assert.equal(demo.proc.exitCode, null, `the demo keeps running; ${ctx()}`);
+      for (let i = 0; i < 4; i++) {
+        const r = await client.chat.completions.create({
+          model: SIM_MODEL, max_tokens: 4, messages: [{ role: 'user', content: `after the kill ${i}` }],
+        });
+        assert.ok(r.choices[0].message.content.length > 0, JSON.stringify(r));
+      }
+
+      // Ctrl-C: exit 0; the processor, then the gateway, then the servers in reverse start
+      // order (the dead one is not stopped again); nothing left behind.
+      const o = await interruptAndCheck(demo, b, ctx);
+      assert.ok(!o.includes('stopping the sample traffic'), `no sample traffic to stop; ${ctx()}`);
+      const stops = [...o.matchAll(/^tidegate demo: stopping (.+?) \(pid (\d+)\)$/gm)]
+        .map((m) => ({ what: m[1], pid: Number(m[2]) }));
+      const expected = [
+        { what: 'the async processor', pid: b.asyncPid },
+        { what: 'the gateway', pid: b.gatewayPid },
+        ...[...b.startedSims].reverse().filter((s) => s.pid !== victim.pid)
+          .map((s) => ({ what: `simulated server 127.0.0.1:${s.port}`, pid: s.pid })),
+      ];
+      assert.deepEqual(stops, expected, `stop order; ${ctx()}`);
     });
 
-  it('names a component that fails at start-up, with its log, and exits 1', { timeout: 20_000 },
+  it('with the default sample traffic and nothing typed, within 60 s the processor has completed ' +
+    'async work, real-time requests have succeeded, and the status line shows both',
+  { timeout: 100_000 }, async () => {
+    const dir = tmpDir();
+    const demo = startDemo([...FREE_PORTS, '--data-dir', dir, '--time-scale', '1',
+      '--duration', '85s']);
+    const ctx = () => `demo output:\n${demo.output()}`;
+    const b = await waitBanner(demo, ctx);
+    assert.match(b.banner, /sample traffic:\s+sample: real-time \d+ req\/s, spikes of \d+ req\/s; async backlog of \d+, topped up/,
+      ctx());
+    const startedAt = Date.now();
+
+    // The status line: real-time req/s > 0 and async done > 0 (not necessarily on one line).
+    const seen = await waitFor(() => {
+      const lines = statusLines(demo.output());
+      const rt = lines.find((s) => s.rps > 0);
+      const as = lines.find((s) => s.done > 0);
+      return rt && as ? { rt, as, lines } : null;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: `status lines with real-time req/s > 0 and done > 0; ${ctx()}` });
+    assert.ok(Date.now() - startedAt < 60_000);
+    for (const s of seen.lines) assert.match(s.util, /^\d+% \(real-time \d+%, async \d+%\)$/, s.line);
+
+    // The processor completed async work; the gateway counted successful real-time requests.
+    const pr = await request(b.processorMetrics, { path: '/metrics', timeoutMs: 5000 });
+    assert.equal(pr.status, 200);
+    const pm = parseMetrics(pr.body);
+    assert.ok(pm.sum('tidegate_async_requests_succeeded_total') > 0,
+      `tidegate_async_requests_succeeded_total > 0:\n${pr.body}`);
+    const gr = await request(b.gatewayMetrics, { path: '/metrics', timeoutMs: 5000 });
+    assert.equal(gr.status, 200);
+    const gm = parseMetrics(gr.body);
+    assert.ok(gm.get('tidegate_requests_by_class_total', { class: 'realtime' }) > 0,
+      `realtime requests counted: ${gm.series('tidegate_requests_by_class_total').map(JSON.stringify)}`);
+    assert.ok(gm.get('tidegate_requests_by_class_total', { class: 'async' }) > 0,
+      `async requests counted: ${gm.series('tidegate_requests_by_class_total').map(JSON.stringify)}`);
+    const ok2xx = gm.series('tidegate_requests_total')
+      .filter((s) => /^2\d\d$/.test(s.labels.code) && s.labels.path.startsWith('/v1/'))
+      .reduce((a, s) => a + s.value, 0);
+    assert.ok(ok2xx > 0, `2xx API requests: ${gm.series('tidegate_requests_total').map(JSON.stringify)}`);
+
+    // Ctrl-C: the sample traffic stops first (it says how it went), then every child.
+    const o = await interruptAndCheck(demo, b, ctx);
+    const st = o.match(/stopping the sample traffic \((\d+) real-time requests sent, (\d+) succeeded; (\d+) async submitted\)/);
+    assert.ok(st, `sample traffic stop line; ${ctx()}`);
+    assert.ok(Number(st[2]) > 0 && Number(st[2]) <= Number(st[1]), st[0]);
+    assert.ok(Number(st[3]) > 0, st[0]);
+    const order = ['stopping the sample traffic', 'stopping the async processor',
+      'stopping the gateway', 'stopping simulated server'].map((s) => o.indexOf(s));
+    assert.ok(order.every((i) => i >= 0) && order.every((v, i) => i === 0 || order[i - 1] < v),
+      `stop order; ${ctx()}`);
+  });
+
+  it('names a simulated server that fails at start-up, with its log, and exits 1', { timeout: 20_000 },
     async () => {
       const dir = tmpDir();
-      const demo = startDemo(['--port', '0', '--sim-port', '0', '--metrics-port', '0',
-        '--data-dir', dir, '--profile', 'no-such-profile']);
+      const demo = startDemo([...FREE_PORTS, '--data-dir', dir, '--traffic', 'none',
+        '--profile', 'no-such-profile']);
       const { code } = await waitExit(demo.proc, 15_000);
       assert.equal(code, 1, demo.output());
-      assert.match(demo.output(),
-        new RegExp(`the simulated fleet exited during start-up .*see its log ${path.join(fs.realpathSync(dir), 'sim.log')}`));
+      const real = fs.realpathSync(dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const m = demo.output().match(new RegExp(
+        `simulated server 127\\.0\\.0\\.1:(\\d+) exited during start-up \\(status \\d+\\); see its log ${real}/sim-(\\d+)\\.log`));
+      assert.ok(m, demo.output());
+      assert.equal(m[1], m[2], 'the log named after the server\'s port');
+      assert.ok(fs.existsSync(path.join(dir, `sim-${m[1]}.log`)));
+      assert.doesNotMatch(demo.output(), /started the gateway/);
     });
 
-  it('refuses a port that is in use', { timeout: 10_000 }, async () => {
+  it('refuses a port that is in use (the public and the admin port)', { timeout: 20_000 }, async () => {
     const srv = net.createServer();
     await new Promise((r) => srv.listen(0, '127.0.0.1', r));
     const busy = srv.address().port;
     try {
-      const r = await run(['demo', '--port', String(busy), '--sim-port', '0', '--metrics-port', '0',
-        '--data-dir', tmpDir()], 8000);
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, new RegExp(`port ${busy} is in use`));
+      for (const flag of ['--port', '--admin-port']) {
+        const args = [...FREE_PORTS];
+        args[args.indexOf(flag) + 1] = String(busy);
+        const r = await run(['demo', ...args, '--traffic', 'none', '--data-dir', tmpDir()], 8000);
+        assert.equal(r.code, 1, `${flag}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`port ${busy} is in use \\(pass ${flag} `), flag);
+      }
     } finally {
       srv.close();
     }
   });
 
+  it('--traffic takes sample, seed or none: anything else is a usage error', { timeout: 10_000 }, async () => {
+    const dir = tmpDir();
+    const r = await run(['demo', ...FREE_PORTS, '--data-dir', dir, '--traffic', 'bogus'], 5000);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--traffic/);
+    assert.match(r.stderr, /bogus/);
+    assert.match(r.stderr, /sample.*seed.*none/);
+    assert.deepEqual(fs.readdirSync(dir), [], 'nothing started, nothing written');
+  });
+
   it('--help documents the flags', { timeout: 10_000 }, async () => {
     const r = await run(['demo', '--help'], 5000);
     assert.equal(r.code, 0);
-    for (const f of ['--port', '--sim-port', '--metrics-port', '--servers', '--time-scale',
-      '--profile', '--policy', '--data-dir', '--duration', '--scenario', '--report'])
+    for (const f of ['--port', '--admin-port', '--sim-port', '--metrics-port', '--servers',
+      '--max-num-seqs', '--time-scale', '--traffic', '--profile', '--policy', '--data-dir',
+      '--duration', '--scenario', '--report'])
       assert.ok(r.stdout.includes(f), `${f} in --help`);
+    assert.match(r.stdout, /--traffic sample\|seed\|none/);
+    assert.match(r.stdout, /--admin-port N\s+.*dashboard/);
   });
 });
