@@ -185,6 +185,12 @@ bool ParseProcessorMetrics(std::string_view text, ProcessorView* out) {
   out->retries = s.Find("tidegate_async_retries_total");
   out->deadline_misses = s.Find("tidegate_async_deadline_misses_total");
   out->escalated = s.Find("tidegate_async_escalations_total");
+  // Counters split by a label have no series until their first event: on a processor's page
+  // (it always exports its success counter) that means none yet.
+  if (out->done) {
+    if (!out->failed) out->failed = 0;
+    if (!out->retries) out->retries = 0;
+  }
   return true;
 }
 

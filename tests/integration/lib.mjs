@@ -182,7 +182,7 @@ export async function startGateway(args = [], { timeoutMs = 10000, env, wrap = [
         `code ${code}, signal ${signal}; its output:\n${output()}\n*** end of gateway output\n`);
     }
   });
-  const am = output().match(/admin \(\/metrics, \/v1\/pool, \/v1\/capacity\) on (http:\/\/[0-9.]+:\d+)/);
+  const am = output().match(/admin \([^)]*\) on (http:\/\/[0-9.]+:\d+)/);
   return {
     port, proc, output,
     url: `http://127.0.0.1:${port}`,

@@ -199,6 +199,10 @@ TEST(Dashboard, DataJsonCarriesPointsEndpointsQueuesAndTheProcessor) {
   EXPECT_EQ(j["processor"]["backlog"], 7);
   EXPECT_TRUE(j["processor"]["escalated"].is_null());  // not exported: null, not 0
   EXPECT_TRUE(j["processor"]["in_flight"].is_null());
+  EXPECT_EQ(j["processor"]["retries"], 0);  // a labelled counter with no series yet: none
+  ProcessorView other;
+  ASSERT_TRUE(ParseProcessorMetrics("some_other_metric 1\n", &other));
+  EXPECT_FALSE(other.retries);  // not a processor's page: unknown, not 0
   EXPECT_FALSE(ParseProcessorMetrics("not prometheus {{{", &v));
 }
 
