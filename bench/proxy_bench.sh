@@ -5,6 +5,10 @@
 # chat completion (JSON, Content-Length) and a small streaming one (SSE, chunked).
 #
 # usage: bench/proxy_bench.sh [--duration 10s] [--connections "32 64"] [--threads 2] [--out DIR]
+#                             [--dashboard]
+# --dashboard adds the target tidegate-dash: the same gateway with its /dashboard open in a
+# headless Chromium for the whole run (the page polls /dashboard/data every second), to compare
+# with tidegate side by side.
 # Each peer is set up as its own documentation recommends for streaming LLM traffic: HAProxy
 # with `option http-no-delay` (no holding of small writes), nginx with `proxy_buffering off`.
 # The summary gives tidegate's requests/s and p99 against HAProxy's at each level.
@@ -13,12 +17,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-DURATION=10s; CONNS="32 64"; PROXY_THREADS=2; OUT=reports
+DURATION=10s; CONNS="32 64"; PROXY_THREADS=2; OUT=reports; DASH=0
 while (($#)); do
   case $1 in
     --duration) DURATION=$2; shift 2;; --connections) CONNS=$2; shift 2;;
     --threads) PROXY_THREADS=$2; shift 2;; --out) OUT=$2; shift 2;;
-    -h|--help) sed -n 2,12p "$0"; exit 0;;
+    --dashboard) DASH=1; shift;;
+    -h|--help) sed -n 2,16p "$0"; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
@@ -37,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-UP1=19101; UP2=19102; TG=19110; HA=19111; NG=19112; TGLR=19113
+UP1=19101; UP2=19102; TG=19110; HA=19111; NG=19112; TGLR=19113; TGD=19114; TGDA=19115
 
 # A canned non-streaming chat completion and a canned 16-event SSE stream.
 JSON='{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"The quick brown fox jumps over the lazy dog."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}'
@@ -124,12 +129,23 @@ NGX
 nginx -c $WORK/proxy.conf
 
 # tidegate with its default, metric-aware policy, and with plain least-request for comparison.
-build/tidegate serve --host 127.0.0.1 --port $TG --threads $PROXY_THREADS \
+# (--admin-address public: /v1/pool is read on the gateway's port below; two gateways cannot
+# share the default admin port.)
+build/tidegate serve --host 127.0.0.1 --port $TG --threads $PROXY_THREADS --admin-address public \
   --endpoints 127.0.0.1:$UP1,127.0.0.1:$UP2 --log-level warn &
 pids+=($!)
 build/tidegate serve --host 127.0.0.1 --port $TGLR --threads $PROXY_THREADS --policy least-request \
-  --endpoints 127.0.0.1:$UP1,127.0.0.1:$UP2 --log-level warn &
+  --admin-address public --endpoints 127.0.0.1:$UP1,127.0.0.1:$UP2 --log-level warn &
 pids+=($!)
+if ((DASH)); then
+  build/tidegate serve --host 127.0.0.1 --port $TGD --threads $PROXY_THREADS \
+    --admin-address 127.0.0.1:$TGDA --endpoints 127.0.0.1:$UP1,127.0.0.1:$UP2 --log-level warn &
+  pids+=($!)
+  sleep 1
+  chromium --headless=new --no-sandbox --disable-gpu --user-data-dir=$WORK/chromium \
+    http://127.0.0.1:$TGDA/dashboard >$WORK/chromium.log 2>&1 &
+  pids+=($!)
+fi
 sleep 1
 curl -s http://127.0.0.1:$TG/v1/pool | grep -q '"stale":false' \
   || echo "warning: tidegate does not see fresh endpoint metrics" >&2
@@ -144,8 +160,10 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 }
 
-declare -A TARGETS=([direct]=$UP1 [tidegate]=$TG [tidegate-lr]=$TGLR [haproxy]=$HA [nginx]=$NG)
+declare -A TARGETS=([direct]=$UP1 [tidegate]=$TG [tidegate-lr]=$TGLR [haproxy]=$HA [nginx]=$NG
+                   [tidegate-dash]=$TGD)
 ORDER=(direct tidegate tidegate-lr haproxy nginx)
+((DASH)) && ORDER=(direct tidegate tidegate-dash tidegate-lr haproxy nginx)
 results=()
 printf "\n%-10s %-11s %5s %12s %10s %10s\n" workload target conns "req/s" "p50(ms)" "p99(ms)"
 # Two load levels: saturated (--connections, throughput) and one connection (added latency,
@@ -182,6 +200,18 @@ for run in "${runs[@]}"; do
   awk -v w=$workload -v c=$c -v t=$t -v h=$h -v tp=${P99[$workload/$c/tidegate]} -v hp=${P99[$workload/$c/haproxy]} \
     'BEGIN { printf "%-10s %5s %13.3fx %10s / %-10s\n", w, c, (h > 0 ? t / h : 0), tp, hp }'
 done
+if ((DASH)); then
+  chromium_state="still open"; pgrep -f "user-data-dir=$WORK/chromium" >/dev/null || chromium_state="EXITED EARLY: see no dashboard cost"
+  echo
+  echo "tidegate with /dashboard open in Chromium (Chromium $chromium_state) against tidegate:"
+  printf "%-10s %5s %14s %22s\n" workload conns "req/s ratio" "p99 ms (dash / plain)"
+  for run in "${runs[@]}"; do
+    read -r workload c <<<"$run"
+    awk -v w=$workload -v c=$c -v t=${RPS[$workload/$c/tidegate-dash]} -v h=${RPS[$workload/$c/tidegate]} \
+      -v tp=${P99[$workload/$c/tidegate-dash]} -v hp=${P99[$workload/$c/tidegate]} \
+      'BEGIN { printf "%-10s %5s %13.3fx %10s / %-10s\n", w, c, (h > 0 ? t / h : 0), tp, hp }'
+  done
+fi
 ( IFS=,; echo "{\"duration\":\"$DURATION\",\"connections\":\"$CONNS\",\"proxy_threads\":$PROXY_THREADS,\"results\":[${results[*]}]}" ) > "$OUT/proxy_bench.json"
 echo
 echo "wrote $OUT/proxy_bench.json"

@@ -181,45 +181,37 @@ template class Family<Counter>;
 template class Family<Gauge>;
 template class Family<Histogram>;
 
-Family<Counter>& Registry::AddCounter(std::string name, std::string help,
-                                      std::vector<std::string> labels) {
+template <typename M>
+Family<M>& Registry::Add(std::unique_ptr<Family<M>> f) {
   std::lock_guard lock(mu_);
-  auto f = std::make_unique<Family<Counter>>(std::move(name), std::move(help), Type::kCounter,
-                                             std::move(labels));
   auto& ref = *f;
   families_.push_back(std::move(f));
   return ref;
+}
+
+Family<Counter>& Registry::AddCounter(std::string name, std::string help,
+                                      std::vector<std::string> labels) {
+  return Add(std::make_unique<Family<Counter>>(std::move(name), std::move(help), Type::kCounter,
+                                               std::move(labels)));
 }
 
 Family<Gauge>& Registry::AddGauge(std::string name, std::string help,
                                   std::vector<std::string> labels) {
-  std::lock_guard lock(mu_);
-  auto f = std::make_unique<Family<Gauge>>(std::move(name), std::move(help), Type::kGauge,
-                                           std::move(labels));
-  auto& ref = *f;
-  families_.push_back(std::move(f));
-  return ref;
+  return Add(std::make_unique<Family<Gauge>>(std::move(name), std::move(help), Type::kGauge,
+                                             std::move(labels)));
 }
 
 Family<Gauge>& Registry::AddFloatCounter(std::string name, std::string help,
                                          std::vector<std::string> labels) {
-  std::lock_guard lock(mu_);
-  auto f = std::make_unique<Family<Gauge>>(std::move(name), std::move(help), Type::kCounter,
-                                           std::move(labels));
-  auto& ref = *f;
-  families_.push_back(std::move(f));
-  return ref;
+  return Add(std::make_unique<Family<Gauge>>(std::move(name), std::move(help), Type::kCounter,
+                                             std::move(labels)));
 }
 
 Family<Histogram>& Registry::AddHistogram(std::string name, std::string help,
                                           std::vector<double> bounds,
                                           std::vector<std::string> labels) {
-  std::lock_guard lock(mu_);
-  auto f = std::make_unique<Family<Histogram>>(std::move(name), std::move(help), Type::kHistogram,
-                                               std::move(labels), std::move(bounds));
-  auto& ref = *f;
-  families_.push_back(std::move(f));
-  return ref;
+  return Add(std::make_unique<Family<Histogram>>(std::move(name), std::move(help), Type::kHistogram,
+                                                 std::move(labels), std::move(bounds)));
 }
 
 std::string Registry::Render() const {

@@ -150,6 +150,8 @@ class Registry {
   std::string Render() const;
 
  private:
+  template <typename M>
+  Family<M>& Add(std::unique_ptr<Family<M>> f);
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<FamilyBase>> families_;
 };

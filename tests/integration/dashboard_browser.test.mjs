@@ -16,13 +16,14 @@
 // it); playwright-core drives it and downloads no browser.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { GATEWAY_BIN, REPO_ROOT, SIM_MODEL, request, sleep, stopProcess, waitExit, waitFor }
-  from './lib.mjs';
+import {
+  REPO_ROOT, SIM_MODEL, processAlive, request, sleep, startDemo, stopProcess, waitExit,
+  waitFor,
+} from './lib.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const ARTIFACT = path.join(REPO_ROOT, 'build', 'test-artifacts', 'dashboard.png');
@@ -34,29 +35,11 @@ let knownPids = [];
 after(async () => {
   if (browser) await browser.close().catch(() => {});
   if (demo) await stopProcess(demo.proc, { signal: 'SIGTERM', graceMs: 10_000 });
-  for (const pid of knownPids) if (alive(pid)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  for (const pid of knownPids) if (processAlive(pid)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-// Starts `tidegate demo ...args`, collecting its output (stdout + stderr).
-function startDemo(args) {
-  const proc = spawn(GATEWAY_BIN, ['demo', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (c) => { out += c.toString('utf8'); });
-  proc.stderr.on('data', (c) => { out += c.toString('utf8'); });
-  return { proc, output: () => out };
-}
 
-// A process that exists and is not a zombie (a reaped-later child must not count as alive).
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
 
 // The TCP ports `pid` listens on: its socket inodes matched against /proc/net/tcp{,6}.
 function listeningPorts(pid) {
@@ -216,7 +199,7 @@ describe('tidegate dashboard in a browser', () => {
       const { code, signal } = await waitExit(demo.proc, 20_000);
       assert.equal(signal, null, ctx());
       assert.equal(code, 0, ctx());
-      await waitFor(() => knownPids.every((p) => !alive(p)),
+      await waitFor(() => knownPids.every((p) => !processAlive(p)),
         { timeoutMs: 3000, what: `children ${knownPids.join(',')} to be gone` });
     });
 });

@@ -11,14 +11,15 @@
 // flags.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import {
-  GATEWAY_BIN, SIM_MODEL, parseMetrics, request, stopProcess, waitExit, waitFor, tryConnect,
+  GATEWAY_BIN, SIM_MODEL, parseMetrics, processAlive, request, startDemo as startDemoProcess,
+  stopProcess, waitExit, waitFor, tryConnect,
 } from './lib.mjs';
 
 const dirs = [];
@@ -26,7 +27,7 @@ const procs = [];
 let knownPids = [];
 after(async () => {
   await Promise.all(procs.map((p) => stopProcess(p, { signal: 'SIGTERM', graceMs: 10_000 })));
-  for (const pid of knownPids) if (alive(pid)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  for (const pid of knownPids) if (processAlive(pid)) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -39,14 +40,11 @@ function tmpDir() {
 // Every port flag at 0 (free ports), so the test never depends on 8080/8001/9090/9464.
 const FREE_PORTS = ['--port', '0', '--sim-port', '0', '--metrics-port', '0', '--admin-port', '0'];
 
-// Starts `tidegate demo ...args`, collecting its output (stdout + stderr).
+// Starts the demo and remembers it for the cleanup.
 function startDemo(args) {
-  const proc = spawn(GATEWAY_BIN, ['demo', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  procs.push(proc);
-  let out = '';
-  proc.stdout.on('data', (c) => { out += c.toString('utf8'); });
-  proc.stderr.on('data', (c) => { out += c.toString('utf8'); });
-  return { proc, output: () => out };
+  const d = startDemoProcess(args);
+  procs.push(d.proc);
+  return d;
 }
 
 // Runs the binary to completion (bounded); resolves {code, stdout, stderr}.
@@ -58,16 +56,6 @@ function run(args, timeoutMs) {
   });
 }
 
-// A process that exists and is not a zombie.
-function alive(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
 
 // Waits for the banner; returns what it printed: URLs, pids, ports, the started children.
 async function waitBanner(demo, ctx) {
@@ -123,7 +111,7 @@ async function interruptAndCheck(demo, b, ctx) {
   const { code, signal } = await waitExit(demo.proc, 30_000);
   assert.equal(signal, null, ctx());
   assert.equal(code, 0, ctx());
-  await waitFor(() => b.pids.every((p) => !alive(p)),
+  await waitFor(() => b.pids.every((p) => !processAlive(p)),
     { timeoutMs: 5000, what: `children ${b.pids.join(',')} to be gone; ${ctx()}` });
   for (const p of b.ports) assert.equal(await tryConnect(p), 'refused', `port ${p} free; ${ctx()}`);
   return demo.output();

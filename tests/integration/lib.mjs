@@ -6,6 +6,7 @@
 // `after` hooks) and a process 'exit' hook can kill whatever a test file started, even when the
 // test failed.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -550,4 +551,24 @@ export function runTidegate(args, { input, timeoutMs = 60000, env } = {}) {
     });
     if (input !== undefined) proc.stdin.end(input); else proc.stdin.end();
   });
+}
+
+// Starts `tidegate demo ...args` (bounded by the caller), collecting stdout + stderr.
+export function startDemo(args) {
+  const proc = spawn(GATEWAY_BIN, ['demo', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (c) => { out += c.toString('utf8'); });
+  proc.stderr.on('data', (c) => { out += c.toString('utf8'); });
+  return { proc, output: () => out };
+}
+
+// A process that exists and is not a zombie (a child reaped later must not count as alive).
+export function processAlive(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
 }
