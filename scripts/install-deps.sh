@@ -8,6 +8,8 @@ PKGS=(
   libboost1.81-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libnats-dev  # NATS JetStream queues (cnats)
+  redis-server nats-server  # the real brokers the queue tests run against (loopback)
   nodejs npm
   prometheus
   chromium  # headless, for tests/integration/report_html.test.mjs

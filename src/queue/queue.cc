@@ -37,6 +37,8 @@ void RegisterBuiltinQueueBackends(Registry& r) {
   add("sqlite", OpenSqliteQueue);
   // >>> Pub/Sub backend registers here, e.g.:  add("pubsub", OpenPubSubQueue);
   add("pubsub", OpenPubSubQueue);
+  // >>> Redis Streams backend registers here (redis, rediss)
+  // >>> NATS JetStream backend registers here (nats, tls)
   // ---- end of built-in backends ----
 }
 
