@@ -59,8 +59,9 @@ std::vector<std::string> AsyncRequestMessages(const std::vector<PlannedRequest>&
 
 namespace {
 
-net::awaitable<void> SendOne(http::Client& client, std::string body, http::Headers headers,
-                             Steady::time_point deadline, size_t i, const PlayHooks& hooks) {
+net::awaitable<void> SendOne(std::shared_ptr<http::Client> client, std::string body,
+                             http::Headers headers, Steady::time_point deadline, size_t i,
+                             const PlayHooks& hooks) {
   http::ClientRequest req;
   req.method = "POST";
   req.target = "/v1/completions";
@@ -69,13 +70,14 @@ net::awaitable<void> SendOne(http::Client& client, std::string body, http::Heade
   req.deadline = deadline;
   const Steady::time_point start = Steady::now();
   if (hooks.on_sent) hooks.on_sent(i);
-  http::ClientResponse resp = co_await client.Send(req);
+  http::ClientResponse resp = co_await client->Send(req);
   if (hooks.on_done) hooks.on_done(i, start, resp);
 }
 
 }  // namespace
 
-net::awaitable<void> PlayPlan(http::Client& client, const std::vector<PlannedRequest>& plan,
+net::awaitable<void> PlayPlan(std::shared_ptr<http::Client> client,
+                              const std::vector<PlannedRequest>& plan,
                               const std::vector<std::string>& bodies, Steady::time_point t0,
                               Steady::time_point deadline, const PlayHooks& hooks) {
   auto ex = co_await net::this_coro::executor;

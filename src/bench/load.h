@@ -10,8 +10,9 @@
 //  * PlayPlan() sends plan[i] at t0 + plan[i].at_s with body bodies[i] and headers_for(i), each
 //    on its own coroutine, never past `deadline`; on_sent(i) runs as it is sent and
 //    on_done(i, start, response) when its answer (or failure) is complete. It returns once the
-//    last request is sent (not answered); `hooks` and `client` must outlive the answers (the
-//    bodies are copied). Everything runs on the client's executor.
+//    last request is sent (not answered). Each send holds a reference to the client, so pending
+//    sends may be dropped by destroying their io_context; `hooks` must outlive them (the bodies
+//    are copied). Everything runs on the client's executor.
 // Thread-safety: plain functions; PlayPlan's callbacks run on the client's executor.
 #pragma once
 
@@ -19,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,7 +46,8 @@ struct PlayHooks {
   std::function<void(size_t, Steady::time_point, const http::ClientResponse&)> on_done;
 };
 
-boost::asio::awaitable<void> PlayPlan(http::Client& client, const std::vector<PlannedRequest>& plan,
+boost::asio::awaitable<void> PlayPlan(std::shared_ptr<http::Client> client,
+                                      const std::vector<PlannedRequest>& plan,
                                       const std::vector<std::string>& bodies, Steady::time_point t0,
                                       Steady::time_point deadline, const PlayHooks& hooks);
 

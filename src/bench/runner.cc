@@ -646,7 +646,8 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
 
   {
     net::io_context io(1);
-    http::Client client(io.get_executor(), st.target, 1024);
+    auto shared_client = std::make_shared<http::Client>(io.get_executor(), st.target, 1024);
+    http::Client& client = *shared_client;
     PlayHooks hooks;
     hooks.headers_for = [&st](size_t i) {
       return RealtimeHeaders(SpecOf(st, i), "rt-" + std::to_string(i));
@@ -658,7 +659,8 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
     hooks.on_done = [&st](size_t i, Steady::time_point start, const http::ClientResponse& r) {
       RecordRt(st, i, start, r);
     };
-    net::co_spawn(io, PlayPlan(client, st.rt_plan, st.rt_bodies, st.t0, st.hard_deadline, hooks),
+    net::co_spawn(io,
+                  PlayPlan(shared_client, st.rt_plan, st.rt_bodies, st.t0, st.hard_deadline, hooks),
                   net::detached);
     if (direct) {
       double window = run.async.submit_window_s > 0 ? run.async.submit_window_s : sc.duration_s;

@@ -60,12 +60,15 @@ struct RealtimeTraffic::Impl {
   double window_s;
   uint64_t seed;
   net::io_context io{1};
-  std::optional<http::Client> client;
+  http::Url target;
   bench::PlayHooks hooks;
   std::thread thread;
   uint64_t next_id = 0;
 
+  // The client lives in the coroutines that use it: stopping drops them with the io_context,
+  // and the client goes with the last of them.
   net::awaitable<void> Loop() {
+    auto client = std::make_shared<http::Client>(io.get_executor(), target, 1024);
     net::steady_timer timer(io);
     for (uint64_t k = 0;; ++k) {
       const Steady::time_point t0 = Steady::now();
@@ -80,7 +83,7 @@ struct RealtimeTraffic::Impl {
       hooks.headers_for = [this, first](size_t i) {
         return bench::RealtimeHeaders(spec, "sample-rt-" + std::to_string(first + i + 1));
       };
-      co_await bench::PlayPlan(*client, plan, bodies, t0, t0 + std::chrono::seconds(60), hooks);
+      co_await bench::PlayPlan(client, plan, bodies, t0, t0 + std::chrono::seconds(60), hooks);
       timer.expires_at(t0 + std::chrono::duration_cast<Steady::duration>(
                                 std::chrono::duration<double>(window_s)));
       auto [ec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));
@@ -104,7 +107,7 @@ RealtimeTraffic::~RealtimeTraffic() { Stop(); }
 bool RealtimeTraffic::Start(std::string* error) {
   http::Url u;
   if (!http::ParseHttpUrl(impl_->url, &u, error)) return false;
-  impl_->client.emplace(impl_->io.get_executor(), u, 1024);
+  impl_->target = u;
   impl_->hooks.on_sent = [this](size_t) { sent_.fetch_add(1); };
   impl_->hooks.on_done = [this](size_t, Steady::time_point, const http::ClientResponse& r) {
     const bool ok = r.status == 200 && (!impl_->spec.stream || r.sse_events > 0);
@@ -165,7 +168,9 @@ std::string AsyncBacklog::Tick() {
     started_ = true;
     if (!s.ok) problem = "submitting the sample backlog failed: " + s.error;
   }
-  // Take the sample's own results; hand anything else back at once.
+  // Take the sample's own results; hand anything else back at once (after the scan: held for
+  // the moment of the scan only, so the scan gets past them).
+  std::vector<std::string> others;
   for (int round = 0; round < 20; ++round) {
     std::vector<queue::Message> msgs;
     queue::Status s = results_->Pull(500, milliseconds(30000), milliseconds(0), &msgs);
@@ -174,7 +179,7 @@ std::string AsyncBacklog::Tick() {
       break;
     }
     if (msgs.empty()) break;
-    std::vector<std::string> mine, others;
+    std::vector<std::string> mine;
     for (const auto& m : msgs) {
       async::Result r;
       std::string err;
@@ -182,13 +187,12 @@ std::string AsyncBacklog::Tick() {
           async::ParseResultMessage(m.data, &r, &err) && r.id.rfind("sample-async-", 0) == 0;
       (sample ? mine : others).push_back(m.ack_id);
     }
-    if (!others.empty()) results_->Nack(others);
     if (!mine.empty()) {
       results_->Ack(mine);
       taken_ += mine.size();
     }
-    if (mine.empty()) break;  // only the user's results are left
   }
+  if (!others.empty()) results_->Nack(others);
   return problem;
 }
 

@@ -13,7 +13,7 @@
 //    blocking SQLite calls) submits `initial` requests the first time, then another `top_up`
 //    whenever fewer than `low_water` remain on the request queue. It also acknowledges the
 //    results of its own requests (ids "sample-async-<n>") so they do not bury the user's: any
-//    other result is handed back at once for `tidegate results` to read.
+//    other result is handed back at the end of the scan (milliseconds) for `tidegate results`.
 // Thread-safety: RealtimeTraffic's counters are atomic; AsyncBacklog belongs to one thread.
 #pragma once
 

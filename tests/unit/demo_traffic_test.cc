@@ -109,6 +109,38 @@ TEST(DemoTraffic, BacklogIsSubmittedToppedUpAndItsResultsTaken) {
   EXPECT_EQ(r.id, "doc-1");
 }
 
+TEST(DemoTraffic, SampleResultsBehindManyOfTheUsersAreStillTaken) {
+  Files f;
+  DemoTrafficPreset p = SampleTraffic();
+  p.initial = 1;
+  AsyncBacklog b(f.Uri("requests"), f.Uri("results"), "m", p, 1);
+  std::string err;
+  ASSERT_TRUE(b.Open(&err)) << err;
+  auto results = queue::OpenQueue(f.Uri("results"), &err);
+  ASSERT_TRUE(results) << err;
+  std::vector<std::string> batch;
+  for (int i = 0; i < 700; ++i) {  // more than one scan round of the user's own results
+    async::Result r;
+    r.id = "doc-" + std::to_string(i);
+    r.status_code = 200;
+    batch.push_back(async::RenderResultMessage(r));
+  }
+  for (int i = 0; i < 2; ++i) {
+    async::Result r;
+    r.id = "sample-async-" + std::to_string(i + 1);
+    r.status_code = 200;
+    batch.push_back(async::RenderResultMessage(r));
+  }
+  size_t published = 0;
+  ASSERT_TRUE(results->PublishBatch(batch, &published).ok);
+  EXPECT_EQ(b.Tick(), "");
+  EXPECT_EQ(b.results_taken(), 2u);
+  EXPECT_EQ(results->Backlog().value_or(-1), 700);
+  std::vector<queue::Message> left;
+  ASSERT_TRUE(results->Pull(1000, milliseconds(30000), milliseconds(0), &left).ok);
+  EXPECT_EQ(left.size(), 700u);  // handed back: readable at once
+}
+
 TEST(DemoTraffic, AnUnopenableQueueIsAnError) {
   DemoTrafficPreset p = SampleTraffic();
   AsyncBacklog b("nosuch://x", "nosuch://y", "m", p, 1);
