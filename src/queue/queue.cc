@@ -12,7 +12,9 @@
 #include <cctype>
 #include <mutex>
 
+#include "queue/nats_queue.h"
 #include "queue/pubsub_queue.h"
+#include "queue/redis_queue.h"
 #include "queue/sqlite_queue.h"
 
 namespace tidegate::queue {
@@ -37,8 +39,8 @@ void RegisterBuiltinQueueBackends(Registry& r) {
   add("sqlite", OpenSqliteQueue);
   // >>> Pub/Sub backend registers here, e.g.:  add("pubsub", OpenPubSubQueue);
   add("pubsub", OpenPubSubQueue);
-  // >>> Redis Streams backend registers here (redis, rediss)
-  // >>> NATS JetStream backend registers here (nats, tls)
+  for (const char* scheme : {"redis", "rediss"}) add(scheme, OpenRedisQueue);
+  for (const char* scheme : {"nats", "tls"}) add(scheme, OpenNatsQueue);
   // ---- end of built-in backends ----
 }
 
