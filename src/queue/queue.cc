@@ -12,7 +12,6 @@
 #include <cctype>
 #include <mutex>
 
-#include "queue/nats_queue.h"
 #include "queue/pubsub_queue.h"
 #include "queue/redis_queue.h"
 #include "queue/sqlite_queue.h"
@@ -40,7 +39,7 @@ void RegisterBuiltinQueueBackends(Registry& r) {
   // >>> Pub/Sub backend registers here, e.g.:  add("pubsub", OpenPubSubQueue);
   add("pubsub", OpenPubSubQueue);
   for (const char* scheme : {"redis", "rediss"}) add(scheme, OpenRedisQueue);
-  for (const char* scheme : {"nats", "tls"}) add(scheme, OpenNatsQueue);
+  // >>> NATS JetStream backend registers here (nats, tls)
   // ---- end of built-in backends ----
 }
 
