@@ -12,6 +12,7 @@
 #include <cctype>
 #include <mutex>
 
+#include "queue/nats_queue.h"
 #include "queue/pubsub_queue.h"
 #include "queue/redis_queue.h"
 #include "queue/sqlite_queue.h"
@@ -39,7 +40,7 @@ void RegisterBuiltinQueueBackends(Registry& r) {
   // >>> Pub/Sub backend registers here, e.g.:  add("pubsub", OpenPubSubQueue);
   add("pubsub", OpenPubSubQueue);
   for (const char* scheme : {"redis", "rediss"}) add(scheme, OpenRedisQueue);
-  // >>> NATS JetStream backend registers here (nats, tls)
+  for (const char* scheme : {"nats", "tls"}) add(scheme, OpenNatsQueue);
   // ---- end of built-in backends ----
 }
 
