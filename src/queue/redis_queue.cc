@@ -255,10 +255,15 @@ bool RedisEntryToMessage(const RespReply& entry, int64_t delivery_count, Message
     *error = "stream entry is not [id, fields]: " + entry.Describe();
     return false;
   }
+  if (delivery_count < 1 || delivery_count > (1 << 30)) {
+    *error = "stream entry " + entry.elements[0].Describe() + " has delivery count " +
+             std::to_string(delivery_count);
+    return false;
+  }
   Message m;
   m.id = entry.elements[0].str;
   if (!FieldsToMessage(entry.elements[1], &m, error)) return false;
-  m.delivery_attempt = static_cast<int>(std::clamp<int64_t>(delivery_count, 1, 1 << 30));
+  m.delivery_attempt = static_cast<int>(delivery_count);
   m.ack_id = FormatRedisAckId(m.id, delivery_count);
   int64_t ms = 0;
   if (ParseDecimal(std::string_view(m.id).substr(0, m.id.find('-')), &ms) && ms > 0)
@@ -705,7 +710,9 @@ class RedisQueue final : public Queue {
     std::vector<Message> fresh;
     if (!ParseRedisReadReply(replies[0], &fresh, &error)) {
       if (out->empty()) {
-        *recreate = ErrorStartsWith(replies[0], "NOGROUP");
+        // UNBLOCKED: the stream was deleted while we waited on it (its group went with it).
+        *recreate =
+            ErrorStartsWith(replies[0], "NOGROUP") || ErrorStartsWith(replies[0], "UNBLOCKED");
         return Status::Error(Describe("Pull (XREADGROUP)") + ": " + error);
       }
       return Status::Ok();

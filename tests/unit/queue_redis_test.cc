@@ -294,6 +294,11 @@ TEST(RedisReplies, ClaimReplyCarriesDeliveryCounts) {
   EXPECT_FALSE(ParseRedisClaimReply(err_reply, &cursor, &msgs, &dead, &err));
   EXPECT_EQ(err, "NOGROUP No such key");
   EXPECT_FALSE(ParseRedisClaimReply(Arr({Bulk("0-0"), Arr({})}), &cursor, &msgs, &dead, &err));
+  // A delivery count below 1 cannot be a claimed delivery (found by fuzz/resp_fuzz.cc).
+  EXPECT_FALSE(
+      ParseRedisClaimReply(Arr({Bulk("0-0"), Arr({Arr({Bulk("1-0"), Int(0), Arr({})})}), Int(0)}),
+                           &cursor, &msgs, &dead, &err));
+  EXPECT_NE(err.find("delivery count 0"), std::string::npos) << err;
   EXPECT_FALSE(
       ParseRedisClaimReply(Arr({Bulk("zz"), Arr({}), Int(0)}), &cursor, &msgs, &dead, &err));
 }
