@@ -3,6 +3,8 @@
 // server: tests/integration/async_redis.test.mjs runs the backend against a real redis-server.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "queue/redis_queue.h"
 #include "queue/resp.h"
 
@@ -301,6 +303,19 @@ TEST(RedisReplies, ClaimReplyCarriesDeliveryCounts) {
   EXPECT_NE(err.find("delivery count 0"), std::string::npos) << err;
   EXPECT_FALSE(
       ParseRedisClaimReply(Arr({Bulk("zz"), Arr({}), Int(0)}), &cursor, &msgs, &dead, &err));
+}
+
+TEST(RedisQueue, RegisteredForBothSchemes) {
+  auto schemes = QueueSchemes();
+  EXPECT_NE(std::find(schemes.begin(), schemes.end(), "redis"), schemes.end());
+  EXPECT_NE(std::find(schemes.begin(), schemes.end(), "rediss"), schemes.end());
+  // A bad URI fails before any network I/O, with the backend's own message.
+  for (const char* uri : {"redis://127.0.0.1:1/s", "REDISS://:pw@127.0.0.1:1/s"}) {
+    std::string err;
+    EXPECT_EQ(OpenQueue(uri, &err), nullptr);
+    EXPECT_NE(err.find("missing ?group=NAME"), std::string::npos) << err;
+    EXPECT_EQ(err.find(":pw@"), std::string::npos) << err;
+  }
 }
 
 }  // namespace
