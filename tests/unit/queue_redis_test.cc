@@ -1,9 +1,17 @@
 // Unit tests of the Redis Streams queue's pure parts: URIs, ack ids, the RESP2 encoder and
-// parser (malformed replies included), and the shaping of stream replies into messages. No
-// server: tests/integration/async_redis.test.mjs runs the backend against a real redis-server.
+// parser (malformed replies included), the shaping of stream replies into messages; and of the
+// RESP connection against a one-connection fake server on loopback (replies, a malformed reply,
+// a silent server and its deadline, refused credentials). No Redis here:
+// tests/integration/async_redis.test.mjs runs the backend against a real redis-server.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "queue/redis_queue.h"
 #include "queue/resp.h"
@@ -316,6 +324,136 @@ TEST(RedisQueue, RegisteredForBothSchemes) {
     EXPECT_NE(err.find("missing ?group=NAME"), std::string::npos) << err;
     EXPECT_EQ(err.find(":pw@"), std::string::npos) << err;
   }
+}
+
+// A one-connection fake server on loopback: reads what the client sends, answers `reply`
+// once it has seen `expect_bytes` bytes (an empty reply: never answers), keeps the connection
+// open until the test ends.
+class FakeServer {
+ public:
+  FakeServer(std::string reply, size_t expect_bytes)
+      : acceptor_(io_, {boost::asio::ip::make_address("127.0.0.1"), 0}) {
+    port_ = acceptor_.local_endpoint().port();
+    thread_ = std::thread([this, reply = std::move(reply), expect_bytes] {
+      boost::system::error_code ec;
+      boost::asio::ip::tcp::socket sock(io_);
+      acceptor_.accept(sock, ec);
+      if (ec) return;
+      std::string got;
+      char buf[4096];
+      while (got.size() < expect_bytes) {
+        size_t n = sock.read_some(boost::asio::buffer(buf), ec);
+        if (ec) return;
+        got.append(buf, n);
+      }
+      received_ = got;
+      if (!reply.empty()) boost::asio::write(sock, boost::asio::buffer(reply), ec);
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return done_; });
+    });
+  }
+  ~FakeServer() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::string received_;
+};
+
+RespEndpoint Local(uint16_t port) {
+  RespEndpoint e;
+  e.host = "127.0.0.1";
+  e.port = port;
+  return e;
+}
+
+auto Soon(int ms) { return std::chrono::steady_clock::now() + std::chrono::milliseconds(ms); }
+
+TEST(RespConnection, CallsAndReadsAReply) {
+  const std::string ping = EncodeCommand({"PING"});
+  FakeServer server("+PONG\r\n", ping.size());
+  RespConnection c(Local(server.port()));
+  std::string err;
+  ASSERT_TRUE(c.Connect(Soon(2000), &err)) << err;
+  RespReply r;
+  ASSERT_TRUE(c.Call({"PING"}, &r, Soon(2000), &err)) << err;
+  EXPECT_EQ(r.str, "PONG");
+}
+
+TEST(RespConnection, MalformedReplyClosesTheConnection) {
+  FakeServer server("?junk\r\n", 1);
+  RespConnection c(Local(server.port()));
+  std::string err;
+  ASSERT_TRUE(c.Connect(Soon(2000), &err)) << err;
+  RespReply r;
+  EXPECT_FALSE(c.Call({"PING"}, &r, Soon(2000), &err));
+  EXPECT_NE(err.find("malformed reply: unknown reply type"), std::string::npos) << err;
+  EXPECT_FALSE(c.connected());
+}
+
+TEST(RespConnection, SilentServerTimesOutAtTheDeadline) {
+  FakeServer server("", 1);
+  RespConnection c(Local(server.port()));
+  std::string err;
+  ASSERT_TRUE(c.Connect(Soon(2000), &err)) << err;
+  RespReply r;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(c.Call({"PING"}, &r, Soon(200), &err));
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(took, std::chrono::milliseconds(150));
+  EXPECT_LT(took, std::chrono::milliseconds(2000));
+  EXPECT_NE(err.find("read: "), std::string::npos) << err;
+  EXPECT_FALSE(c.connected());
+}
+
+TEST(RespConnection, RefusedCredentialsArePermanentAndNotEchoed) {
+  RespEndpoint e;
+  const std::string auth = EncodeCommand({"AUTH", "bob", "hunter2"});
+  FakeServer server("-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+                    auth.size());
+  e = Local(server.port());
+  e.user = "bob";
+  e.password = "hunter2";
+  RespConnection c(e);
+  std::string err;
+  bool permanent = false;
+  EXPECT_FALSE(c.Connect(Soon(2000), &err, &permanent));
+  EXPECT_TRUE(permanent);
+  EXPECT_NE(err.find("authentication as user 'bob' refused"), std::string::npos) << err;
+  EXPECT_NE(err.find("WRONGPASS"), std::string::npos) << err;
+  EXPECT_EQ(err.find("hunter2"), std::string::npos) << err;
+}
+
+TEST(RespConnection, NothingListeningIsNotPermanent) {
+  uint16_t port;
+  {
+    FakeServer server("", 0);  // accepts once; a second connect is refused after it closes
+    port = server.port();
+    RespConnection probe(Local(port));
+    std::string err;
+    ASSERT_TRUE(probe.Connect(Soon(2000), &err)) << err;
+  }
+  RespConnection c(Local(port));
+  std::string err;
+  bool permanent = true;
+  EXPECT_FALSE(c.Connect(Soon(2000), &err, &permanent));
+  EXPECT_FALSE(permanent);
+  EXPECT_NE(err.find("connecting to 127.0.0.1:"), std::string::npos) << err;
 }
 
 }  // namespace
