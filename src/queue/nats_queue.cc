@@ -131,8 +131,14 @@ std::string ContentMsgId(std::string_view subject, std::string_view data,
 std::string StatusText(natsStatus s) {
   std::string text = natsStatus_GetText(s);
   natsStatus last = NATS_OK;
-  const char* detail = nats_GetLastError(&last);
-  if (detail != nullptr && *detail != '\0' && text.find(detail) == std::string::npos && last == s) {
+  const char* raw = nats_GetLastError(&last);
+  std::string_view detail = raw != nullptr ? raw : "";
+  // cnats prefixes its detail with the source location: "(conn.c:1905): ".
+  if (!detail.empty() && detail.front() == '(') {
+    if (size_t end = detail.find("): "); end != std::string_view::npos)
+      detail.remove_prefix(end + 3);
+  }
+  if (last == s && !detail.empty() && Lower(detail) != Lower(text)) {
     text += " (";
     text += detail;
     text += ")";
@@ -300,6 +306,8 @@ class NatsQueue final : public Queue {
       if (s == NATS_NO_RESPONDERS) hint = " (no stream captures subject " + opts_.subject + ")";
       return Status::Error(Describe("publish to " + opts_.subject) + ": " + JsText(s, jerr) + hint);
     }
+    if (pa->Duplicate)
+      spdlog::debug("nats {}: publish to {} was a duplicate (already stored)", uri_, opts_.subject);
     if (id != nullptr) {
       std::string stream = pa->Stream ? pa->Stream : opts_.stream;
       *id = stream == opts_.stream ? NatsMessageId(stream, pa->Sequence, stream_created_)
@@ -414,6 +422,36 @@ class NatsQueue final : public Queue {
     return Status::Ok();
   }
 
+  // As Queue::PublishAndAck (publish, then acknowledge the request), but each result published
+  // for a request from a NATS stream gets Nats-Msg-Id "tg-result-<request message id>": the
+  // results stream stores one result per request message within its duplicate window, even when
+  // the request runs twice (the processor crashed between publish and ack, or nats-server lost
+  // recent acks when it was killed: it writes consumer state a moment after confirming an ack).
+  Status PublishAndAck(std::vector<PublishAck>* items, Queue& source) override {
+    auto* src = dynamic_cast<NatsQueue*>(&source);
+    if (src == nullptr) return Queue::PublishAndAck(items, source);
+    for (auto& item : *items) {
+      if (item.done) continue;
+      if (!item.published) {
+        uint64_t seq = 0, delivered = 0;
+        Status st;
+        if (ParseNatsAckId(item.ack_id, &seq, &delivered) &&
+            item.attributes.count("Nats-Msg-Id") == 0) {
+          std::map<std::string, std::string> attrs = item.attributes;
+          attrs["Nats-Msg-Id"] = "tg-result-" + src->MessageId(seq);
+          st = Publish(item.data, attrs, nullptr);
+        } else {
+          st = Publish(item.data, item.attributes, nullptr);
+        }
+        if (!st.ok) return st;
+        item.published = true;
+      }
+      if (Status st = source.Ack({item.ack_id}); !st.ok) return st;
+      item.done = true;
+    }
+    return Status::Ok();
+  }
+
   std::optional<int64_t> Backlog() override {
     if (opts_.consumer.empty() || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED)
       return std::nullopt;
@@ -427,6 +465,10 @@ class NatsQueue final : public Queue {
   }
 
  private:
+  std::string MessageId(uint64_t seq) const {
+    return NatsMessageId(opts_.stream, seq, stream_created_);
+  }
+
   std::string Describe(std::string_view op) const {
     return "nats " + std::string(op) + " (" + uri_ + ")";
   }

@@ -44,6 +44,11 @@
 //    the stream's PubAck (the message is stored). Nats-Msg-Id is set to a hash of subject,
 //    payload and headers (unless given as an attribute), so a retried publish of the same bytes
 //    within the stream's duplicate window (2 min by default) is stored once.
+//  - PublishAndAck(results, source) with a NATS source: as the default (publish, then ack the
+//    request), with Nats-Msg-Id "tg-result-<request message id>" on each result, so that a
+//    request that runs twice (a crash between publish and ack, or acks that nats-server lost
+//    when it was killed: it confirms an ack before it writes the consumer state) still leaves
+//    one result on the results stream when the second comes within the duplicate window.
 //  - While the server is unreachable every call fails fast with a Status ("not connected")
 //    and cnats reconnects forever in the background (250 ms between attempts, jittered).
 //  - Backlog() = the consumer's pending + unacknowledged counts.
