@@ -15,11 +15,12 @@
 //   6. malformed messages → INVALID_REQUEST, a passed deadline → DEADLINE_EXCEEDED;
 //   7. bad URIs, wrong credentials, no server, no JetStream → a clear error at start-up
 //      (exit code 2), never the password;
-//   8. `tidegate submit` and `tidegate results` with nats:// URIs.
+//   8. `tidegate submit` and `tidegate results` with nats:// URIs;
+//   9. TLS (tls:// with ca=, certificates made by openssl here) and token authentication.
 // A missing nats-server fails the test with the reason; it is never skipped.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -204,11 +205,15 @@ describe('async processor on NATS JetStream', () => {
       return ci.num_pending === 0 && ci.num_ack_pending === 0;
     }, { timeoutMs: 10000, what: 'every request acknowledged' });
     const ci = await consumerInfo(nc, 'K_REQ', 'proc');
+    assert.ok(ci.delivered.consumer_seq > n, `the kills caused redeliveries (${ci.delivered.consumer_seq} deliveries)`);
+    // Each result carries Nats-Msg-Id tg-result-<request message id>: even a request that ran
+    // twice left one stored result.
+    assert.equal((await jsm.streams.info('K_RES')).state.messages, n);
     assert.equal(ci.config.ack_wait, 2e9, 'the consumer AckWait follows --lease');
     assert.equal(ci.config.max_deliver, -1);
     const dups = [...seen.values()].filter((c) => c.length > 1).length;
-    process.stderr.write(`nats kill test: ${n} ids, ${dups} with identical duplicates, ` +
-      `${ci.num_redelivered} redelivered\n`);
+    process.stderr.write(`nats kill test: ${n} ids, ${ci.delivered.consumer_seq} deliveries, ` +
+      `${dups} ids read twice (identical)\n`);
     await proc.stop();
   });
 
@@ -236,6 +241,7 @@ describe('async processor on NATS JetStream', () => {
     const again = await startNats({ port: own.port, storeDir: store });
     await reading;
     assertOnePerId(seen, new Map(ids.map((id) => [id, ''])));
+    assert.equal((await ujsm.streams.info('B_RES')).state.messages, n, 'one stored result per request');
     assert.equal(proc.proc.exitCode, null, 'the processor kept running');
     assert.match(proc.output(), /disconnected/);
     assert.match(proc.output(), /reconnected/);
@@ -398,5 +404,44 @@ describe('async processor on NATS JetStream', () => {
     assert.equal(again.code, 0, again.stderr);
     assert.equal(again.stdout, '');
     await proc.stop();
+  });
+  it('TLS (tls:// with ca=) and token authentication', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'certs-'));
+    const f = (x) => path.join(dir, x);
+    const ossl = (...args) => execFileSync('openssl', args, { stdio: 'pipe' });
+    ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=tidegate nats test CA');
+    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
+    fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+    ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
+      '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'));
+    const srv = await startNats({ extra: ['--tls', '--tlscert', f('server.pem'), '--tlskey', f('server.key'),
+      '--auth', 'tok-123'] });
+    const q = (name, extra = '') =>
+      `tls://tok-123@127.0.0.1:${srv.port}/${name}?ca=${encodeURIComponent(f('ca.pem'))}${extra}`;
+    const n = 20;
+    const lines = Array.from({ length: n }, (_, i) => requestMessage(`tls-${i}`)).join('\n') + '\n';
+    const sub = await runTidegate(['submit', '--queue', q('TLS_REQ')], { input: lines });
+    assert.equal(sub.code, 0, sub.stderr);
+    const proc = await startAsync(['--gateway', gw.url, '--requests', q('TLS_REQ', '&consumer=proc'),
+      '--responses', q('TLS_RES'), '--journal', path.join(tmp, 'tls-journal.db')]);
+    const res = await runTidegate(['results', '--queue', q('TLS_RES', '&consumer=reader'),
+      '--wait', String(n), '--timeout', '30s'], { timeoutMs: 40000 });
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout.split('\n').filter(Boolean).length, n);
+    await proc.stop();
+    // Without the CA the server is not trusted; a wrong token is refused: both at start-up.
+    for (const [uri, re] of [
+      [`tls://tok-123@127.0.0.1:${srv.port}/TLS_REQ?consumer=proc`, /SSL|certificate/i],
+      [`tls://nope@127.0.0.1:${srv.port}/TLS_REQ?consumer=proc&ca=${encodeURIComponent(f('ca.pem'))}`, /Authorization/],
+    ]) {
+      const r = await runTidegate(['async', '--gateway', gw.url, '--requests', uri,
+        '--responses', q('TLS_RES'), '--metrics-port', '0'], { timeoutMs: 15000 });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, re);
+      assert.doesNotMatch(r.stderr, /tok-123|nope@/, 'the token is never printed');
+    }
+    await srv.kill();
   });
 });
