@@ -489,11 +489,17 @@ class RedisQueue final : public Queue {
   // Connects (retrying for the call timeout), authenticates and creates the group at 0.
   bool Open(std::string* error) {
     std::vector<RespReply> replies;
-    Status st = Run("open", {{"XGROUP", "CREATE", opts_.stream, opts_.group, "0", "MKSTREAM"}},
-                    &replies, milliseconds(0));
-    if (!st.ok) {
-      *error = st.error;
-      return false;
+    const auto give_up = Steady::now() + kCallTimeout;
+    for (;;) {
+      Status st = Run("open", {{"XGROUP", "CREATE", opts_.stream, opts_.group, "0", "MKSTREAM"}},
+                      &replies, milliseconds(0));
+      if (!st.ok) {
+        *error = st.error;
+        return false;
+      }
+      // A Redis that has just restarted answers LOADING while it reads its AOF: wait for it.
+      if (!ErrorStartsWith(replies[0], "LOADING") || Steady::now() >= give_up) break;
+      std::this_thread::sleep_for(milliseconds(200));
     }
     if (replies[0].is_error() && !ErrorStartsWith(replies[0], "BUSYGROUP")) {
       *error = Describe("XGROUP CREATE") + ": " + replies[0].str;
