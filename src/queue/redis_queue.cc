@@ -44,16 +44,17 @@ local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 
 local max_attempts = tonumber(ARGV[6])
 local out, dead = {}, 0
 for _, e in ipairs(r[2]) do
-  if type(e) == 'table' then
+  if type(e) == 'table' and type(e[2]) ~= 'table' then
+    -- Redis 6.2 claims entries deleted from the stream with nil fields: drop them.
+    redis.call('XACK', KEYS[1], ARGV[1], e[1])
+  elseif type(e) == 'table' then
     local id = e[1]
     local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
     local cnt = 1
     if p[1] then cnt = tonumber(p[1][4]) end
     if max_attempts > 0 and cnt > max_attempts then
       local args = {'XADD', KEYS[2], '*'}
-      if type(e[2]) == 'table' then
-        for i = 1, #e[2] do args[#args + 1] = e[2][i] end
-      end
+      for i = 1, #e[2] do args[#args + 1] = e[2][i] end
       args[#args + 1] = 'tidegate-dead-letter-source'
       args[#args + 1] = ARGV[8]
       args[#args + 1] = 'tidegate-delivery-attempts'
