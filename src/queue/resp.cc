@@ -176,8 +176,10 @@ Result ParseAt(std::string_view in, size_t* pos, int depth, RespReply* out, std:
   std::string_view line = in.substr(start, end - start);
   const size_t after = end + 2;
   if (text) {
-    out->type = type == '+' ? RespReply::Type::kStatus : RespReply::Type::kError;
-    out->str.assign(line);
+    if (out) {
+      out->type = type == '+' ? RespReply::Type::kStatus : RespReply::Type::kError;
+      out->str.assign(line);
+    }
     *pos = after;
     return Result::kOk;
   }
@@ -188,13 +190,15 @@ Result ParseAt(std::string_view in, size_t* pos, int depth, RespReply* out, std:
     return Result::kError;
   }
   if (type == ':') {
-    out->type = RespReply::Type::kInteger;
-    out->integer = n;
+    if (out) {
+      out->type = RespReply::Type::kInteger;
+      out->integer = n;
+    }
     *pos = after;
     return Result::kOk;
   }
   if (n == -1) {
-    out->type = RespReply::Type::kNil;
+    if (out) out->type = RespReply::Type::kNil;
     *pos = after;
     return Result::kOk;
   }
@@ -213,8 +217,10 @@ Result ParseAt(std::string_view in, size_t* pos, int depth, RespReply* out, std:
       *error = "bulk string not followed by CRLF at byte " + std::to_string(after + len);
       return Result::kError;
     }
-    out->type = RespReply::Type::kBulk;
-    out->str.assign(in.substr(after, len));
+    if (out) {
+      out->type = RespReply::Type::kBulk;
+      out->str.assign(in.substr(after, len));
+    }
     *pos = after + len + 2;
     return Result::kOk;
   }
@@ -222,21 +228,19 @@ Result ParseAt(std::string_view in, size_t* pos, int depth, RespReply* out, std:
     *error = "array of " + std::to_string(n) + " elements is over the limit";
     return Result::kError;
   }
-  // Each element takes at least 4 bytes (":0\r\n"): an array that cannot fit in what is
-  // buffered is incomplete, without reserving memory for a length nobody sent yet.
-  out->type = RespReply::Type::kArray;
-  out->elements.clear();
+  // Each element takes at least 4 bytes (":0\r\n"): reserve no more than what is buffered can
+  // hold, not the length announced (nobody may have sent it yet). `out` null: only scan.
   size_t p = after;
-  if (static_cast<uint64_t>(n) > (in.size() - p) / 4) {
-    // Still parse what is there, so that a malformed element is reported at once.
+  if (out) {
+    out->type = RespReply::Type::kArray;
+    out->elements.clear();
     out->elements.reserve(static_cast<size_t>(std::min<int64_t>(n, (in.size() - p) / 4)));
-  } else {
-    out->elements.reserve(static_cast<size_t>(n));
   }
   for (int64_t i = 0; i < n; ++i) {
     RespReply e;
-    if (Result r = ParseAt(in, &p, depth + 1, &e, error); r != Result::kOk) return r;
-    out->elements.push_back(std::move(e));
+    if (Result r = ParseAt(in, &p, depth + 1, out ? &e : nullptr, error); r != Result::kOk)
+      return r;
+    if (out) out->elements.push_back(std::move(e));
   }
   *pos = p;
   return Result::kOk;
@@ -271,8 +275,13 @@ Result RespReader::Next(RespReply* out, std::string* error) {
     *error = error_;
     return Result::kError;
   }
+  // Scan first (no copies; a bulk string is skipped by its length), build once complete: a
+  // large reply arriving in many reads costs a scan of its elements per read, not a copy.
+  std::string_view rest = std::string_view(buf_).substr(pos_);
+  size_t scanned = 0;
+  Result r = ParseAt(rest, &scanned, 0, nullptr, &error_);
   size_t consumed = 0;
-  Result r = ParseRespReply(std::string_view(buf_).substr(pos_), out, &consumed, &error_);
+  if (r == Result::kOk) r = ParseRespReply(rest, out, &consumed, &error_);
   if (r == Result::kOk) pos_ += consumed;
   if (r == Result::kError) {
     failed_ = true;

@@ -207,6 +207,29 @@ TEST(Resp, IncompleteUntilTheLastByte) {
   EXPECT_EQ(reader.buffered(), 0u);
 }
 
+TEST(Resp, LargeReplyInManyReads) {
+  // 1,000 entries of 8 KiB arriving in 64 KiB reads (what a pull of large messages looks like):
+  // the reader scans what is buffered on each read and builds the reply once.
+  RespReply big = Arr({});
+  for (int i = 0; i < 1000; ++i) big.elements.push_back(Bulk(std::string(8192, 'a' + i % 26)));
+  const std::string wire = EncodeReply(big);
+  RespReader reader;
+  RespReply got;
+  std::string err;
+  int reads = 0;
+  for (size_t at = 0; at < wire.size(); at += 65536, ++reads) {
+    reader.Feed(std::string_view(wire).substr(at, 65536));
+    RespReader::Result r = reader.Next(&got, &err);
+    ASSERT_NE(r, RespReader::Result::kError) << err;
+    if (r == RespReader::Result::kOk) {
+      EXPECT_GE(at + 65536, wire.size()) << "complete before the last read";
+      break;
+    }
+  }
+  EXPECT_GT(reads, 100);
+  EXPECT_EQ(got, big);
+}
+
 TEST(Resp, MalformedRepliesAreErrors) {
   std::string nested;
   for (int i = 0; i < 40; ++i) nested += "*1\r\n";
