@@ -29,6 +29,13 @@ constexpr int64_t kMaxAckPending = 10000;  // for consumers we create
 constexpr milliseconds kDefaultAckWait{30000};
 constexpr milliseconds kDeadLetterRetryDelay{1000};
 constexpr milliseconds kMinFetchWait{50};
+constexpr milliseconds kPullRequestSlack{100};  // a pull request may outlive our fetch by this
+
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 constexpr int64_t kNanosPerMilli = 1000000;
 
 std::string Lower(std::string_view s) {
@@ -329,6 +336,9 @@ class NatsQueue final : public Queue {
     // wait 0 still gives the pull request a round trip (a no-wait fetch request leaves a late
     // "no messages" status behind that cuts the next fetch short).
     const int64_t wait_ms = std::max<int64_t>(wait.count(), kMinFetchWait.count());
+    // The server may hold this pull request a little past our local timeout (see Nack).
+    pull_open_until_ns_.store(SteadyNanos() +
+                              (wait_ms + kPullRequestSlack.count()) * kNanosPerMilli);
     natsStatus s = natsSubscription_Fetch(&list, sub_, max, wait_ms, &jerr);
     if (s == NATS_TIMEOUT || (s == NATS_NOT_FOUND && list.Count == 0)) {
       natsMsgList_Destroy(&list);
@@ -396,15 +406,26 @@ class NatsQueue final : public Queue {
     if (Status st = NeedConsumer("nack"); !st.ok) return st;
     if (ack_ids.empty()) return Status::Ok();
     if (Status st = NeedConnected("nack"); !st.ok) return st;
+    // A -NAK'd message is redelivered at once to any pull request waiting on the consumer,
+    // including our own latest one: its messages could then arrive after our fetch returned
+    // and sit unseen until AckWait. So while one of ours may still be open on the server the
+    // NAK carries a delay that outlasts it.
+    const int64_t open_ns = pull_open_until_ns_.load() - SteadyNanos();
+    const int64_t delay_ms = open_ns > 0 ? open_ns / kNanosPerMilli + 1 : 0;
     std::lock_guard lock(held_mu_);
     for (const auto& id : ack_ids) {
       auto it = held_.find(id);
       if (it == held_.end()) continue;
-      natsStatus s = natsMsg_Nak(it->second, nullptr);
+      natsStatus s = delay_ms > 0 ? natsMsg_NakWithDelay(it->second, delay_ms, nullptr)
+                                  : natsMsg_Nak(it->second, nullptr);
       if (s != NATS_OK) return Status::Error(Describe("nack " + id) + ": " + StatusText(s));
       natsMsg_Destroy(it->second);
       held_.erase(it);
     }
+    // One round trip for the batch: the server has every -NAK when this returns (a hand-back
+    // at shutdown must not die in the send buffer when the connection closes).
+    if (natsStatus s = natsConnection_FlushTimeout(nc_, opts_.timeout.count()); s != NATS_OK)
+      return Status::Error(Describe("nack (flush)") + ": " + StatusText(s));
     return Status::Ok();
   }
 
@@ -864,9 +885,10 @@ class NatsQueue final : public Queue {
   std::string stream_subjects_;  // ", "-separated, as read at open
   std::string filter_;           // the consumer's filter subject ("" = the whole stream)
 
-  std::mutex fetch_mu_;          // serializes Fetch and AckWait updates
-  int64_t ack_wait_ns_ = 0;      // guarded by fetch_mu_ (after Open)
-  bool ack_wait_fixed_ = false;  // guarded by fetch_mu_: updating it was refused
+  std::atomic<int64_t> pull_open_until_ns_{0};  // steady clock: our last pull request's end
+  std::mutex fetch_mu_;                         // serializes Fetch and AckWait updates
+  int64_t ack_wait_ns_ = 0;                     // guarded by fetch_mu_ (after Open)
+  bool ack_wait_fixed_ = false;                 // guarded by fetch_mu_: updating it was refused
 
   std::mutex held_mu_;  // guards held_ and every ack/nak/wpi on its messages
   std::unordered_map<std::string, natsMsg*> held_;  // by ack id; owned

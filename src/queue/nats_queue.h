@@ -36,7 +36,9 @@
 //    base 36 so a re-created stream never reuses an id); ack_id = "SEQ.DELIVERIES" (one
 //    delivery). data = the payload; attributes = the NATS headers (first value of each).
 //    publish_time = the stream's timestamp.
-//  - Ack = +ACK, waiting for the server's confirmation; Nack = -NAK (redelivered at once);
+//  - Ack = +ACK, waiting for the server's confirmation; Nack = -NAK, flushed (redelivered at
+//    once, or after our own last pull request has surely expired on the server, so that it
+//    cannot take the message straight back);
 //    Extend = +WPI (the server restarts AckWait; `lease` is not used). Unknown or finished ack
 //    ids are ignored (like Pub/Sub). The held deliveries (natsMsg objects) live in this object:
 //    an ack id is only meaningful to the Queue that pulled it.

@@ -9,7 +9,7 @@
 //   3. lease extension (+WPI): a request held 3 s with a 1 s lease (AckWait) is not delivered to
 //      a second processor on the same consumer, and runs once upstream;
 //   4. two processors share one durable consumer: both work, no request runs twice (counted at
-//      the upstream);
+//      the upstream); SIGTERM hands held messages back at once (-NAK) for the other to finish;
 //   5. a poison message (its processor keeps dying) ends in the dead-letter subject after
 //      max_attempts, with headers naming the source and the attempts;
 //   6. malformed messages → INVALID_REQUEST, a passed deadline → DEADLINE_EXCEEDED;
@@ -277,6 +277,34 @@ describe('async processor on NATS JetStream', () => {
     assert.equal(ci.num_redelivered, 0);
     assert.equal(ci.num_ack_pending, 0);
     await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('SIGTERM hands back held messages at once (-NAK): a second processor finishes them', async () => {
+    await addStream(jsm, 'H_REQ');
+    await addStream(jsm, 'H_RES');
+    await up.reset();
+    const n = 12;
+    const ids = Array.from({ length: n }, (_, i) => `h-${i}`);
+    await publishAll(js, 'H_REQ', ids.map((id) => JSON.stringify({
+      id, payload: { model: 'slow-headers', messages: [{ role: 'user', content: id }] } })));
+    // A 30 s lease: anything not handed back would only return after 30 s.
+    const first = await startAsync(procArgs('H', { gateway: upGw.url, lease: '30s',
+      extra: ['--max-inflight', '2', '--initial-window', '2'] }));
+    await waitFor(async () => (await first.metric('tidegate_async_in_flight')) === 2,
+      { timeoutMs: 10000, what: 'two requests in flight' });
+    first.signal('SIGTERM');
+    const code = await new Promise((r) => first.proc.once('exit', (c) => r(c)));
+    assert.equal(code, 0, first.output());
+    assert.match(first.output(), /handing back 10 waiting message/);
+    const t0 = Date.now();
+    const second = await startAsync(procArgs('H', { gateway: upGw.url, lease: '30s', journal: 'H2',
+      extra: ['--max-inflight', '16', '--initial-window', '16'] }));
+    const seen = await readResults(nc, 'H_RES', { done: (s) => s.size >= n, timeoutMs: 25000 });
+    assert.ok(Date.now() - t0 < 15000, `took ${Date.now() - t0} ms: the hand-back was not immediate`);
+    assertOnePerId(seen, new Map(ids.map((id) => [id, ''])));
+    assert.equal((await up.stats()).requests, n, 'each request ran once upstream');
+    assert.equal((await consumerInfo(nc, 'H_REQ', 'proc')).num_ack_pending, 0);
+    await second.stop();
   });
 
   it('two processors share one durable consumer and no request runs twice', async () => {
