@@ -25,10 +25,12 @@
 //    (when not -1) are updated to ours. With dead_letter=, a stream capturing it is created
 //    (STREAM_DLQ) when none does; the consumer must not capture it. Any mismatch or failure is
 //    an error naming the URI (password and token redacted) and the problem.
-//  - Pull = one Fetch of up to `max` messages waiting at most `wait` (0 = no wait). Before the
+//  - Pull = one Fetch of up to `max` (≤ 1000) messages waiting at most `wait` (at least 50 ms:
+//    a no-wait pull request leaves a late status behind that cuts the next one short). Before the
 //    first Fetch with a new lease, the consumer's AckWait is set to it (unless ack_wait=). The
 //    delivery count is the metadata's NumDelivered. A delivery past max_attempts is copied to
-//    dead_letter= (js publish, headers tidegate-dead-letter-source/-sequence/-attempts added,
+//    dead_letter= (js publish, original headers plus tidegate-dead-letter-source/-consumer/
+//    -sequence and tidegate-delivery-attempts,
 //    Nats-Msg-Id set so a retried copy is stored once) and then terminated (+TERM) instead of
 //    returned; if the copy fails it is NAKed with a 1 s delay and copied on a later delivery.
 //    MaxDeliver stays unlimited so nothing is ever dropped by the server.
@@ -51,7 +53,7 @@
 //    request that runs twice (a crash between publish and ack, or acks that nats-server lost
 //    when it was killed: it confirms an ack before it writes the consumer state) still leaves
 //    one result on the results stream when the second comes within the duplicate window.
-//  - While the server is unreachable every call fails fast with a Status ("not connected")
+//  - While the server is unreachable every call fails fast with a Status ("reconnecting")
 //    and cnats reconnects forever in the background (250 ms between attempts, jittered).
 //  - Backlog() = the consumer's pending + unacknowledged counts.
 // Thread-safety: safe from any thread. Fetch and consumer updates are serialized by one mutex,
