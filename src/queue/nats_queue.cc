@@ -2,7 +2,6 @@
 #include "queue/nats_queue.h"
 
 #include <nats/nats.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -99,40 +98,6 @@ std::string Base36(uint64_t v) {
   } while (v != 0);
   std::reverse(out.begin(), out.end());
   return out;
-}
-
-std::string Hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 15]);
-  }
-  return out;
-}
-
-// Nats-Msg-Id for a publish: SHA-256 of subject, payload and headers (sorted by the map).
-std::string ContentMsgId(std::string_view subject, std::string_view data,
-                         const std::map<std::string, std::string>& attrs) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  auto feed = [&](std::string_view s) {
-    uint64_t n = s.size();
-    EVP_DigestUpdate(ctx, &n, sizeof n);  // length-prefixed: no ambiguity between fields
-    EVP_DigestUpdate(ctx, s.data(), s.size());
-  };
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  feed(subject);
-  feed(data);
-  for (const auto& [k, v] : attrs) {
-    feed(k);
-    feed(v);
-  }
-  EVP_DigestFinal_ex(ctx, digest, &len);
-  EVP_MD_CTX_free(ctx);
-  return "tg-" + Hex(digest, std::min<unsigned int>(len, 16));
 }
 
 std::string StatusText(natsStatus s) {
@@ -291,16 +256,9 @@ class NatsQueue final : public Queue {
                                   static_cast<int>(data.size()));
     if (s != NATS_OK) return Status::Error(Describe("publish") + ": " + StatusText(s));
     MsgPtr msg(raw);
-    bool has_msg_id = false;
     for (const auto& [k, v] : attrs) {
-      if (k == "Nats-Msg-Id") has_msg_id = true;
       if ((s = natsMsgHeader_Set(raw, k.c_str(), v.c_str())) != NATS_OK)
         return Status::Error(Describe("publish") + ": header " + k + ": " + StatusText(s));
-    }
-    if (!has_msg_id) {
-      std::string msg_id = ContentMsgId(opts_.subject, data, attrs);
-      if ((s = natsMsgHeader_Set(raw, "Nats-Msg-Id", msg_id.c_str())) != NATS_OK)
-        return Status::Error(Describe("publish") + ": " + StatusText(s));
     }
     jsPubOptions po;
     jsPubOptions_Init(&po);

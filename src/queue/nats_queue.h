@@ -45,9 +45,8 @@
 //    ids are ignored (like Pub/Sub). The held deliveries (natsMsg objects) live in this object:
 //    an ack id is only meaningful to the Queue that pulled it.
 //  - Publish = JetStream publish of the payload with the attributes as headers, returning after
-//    the stream's PubAck (the message is stored). Nats-Msg-Id is set to a hash of subject,
-//    payload and headers (unless given as an attribute), so a retried publish of the same bytes
-//    within the stream's duplicate window (2 min by default) is stored once.
+//    the stream's PubAck (the message is stored). No Nats-Msg-Id unless an attribute gives one
+//    (then the stream stores a retried publish once, within its duplicate window).
 //  - PublishAndAck(results, source) with a NATS source: as the default (publish, then ack the
 //    request), with Nats-Msg-Id "tg-result-<request message id>" on each result, so that a
 //    request that runs twice (a crash between publish and ack, or acks that nats-server lost

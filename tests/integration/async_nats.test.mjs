@@ -410,6 +410,13 @@ describe('async processor on NATS JetStream', () => {
     const ok = await runTidegate(['submit', '--queue', `nats://alice:right-pass@127.0.0.1:${auth.port}/AUTH_REQ`],
       { input: requestMessage('a1') + '\n' });
     assert.equal(ok.code, 0, ok.stderr);
+    // Submitting the same line again queues it again (no content deduplication).
+    const again = await runTidegate(['submit', '--queue', `nats://alice:right-pass@127.0.0.1:${auth.port}/AUTH_REQ`],
+      { input: requestMessage('a1') + '\n' });
+    assert.equal(again.code, 0, again.stderr);
+    const anc = await connect({ servers: `127.0.0.1:${auth.port}`, user: 'alice', pass: 'right-pass' });
+    assert.equal((await (await anc.jetstreamManager()).streams.info('AUTH_REQ')).state.messages, 2);
+    await anc.close();
     await auth.kill();
     await plain.kill();
   });
