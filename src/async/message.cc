@@ -180,8 +180,14 @@ bool ParseRequestObject(const json& j, Request* r, std::string* error) {
   }
 
   if (!ParseTime(j, "created", &r->created, error) ||
-      !ParseTime(j, "deadline", &r->deadline, error))
+      !ParseTime(j, "deadline", &r->deadline, error) ||
+      !ParseTime(j, "soft_deadline", &r->soft_deadline, error))
     return false;
+  if (r->deadline != 0 && r->soft_deadline > r->deadline) {
+    *error = "\"soft_deadline\" (" + std::to_string(r->soft_deadline) +
+             ") is after \"deadline\" (" + std::to_string(r->deadline) + ")";
+    return false;
+  }
   if (r->created != 0 && r->deadline != 0 && r->deadline < r->created) {
     *error = "\"deadline\" (" + std::to_string(r->deadline) + ") is before \"created\" (" +
              std::to_string(r->created) + ")";
@@ -294,6 +300,7 @@ std::string RenderRequestMessage(const Request& request) {
   j["id"] = request.id;
   j["created"] = request.created;
   j["deadline"] = request.deadline;
+  if (request.soft_deadline != 0) j["soft_deadline"] = request.soft_deadline;
   j["path"] = request.path;
   j["payload"] = json::parse(request.payload, nullptr, /*allow_exceptions=*/false);
   if (j["payload"].is_discarded()) j["payload"] = nullptr;
@@ -392,8 +399,13 @@ bool BuildRequestMessage(std::string_view line, std::chrono::system_clock::time_
   const int64_t now_s =
       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (!j.contains("created") || j["created"].is_null()) j["created"] = now_s;
-  if (!j.contains("deadline") || j["deadline"].is_null())
-    j["deadline"] = now_s + default_deadline.count();
+  if (!j.contains("deadline") || j["deadline"].is_null()) {
+    int64_t d = now_s + default_deadline.count();
+    // A soft deadline beyond the default hard one moves the hard one out to it.
+    if (auto soft = j.find("soft_deadline"); soft != j.end() && soft->is_number_integer())
+      d = std::max(d, soft->get<int64_t>());
+    j["deadline"] = d;
+  }
   Request r;
   if (!ParseRequestObject(j, &r, error)) return false;
   *message = RenderRequestMessage(r);

@@ -8,13 +8,14 @@
 //   Rules: id / custom_id is a non-empty string of at most 512 bytes without control characters
 //   (it becomes x-request-id). created / deadline are Unix seconds (integer, fractional number
 //   — floored — or a decimal string), absent = 0 (unknown / no deadline), each in
-//   0..kMaxUnixSeconds; deadline < created (both set) is an error. A deadline that has passed
-//   is NOT a parse error (the processor turns it into DEADLINE_EXCEEDED). payload / body must be
-//   an object. path / url must be one of SupportedPaths(); when absent it follows the payload:
-//   "messages" → /v1/chat/completions, else "prompt" → /v1/completions, else "input" →
-//   /v1/embeddings, else error. method, when present, must be "POST". headers must be an object
-//   of strings (valid token names, values without CR/LF/NUL). metadata must be an object; its
-//   string values are kept verbatim, other values as their compact JSON text. Unknown top-level
+//   0..kMaxUnixSeconds; deadline < created (both set) is an error. soft_deadline (same form) is
+//   the time by which the answer is wanted; soft_deadline > deadline (both set) is an error. A
+//   deadline that has passed is NOT a parse error (the processor turns it into DEADLINE_EXCEEDED).
+//   payload / body must be an object. path / url must be one of SupportedPaths(); when absent it
+//   follows the payload: "messages" → /v1/chat/completions, else "prompt" → /v1/completions, else
+//   "input" → /v1/embeddings, else error. method, when present, must be "POST". headers must be an
+//   object of strings (valid token names, values without CR/LF/NUL). metadata must be an object;
+//   its string values are kept verbatim, other values as their compact JSON text. Unknown top-level
 //   fields are ignored. Any failure yields error == INVALID_REQUEST with a message; request.id
 //   then holds the id if one could be recovered (a valid id / custom_id), else the fallback id
 //   (the queue message id), so the INVALID_REQUEST result can still be correlated.
@@ -62,8 +63,11 @@ struct Request {
   std::string id;
   int64_t created = 0;   // Unix seconds; 0 = unknown
   int64_t deadline = 0;  // Unix seconds; 0 = none
-  std::string path;      // one of SupportedPaths()
-  std::string payload;   // the OpenAI request body, compact JSON
+  // Unix seconds by which the user would like the answer (the hard deadline stays the time
+  // after which it is useless); 0 = none. Never after `deadline` when both are set.
+  int64_t soft_deadline = 0;
+  std::string path;     // one of SupportedPaths()
+  std::string payload;  // the OpenAI request body, compact JSON
   std::map<std::string, std::string> metadata;
   std::vector<std::pair<std::string, std::string>> headers;  // in message order
   RequestFormat format = RequestFormat::kLlmdAsync;

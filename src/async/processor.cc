@@ -23,6 +23,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "async/dispatch.h"
 #include "async/journal.h"
 #include "async/message.h"
 #include "common/fd_limit.h"
@@ -42,6 +43,31 @@ using System = std::chrono::system_clock;
 
 namespace {
 constexpr auto kTok = net::as_tuple(net::use_awaitable);
+
+DispatchConfig DispatchConfigOf(const ProcessorConfig& c) {
+  DispatchConfig d;
+  d.max_inflight = c.max_inflight;
+  d.min_window = c.min_window;
+  d.initial_window = c.initial_window;
+  d.capacity_interval = c.capacity_interval;
+  d.backoff_base = c.backoff_base;
+  d.backoff_max = c.backoff_max;
+  d.max_attempts = c.max_attempts;
+  d.escalation_rate = c.escalation_objective.empty() ? 0 : c.escalation_rate;
+  d.max_escalated = c.max_escalated;
+  d.warmup = c.escalation_warmup;
+  return d;
+}
+
+// Steady-clock image of a Unix-seconds time (capped ten years ahead).
+Steady::time_point SteadyOf(int64_t unix_s, Steady::time_point steady_now,
+                            System::time_point sys_now) {
+  constexpr int64_t kMaxAheadMs = int64_t{10} * 365 * 24 * 3600 * 1000;
+  const int64_t now_ms =
+      std::chrono::duration_cast<milliseconds>(sys_now.time_since_epoch()).count();
+  const int64_t left = std::clamp<int64_t>(unix_s * 1000 - now_ms, -kMaxAheadMs, kMaxAheadMs);
+  return steady_now + milliseconds(left);
+}
 
 // (A function rather than aggregate initialization inside coroutines: GCC 12 rejects string
 // literals as aggregate members there.)
@@ -67,6 +93,11 @@ std::string ProcessorConfig::Validate() const {
   if (max_held < 1) return "--max-held must be at least 1";
   if (lease < milliseconds(1000)) return "--lease must be at least 1s";
   if (workers < 1) return "--workers must be at least 1";
+  if (escalation_rate < 0) return "--escalation-rate must not be negative";
+  if (max_escalated < 1) return "--max-escalated must be at least 1";
+  if (!escalation_objective.empty() && escalation_objective == objective)
+    return "--escalation-objective must differ from --objective (" + objective +
+           "), or be empty to turn escalation off";
   std::string err;
   http::Url u;
   if (!http::ParseHttpUrl(gateway, &u, &err)) return "--gateway: " + err;
@@ -80,8 +111,7 @@ struct Processor::Impl {
         blocking(static_cast<size_t>(cfg.workers)),
         wake(io),
         flush_wake(io),
-        rng(std::random_device{}()) {
-    window = std::clamp<double>(cfg.initial_window, cfg.min_window, cfg.max_inflight);
+        dc(DispatchConfigOf(cfg), std::random_device{}()) {
     auto& r = registry;
     m_pulled = &r.AddCounter("tidegate_async_messages_pulled_total",
                              "Request messages received from the request queue (every delivery)")
@@ -140,7 +170,26 @@ struct Processor::Impl {
                                       "Message headers not forwarded because a message may not "
                                       "set them (see allow_message_headers), by header",
                                       {"header"});
-    m_window->Set(window);
+    m_escalations = &r.AddCounter("tidegate_async_escalations_total",
+                                  "Messages sent with the escalation objective because their "
+                                  "projected finish passed their soft deadline")
+                         .With({});
+    m_soft_misses = &r.AddCounter("tidegate_async_soft_deadline_misses_total",
+                                  "Requests answered after their soft deadline")
+                         .With({});
+    m_soft_margin = &r.AddHistogram("tidegate_async_soft_deadline_margin_seconds",
+                                    "How far ahead of its soft deadline a request was answered "
+                                    "(negative: behind it); requests with a soft deadline only",
+                                    {-3600, -600, -60, -10, -1, 0, 1, 10, 60, 600, 3600, 86400})
+                         .With({});
+    auto& prox = r.AddGauge("tidegate_async_backlog_deadline_proximity",
+                            "Held messages waiting for dispatch whose soft deadline (else hard "
+                            "deadline) is within `within` seconds, cumulative like histogram "
+                            "buckets (refreshed every second)",
+                            {"within"});
+    for (const char* w : {"10", "60", "600", "3600", "86400", "+Inf"})
+      m_proximity.emplace_back(w == std::string("+Inf") ? 1e300 : std::stod(w), &prox.With({w}));
+    m_window->Set(dc.window());
     m_capacity->Set(-1);
   }
 
@@ -148,6 +197,8 @@ struct Processor::Impl {
     queue::Message msg;
     Request req;
     Steady::time_point deadline;  // steady-clock image of the request's deadline
+    std::optional<Steady::time_point> soft_deadline;  // and of its soft deadline, when it has one
+    bool escalated = false;  // sent with the escalation objective (from its first escalation on)
     Steady::time_point received;
     System::time_point published;  // when the request was published (or created)
     int attempts = 0;
@@ -170,11 +221,11 @@ struct Processor::Impl {
   std::unique_ptr<http::AdminServer> admin;
   metrics::Registry registry;
   net::steady_timer wake, flush_wake;
-  std::mt19937_64 rng;
 
-  std::unordered_map<std::string, ItemPtr> held;         // by queue message id
-  std::set<std::pair<Steady::time_point, Item*>> ready;  // EDF: (deadline, item)
-  std::multimap<Steady::time_point, ItemPtr> delayed;    // retries by ready time
+  std::unordered_map<std::string, ItemPtr> held;           // by queue message id
+  std::set<std::pair<Steady::time_point, Item*>> ready;    // EDF: (soft or hard deadline, item)
+  std::set<std::pair<Steady::time_point, Item*>> by_hard;  // the same items by hard deadline
+  std::multimap<Steady::time_point, ItemPtr> delayed;      // retries by ready time
   struct Finished {
     ItemPtr item;
     Result result;
@@ -185,15 +236,12 @@ struct Processor::Impl {
   std::unique_ptr<Journal> journal;  // null when publish+ack is atomic or it is switched off
   metrics::Counter* m_replayed = nullptr;
   int inflight = 0;
-  int flushing = 0;  // results in the PublishAndAck batch now running
-  double window;
-  Steady::time_point last_decrease{};
-  Steady::time_point paused_until{};
+  int flushing = 0;       // results in the PublishAndAck batch now running
+  DispatchController dc;  // the dispatch decisions (async/dispatch.h)
+  int escalated_inflight = 0;
+  Steady::time_point escalation_scan_at{};
+  Steady::time_point proximity_at{};  // last refresh of the backlog-by-deadline gauges
   // Capacity signal.
-  bool cap_known = false;
-  double cap_saturation = 0;
-  int64_t cap_room = 0;
-  int cap_inflight_base = 0;  // our in-flight count when the signal was read
   bool cap_warned = false;
 
   std::atomic<bool> stop_requested{false};
@@ -209,6 +257,9 @@ struct Processor::Impl {
   RateLimiter header_log{1, 5};  // warnings about held-back message headers
   metrics::Gauge *m_inflight, *m_held, *m_window, *m_capacity;
   metrics::Gauge* m_backlog = nullptr;  // set by BacklogLoop for backends that count
+  metrics::Counter *m_escalations, *m_soft_misses;
+  metrics::Histogram* m_soft_margin;
+  std::vector<std::pair<double, metrics::Gauge*>> m_proximity;  // (within s, gauge)
   metrics::Histogram *m_residence, *m_e2e;
 
   // Runs f() on the worker pool and resumes on the event loop with its result.
@@ -230,7 +281,17 @@ struct Processor::Impl {
   void UpdateGauges() {
     m_inflight->Set(inflight);
     m_held->Set(static_cast<double>(held.size()));
-    m_window->Set(window);
+    m_window->Set(dc.window());
+    const auto now = Steady::now();
+    if (now - proximity_at < std::chrono::seconds(1)) return;
+    proximity_at = now;
+    std::vector<double> counts(m_proximity.size(), 0);
+    for (const auto& [key, item] : ready) {
+      const double left = std::chrono::duration<double>(key - now).count();
+      for (size_t i = 0; i < m_proximity.size(); ++i)
+        if (left <= m_proximity[i].first) ++counts[i];
+    }
+    for (size_t i = 0; i < m_proximity.size(); ++i) m_proximity[i].second->Set(counts[i]);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -343,57 +404,64 @@ struct Processor::Impl {
              MakeResult(item->req.id, 0, "", ErrorCode::kInvalidRequest, parsed.error_message));
       return;
     }
-    // Time left, in milliseconds, capped at ten years (a deadline in year 9999 would overflow
-    // a nanosecond clock).
-    constexpr int64_t kMaxLeftMs = int64_t{10} * 365 * 24 * 3600 * 1000;
-    const int64_t now_ms =
-        std::chrono::duration_cast<milliseconds>(sys_now.time_since_epoch()).count();
-    int64_t left_ms;
+    const Steady::time_point steady_now = item->received;
     if (item->req.deadline > 0) {
-      left_ms = std::min(item->req.deadline, kMaxUnixSeconds) * 1000 - now_ms;
+      item->deadline = SteadyOf(std::min(item->req.deadline, kMaxUnixSeconds), steady_now, sys_now);
     } else {
-      left_ms = std::chrono::duration_cast<milliseconds>(item->published - sys_now).count() +
-                cfg.default_deadline.count();
+      item->deadline = steady_now + std::chrono::duration_cast<milliseconds>(
+                                        item->published - sys_now + cfg.default_deadline);
     }
-    left_ms = std::clamp<int64_t>(left_ms, -1, kMaxLeftMs);
-    item->deadline = item->received + milliseconds(left_ms);
+    if (item->req.soft_deadline > 0)
+      item->soft_deadline =
+          SteadyOf(std::min(item->req.soft_deadline, kMaxUnixSeconds), steady_now, sys_now);
     if (item->deadline <= item->received) {
       m_deadline->Inc();
       Finish(item, MakeResult(item->req.id, 0, "", ErrorCode::kDeadlineExceeded,
                               "the deadline passed before the request could be dispatched"));
       return;
     }
-    ready.emplace(item->deadline, item.get());
+    MakeReady(item.get());
   }
 
   // ------------------------------------------------------------------------------------------
   // Dispatching
 
-  int Allowed(Steady::time_point now) const {
-    if (now < paused_until) return 0;
-    int limit = static_cast<int>(std::floor(window));
-    if (cap_known) {
-      if (cap_saturation >= 1.0) return 0;
-      int64_t cap_limit = cap_inflight_base + cap_room;
-      limit = static_cast<int>(std::min<int64_t>(limit, cap_limit));
+  // The waiting set, two ways: by EDF key (the soft deadline, else the hard one) for dispatch
+  // and escalation, and by hard deadline for expiry.
+  void MakeReady(Item* item) {
+    ready.emplace(DispatchController::OrderKey(item->deadline, item->soft_deadline), item);
+    by_hard.emplace(item->deadline, item);
+  }
+  void Unready(Item* item) {
+    ready.erase({DispatchController::OrderKey(item->deadline, item->soft_deadline), item});
+    by_hard.erase({item->deadline, item});
+  }
+
+  void Start(const ItemPtr& item, bool escalate) {
+    Unready(item.get());
+    if (escalate && !item->escalated) {
+      item->escalated = true;
+      m_escalations->Inc();
     }
-    return std::max(0, limit - inflight);
+    ++inflight;
+    if (item->escalated) ++escalated_inflight;
+    item->state = Item::State::kInFlight;
+    net::co_spawn(io, Dispatch(item), net::detached);
   }
 
   awaitable<void> DispatchLoop() {
     while (!stopping) {
       auto now = Steady::now();
-      // Due retries join the EDF set.
+      // Due retries join the waiting set.
       while (!delayed.empty() && delayed.begin()->first <= now) {
         ItemPtr it = delayed.begin()->second;
         delayed.erase(delayed.begin());
-        ready.emplace(it->deadline, it.get());
+        MakeReady(it.get());
       }
-      // Expired messages become results whether or not anything may be dispatched now (the
-      // EDF set is ordered by deadline, so they are at its head).
-      while (!ready.empty() && ready.begin()->first <= now) {
-        Item* raw = ready.begin()->second;
-        ready.erase(ready.begin());
+      // Expired messages become results whether or not anything may be dispatched now.
+      while (!by_hard.empty() && by_hard.begin()->first <= now) {
+        Item* raw = by_hard.begin()->second;
+        Unready(raw);
         auto hit = held.find(raw->msg.id);
         if (hit == held.end()) continue;
         m_deadline->Inc();
@@ -401,23 +469,54 @@ struct Processor::Impl {
                MakeResult(raw->req.id, 0, "", ErrorCode::kDeadlineExceeded,
                           "the deadline passed while the request waited for capacity"));
       }
-      int allowed = Allowed(now);
+      // Escalation: a message whose projected finish (at the service rate of late, behind what
+      // is in flight and ahead of it) passes its soft deadline goes now, with the escalation
+      // objective, within the escalation budget.
+      // (Scanned at most every 100 ms: the projection moves slowly.)
+      if (dc.config().escalation_rate > 0 && now - escalation_scan_at >= milliseconds(100)) {
+        escalation_scan_at = now;
+        size_t ahead = static_cast<size_t>(inflight);
+        std::vector<ItemPtr> escalate;
+        for (const auto& [key, raw] : ready) {
+          const int busy = escalated_inflight + static_cast<int>(escalate.size());
+          // Already escalated (a retry): it goes again as soon as there is an escalation slot.
+          const bool go =
+              raw->escalated
+                  ? busy < dc.config().max_escalated
+                  : raw->soft_deadline && dc.ShouldEscalate(now, ahead, *raw->soft_deadline, busy);
+          if (go)
+            if (auto hit = held.find(raw->msg.id); hit != held.end())
+              escalate.push_back(hit->second);
+          ++ahead;
+        }
+        // Those waiting out a back-off (after a 429, say) come after the waiting set; an
+        // escalated request is not sheddable, so it need not wait for the sheddable Retry-After.
+        std::vector<std::multimap<Steady::time_point, ItemPtr>::iterator> from_delayed;
+        for (auto it = delayed.begin(); it != delayed.end(); ++it, ++ahead) {
+          const Item& d = *it->second;
+          const int busy = escalated_inflight + static_cast<int>(escalate.size());
+          if (!d.escalated && d.soft_deadline &&
+              dc.ShouldEscalate(now, ahead, *d.soft_deadline, busy)) {
+            escalate.push_back(it->second);
+            from_delayed.push_back(it);
+          }
+        }
+        for (auto it : from_delayed) {
+          MakeReady(it->second.get());  // (Start takes it out of the waiting set again)
+          delayed.erase(it);
+        }
+        for (const ItemPtr& item : escalate) Start(item, true);
+      }
+      int allowed = dc.Allowed(now, inflight - escalated_inflight);
       while (allowed > 0 && !ready.empty()) {
         Item* raw = ready.begin()->second;
-        ready.erase(ready.begin());
         auto hit = held.find(raw->msg.id);
-        if (hit == held.end()) continue;
-        ItemPtr item = hit->second;
-        if (item->deadline <= now) {
-          m_deadline->Inc();
-          Finish(item, MakeResult(item->req.id, 0, "", ErrorCode::kDeadlineExceeded,
-                                  "the deadline passed while the request waited for capacity"));
+        if (hit == held.end()) {
+          Unready(raw);
           continue;
         }
         --allowed;
-        ++inflight;
-        item->state = Item::State::kInFlight;
-        net::co_spawn(io, Dispatch(item), net::detached);
+        Start(hit->second, false);
       }
       UpdateGauges();
       // Sleep until something changes: a kick (new messages, a finished request), the next
@@ -425,21 +524,11 @@ struct Processor::Impl {
       auto until = now + milliseconds(std::max<int64_t>(5, cfg.capacity_interval.count() / 2));
       if (cfg.capacity_interval.count() == 0) until = now + milliseconds(50);
       if (!delayed.empty()) until = std::min(until, delayed.begin()->first);
-      if (paused_until > now) until = std::min(until, paused_until);
-      if (!ready.empty()) until = std::min(until, ready.begin()->first);
+      if (dc.paused_until() > now) until = std::min(until, dc.paused_until());
+      if (!by_hard.empty()) until = std::min(until, by_hard.begin()->first);
       wake.expires_at(until);
       co_await wake.async_wait(kTok);
     }
-  }
-
-  milliseconds Backoff(int attempt, int64_t retry_after_ms) {
-    double base =
-        static_cast<double>(cfg.backoff_base.count()) * std::pow(2.0, std::min(attempt - 1, 16));
-    base = std::min(base, static_cast<double>(cfg.backoff_max.count()));
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    double ms = base * jitter(rng);
-    if (retry_after_ms > 0) ms = std::max(ms, static_cast<double>(retry_after_ms));
-    return milliseconds(static_cast<int64_t>(ms));
   }
 
   // Whether a message may set this header (see ProcessorConfig::allow_message_headers):
@@ -480,7 +569,9 @@ struct Processor::Impl {
     }
     if (!cfg.api_key.empty() && !has_authorization)
       headers.emplace_back("authorization", "Bearer " + cfg.api_key);
-    if (!has_objective) headers.emplace_back(wire::kObjective, cfg.objective);
+    if (!has_objective)
+      headers.emplace_back(wire::kObjective,
+                           item.escalated ? cfg.escalation_objective : cfg.objective);
     if (!has_id) headers.emplace_back(wire::kRequestId, item.req.id);
     return headers;
   }
@@ -516,11 +607,13 @@ struct Processor::Impl {
   // when the message must be handed back (it is no longer held).
   bool AfterAttempt(const ItemPtr& item, http::ClientResponse resp) {
     --inflight;
+    if (item->escalated) --escalated_inflight;
     auto now = Steady::now();
     Kick();
     const int status = resp.status;
     if (status >= 200 && status < 300) {
-      window = std::min<double>(cfg.max_inflight, window + 1.0 / std::max(1.0, window));
+      dc.Succeeded(now);
+      RecordSoftMargin(*item, now);
       Finish(item, MakeResult(item->req.id, status, std::move(resp.body), ErrorCode::kNone, ""));
       return false;
     }
@@ -541,35 +634,21 @@ struct Processor::Impl {
     if (status == 429) reason = "shed";
     if (status == 0) reason = "transport";
     int64_t retry_after = resp.retry_after_ms;
+    using F = DispatchController::Failure;
     if (status == 429) {
       m_sheds->Inc();
-      if (now - last_decrease > milliseconds(100)) {
-        window = std::max<double>(cfg.min_window, window / 2);
-        last_decrease = now;
-      }
-      if (retry_after < 0) retry_after = 1000;
-      // The shed request itself waits at least Retry-After (below). Everyone else pauses only
-      // until a fresh capacity reading can say whether there is room again: the gateway's
-      // Retry-After is a worst-case estimate made at the top of a spike, and pausing for all of
-      // it would leave the trough after the spike unfilled.
-      milliseconds pause =
-          cap_known ? std::max(milliseconds(100), cfg.capacity_interval * 2) : milliseconds(1000);
-      pause = std::min(pause, milliseconds(retry_after));
-      paused_until = std::max(paused_until, now + pause);
+      dc.Failed(now, F::kShed, &retry_after);
     } else if (status == 0 && resp.connect_failed) {
-      // The gateway is unreachable: pause everyone briefly instead of spinning.
-      paused_until = std::max(paused_until, now + cfg.backoff_base);
+      dc.Failed(now, F::kConnectFailed, &retry_after);
     } else if (status >= 500) {
-      if (now - last_decrease > milliseconds(100)) {
-        window = std::max<double>(cfg.min_window, window * 0.8);
-        last_decrease = now;
-      }
+      dc.Failed(now, F::kServerError, &retry_after);
+    } else {
+      dc.Failed(now, F::kOther, &retry_after);
     }
-    auto delay = Backoff(item->attempts, retry_after);
-    auto next = now + delay;
-    bool attempts_left = cfg.max_attempts == 0 || item->attempts < cfg.max_attempts;
-    if (!attempts_left || next >= item->deadline || stopping) {
-      if (stopping && attempts_left && next < item->deadline) {
+    const DispatchController::Retry plan =
+        dc.PlanRetry(now, item->attempts, retry_after, item->deadline, item->soft_deadline);
+    if (plan.give_up || stopping) {
+      if (stopping && !plan.give_up) {
         // Shutting down: hand it back rather than give up on it.
         held.erase(item->msg.id);
         return true;
@@ -580,7 +659,7 @@ struct Processor::Impl {
         msg = resp.error;
       else
         msg = "the gateway answered " + std::to_string(status);
-      if (!attempts_left)
+      if (plan.attempts_exhausted)
         msg += " after " + std::to_string(item->attempts) + " attempts (--max-attempts)";
       else
         msg += "; no further attempt fits before the deadline";
@@ -589,8 +668,16 @@ struct Processor::Impl {
     }
     RecordRetry(reason);
     item->state = Item::State::kWaiting;
-    delayed.emplace(next, item);
+    delayed.emplace(plan.at, item);
     return false;
+  }
+
+  // How far ahead of (positive) or behind its soft deadline a message finished.
+  void RecordSoftMargin(const Item& item, Steady::time_point now) {
+    if (!item.soft_deadline) return;
+    const double margin = std::chrono::duration<double>(*item.soft_deadline - now).count();
+    m_soft_margin->Observe(margin);
+    if (margin < 0) m_soft_misses->Inc();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -780,22 +867,14 @@ struct Processor::Impl {
       std::string parse_error;
       if (resp.status == 200) {
         if (wire::ParseCapacity(resp.body, &cap, &parse_error)) {
-          cap_saturation = cap.saturation;
-          cap_room = cap.sheddable_capacity;
-          cap_inflight_base = inflight;
-          if (cap_saturation >= 1.0) {
-            int64_t ra = cap.retry_after_ms;
-            if (ra > 0)
-              paused_until = std::max(
-                  paused_until, Steady::now() + milliseconds(std::min<int64_t>(
-                                                    ra, cfg.capacity_interval.count() * 4 + 50)));
-          }
-          ok = true;
-          if (!cap_known && cap_warned)
+          if (!dc.capacity_known() && cap_warned)
             spdlog::info("async: the gateway's capacity signal is back");
-          cap_known = true;
+          // (Escalated requests are not paced by the signal: the base is the sheddable ones.)
+          dc.CapacityRead(Steady::now(), cap.saturation, cap.sheddable_capacity, cap.retry_after_ms,
+                          inflight - escalated_inflight);
+          ok = true;
           cap_warned = false;
-          m_capacity->Set(static_cast<double>(cap_room));
+          m_capacity->Set(static_cast<double>(cap.sheddable_capacity));
           Kick();
         }
       }
@@ -810,7 +889,7 @@ struct Processor::Impl {
                        where, why);
           cap_warned = true;
         }
-        cap_known = false;
+        dc.CapacityLost();
         m_capacity->Set(-1);
       }
       timer.expires_after(cfg.capacity_interval);
@@ -830,7 +909,7 @@ struct Processor::Impl {
       last = sig;
       spdlog::info(
           "async: pulled {}, succeeded {}, failed {}, held {}, in flight {}, window {:.1f}",
-          m_pulled->Value(), m_succeeded->Value(), n_failed, held.size(), inflight, window);
+          m_pulled->Value(), m_succeeded->Value(), n_failed, held.size(), inflight, dc.window());
     }
   }
 
@@ -857,6 +936,7 @@ struct Processor::Impl {
       }
     }
     ready.clear();
+    by_hard.clear();
     delayed.clear();
     if (!back.empty()) co_await HandBack(std::move(back));
     auto give_up = Steady::now() + cfg.drain_timeout;
@@ -875,6 +955,8 @@ struct Processor::Impl {
         }
       }
       ready.clear();
+      by_hard.clear();
+      by_hard.clear();
       delayed.clear();
     }
     if (!held.empty()) {
@@ -982,6 +1064,7 @@ int Processor::Run(bool handle_signals) {
   net::co_spawn(im.io, im.BacklogLoop(), net::detached);
   net::co_spawn(im.io, im.ProgressLoop(), net::detached);
   net::co_spawn(im.io, im.StopWatch(), net::detached);
+  im.dc.Begin(Steady::now());
   im.io.run();
   if (signals) signals->cancel();
   im.blocking.join();

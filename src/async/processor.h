@@ -11,8 +11,15 @@
 //    min_window and max_inflight). The shed request waits at least its Retry-After; all other
 //    dispatching pauses only until a fresh capacity reading (two polls; 1 s without the signal).
 //    When /v1/capacity cannot be read, the window alone decides.
-//  * Among held messages the earliest deadline goes first (EDF; a message without a deadline
-//    gets publish time + default_deadline). A message whose deadline has passed becomes a
+//  * Among held messages the earliest deadline goes first (EDF on the soft deadline when the
+//    message has one, else the hard one; a message without a deadline gets publish time +
+//    default_deadline). The dispatch decisions are async/dispatch.h's.
+//  * Soft deadlines: from its own completions the processor keeps its service rate and projects
+//    when each waiting message will be done; one whose projection passes its soft deadline is
+//    escalated: sent with escalation_objective instead of the sheddable one, without waiting for
+//    the capacity signal, within the escalation budget (escalation_rate per second,
+//    max_escalated in flight). Retries of a message with a soft deadline ahead come no later
+//    than it. A message whose deadline has passed becomes a
 //    DEADLINE_EXCEEDED result at once, even while dispatching is paused; an attempt's HTTP
 //    timeout never outlives the deadline.
 //  * 429, 408 and 5xx responses and transport failures are retried after an exponential
@@ -55,6 +62,13 @@ struct ProcessorConfig {
   std::string requests;   // queue URI to consume
   std::string responses;  // queue URI to publish results on
   std::string objective = "sheddable";
+  // Soft deadlines: a message whose projected finish passes its soft_deadline is sent with this
+  // objective instead (choose one whose priority is not above your real-time objectives; ""
+  // turns escalation off), at most escalation_rate times per second and max_escalated at once.
+  std::string escalation_objective = "standard";
+  double escalation_rate = 2;
+  int max_escalated = 8;
+  std::chrono::milliseconds escalation_warmup{10'000};  // no projection before this much runtime
   int max_inflight = 256;
   int min_window = 1;
   int initial_window = 4;

@@ -37,7 +37,7 @@ http::Headers RealtimeHeaders(const RealtimeSpec& spec, const std::string& reque
 std::vector<std::string> AsyncRequestMessages(const std::vector<PlannedRequest>& plan,
                                               const std::string& model,
                                               const std::string& id_prefix, size_t first_index,
-                                              int64_t deadline_unix) {
+                                              int64_t deadline_unix, int64_t soft_deadline_unix) {
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
@@ -49,6 +49,7 @@ std::vector<std::string> AsyncRequestMessages(const std::vector<PlannedRequest>&
     r.id = id_prefix + std::to_string(k);
     r.created = created;
     r.deadline = deadline_unix;
+    r.soft_deadline = soft_deadline_unix;
     r.path = "/v1/completions";
     r.payload = CompletionBody(model, PromptText(plan[i].prompt_tokens, -1, 0, 1000000 + k),
                                plan[i].output_tokens, false);

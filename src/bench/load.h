@@ -6,7 +6,8 @@
 //  * CompletionBody() is an OpenAI /v1/completions body; RealtimeHeaders() the headers a
 //    real-time request of `spec` carries (objective, x-slo-ttft-ms, x-request-id, the tenant).
 //  * AsyncRequestMessages() renders `plan` as async request messages (DESIGN.md format) with
-//    ids PREFIX<k> (k from first_index), each with the given deadline (Unix s, 0 = none).
+//    ids PREFIX<k> (k from first_index), each with the given deadline and soft deadline (Unix s,
+//    0 = none).
 //  * PlayPlan() sends plan[i] at t0 + plan[i].at_s with body bodies[i] and headers_for(i), each
 //    on its own coroutine, never past `deadline`; on_sent(i) runs as it is sent and
 //    on_done(i, start, response) when its answer (or failure) is complete. It returns once the
@@ -36,7 +37,8 @@ http::Headers RealtimeHeaders(const RealtimeSpec& spec, const std::string& reque
 std::vector<std::string> AsyncRequestMessages(const std::vector<PlannedRequest>& plan,
                                               const std::string& model,
                                               const std::string& id_prefix, size_t first_index,
-                                              int64_t deadline_unix);
+                                              int64_t deadline_unix,
+                                              int64_t soft_deadline_unix = 0);
 
 using Steady = std::chrono::steady_clock;
 

@@ -293,8 +293,8 @@ bool StartHaproxy(const BenchOptions& opt, const std::string& dir, RunFleet* f, 
                                 {{f->front_port, "/health"}}, milliseconds(15000), err));
 }
 
-bool StartProcessor(const Scenario& sc, const std::string& gateway_url, const std::string& db,
-                    RunFleet* f, std::string* err) {
+bool StartProcessor(const Scenario& sc, const RunSpec& run, const std::string& gateway_url,
+                    const std::string& db, RunFleet* f, std::string* err) {
   fleet::ProcessorSpec spec;
   spec.gateway_url = gateway_url;
   spec.requests_uri = "sqlite://" + db + "?queue=requests";
@@ -303,6 +303,7 @@ bool StartProcessor(const Scenario& sc, const std::string& gateway_url, const st
   spec.extra = {"--lease", "30s", "--progress-interval", "0"};
   spec.extra.insert(spec.extra.end(), sc.fleet.processor_args.begin(),
                     sc.fleet.processor_args.end());
+  spec.extra.insert(spec.extra.end(), run.processor_args.begin(), run.processor_args.end());
   return Started(f->fleet.StartProcessor(spec, milliseconds(15000), err));
 }
 
@@ -575,7 +576,7 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
 
   // Async submission for via-processor: publish everything before the timed part.
   const std::string db = fs::absolute(dir + "/queue.db").string();
-  int64_t deadline_unix = 0;
+  int64_t deadline_unix = 0, soft_unix = 0;
   if (via) {
     auto q = queue::OpenQueue("sqlite://" + db + "?queue=requests", &err);
     if (!q) {
@@ -590,8 +591,12 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
     deadline_unix = std::chrono::duration_cast<std::chrono::seconds>(
                         sys_t0.time_since_epoch() + FromSeconds(run.async.deadline_s))
                         .count();
+    if (run.async.soft_deadline_s > 0)
+      soft_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                      sys_t0.time_since_epoch() + FromSeconds(run.async.soft_deadline_s))
+                      .count();
     for (const std::string& m :
-         AsyncRequestMessages(st.async_plan, sc.model, "async-", 0, deadline_unix)) {
+         AsyncRequestMessages(st.async_plan, sc.model, "async-", 0, deadline_unix, soft_unix)) {
       auto s = q->Publish(m, {}, nullptr);
       if (!s.ok) {
         *setup_failed = true;
@@ -599,7 +604,7 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
         return out;
       }
     }
-    if (!StartProcessor(sc, target_url, db, &fleet, &err)) {
+    if (!StartProcessor(sc, run, target_url, db, &fleet, &err)) {
       std::cerr << "bench: [" << run.name << "] setup failed: " << err << "\n";
       *setup_failed = true;
       out["error"] = err;
@@ -611,12 +616,14 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   st.t0 = Steady::now();
   st.hard_deadline = st.t0 + FromSeconds(sc.duration_s + sc.drain_timeout_s);
   double deadline_rel_s = run.async.deadline_s;
+  double soft_rel_s = 0;  // the soft deadline, wall s from t0 (0 = none)
   Steady::time_point deadline_steady = st.t0 + FromSeconds(deadline_rel_s);
   if (via) {
     auto now_sys = std::chrono::system_clock::now();
     auto dl_sys = std::chrono::system_clock::time_point(std::chrono::seconds(deadline_unix));
     deadline_steady = st.t0 + std::chrono::duration_cast<Steady::duration>(dl_sys - now_sys);
     deadline_rel_s = Seconds(deadline_steady - st.t0);
+    if (soft_unix > 0) soft_rel_s = deadline_rel_s - static_cast<double>(deadline_unix - soft_unix);
   }
 
   Sampler sampler(external ? std::vector<int>() : fleet.sim_ports, st.t0, sc.sample_interval_s, &st,
@@ -690,7 +697,8 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
       for (const char* name :
            {"tidegate_async_requests_dispatched_total", "tidegate_async_requests_succeeded_total",
             "tidegate_async_requests_failed_total", "tidegate_async_sheds_total",
-            "tidegate_async_retries_total", "tidegate_async_deadline_misses_total"}) {
+            "tidegate_async_retries_total", "tidegate_async_deadline_misses_total",
+            "tidegate_async_escalations_total", "tidegate_async_soft_deadline_misses_total"}) {
         double v = 0;
         if (SumMetric(body, name, &v)) processor_metrics[name] = v;
       }
@@ -770,12 +778,13 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   json as;
   if (via) {
     auto results = reader->results();
-    int ok = 0, shed = 0, failed = 0, on_time = 0;
+    int ok = 0, shed = 0, failed = 0, on_time = 0, on_time_soft = 0;
     for (const auto& [id, r] : results) {
       if (r.ok) {
         ++ok;
         async_done_times.push_back(r.t);
         if (r.t <= deadline_rel_s + 1e-9) ++on_time;
+        if (soft_rel_s > 0 && r.t <= soft_rel_s + 1e-9) ++on_time_soft;
       } else if (r.shed) {
         ++shed;
       } else {
@@ -788,6 +797,12 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
     as["failed"] = failed;
     as["lost"] = static_cast<int64_t>(st.async_plan.size()) - static_cast<int64_t>(results.size());
     as["on_time"] = on_time;
+    if (soft_rel_s > 0) {
+      as["soft_deadline_s"] = soft_rel_s;
+      as["on_time_soft"] = on_time_soft;
+      as["soft_deadline_share"] =
+          st.async_plan.empty() ? 0.0 : static_cast<double>(on_time_soft) / st.async_plan.size();
+    }
     as["duplicate_results"] = reader->duplicates();
     as["malformed_results"] = reader->malformed();
     as["processor"] = processor_metrics;

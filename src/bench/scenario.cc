@@ -229,9 +229,13 @@ RealtimeSpec ParseRealtime(const YAML::Node& n, const std::string& key, bool is_
 AsyncSpec ParseAsync(const YAML::Node& n, const std::string& key) {
   AsyncSpec a;
   if (!n || n.IsNull()) return a;
-  CheckKeys(n, key, {"requests", "deadline", "submit_window", "prompt_tokens", "output_tokens"});
+  CheckKeys(
+      n, key,
+      {"requests", "deadline", "soft_deadline", "submit_window", "prompt_tokens", "output_tokens"});
   if (n["requests"]) a.requests = GetInt(n["requests"], Join(key, "requests"), 0, 10000000);
   if (n["deadline"]) a.deadline_s = GetSeconds(n["deadline"], Join(key, "deadline"), 0.001, 1e7);
+  if (n["soft_deadline"])
+    a.soft_deadline_s = GetSeconds(n["soft_deadline"], Join(key, "soft_deadline"), 0.001, 1e7);
   if (n["submit_window"])
     a.submit_window_s = GetSeconds(n["submit_window"], Join(key, "submit_window"), 0, 1e7);
   if (n["prompt_tokens"])
@@ -289,7 +293,8 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
     const std::string key = "runs[" + std::to_string(i) + "]";
     const YAML::Node r = runs[i];
     CheckKeys(r, key,
-              {"name", "policy", "async_mode", "target", "realtime", "async", "gateway_args"});
+              {"name", "policy", "async_mode", "target", "realtime", "async", "gateway_args",
+               "processor_args"});
     RunSpec run;
     if (!r["name"]) Fail(Join(key, "name"), "missing (every run needs a name)");
     run.name = GetString(r["name"], Join(key, "name"));
@@ -307,12 +312,16 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
       run.target = GetChoice(r["target"], Join(key, "target"), {"tidegate", "haproxy"});
     if (r["gateway_args"])
       run.gateway_args = GetStringList(r["gateway_args"], Join(key, "gateway_args"));
+    if (r["processor_args"])
+      run.processor_args = GetStringList(r["processor_args"], Join(key, "processor_args"));
     if (r["realtime"] && !r["realtime"].IsNull() && !r["realtime"].IsMap())
       Fail(Join(key, "realtime"), "expected a map");
     if (r["async"] && !r["async"].IsNull() && !r["async"].IsMap())
       Fail(Join(key, "async"), "expected a map");
     run.realtime = ParseRealtime(Overlay(rt_base, r["realtime"]), Join(key, "realtime"));
     run.async = ParseAsync(Overlay(as_base, r["async"]), Join(key, "async"));
+    if (run.async.soft_deadline_s > run.async.deadline_s)
+      Fail(Join(key, "async.soft_deadline"), "must not be after async.deadline");
     if (run.async_mode != "none") {
       if (run.async.requests <= 0)
         Fail(Join(key, "async.requests"), "must be positive for async_mode " + run.async_mode);
@@ -366,6 +375,7 @@ void ScaleScenario(Scenario* s, double factor) {
   for (auto& r : s->runs) {
     r.async.requests = std::max(1, static_cast<int>(std::lround(r.async.requests * factor)));
     r.async.deadline_s *= factor;
+    r.async.soft_deadline_s *= factor;
     r.async.submit_window_s *= factor;
   }
 }

@@ -64,6 +64,7 @@ struct RealtimeSpec {
 struct AsyncSpec {
   int requests = 0;
   double deadline_s = 60;      // from the start of the load phase (wall s)
+  double soft_deadline_s = 0;  // the soft deadline, likewise (0 = none); at most deadline_s
   double submit_window_s = 0;  // direct-* modes send evenly over this (0 = the duration)
   TokenDist prompt_tokens{"uniform", 512, 256, 768};
   TokenDist output_tokens{"uniform", 128, 64, 192};
@@ -74,7 +75,8 @@ struct RunSpec {
   std::string policy = "tidegate-default";  // round-robin | least-request | gie-default | ...
   std::string async_mode = "none";  // none | via-processor | direct-sheddable | direct-standard
   std::string target = "tidegate";  // tidegate | haproxy
-  std::vector<std::string> gateway_args;  // extra `tidegate serve` flags for this run
+  std::vector<std::string> gateway_args;    // extra `tidegate serve` flags for this run
+  std::vector<std::string> processor_args;  // extra `tidegate async` flags for this run
   RealtimeSpec realtime;
   AsyncSpec async;
 };

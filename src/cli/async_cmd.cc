@@ -24,17 +24,31 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
   }
   YAML::Node n = root["async"] ? root["async"] : root;
   if (!n.IsMap()) return "config '" + path + "': expected a mapping (optionally under 'async:')";
-  static const std::set<std::string> kKeys = {"gateway",           "requests",
-                                              "responses",         "objective",
-                                              "max_inflight",      "min_window",
-                                              "initial_window",    "max_held",
-                                              "pull_batch",        "lease",
-                                              "capacity_interval", "request_timeout",
-                                              "backoff_base",      "backoff_max",
-                                              "max_attempts",      "default_deadline",
-                                              "drain_timeout",     "metrics_host",
-                                              "metrics_port",      "workers",
-                                              "journal",           "allow_message_headers"};
+  static const std::set<std::string> kKeys = {"gateway",
+                                              "requests",
+                                              "responses",
+                                              "objective",
+                                              "max_inflight",
+                                              "min_window",
+                                              "initial_window",
+                                              "max_held",
+                                              "pull_batch",
+                                              "lease",
+                                              "capacity_interval",
+                                              "request_timeout",
+                                              "backoff_base",
+                                              "backoff_max",
+                                              "max_attempts",
+                                              "default_deadline",
+                                              "drain_timeout",
+                                              "metrics_host",
+                                              "metrics_port",
+                                              "workers",
+                                              "journal",
+                                              "allow_message_headers",
+                                              "escalation_objective",
+                                              "escalation_rate",
+                                              "max_escalated"};
   try {
     for (const auto& kv : n) {
       std::string key = kv.first.as<std::string>();
@@ -58,6 +72,12 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
         cfg->responses = v.as<std::string>();
       else if (key == "objective")
         cfg->objective = v.as<std::string>();
+      else if (key == "escalation_objective")
+        cfg->escalation_objective = v.as<std::string>();
+      else if (key == "escalation_rate")
+        cfg->escalation_rate = v.as<double>();
+      else if (key == "max_escalated")
+        cfg->max_escalated = v.as<int>();
       else if (key == "gateway_admin")
         cfg->gateway_admin = v.as<std::string>();
       else if (key == "allow_message_headers") {
@@ -159,6 +179,27 @@ int RunAsync(const std::vector<std::string>& args) {
             d.objective, [&](const std::string& v) {
               cfg.objective = v;
               return std::string();
+            });
+  flags.Add("escalation-objective", "NAME",
+            "objective of a message escalated because its projected finish passed its "
+            "soft_deadline (pick one whose priority is not above your real-time objectives; "
+            "'' turns escalation off)",
+            d.escalation_objective, [&](const std::string& v) {
+              cfg.escalation_objective = v;
+              return std::string();
+            });
+  flags.Add("escalation-rate", "N", "most escalations per second (a token bucket, burst max(1, N))",
+            "2", DoubleSetter(&cfg.escalation_rate, 0, 1e6));
+  flags.Add("max-escalated", "N", "most escalated requests in flight at once",
+            std::to_string(d.max_escalated), IntSetter(&cfg.max_escalated, 1, 100000));
+  flags.Add("escalation-warmup", "DURATION",
+            "how long the processor measures its service rate before it projects finishes "
+            "(and escalates)",
+            FormatDuration(d.escalation_warmup), [&](const std::string& v) -> std::string {
+              auto x = ParseDuration(v);
+              if (!x || x->count() < 0) return "expected a duration such as 10s";
+              cfg.escalation_warmup = *x;
+              return {};
             });
   flags.Add("api-key-env", "VAR",
             "environment variable holding the processor's API key for the gateway (sent as "

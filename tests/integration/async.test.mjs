@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import {
   SIM_MODEL, startSim, startGateway, startAsync, runTidegate, stopAll, waitFor, sleep, openFlood,
-  promtoolCheckMetrics, request, startUpstream,
+  promtoolCheckMetrics, request, startUpstream, parseMetrics,
 } from './lib.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tidegate-async-'));
@@ -40,7 +40,7 @@ function queues(extra = '') {
   };
 }
 
-function chatLine(id, { maxTokens = 16, deadline, stream = false, content } = {}) {
+function chatLine(id, { maxTokens = 16, deadline, softDeadline, stream = false, content } = {}) {
   const msg = {
     id,
     payload: {
@@ -49,6 +49,7 @@ function chatLine(id, { maxTokens = 16, deadline, stream = false, content } = {}
     },
   };
   if (deadline !== undefined) msg.deadline = deadline;
+  if (softDeadline !== undefined) msg.soft_deadline = softDeadline;
   return JSON.stringify(msg);
 }
 
@@ -311,6 +312,54 @@ describe('async processor on the embedded queue', () => {
     await stallGw.stop();
     await stall.stop();
   });
+
+  // Soft deadlines: while real-time traffic keeps the pool saturated nothing sheddable may
+  // start, so the processor completes nothing and projects that no waiting message will make
+  // its soft deadline: with escalation it sends them with the standard objective (they queue with
+  // the real-time requests at the gateway and are served), within its budget; without, they
+  // wait for the spike to end.
+  for (const escalate of [true, false]) {
+    it(`soft deadlines while the pool is saturated: ${escalate ? 'escalated and served as standard' : 'escalation off: they wait as sheddable'}`, async () => {
+      const small = await startSim(['--max-num-seqs', '4', '--time-scale', '1']);
+      const smallGw = await startGateway(['--endpoints', small.endpoint, '--scrape-interval', '50ms']);
+      const flood = openFlood(smallGw.url, '/v1/chat/completions',
+        { model: SIM_MODEL, max_tokens: 150, messages: [{ role: 'user', content: 'realtime' }] }, 24);
+      await waitFor(async () => {
+        const r = await request(smallGw.url, { path: '/v1/capacity' });
+        return JSON.parse(r.body).saturation >= 1;
+      }, { timeoutMs: 10000, what: 'the pool to saturate' });
+      const q = queues();
+      const now = Math.floor(Date.now() / 1000);
+      const n = 6;
+      await submit(q.requests, Array.from({ length: n }, (_, i) =>
+        chatLine(`soft-${i}`, { maxTokens: 8, softDeadline: now + 2, deadline: now + 120 })));
+      const args = ['--gateway', smallGw.url, '--requests', q.requests, '--responses', q.results,
+        '--escalation-warmup', '1s', '--escalation-rate', '20'];
+      if (!escalate) args.push('--escalation-objective', '');
+      const proc = await startAsync(args);
+      const res = await collect(q.results, n, '90s');
+      assert.equal(res.total, n);
+      for (const m of res.byId.values()) assert.equal(m.status_code, 200, JSON.stringify(m));
+      const escalated = await proc.metric('tidegate_async_escalations_total');
+      const margins = await proc.metric('tidegate_async_soft_deadline_margin_seconds_count');
+      assert.equal(margins, n, 'every answered message with a soft deadline is in the margin histogram');
+      const gm = parseMetrics((await request(smallGw.url, { path: '/metrics' })).body);
+      const realtime = gm.get('tidegate_requests_by_class_total', { class: 'realtime' });
+      if (escalate) {
+        assert.equal(escalated, n, 'all of them escalated');
+        assert.equal(realtime, 24 + n, 'the escalated requests reached the gateway as real-time');
+      } else {
+        assert.equal(escalated, 0);
+        assert.equal(realtime, 24, 'no request of the processor counted as real-time');
+      }
+      await waitFor(() => flood.statuses.filter(Boolean).length === 24,
+        { timeoutMs: 30000, what: 'the real-time flood to finish' });
+      assert.ok(flood.statuses.every((st) => st === 200), `real-time statuses: ${flood.statuses}`);
+      await proc.stop();
+      await smallGw.stop();
+      await small.stop();
+    });
+  }
 
   it('backs off while priority-0 traffic saturates the pool, then serves everything', async () => {
     // One small server (4 sequences at a time) at real time: 24 standard requests keep its

@@ -105,6 +105,9 @@ TEST(AsyncRequest, InvalidMessagesAreInvalidRequestWithRecoveredId) {
       {R"({"id":"r1","created":200,"deadline":100,"payload":{"prompt":"x"}})",
        "\"deadline\" (100) is before \"created\" (200)", "r1"},
       {R"({"id":"r1","deadline":-5,"payload":{"prompt":"x"}})", "out of range", "r1"},
+      {R"({"id":"r1","deadline":100,"soft_deadline":200,"payload":{"prompt":"x"}})",
+       "\"soft_deadline\" (200) is after \"deadline\" (100)", "r1"},
+      {R"({"id":"r1","soft_deadline":"later","payload":{"prompt":"x"}})", "not a number", "r1"},
       {R"({"id":"r1","deadline":1e300,"payload":{"prompt":"x"}})", "out of range", "r1"},
       {R"({"id":"r1","deadline":18446744073709551615,"payload":{"prompt":"x"}})", "out of range",
        "r1"},
@@ -282,4 +285,32 @@ TEST(AsyncSubmit, BuildsNormalizedMessagesWithDefaultDeadline) {
 }
 
 }  // namespace
+TEST(AsyncMessage, SoftDeadlineIsParsedRenderedAndKeptBySubmit) {
+  auto p = ParseRequestMessage(
+      R"({"id":"s","created":1700000000,"soft_deadline":1700001800,"deadline":1700003600,
+          "payload":{"prompt":"x"}})",
+      "q");
+  ASSERT_TRUE(p.ok()) << p.error_message;
+  EXPECT_EQ(p.request.soft_deadline, 1700001800);
+  auto again = ParseRequestMessage(RenderRequestMessage(p.request), "q");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.request.soft_deadline, 1700001800);
+  // No soft deadline: none rendered, 0 parsed.
+  p = ParseRequestMessage(R"({"id":"s","payload":{"prompt":"x"}})", "q");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p.request.soft_deadline, 0);
+  EXPECT_EQ(RenderRequestMessage(p.request).find("soft_deadline"), std::string::npos);
+  // tidegate submit: a soft deadline beyond the default hard one moves the hard one out to it.
+  std::string msg, id, err;
+  const auto now = std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
+  ASSERT_TRUE(
+      BuildRequestMessage(R"({"id":"s","soft_deadline":1700090000,"payload":{"prompt":"x"}})", now,
+                          std::chrono::seconds(3600), "f", &msg, &id, &err))
+      << err;
+  auto built = ParseRequestMessage(msg, "q");
+  ASSERT_TRUE(built.ok());
+  EXPECT_EQ(built.request.soft_deadline, 1700090000);
+  EXPECT_EQ(built.request.deadline, 1700090000);
+}
+
 }  // namespace tidegate::async
