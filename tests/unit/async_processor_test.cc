@@ -1,6 +1,7 @@
 // The async processor's building blocks: atomic publish+ack on the embedded queue (and its
 // "superseded" rule), batch publishing, the result journal, URL parsing for the gateway address
-// and the processor's configuration checks. The processor end to end is covered by
+// and the processor's configuration checks. Its dispatch decisions are unit-tested on a manual
+// clock in async_dispatch_test.cc; the processor end to end is covered by
 // tests/integration/async*.test.mjs against real gateways, simulators and queues.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -312,6 +313,13 @@ TEST(ProcessorConfigTest, ValidateNamesTheProblem) {
   c.min_window = 1;
   c.lease = milliseconds(10);
   EXPECT_NE(c.Validate().find("--lease"), std::string::npos);
+  c.lease = milliseconds(60'000);
+  c.escalation_objective = c.objective;  // escalating to the same objective is no escalation
+  EXPECT_NE(c.Validate().find("--escalation-objective"), std::string::npos);
+  c.escalation_objective = "";  // off
+  EXPECT_EQ(c.Validate(), "");
+  c.escalation_rate = -1;
+  EXPECT_NE(c.Validate().find("--escalation-rate"), std::string::npos);
 }
 
 }  // namespace
