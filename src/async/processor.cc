@@ -1052,8 +1052,8 @@ int Processor::Run(bool handle_signals) {
       Stop();
     });
   }
-  spdlog::info("async: {} → {} (objective {}) → {}", im.cfg.requests, im.cfg.gateway,
-               im.cfg.objective, im.cfg.responses);
+  spdlog::info("async: {} → {} (objective {}) → {}", queue::RedactUri(im.cfg.requests),
+               im.cfg.gateway, im.cfg.objective, queue::RedactUri(im.cfg.responses));
   if (im.admin)
     spdlog::info("async: metrics on http://{}:{}/metrics", im.cfg.metrics_host, im.admin->port());
   net::co_spawn(im.io, im.PullLoop(), net::detached);

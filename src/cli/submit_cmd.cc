@@ -271,7 +271,8 @@ int RunSubmit(const std::vector<std::string>& args) {
   std::string open_error;
   auto q = queue::OpenQueue(uri, &open_error);
   if (!q) {
-    std::cerr << cmd << ": cannot open queue " << uri << ": " << open_error << "\n";
+    std::cerr << cmd << ": cannot open queue " << queue::RedactUri(uri) << ": " << open_error
+              << "\n";
     return 2;
   }
   const bool default_prefix = id_prefix.empty();
@@ -299,8 +300,9 @@ int RunSubmit(const std::vector<std::string>& args) {
     published += n;
     if (!st.ok) {
       uint64_t failed_line = batch_lines[n];
-      std::cerr << cmd << ": " << input_name << ":" << failed_line << ": publish to " << uri
-                << " failed after " << kPublishAttempts << " attempts: " << st.error << "\n"
+      std::cerr << cmd << ": " << input_name << ":" << failed_line << ": publish to "
+                << queue::RedactUri(uri) << " failed after " << kPublishAttempts
+                << " attempts: " << st.error << "\n"
                 << cmd << ": stopped: " << Plural(published, "request was", "requests were")
                 << " published (from lines before " << failed_line << "); line " << failed_line
                 << " and the rest were not\n";
@@ -359,8 +361,9 @@ int RunSubmit(const std::vector<std::string>& args) {
     std::cerr << cmd << ": " << Plural(generated_ids, "line had", "lines had")
               << " no id; they got " << id_prefix << "-<line number>\n";
   }
-  std::cout << "submitted " << Plural(published, "request", "requests") << " to " << uri << " ("
-            << Plural(invalid, "invalid line", "invalid lines") << ")" << std::endl;
+  std::cout << "submitted " << Plural(published, "request", "requests") << " to "
+            << queue::RedactUri(uri) << " (" << Plural(invalid, "invalid line", "invalid lines")
+            << ")" << std::endl;
   if (invalid > 0) {
     std::cerr << cmd << ": " << Plural(invalid, "invalid line was", "invalid lines were")
               << " not published (see above); the "
@@ -444,7 +447,8 @@ int RunResults(const std::vector<std::string>& args) {
   std::string open_error;
   auto q = queue::OpenQueue(uri, &open_error);
   if (!q) {
-    std::cerr << cmd << ": cannot open queue " << uri << ": " << open_error << "\n";
+    std::cerr << cmd << ": cannot open queue " << queue::RedactUri(uri) << ": " << open_error
+              << "\n";
     return 2;
   }
   // Pub/Sub's returnImmediately pulls can come back empty while messages exist: wait longer.
@@ -491,7 +495,7 @@ int RunResults(const std::vector<std::string>& args) {
     queue::Status st = q->Pull(max, kResultsLease, pull_wait, &batch);
     if (!st.ok) {
       if (++failed_pulls >= kPullAttempts) {
-        std::cerr << cmd << ": pull from " << uri << " failed " << failed_pulls
+        std::cerr << cmd << ": pull from " << queue::RedactUri(uri) << " failed " << failed_pulls
                   << " times in a row: " << st.error << "\n";
         exit_code = 1;
         break;

@@ -127,4 +127,20 @@ std::unique_ptr<Queue> OpenQueue(const std::string& uri, std::string* error) {
   return q;
 }
 
+std::string RedactUri(std::string_view uri) {
+  const size_t scheme = uri.find("://");
+  if (scheme == std::string_view::npos) return std::string(uri);
+  const size_t host = scheme + 3;
+  const size_t end = std::min(uri.find('/', host), uri.size());
+  const size_t at = uri.rfind('@', end == uri.size() ? uri.size() - 1 : end);
+  if (at == std::string_view::npos || at < host) return std::string(uri);
+  const std::string_view info = uri.substr(host, at - host);
+  const size_t colon = info.find(':');
+  std::string out(uri.substr(0, host));
+  out += colon == std::string_view::npos ? std::string("***")
+                                         : std::string(info.substr(0, colon)) + ":***";
+  out += uri.substr(at);
+  return out;
+}
+
 }  // namespace tidegate::queue

@@ -98,6 +98,8 @@ using QueueFactory =
     std::function<std::unique_ptr<Queue>(const std::string& uri, std::string* error)>;
 void RegisterQueueBackend(const std::string& scheme, QueueFactory factory);
 std::unique_ptr<Queue> OpenQueue(const std::string& uri, std::string* error);
+// The URI fit for logs: a password or token in its user-info part becomes *** (user:*** or ***).
+std::string RedactUri(std::string_view uri);
 std::vector<std::string> QueueSchemes();
 
 }  // namespace tidegate::queue

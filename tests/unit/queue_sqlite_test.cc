@@ -523,3 +523,19 @@ TEST(QueueRegistry, RegisteredBackendIsUsedCaseInsensitively) {
 
 }  // namespace
 }  // namespace tidegate::queue
+
+namespace tidegate::queue {
+namespace {
+
+TEST(RedactUri, HidesPasswordsAndTokensOnly) {
+  EXPECT_EQ(RedactUri("redis://u:secret@127.0.0.1:6379/0/req?group=g"),
+            "redis://u:***@127.0.0.1:6379/0/req?group=g");
+  EXPECT_EQ(RedactUri("tls://s3cr3t@host:4222/S?consumer=c"), "tls://***@host:4222/S?consumer=c");
+  EXPECT_EQ(RedactUri("nats://host:4222/S?consumer=c"), "nats://host:4222/S?consumer=c");
+  EXPECT_EQ(RedactUri("sqlite:///var/q.db?queue=a"), "sqlite:///var/q.db?queue=a");
+  EXPECT_EQ(RedactUri("pubsub://projects/p/topics/t@x"), "pubsub://projects/p/topics/t@x");
+  EXPECT_EQ(RedactUri("not a uri"), "not a uri");
+}
+
+}  // namespace
+}  // namespace tidegate::queue
