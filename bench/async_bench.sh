@@ -6,16 +6,20 @@
 # the AIMD window alone (--capacity-interval 0), which shows the processor's own ceiling.
 #
 # usage: bench/async_bench.sh [--messages 20000] [--inflight 128] [--duration 10s] [--out DIR]
+#                             [--backends "sqlite redis nats"]
+# Each backend runs the capacity-paced and the window-only processor; redis and nats run against
+# a redis-server (AOF everysec) and a nats-server -js (file storage) started on loopback.
 # Needs wrk (scripts/install-deps.sh --bench) and build/tidegate. Prints a table and writes
 # DIR/async_bench.json (default DIR: reports/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=20000; INFLIGHT=128; DURATION=10s; OUT=reports
+N=20000; INFLIGHT=128; DURATION=10s; OUT=reports; BACKENDS="sqlite redis nats"
 while (($#)); do
   case $1 in
     --messages) N=$2; shift 2;; --inflight) INFLIGHT=$2; shift 2;;
     --duration) DURATION=$2; shift 2;; --out) OUT=$2; shift 2;;
-    -h|--help) sed -n 2,10p "$0"; exit 0;;
+    --backends) BACKENDS=$2; shift 2;;
+    -h|--help) sed -n 2,13p "$0"; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
@@ -54,15 +58,16 @@ EOF
 direct=$(wrk -t 2 -c "$INFLIGHT" -d "$DURATION" -s "$WORK/post.lua" "http://127.0.0.1:$GW/v1/chat/completions" |
   awk '/Requests\/sec/ {print $2}')
 
-run_processor() {  # $1 = label, rest = extra flags; prints messages/s
-  local label=$1; shift
-  local db="$WORK/$label.db"
+# $1 = label, $2 = request queue URI, $3 = result queue URI, rest = extra flags; prints msg/s
+run_processor() {
+  local label=$1 req=$2 res=$3; shift 3
   for i in $(seq 1 "$N"); do echo "$BODY"; done >"$WORK/in.jsonl"
-  "$TG" submit --queue "sqlite://$db?queue=requests" --id-prefix "$label" "$WORK/in.jsonl" >/dev/null 2>&1
+  "$TG" submit --queue "$req" --id-prefix "$label" "$WORK/in.jsonl" >/dev/null 2>"$WORK/$label.submit.log" ||
+    { echo "submit to $req failed: $(cat "$WORK/$label.submit.log")" >&2; exit 1; }
   local start end done_n=0
   start=$(date +%s.%N)
-  "$TG" async --gateway http://127.0.0.1:$GW --requests "sqlite://$db?queue=requests" \
-    --responses "sqlite://$db?queue=results" --metrics-port $MX --max-inflight "$INFLIGHT" \
+  "$TG" async --gateway http://127.0.0.1:$GW --requests "$req" --responses "$res" \
+    --metrics-port $MX --max-inflight "$INFLIGHT" \
     --max-held $((INFLIGHT * 8)) --pull-batch 1000 --log-level warn "$@" >"$WORK/$label.log" 2>&1 &
   local pid=$!
   pids+=($pid)
@@ -77,15 +82,48 @@ run_processor() {  # $1 = label, rest = extra flags; prints messages/s
   kill -TERM $pid; wait $pid 2>/dev/null || true
   awk -v n="$N" -v s="$start" -v e="$end" 'BEGIN {printf "%.0f", n / (e - s)}'
 }
-capacity=$(run_processor capacity)
-window=$(run_processor window --capacity-interval 0 --initial-window "$INFLIGHT")
 
-printf '\n%-58s %12s\n' "path ($N messages, $INFLIGHT in flight)" "requests/s"
-printf '%-58s %12s\n' "wrk straight to the gateway (sheddable)" "$direct"
-printf '%-58s %12s\n' "queue → tidegate async (capacity-paced) → gateway → queue" "$capacity"
-printf '%-58s %12s\n' "queue → tidegate async (window only) → gateway → queue" "$window"
-cat >"$OUT/async_bench.json" <<EOF
-{"messages": $N, "inflight": $INFLIGHT, "direct_rps": $direct,
- "processor_capacity_paced_rps": $capacity, "processor_window_only_rps": $window}
-EOF
+declare -A RESULT
+json_rows=()
+for b in $BACKENDS; do
+  case $b in
+    sqlite) req_uri() { echo "sqlite://$WORK/$1.db?queue=requests"; }
+            res_uri() { echo "sqlite://$WORK/$1.db?queue=results"; } ;;
+    redis)
+      command -v redis-server >/dev/null || { echo "skipping redis: no redis-server" >&2; continue; }
+      RP=19220; mkdir -p "$WORK/redis"
+      redis-server --port $RP --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
+        --dir "$WORK/redis" >"$WORK/redis.log" 2>&1 &
+      pids+=($!)
+      for _ in $(seq 100); do redis-cli -p $RP ping >/dev/null 2>&1 && break; sleep 0.1; done
+      req_uri() { echo "redis://127.0.0.1:$RP/req-$1?group=tidegate"; }
+      res_uri() { echo "redis://127.0.0.1:$RP/res-$1?group=readers"; } ;;
+    nats)
+      command -v nats-server >/dev/null || { echo "skipping nats: no nats-server" >&2; continue; }
+      NP=19221; mkdir -p "$WORK/nats"
+      nats-server -js -a 127.0.0.1 -p $NP -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
+      pids+=($!)
+      for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$NP) 2>/dev/null && break; sleep 0.1; done
+      req_uri() { echo "nats://127.0.0.1:$NP/REQ_$1?consumer=tidegate"; }
+      res_uri() { echo "nats://127.0.0.1:$NP/RES_$1"; } ;;
+    *) echo "unknown backend $b (sqlite, redis, nats)" >&2; exit 2;;
+  esac
+  # (Not atomic across a broker: the processor's result journal, in the work directory.)
+  journal=(); [[ $b == sqlite ]] || journal=(--journal "$WORK/$b.journal.db")
+  RESULT[$b/capacity]=$(run_processor "${b}cap" "$(req_uri "${b}cap")" "$(res_uri "${b}cap")" \
+    "${journal[@]}")
+  RESULT[$b/window]=$(run_processor "${b}win" "$(req_uri "${b}win")" "$(res_uri "${b}win")" \
+    "${journal[@]}" --capacity-interval 0 --initial-window "$INFLIGHT")
+  json_rows+=("{\"backend\": \"$b\", \"capacity_paced_rps\": ${RESULT[$b/capacity]}, \"window_only_rps\": ${RESULT[$b/window]}}")
+done
+
+printf '\n%-62s %12s\n' "path ($N messages, $INFLIGHT in flight)" "requests/s"
+printf '%-62s %12s\n' "wrk straight to the gateway (sheddable)" "$direct"
+for b in $BACKENDS; do
+  [[ -n ${RESULT[$b/capacity]:-} ]] || continue
+  printf '%-62s %12s\n' "$b → tidegate async (capacity-paced) → gateway → $b" "${RESULT[$b/capacity]}"
+  printf '%-62s %12s\n' "$b → tidegate async (window only) → gateway → $b" "${RESULT[$b/window]}"
+done
+( IFS=,; echo "{\"messages\": $N, \"inflight\": $INFLIGHT, \"direct_rps\": $direct, \"backends\": [${json_rows[*]}]}" ) \
+  >"$OUT/async_bench.json"
 echo "wrote $OUT/async_bench.json"
