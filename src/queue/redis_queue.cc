@@ -267,7 +267,10 @@ bool RedisEntryToMessage(const RespReply& entry, int64_t delivery_count, Message
   m.delivery_attempt = static_cast<int>(delivery_count);
   m.ack_id = FormatRedisAckId(m.id, delivery_count);
   int64_t ms = 0;
-  if (ParseDecimal(std::string_view(m.id).substr(0, m.id.find('-')), &ms) && ms > 0)
+  // (An id's time part is the publisher's clock in ms; one beyond year ~2262 would overflow the
+  // nanosecond clock, so it is not taken as a publish time.)
+  constexpr int64_t kMaxMs = int64_t{9'000'000'000'000};  // year 2255
+  if (ParseDecimal(std::string_view(m.id).substr(0, m.id.find('-')), &ms) && ms > 0 && ms < kMaxMs)
     m.publish_time = std::chrono::system_clock::time_point(
         std::chrono::duration_cast<std::chrono::system_clock::duration>(milliseconds(ms)));
   *out = std::move(m);
