@@ -844,6 +844,32 @@ struct Processor::Impl {
     }
   }
 
+  // The queues' own events (reconnects, reclaimed, dead-lettered...) every 2 s.
+  awaitable<void> QueueEventsLoop() {
+    net::steady_timer timer(io);
+    auto& family = registry.AddFloatCounter(
+        "tidegate_async_queue_events_total",
+        "Events of the queue backends, by queue (requests, responses) and event: reconnects, "
+        "disconnects, reclaimed (messages taken over from a consumer whose lease ran out), "
+        "dead_lettered (read every 2 s; backends without such events export none)",
+        {"queue", "event"});
+    queue::Queue* req = requests.get();
+    queue::Queue* res = responses.get();
+    while (!loops_done) {
+      using Counts = std::vector<std::pair<std::string, uint64_t>>;
+      auto read = [req, res] {
+        return std::pair<Counts, Counts>(req->EventCounts(), res->EventCounts());
+      };
+      std::pair<Counts, Counts> counts = co_await Blocking(std::move(read));
+      for (const auto& [event, n] : counts.first)
+        family.With({"requests", event}).Set(static_cast<double>(n));
+      for (const auto& [event, n] : counts.second)
+        family.With({"responses", event}).Set(static_cast<double>(n));
+      timer.expires_after(milliseconds(2000));
+      co_await timer.async_wait(kTok);
+    }
+  }
+
   awaitable<void> CapacityLoop() {
     if (cfg.capacity_interval.count() == 0) co_return;
     net::steady_timer timer(io);
@@ -1062,6 +1088,7 @@ int Processor::Run(bool handle_signals) {
   net::co_spawn(im.io, im.LeaseLoop(), net::detached);
   net::co_spawn(im.io, im.CapacityLoop(), net::detached);
   net::co_spawn(im.io, im.BacklogLoop(), net::detached);
+  net::co_spawn(im.io, im.QueueEventsLoop(), net::detached);
   net::co_spawn(im.io, im.ProgressLoop(), net::detached);
   net::co_spawn(im.io, im.StopWatch(), net::detached);
   im.dc.Begin(Steady::now());

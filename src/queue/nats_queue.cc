@@ -431,6 +431,12 @@ class NatsQueue final : public Queue {
     return Status::Ok();
   }
 
+  std::vector<std::pair<std::string, uint64_t>> EventCounts() override {
+    return {{"disconnects", events_->disconnects.load()},
+            {"reconnects", events_->reconnects.load()},
+            {"dead_lettered", dead_lettered_.load()}};
+  }
+
   std::optional<int64_t> Backlog() override {
     if (opts_.consumer.empty() || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED)
       return std::nullopt;
@@ -827,11 +833,13 @@ class NatsQueue final : public Queue {
     s = natsConnection_RequestString(&reply, nc_, natsMsg_GetReply(m), "+TERM",
                                      opts_.timeout.count());
     if (reply != nullptr) natsMsg_Destroy(reply);
+    dead_lettered_.fetch_add(1);
     spdlog::warn("nats {}: message {} moved to dead_letter={} after {} deliveries{}", uri_, seq,
                  opts_.dead_letter, attempts,
                  s == NATS_OK ? "" : " (its +TERM was not confirmed: " + StatusText(s) + ")");
   }
 
+  std::atomic<uint64_t> dead_lettered_{0};
   const std::string uri_;  // redacted
   const NatsQueueOptions opts_;
   std::unique_ptr<ConnEvents> events_;

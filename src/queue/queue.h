@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace tidegate::queue {
@@ -90,6 +91,10 @@ class Queue {
   // (the embedded queue); nullopt otherwise (Pub/Sub: read num_undelivered_messages in Cloud
   // Monitoring). May block like Pull.
   virtual std::optional<int64_t> Backlog() { return std::nullopt; }
+  // Backend events worth counting, as (event, total so far): reconnects, reclaimed messages,
+  // dead-lettered messages... (none for backends without such events). Cheap; never blocks on
+  // I/O. The processor exports them as tidegate_async_queue_events_total{queue,event}.
+  virtual std::vector<std::pair<std::string, uint64_t>> EventCounts() { return {}; }
 };
 
 // Opens a queue by URI. Returns nullptr and sets *error (naming the URI and the problem) when

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <charconv>
 #include <mutex>
@@ -620,6 +621,17 @@ class RedisQueue final : public Queue {
     return Status::Ok();
   }
 
+  std::vector<std::pair<std::string, uint64_t>> EventCounts() override {
+    uint64_t reconnects = 0;
+    {
+      std::lock_guard lock(pool_mu_);
+      reconnects = reconnects_;
+    }
+    return {{"reconnects", reconnects},
+            {"reclaimed", reclaimed_.load()},
+            {"dead_lettered", dead_lettered_.load()}};
+  }
+
   std::optional<int64_t> Backlog() override {
     if (!opts_.delete_acked) return std::nullopt;  // XLEN would count acknowledged entries too
     std::vector<RespReply> replies;
@@ -694,6 +706,8 @@ class RedisQueue final : public Queue {
       std::lock_guard lock(cursor_mu_);
       cursor_ = next;
     }
+    reclaimed_.fetch_add(out->size());
+    if (dead > 0) dead_lettered_.fetch_add(static_cast<uint64_t>(dead));
     if (!out->empty())
       spdlog::info("{}: reclaimed {} message(s) idle for longer than the lease ({} ms)",
                    Describe("Pull"), out->size(), lease.count());
@@ -854,6 +868,7 @@ class RedisQueue final : public Queue {
   std::vector<std::unique_ptr<RespConnection>> idle_;
   bool down_ = false;
   uint64_t reconnects_ = 0;
+  std::atomic<uint64_t> reclaimed_{0}, dead_lettered_{0};
   std::mutex cursor_mu_;
   std::string cursor_ = "0-0";  // XAUTOCLAIM's scan position
   std::mutex backlog_mu_;

@@ -246,6 +246,10 @@ describe('async processor on NATS JetStream', () => {
     assert.match(proc.output(), /disconnected/);
     assert.match(proc.output(), /reconnected/);
     await waitFor(async () => {
+      const m = await proc.metrics();
+      return m.get('tidegate_async_queue_events_total', { queue: 'requests', event: 'reconnects' }) >= 1;
+    }, { timeoutMs: 5000, what: 'tidegate_async_queue_events_total{event="reconnects"} >= 1' });
+    await waitFor(async () => {
       const ci = await consumerInfo(unc, 'B_REQ', 'proc');
       return ci.num_pending === 0 && ci.num_ack_pending === 0;
     }, { timeoutMs: 15000, what: 'every request acknowledged after the restart' });

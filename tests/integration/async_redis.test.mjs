@@ -207,6 +207,11 @@ describe('async processor on Redis Streams', () => {
     assert.equal(await pendingCount(rc, s.req), 0);
     assert.match(proc.output(), /connection lost or refused/);
     assert.match(proc.output(), /reconnected/);
+    // ... and counted in the processor's metrics (read every 2 s).
+    await waitFor(async () => {
+      const m = await proc.metrics();
+      return m.get('tidegate_async_queue_events_total', { queue: 'requests', event: 'reconnects' }) >= 1;
+    }, { timeoutMs: 5000, what: 'tidegate_async_queue_events_total{event="reconnects"} >= 1' });
     await proc.stop();
   });
 
