@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "common/units.h"
+#include "queue/uri.h"
 
 namespace tidegate::queue {
 namespace {
@@ -42,41 +43,6 @@ std::string Lower(std::string_view s) {
   std::transform(out.begin(), out.end(), out.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool PercentDecode(std::string_view in, std::string* out) {
-  out->clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out->push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    int hi = HexValue(in[i + 1]), lo = HexValue(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out->push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return out->find('\0') == std::string::npos;
-}
-
-std::vector<std::string_view> Split(std::string_view s, char sep) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t pos = s.find(sep, start);
-    parts.push_back(s.substr(start, pos == std::string_view::npos ? s.npos : pos - start));
-    if (pos == std::string_view::npos) break;
-    start = pos + 1;
-  }
-  return parts;
 }
 
 // Splits "scheme://" off; returns the rest, or nullopt when the scheme is not nats/tls.
@@ -701,7 +667,7 @@ class NatsQueue final : public Queue {
   }
 
   bool StreamCaptures(const std::string& subject) const {
-    for (std::string_view s : Split(stream_subjects_, ',')) {
+    for (std::string_view s : SplitView(stream_subjects_, ',')) {
       while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
       if (NatsSubjectMatches(s, subject)) return true;
     }
@@ -866,7 +832,7 @@ class NatsQueue final : public Queue {
 
 bool ValidNatsSubject(std::string_view subject, bool allow_wildcards) {
   if (subject.empty() || subject.size() > 4096) return false;
-  auto tokens = Split(subject, '.');
+  auto tokens = SplitView(subject, '.');
   for (size_t i = 0; i < tokens.size(); ++i) {
     std::string_view t = tokens[i];
     if (t.empty()) return false;
@@ -892,8 +858,8 @@ bool ValidNatsName(std::string_view name) {
 }
 
 bool NatsSubjectMatches(std::string_view filter, std::string_view subject) {
-  auto f = Split(filter, '.');
-  auto s = Split(subject, '.');
+  auto f = SplitView(filter, '.');
+  auto s = SplitView(subject, '.');
   for (size_t i = 0; i < f.size(); ++i) {
     if (f[i] == ">") return i < s.size();  // one or more tokens left
     if (i >= s.size()) return false;
@@ -988,7 +954,7 @@ Status ParseNatsUri(std::string_view uri, NatsQueueOptions* out) {
     }
   }
   if (authority.empty()) return fail("missing host");
-  for (std::string_view hp : Split(authority, ',')) {
+  for (std::string_view hp : SplitView(authority, ',')) {
     if (hp.empty()) return fail("empty host in the server list");
     std::string_view host = hp, port;
     if (hp.front() == '[') {

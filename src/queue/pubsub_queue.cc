@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "queue/uri.h"
+
 namespace tidegate::queue {
 namespace {
 
@@ -34,18 +36,6 @@ bool ValidProject(std::string_view p) {
     return std::islower(static_cast<unsigned char>(c)) ||
            std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == ':';
   });
-}
-
-std::vector<std::string_view> Split(std::string_view s, char sep) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    size_t pos = s.find(sep, start);
-    parts.push_back(s.substr(start, pos == std::string_view::npos ? s.npos : pos - start));
-    if (pos == std::string_view::npos) break;
-    start = pos + 1;
-  }
-  return parts;
 }
 
 bool Retryable(const gcp::HttpResponse& r) {
@@ -79,7 +69,7 @@ Status ParsePubSubUri(std::string_view uri, PubSubTarget* out) {
     query = rest.substr(q + 1);
     rest = rest.substr(0, q);
   }
-  auto parts = Split(rest, '/');
+  auto parts = SplitView(rest, '/');
   if (parts.size() != 4 || parts[0] != "projects")
     return fail("path must be projects/P/<kind>/<id>");
   if (!ValidProject(parts[1])) return fail("invalid project id \"" + std::string(parts[1]) + "\"");
@@ -98,7 +88,7 @@ Status ParsePubSubUri(std::string_view uri, PubSubTarget* out) {
     return fail("kind must be subscriptions or topics, not \"" + std::string(parts[2]) + "\"");
   }
   if (!query.empty()) {
-    for (std::string_view kv : Split(query, '&')) {
+    for (std::string_view kv : SplitView(query, '&')) {
       if (kv.empty()) continue;
       size_t eq = kv.find('=');
       std::string_view k = kv.substr(0, eq);
@@ -106,7 +96,7 @@ Status ParsePubSubUri(std::string_view uri, PubSubTarget* out) {
       if (k != "topic") return fail("unknown parameter \"" + std::string(k) + "\" (only topic=)");
       if (t.subscription.empty()) return fail("topic= is only for subscription URIs");
       if (v.substr(0, 9) == "projects/") {
-        auto tp = Split(v, '/');
+        auto tp = SplitView(v, '/');
         if (tp.size() != 4 || tp[2] != "topics" || !ValidProject(tp[1]) ||
             !ValidResourceId(tp[3])) {
           return fail("topic= must be an id or projects/Q/topics/T");
