@@ -329,14 +329,18 @@ describe('async processor on the embedded queue', () => {
         return JSON.parse(r.body).saturation >= 1;
       }, { timeoutMs: 10000, what: 'the pool to saturate' });
       const q = queues();
-      const now = Math.floor(Date.now() / 1000);
       const n = 6;
-      await submit(q.requests, Array.from({ length: n }, (_, i) =>
-        chatLine(`soft-${i}`, { maxTokens: 8, softDeadline: now + 2, deadline: now + 120 })));
       const args = ['--gateway', smallGw.url, '--requests', q.requests, '--responses', q.results,
         '--escalation-warmup', '1s', '--escalation-rate', '20'];
       if (!escalate) args.push('--escalation-objective', '');
       const proc = await startAsync(args);
+      // The messages arrive once the processor has read the saturated pool's capacity signal
+      // (no room for sheddable requests), so none of them can start as sheddable.
+      await waitFor(async () => (await proc.metric('tidegate_async_gateway_sheddable_capacity')) === 0,
+        { timeoutMs: 10000, what: 'the processor to read a saturated capacity signal' });
+      const now = Math.floor(Date.now() / 1000);
+      await submit(q.requests, Array.from({ length: n }, (_, i) =>
+        chatLine(`soft-${i}`, { maxTokens: 8, softDeadline: now + 2, deadline: now + 120 })));
       const res = await collect(q.results, n, '90s');
       assert.equal(res.total, n);
       for (const m of res.byId.values()) assert.equal(m.status_code, 200, JSON.stringify(m));
