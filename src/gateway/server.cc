@@ -828,8 +828,11 @@ struct Gateway::Impl {
   // Reads the async processor's /metrics every second for the dashboard (--processor-metrics).
   // (Default-executor coroutine: tidegate::http::Client speaks any_io_executor.)
   // (The client is made outside the coroutine: GCC 12 destroys a default argument's temporary
-  // twice in a coroutine frame.)
-  net::awaitable<void> ProcessorLoop(::tidegate::http::Client& client, std::string target) {
+  // twice in a coroutine frame. The frame holds it, so a loop still pending when the control
+  // loop is destroyed at exit goes together with its client.)
+  net::awaitable<void> ProcessorLoop(std::shared_ptr<::tidegate::http::Client> client_ptr,
+                                     std::string target) {
+    ::tidegate::http::Client& client = *client_ptr;
     namespace th = ::tidegate::http;
     net::steady_timer t(co_await net::this_coro::executor);
     const th::Headers headers;
@@ -918,7 +921,6 @@ struct Gateway::Impl {
   std::unique_ptr<pool::Scraper> scraper;
   std::unique_ptr<pool::Prober> prober;
   std::unique_ptr<Dashboard> dashboard;
-  std::unique_ptr<::tidegate::http::Client> processor_client;  // --processor-metrics
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
   int max_connections = 0;  // set in Start()
@@ -1165,8 +1167,8 @@ std::string Gateway::Start() {
       return "--processor-metrics: " + err;
     // A URL without a path means the processor's usual /metrics.
     std::string target = url.base_path.empty() ? "/metrics" : "";
-    I.processor_client = std::make_unique<::tidegate::http::Client>(I.control.get_executor(), url);
-    net::co_spawn(I.control, I.ProcessorLoop(*I.processor_client, target), net::detached);
+    auto client = std::make_shared<::tidegate::http::Client>(I.control.get_executor(), url);
+    net::co_spawn(I.control, I.ProcessorLoop(std::move(client), target), net::detached);
   }
 
   std::string eps;
