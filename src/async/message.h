@@ -53,6 +53,9 @@ bool ParseErrorCode(std::string_view name, ErrorCode* code);
 
 inline constexpr int64_t kMaxUnixSeconds = 253402300799;  // 9999-12-31T23:59:59Z
 inline constexpr size_t kMaxIdBytes = 512;
+// The metadata key naming the OpenAI Batch API batch a request message belongs to (set by the
+// gateway's batch runner; the processor publishes such results on its batch results queue).
+inline constexpr std::string_view kBatchIdMetadata = "tidegate.batch_id";
 
 // The paths a request may target, in the order of the payload-shape inference above.
 const std::vector<std::string>& SupportedPaths();

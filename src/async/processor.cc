@@ -214,6 +214,7 @@ struct Processor::Impl {
   net::io_context io;
   net::thread_pool blocking;
   std::unique_ptr<queue::Queue> requests, responses;
+  std::unique_ptr<queue::Queue> batch_responses;  // null: Batch API results go to `responses`
   std::unique_ptr<http::Client> client;
   // Where /v1/capacity may be (see ProcessorConfig::gateway_admin) and the one in use.
   std::vector<std::pair<std::string, std::unique_ptr<http::Client>>> cap_clients;
@@ -231,6 +232,7 @@ struct Processor::Impl {
     Result result;
     std::string data;  // the rendered result message
     bool replayed = false;
+    bool to_batch = false;  // published on batch_responses
   };
   std::vector<Finished> finished;    // results waiting for publication
   std::unique_ptr<Journal> journal;  // null when publish+ack is atomic or it is switched off
@@ -392,7 +394,8 @@ struct Processor::Impl {
             item->msg.id, previous.id);
         m_replayed->Inc();
         item->state = Item::State::kFinishing;
-        finished.push_back(Finished{item, std::move(previous), std::move(*replay), true});
+        const bool to_batch = ToBatchQueue(*item);
+        finished.push_back(Finished{item, std::move(previous), std::move(*replay), true, to_batch});
         flush_wake.cancel();
         return;
       }
@@ -685,10 +688,16 @@ struct Processor::Impl {
 
   void RecordRetry(const std::string& reason) { m_retries->With({reason}).Inc(); }
 
+  // A Batch API line's result goes to the batch results queue (when there is one).
+  bool ToBatchQueue(const Item& item) const {
+    return batch_responses != nullptr && item.req.metadata.count(std::string(kBatchIdMetadata)) > 0;
+  }
+
   void Finish(const ItemPtr& item, Result result) {
     item->state = Item::State::kFinishing;
     std::string data = RenderResultMessage(result);
-    finished.push_back(Finished{item, std::move(result), std::move(data), false});
+    const bool to_batch = ToBatchQueue(*item);
+    finished.push_back(Finished{item, std::move(result), std::move(data), false, to_batch});
     flush_wake.cancel();
   }
 
@@ -702,7 +711,10 @@ struct Processor::Impl {
         continue;
       }
       std::vector<Finished> batch;
-      size_t n = std::min<size_t>(finished.size(), 512);
+      // A run of results bound for the same queue (the results or the Batch API's).
+      const bool to_batch = finished.front().to_batch;
+      size_t n = 1;
+      while (n < finished.size() && n < 512 && finished[n].to_batch == to_batch) ++n;
       batch.assign(std::make_move_iterator(finished.begin()),
                    std::make_move_iterator(finished.begin() + n));
       finished.erase(finished.begin(), finished.begin() + n);
@@ -710,7 +722,7 @@ struct Processor::Impl {
       items->reserve(n);
       auto journaled = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
       auto older = std::make_shared<std::vector<std::string>>();
-      for (auto& [item, result, data, replayed] : batch) {
+      for (auto& [item, result, data, replayed, batch_line] : batch) {
         queue::PublishAck pa;
         if (journal) journaled->emplace_back(item->msg.id, data);
         pa.data = data;
@@ -722,7 +734,7 @@ struct Processor::Impl {
         older->insert(older->end(), item->older_acks.begin(), item->older_acks.end());
       }
       flushing = static_cast<int>(n);
-      queue::Queue* out = responses.get();
+      queue::Queue* out = to_batch ? batch_responses.get() : responses.get();
       queue::Queue* src = requests.get();
       for (int attempt = 1;; ++attempt) {
         Journal* j = journal.get();
@@ -740,7 +752,7 @@ struct Processor::Impl {
       flushing = 0;
       auto sys_now = System::now();
       for (size_t i = 0; i < n; ++i) {
-        auto& [item, result, data, replayed] = batch[i];
+        auto& [item, result, data, replayed, batch_line] = batch[i];
         held.erase(item->msg.id);
         if ((*items)[i].superseded) {
           m_superseded->Inc();
@@ -1022,8 +1034,13 @@ std::string Processor::Start() {
   if (!im.requests) return "--requests: " + err;
   im.responses = queue::OpenQueue(im.cfg.responses, &err);
   if (!im.responses) return "--responses: " + err;
-  if (im.cfg.journal != "off" && !im.cfg.journal.empty() &&
-      !(im.cfg.journal == "auto" && im.responses->AtomicPublishAck(*im.requests))) {
+  if (!im.cfg.batch_responses.empty()) {
+    im.batch_responses = queue::OpenQueue(im.cfg.batch_responses, &err);
+    if (!im.batch_responses) return "--batch-responses: " + err;
+  }
+  const bool atomic = im.responses->AtomicPublishAck(*im.requests) &&
+                      (!im.batch_responses || im.batch_responses->AtomicPublishAck(*im.requests));
+  if (im.cfg.journal != "off" && !im.cfg.journal.empty() && !(im.cfg.journal == "auto" && atomic)) {
     std::string path = im.cfg.journal == "auto" ? "tidegate-async-journal.db" : im.cfg.journal;
     im.journal = Journal::Open(path, &err);
     if (!im.journal) return "--journal: " + err;
@@ -1080,6 +1097,8 @@ int Processor::Run(bool handle_signals) {
   }
   spdlog::info("async: {} → {} (objective {}) → {}", queue::RedactUri(im.cfg.requests),
                im.cfg.gateway, im.cfg.objective, queue::RedactUri(im.cfg.responses));
+  if (im.batch_responses)
+    spdlog::info("async: Batch API results → {}", queue::RedactUri(im.cfg.batch_responses));
   if (im.admin)
     spdlog::info("async: metrics on http://{}:{}/metrics", im.cfg.metrics_host, im.admin->port());
   net::co_spawn(im.io, im.PullLoop(), net::detached);

@@ -29,7 +29,8 @@
 //    status and body. Other 4xx become an INVALID_REQUEST result with the gateway's status and
 //    body; 2xx a success result with the body verbatim. A malformed message becomes an
 //    INVALID_REQUEST result. Nothing is dropped silently.
-//  * Results are published on `responses` and only then is the request acknowledged
+//  * Results are published on `responses` (those of Batch API lines on `batch_responses` when it
+//    is set) and only then is the request acknowledged
 //    (Queue::PublishAndAck, batched; atomic for the embedded queue when both queues share a
 //    file). A failed publish is retried while the lease is kept alive. Where publish+ack is not
 //    atomic, a local journal (async/journal.h) records each result before it is published, so
@@ -61,6 +62,9 @@ struct ProcessorConfig {
   std::string gateway_admin;
   std::string requests;   // queue URI to consume
   std::string responses;  // queue URI to publish results on
+  // Where the results of OpenAI Batch API lines go (messages whose metadata names a batch,
+  // kBatchIdMetadata): the gateway that runs the batches consumes them there. "" = `responses`.
+  std::string batch_responses;
   std::string objective = "sheddable";
   // Soft deadlines: a message whose projected finish passes its soft_deadline is sent with this
   // objective instead (choose one whose priority is not above your real-time objectives; ""

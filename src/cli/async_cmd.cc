@@ -27,6 +27,7 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
   static const std::set<std::string> kKeys = {"gateway",
                                               "requests",
                                               "responses",
+                                              "batch_responses",
                                               "objective",
                                               "max_inflight",
                                               "min_window",
@@ -70,6 +71,8 @@ std::string LoadAsyncConfigYaml(const std::string& path, async::ProcessorConfig*
         cfg->requests = v.as<std::string>();
       else if (key == "responses")
         cfg->responses = v.as<std::string>();
+      else if (key == "batch_responses")
+        cfg->batch_responses = v.as<std::string>();
       else if (key == "objective")
         cfg->objective = v.as<std::string>();
       else if (key == "escalation_objective")
@@ -172,6 +175,13 @@ int RunAsync(const std::vector<std::string>& args) {
   flags.Add("responses", "URI", "queue to publish result messages on (required)", "none",
             [&](const std::string& v) {
               cfg.responses = v;
+              return std::string();
+            });
+  flags.Add("batch-responses", "URI",
+            "queue for the results of OpenAI Batch API lines (the gateway's --batch-results); "
+            "without it they go to --responses",
+            "none", [&](const std::string& v) {
+              cfg.batch_responses = v;
               return std::string();
             });
   flags.Add("objective", "NAME",

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cli/batch_ext.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/units.h"
@@ -314,18 +315,43 @@ int RunServe(const std::vector<std::string>& args) {
   flags.Add("log-level", "LEVEL", "trace, debug (one line per request), info, warn, error, off",
             defaults.log_level, LogLevelSetter(&cfg.log_level));
 
+  batch::ServiceOptions batch_opts;
+  AddBatchFlags(&flags, &batch_opts);
+
   if (auto code = ParseCommandLine(flags, args)) return *code;
   SetLogLevel(cfg.log_level);
   if (auto err = cfg.Validate(); !err.empty()) {
     std::cerr << "tidegate serve: " << err << "\n";
     return 2;
   }
+  if (batch_opts.dir.empty() && (!batch_opts.requests.empty() || !batch_opts.results.empty())) {
+    std::cerr << "tidegate serve: --batch-queue and --batch-results need --batch-dir (where the "
+                 "Batch API keeps its files and state)\n";
+    return 2;
+  }
   gateway::Gateway gw(cfg);
+  std::shared_ptr<BatchExtension> batch_ext;
+  if (!batch_opts.dir.empty()) {
+    std::string err;
+    auto service = batch::Service::Open(batch_opts, &err);
+    if (!service) {
+      std::cerr << "tidegate serve: " << err << "\n";
+      return 2;
+    }
+    batch_ext = std::make_shared<BatchExtension>(std::move(service));
+    gw.SetExtension(batch_ext);
+  }
   if (auto err = gw.Start(); !err.empty()) {
     spdlog::error("{}", err);
     return 1;
   }
-  return gw.RunUntilSignal();
+  if (batch_ext) {
+    batch_ext->service().Start();
+    spdlog::info("Batch API (/v1/files, /v1/batches) on, state in {}", batch_opts.dir);
+  }
+  const int code = gw.RunUntilSignal();
+  if (batch_ext) batch_ext->service().Stop();
+  return code;
 }
 
 }  // namespace tidegate::cli

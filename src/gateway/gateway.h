@@ -26,6 +26,7 @@
 #include <string>
 
 #include "gateway/config.h"
+#include "gateway/extension.h"
 
 namespace tidegate::gateway {
 
@@ -36,6 +37,8 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
+  // Routes served by an extension (the Batch API); call before Start().
+  void SetExtension(std::shared_ptr<Extension> extension);
   // Resolves the endpoints, binds the listening socket and starts the event loops.
   // Returns an error message, or empty on success.
   std::string Start();

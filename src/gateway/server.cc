@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio.hpp>
 #include <charconv>
 #include <functional>
@@ -20,6 +21,7 @@
 #include "control/director.h"
 #include "gateway/admin.h"
 #include "gateway/dashboard.h"
+#include "gateway/extension.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/http1.h"
@@ -228,12 +230,12 @@ struct Gateway::Impl {
       // The body, into the session's buffer. When it is not all here yet, the head is copied
       // out first, so reading more cannot disturb the views into it.
       body.clear();
-      if (rh.body == http1::BodyKind::kLength && rh.content_length > cfg.max_body_bytes) {
+      // Uploads to an extension's routes (the Batch API's files) have its own limit.
+      const bool ext_route = extension && extension->Serves(PathOf(rh.target));
+      const uint64_t body_limit = ext_route ? extension->MaxBodyBytes() : cfg.max_body_bytes;
+      if (rh.body == http1::BodyKind::kLength && rh.content_length > body_limit) {
         co_await ErrorAndClose(stream, http::status::payload_too_large,
-                               "request body exceeds the gateway's limit of " +
-                                   std::to_string(cfg.max_body_bytes) +
-                                   " bytes (raise it with --max-body-bytes)",
-                               "body_too_large");
+                               BodyTooLargeMessage(ext_route, body_limit), "body_too_large");
         break;
       }
       const char* head_at = in.data();
@@ -278,7 +280,7 @@ struct Gateway::Impl {
           // The bytes after the body (a pipelined request) now follow the decoded data.
           in.start += got;
           in.end = in.start + extra;
-          if (body.size() > cfg.max_body_bytes) too_large = true;
+          if (body.size() > body_limit) too_large = true;
           if (!hold.Take(static_cast<int64_t>(got))) over_budget = true;
           const bool stop = chunks.done() || chunks.failed() || too_large || over_budget;
           if (!stop) keep_head();  // more will be read into the buffer
@@ -297,10 +299,7 @@ struct Gateway::Impl {
       }
       if (too_large) {
         co_await ErrorAndClose(stream, http::status::payload_too_large,
-                               "request body exceeds the gateway's limit of " +
-                                   std::to_string(cfg.max_body_bytes) +
-                                   " bytes (raise it with --max-body-bytes)",
-                               "body_too_large");
+                               BodyTooLargeMessage(ext_route, body_limit), "body_too_large");
         break;
       }
       if (!body_ok) {
@@ -322,6 +321,68 @@ struct Gateway::Impl {
     stream.socket().close(ec);
     w.sessions.erase(it);
     active_sessions.fetch_sub(1);
+  }
+
+  static std::string_view PathOf(std::string_view target) {
+    return target.substr(0, target.find('?'));
+  }
+  static std::string BodyTooLargeMessage(bool ext_route, uint64_t limit) {
+    if (ext_route)
+      return "request body exceeds the limit of " + std::to_string(limit) +
+             " bytes for this route (a batch input file is at most 200 MB)";
+    return "request body exceeds the gateway's limit of " + std::to_string(limit) +
+           " bytes (raise it with --max-body-bytes)";
+  }
+
+  // Runs f() on the extension's worker threads and resumes on the calling loop.
+  template <typename F>
+  Task<std::invoke_result_t<F&>> OffExtensionPool(F f) {
+    using R = std::invoke_result_t<F&>;
+    auto task = [f = std::move(f)]() mutable -> net::awaitable<R> { co_return f(); };
+    co_return co_await net::co_spawn(*extension_pool, std::move(task),
+                                     net::use_awaitable_t<Executor>{});
+  }
+
+  // A route of the extension (the Batch API): authenticated like the API, served off the loop.
+  Task<bool> ServeExtension(TimedSocket& stream, const std::string& request_id,
+                            const http1::RequestHead& req, std::string_view path,
+                            std::string_view target, const std::string& body, bool keep_alive) {
+    ExtensionRequest er;
+    er.method = req.method;
+    er.path = path;
+    er.query = target.size() > path.size() ? target.substr(path.size() + 1) : std::string_view();
+    er.body = body;
+    http1::ForEachEndToEndHeader(req, [&](std::string_view name, std::string_view value) {
+      if (boost::iequals(name, "content-type")) er.content_type = value;
+    });
+    std::string tenant;
+    if (keys_on) {
+      std::shared_ptr<auth::KeyTable> key_table = keys.load();
+      auth::CheckResult r = key_table->Check(req.Get(http1::Known::kAuthorization), "standard", 0,
+                                             clock.Now(), false);
+      auth::KeyTable::Release(r);
+      if (r.verdict != auth::Verdict::kOk) {
+        const int status = auth::VerdictStatus(r.verdict);
+        Extra ex;
+        ex.retry_after = r.retry_after_s;
+        if (status == 401) ex.www_authenticate = "Bearer";
+        const std::string_view type = status == 401   ? "authentication_error"
+                                      : status == 403 ? "permission_error"
+                                                      : "rate_limit_error";
+        co_return co_await Write(
+            stream, static_cast<http::status>(status), keep_alive, request_id, "application/json",
+            wire::ErrorBody(r.message, type, auth::VerdictCode(r.verdict)), ex);
+      }
+      if (r.tenant) tenant = r.tenant->config().tenant;
+    }
+    er.owner = tenant;
+    Extension* ext = extension.get();
+    ExtensionReply reply = co_await OffExtensionPool([ext, &er] { return ext->Handle(er); });
+    Extra ex;
+    if (!reply.allow.empty()) ex.allow = reply.allow.c_str();
+    ex.head_only = req.method == "HEAD";
+    co_return co_await Write(stream, static_cast<http::status>(reply.status), keep_alive,
+                             request_id, reply.content_type, std::move(reply.body), ex);
   }
 
   Task<bool> Handle(Worker& w, TimedSocket& stream, std::shared_ptr<SessionCtl>& ctl,
@@ -416,6 +477,9 @@ struct Gateway::Impl {
       }
       default:
         break;
+    }
+    if (route == Route::kOther && extension && extension->Serves(path)) {
+      co_return co_await ServeExtension(stream, request_id, req, path, target, body, keep_alive);
     }
 
     // API keys: who is calling, as which tenant, with which objective, within its limits.
@@ -519,6 +583,15 @@ struct Gateway::Impl {
   // ---------------------------------------------------------------- API requests
 
   Task<bool> Api(Call& call, const http1::RequestHead& req, std::string& body) {
+    if (extension) {
+      // A line of a cancelled batch that the async processor had not sent yet.
+      if (std::string_view code = extension->Refuses(call.request_id); !code.empty()) {
+        co_return co_await proxy->WriteError(
+            call, http::status::conflict,
+            "this request belongs to a batch that was cancelled or has expired",
+            "invalid_request_error", code);
+      }
+    }
     BodyInfo info = InspectBody(body);
     call.stream = info.stream;
     call.ttfb_timeout = TtfbTimeoutFor(
@@ -921,6 +994,9 @@ struct Gateway::Impl {
   std::unique_ptr<pool::Scraper> scraper;
   std::unique_ptr<pool::Prober> prober;
   std::unique_ptr<Dashboard> dashboard;
+  // Routes served by an extension (the Batch API), on their own threads; null = none.
+  std::shared_ptr<Extension> extension;
+  std::unique_ptr<net::thread_pool> extension_pool;
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
   int max_connections = 0;  // set in Start()
@@ -1204,6 +1280,12 @@ std::string Gateway::Start() {
 uint16_t Gateway::admin_port() const { return impl_->admin_port; }
 
 uint16_t Gateway::port() const { return impl_->bound_port; }
+
+void Gateway::SetExtension(std::shared_ptr<Extension> extension) {
+  impl_->extension = std::move(extension);
+  if (impl_->extension && !impl_->extension_pool)
+    impl_->extension_pool = std::make_unique<net::thread_pool>(2);
+}
 
 void Gateway::BeginDrain() { impl_->BeginDrain(); }
 
