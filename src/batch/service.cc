@@ -449,7 +449,11 @@ struct Service::Impl {
         o.error_code = LowerCode(async::ErrorCodeName(r.error_code));
         o.error_message = std::move(r.error_message);
       }
-      if (r.status_code == 409 && o.body.find("batch_cancelled") != std::string::npos) {
+      if (r.error_code == async::ErrorCode::kDeadlineExceeded) {
+        // The line's deadline is the batch's expiry.
+        o.error_code = "batch_expired";
+        o.error_message = "the batch's completion window passed before this request was served";
+      } else if (r.status_code == 409 && o.body.find("batch_cancelled") != std::string::npos) {
         o.status_code = 0;
         o.body.clear();
         o.error_code = "batch_cancelled";
@@ -512,11 +516,13 @@ struct Service::Impl {
       }
     }
     std::string out, errors;
+    int64_t expired_lines = 0;
     if (!store->ForEachLine(
             b.id,
             [&](const Store::LineState& s) {
               LineOutcome o = s.outcome;
               o.request_id = LineRequestId(b.id, o.line);
+              if (o.error_code == "batch_expired") ++expired_lines;
               std::string& dst = IsSuccess(o) ? out : errors;
               dst += OutputLine(o);
               dst += '\n';
@@ -537,6 +543,9 @@ struct Service::Impl {
       *id = f.id;
       return true;
     };
+    // Lines the processor gave up on at their deadline (the window's end): the batch expired,
+    // even when their results arrived before the runner saw the window pass.
+    if (final_status == Status::kCompleted && expired_lines > 0) final_status = Status::kExpired;
     std::string out_id, err_id;
     if (!write(out, "_output.jsonl", &out_id) || !write(errors, "_error.jsonl", &err_id)) {
       spdlog::error("batch: {}: writing its output failed: {} (retried)", b.id, err);
