@@ -334,6 +334,12 @@ int RunDemo(const std::vector<std::string>& args) {
   const std::string db = (dir / "tidegate.db").string();
   const std::string requests_uri = "sqlite://" + db + "?queue=requests";
   const std::string results_uri = "sqlite://" + db + "?queue=results";
+  // The OpenAI Batch API on the same pool: its lines go on the processor's queue; their results
+  // come back on their own queue, which the gateway's batch runner reads.
+  const std::string batch_results_uri = "sqlite://" + db + "?queue=batch-results";
+  const std::string batch_dir = (dir / "batches").string();
+  gateway_extra.insert(gateway_extra.end(), {"--batch-dir", batch_dir, "--batch-queue",
+                                             requests_uri, "--batch-results", batch_results_uri});
 
   std::set<int> taken;  // ports already given to a component
   auto pick = [&taken](int wanted, const char* flag, int* out) -> bool {
@@ -429,7 +435,8 @@ int RunDemo(const std::vector<std::string>& args) {
   pr.results_uri = results_uri;
   pr.metrics_port = metrics_port;
   pr.log_level = "info";
-  pr.extra = {"--drain-timeout", "5s", "--gateway-admin", admin_url};
+  pr.extra = {"--drain-timeout", "5s", "--gateway-admin", admin_url, "--batch-responses",
+              batch_results_uri};
   if (auto rc = started(fleet.StartProcessor(pr, kReadyTimeout, &err), err)) return *rc;
   announce(n_sims + 1);
 
@@ -490,6 +497,13 @@ int RunDemo(const std::vector<std::string>& args) {
     << "\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\",\"content\":\"categorise: ...\"}]}}\n"
     << "    " << SelfExe() << " submit --queue '" << requests_uri << "' work.jsonl\n"
     << "    " << SelfExe() << " results --queue '" << results_uri << "'\n\n"
+    << "  OpenAI Batch API (the same lines with custom_id/method/url/body; served as filler):\n"
+    << "    curl -s " << gateway_url << "/v1/files -F purpose=batch -F file=@batch.jsonl\n"
+    << "    curl -s " << gateway_url << "/v1/batches -H 'content-type: application/json' \\\n"
+    << "      -d '{\"input_file_id\":\"file-...\",\"endpoint\":\"/v1/chat/completions\","
+       "\"completion_window\":\"24h\"}'\n"
+    << "    (or the openai client: files.create, batches.create, batches.retrieve; state in "
+    << batch_dir << ")\n\n"
     << "  metrics:\n"
     << pad(admin_url + "/metrics") << "the gateway (Prometheus text format)\n"
     << pad(processor_metrics) << "the async processor\n"

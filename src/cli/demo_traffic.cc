@@ -155,11 +155,13 @@ std::string AsyncBacklog::Tick() {
     bench::AsyncSpec spec = preset_.async;
     spec.requests = n;
     auto plan = bench::AsyncPlan(spec, seed_ + submitted_);
-    // A deadline an hour away: the sample backlog is never urgent, but it has one.
+    // A deadline a day away, like a Batch API job's default window: the sample backlog is never
+    // urgent, and the processor (earliest deadline first) serves it and the user's own async
+    // work or batches in the order they arrived.
     const int64_t deadline = std::chrono::duration_cast<std::chrono::seconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count() +
-                             3600;
+                             86400;
     auto msgs =
         bench::AsyncRequestMessages(plan, model_, "sample-async-", submitted_ + 1, deadline);
     size_t published = 0;

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import {
   GATEWAY_BIN, SIM_MODEL, parseMetrics, processAlive, request, startDemo as startDemoProcess,
   stopProcess, waitExit, waitFor, tryConnect,
@@ -184,6 +184,26 @@ describe('tidegate demo', () => {
       await waitFor(() => statusLines(demo.output()).some((s) =>
         s.backlog === 0 && s.inFlight === 0 && s.done === 20 && /^\d+%/.test(s.util)),
       { timeoutMs: 8000, intervalMs: 100, what: `a status line with done 20; ${ctx()}` });
+
+      // The OpenAI Batch API at the same base URL, on the embedded default.
+      assert.match(b.banner, /OpenAI Batch API/);
+      const batchLines = [];
+      for (let i = 0; i < 5; i++) {
+        batchLines.push(JSON.stringify({ custom_id: `b-${i}`, method: 'POST', url: '/v1/chat/completions',
+          body: { model: SIM_MODEL, max_tokens: 8, messages: [{ role: 'user', content: `batch ${i}` }] } }));
+      }
+      const input = await client.files.create({
+        file: await toFile(Buffer.from(batchLines.join('\n')), 'batch.jsonl'), purpose: 'batch' });
+      let batch = await client.batches.create({ input_file_id: input.id, endpoint: '/v1/chat/completions',
+        completion_window: '24h' });
+      await waitFor(async () => {
+        batch = await client.batches.retrieve(batch.id);
+        return batch.status === 'completed';
+      }, { timeoutMs: 20_000, intervalMs: 200, what: `the batch completes; ${ctx()}` });
+      assert.deepEqual(batch.request_counts, { total: 5, completed: 5, failed: 0 });
+      const out = (await (await client.files.content(batch.output_file_id)).text())
+        .split('\n').filter(Boolean).map((l) => JSON.parse(l));
+      assert.deepEqual(out.map((l) => l.custom_id).sort(), ['b-0', 'b-1', 'b-2', 'b-3', 'b-4']);
 
       // A simulated server that dies is reported with its log; the demo keeps going.
       const victim = b.startedSims[1];
