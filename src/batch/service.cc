@@ -3,9 +3,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <shared_mutex>
@@ -102,6 +104,23 @@ struct Service::Impl {
   mutable std::shared_mutex refused_mu;
   std::unordered_set<std::string> refused;
   std::atomic<bool> any_refused{false};
+  // Metrics.
+  std::atomic<uint64_t> lines_published{0};
+  std::array<std::atomic<uint64_t>, 4> lines_answered{};  // completed, failed, expired, cancelled
+  mutable std::mutex counts_mu;
+  std::map<std::string, int64_t> by_status;
+
+  void CountAnswered(const std::vector<Store::Recorded>& outcomes, const std::vector<char>& fresh) {
+    for (size_t i = 0; i < outcomes.size() && i < fresh.size(); ++i) {
+      if (!fresh[i]) continue;
+      const LineOutcome& o = outcomes[i].outcome;
+      const size_t k = IsSuccess(o)                        ? 0
+                       : o.error_code == "batch_expired"   ? 2
+                       : o.error_code == "batch_cancelled" ? 3
+                                                           : 1;
+      lines_answered[k].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   std::thread runner;
   std::mutex wake_mu;
   std::condition_variable wake_cv;
@@ -406,6 +425,7 @@ struct Service::Impl {
     queue::Status st = requests->PublishBatch(messages, &published);
     if (!st.ok) spdlog::warn("batch: {}: publishing lines failed: {}", snapshot.id, st.error);
     if (published == 0) return false;
+    lines_published.fetch_add(published, std::memory_order_relaxed);
     std::lock_guard lock(state_mu);
     auto b = store->GetBatch(snapshot.id);
     if (!b) return false;
@@ -463,10 +483,12 @@ struct Service::Impl {
     }
     std::string err;
     int64_t stored;
+    std::vector<char> fresh;
     {
       std::lock_guard lock(state_mu);
-      stored = store->RecordOutcomes(outcomes, &err);
+      stored = store->RecordOutcomes(outcomes, &err, &fresh);
     }
+    CountAnswered(outcomes, fresh);
     if (stored < 0) {
       spdlog::error("batch: storing {} result(s) failed: {} (they are redelivered)",
                     outcomes.size(), err);
@@ -509,11 +531,16 @@ struct Service::Impl {
                 r.outcome.error_message = message;
                 unanswered.push_back(std::move(r));
               },
-              &err) ||
-          store->RecordOutcomes(unanswered, &err) < 0) {
+              &err)) {
         spdlog::error("batch: {}: {}", b.id, err);
         return;
       }
+      std::vector<char> fresh;
+      if (store->RecordOutcomes(unanswered, &err, &fresh) < 0) {
+        spdlog::error("batch: {}: {}", b.id, err);
+        return;
+      }
+      CountAnswered(unanswered, fresh);
     }
     std::string out, errors;
     int64_t expired_lines = 0;
@@ -623,6 +650,11 @@ struct Service::Impl {
 
   void RunOnce(std::chrono::milliseconds wait) {
     Advance();
+    {
+      auto counts = store->CountByStatus();
+      std::lock_guard lock(counts_mu);
+      by_status = std::move(counts);
+    }
     // Drain what has arrived (a bounded number of rounds, so batches keep advancing).
     for (int i = 0; i < 20 && ConsumeResults(i == 0 ? wait : std::chrono::milliseconds(0)); ++i) {
     }
@@ -709,6 +741,34 @@ bool Service::Refuses(std::string_view request_id) const {
   if (!ParseLineRequestId(request_id, &batch_id, &line)) return false;
   std::shared_lock lock(impl_->refused_mu);
   return impl_->refused.count(batch_id) > 0;
+}
+
+std::string Service::MetricsText() const {
+  const Impl& im = *impl_;
+  std::string out =
+      "# HELP tidegate_batches Batch API batches by status\n# TYPE tidegate_batches gauge\n";
+  {
+    std::lock_guard lock(im.counts_mu);
+    for (int i = 0; i <= static_cast<int>(Status::kCancelled); ++i) {
+      const std::string_view name = StatusName(static_cast<Status>(i));
+      auto it = im.by_status.find(std::string(name));
+      out += "tidegate_batches{status=\"" + std::string(name) + "\"} " +
+             std::to_string(it == im.by_status.end() ? 0 : it->second) + "\n";
+    }
+  }
+  out +=
+      "# HELP tidegate_batch_lines_published_total Batch lines published as async requests\n"
+      "# TYPE tidegate_batch_lines_published_total counter\n"
+      "tidegate_batch_lines_published_total " +
+      std::to_string(im.lines_published.load()) +
+      "\n# HELP tidegate_batch_lines_answered_total Batch lines answered, by outcome\n"
+      "# TYPE tidegate_batch_lines_answered_total counter\n";
+  static constexpr const char* kOutcomes[] = {"completed", "failed", "expired", "cancelled"};
+  for (size_t k = 0; k < 4; ++k) {
+    out += std::string("tidegate_batch_lines_answered_total{outcome=\"") + kOutcomes[k] + "\"} " +
+           std::to_string(im.lines_answered[k].load()) + "\n";
+  }
+  return out;
 }
 
 void Service::Start() {

@@ -81,6 +81,12 @@ class Service {
   // answers it 409 batch_cancelled instead of sending it to a model server.
   bool Refuses(std::string_view request_id) const;
 
+  // Prometheus text: tidegate_batches{status} (batches now in each status, refreshed by the
+  // runner every tick), tidegate_batch_lines_published_total, and
+  // tidegate_batch_lines_answered_total{outcome} (completed, failed, expired, cancelled).
+  // Cheap and non-blocking.
+  std::string MetricsText() const;
+
   void Start();
   void Stop();
   // Runs one round of the runner now (tests; Start() does this every tick).

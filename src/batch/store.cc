@@ -463,7 +463,17 @@ std::vector<InputLine> Store::LinesFrom(std::string_view batch_id, int64_t from,
   return out;
 }
 
-int64_t Store::RecordOutcomes(const std::vector<Recorded>& outcomes, std::string* error) {
+std::map<std::string, int64_t> Store::CountByStatus() {
+  std::lock_guard lock(impl_->mu);
+  Stmt st(impl_->db, "SELECT status, COUNT(*) FROM batches GROUP BY status");
+  std::map<std::string, int64_t> out;
+  while (st.Step() == SQLITE_ROW) out[st.Text(0)] = st.Int(1);
+  return out;
+}
+
+int64_t Store::RecordOutcomes(const std::vector<Recorded>& outcomes, std::string* error,
+                              std::vector<char>* stored_flags) {
+  if (stored_flags) stored_flags->assign(outcomes.size(), 0);
   if (outcomes.empty()) return 0;
   std::lock_guard lock(impl_->mu);
   Impl& im = *impl_;
@@ -474,6 +484,7 @@ int64_t Store::RecordOutcomes(const std::vector<Recorded>& outcomes, std::string
   auto fail = [&](const char* op) -> int64_t {
     *error = im.Error(op);
     im.Exec("ROLLBACK");
+    if (stored_flags) stored_flags->assign(outcomes.size(), 0);
     return -1;
   };
   int64_t stored = 0;
@@ -483,7 +494,8 @@ int64_t Store::RecordOutcomes(const std::vector<Recorded>& outcomes, std::string
             "UPDATE lines SET answered = 1, status_code = ?, body = ?, error_code = ?, "
             "error_message = ? WHERE batch_id = ? AND line = ? AND answered = 0");
     if (!up.ok()) return fail("prepare outcome");
-    for (const auto& r : outcomes) {
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      const Recorded& r = outcomes[i];
       const LineOutcome& o = r.outcome;
       up.Bind(1, static_cast<int64_t>(o.status_code))
           .BindBlob(2, o.body)
@@ -495,6 +507,7 @@ int64_t Store::RecordOutcomes(const std::vector<Recorded>& outcomes, std::string
       up.Reset();
       if (sqlite3_changes(im.db) == 0) continue;
       ++stored;
+      if (stored_flags) (*stored_flags)[i] = 1;
       auto& c = counts[r.batch_id];
       (IsSuccess(o) ? c.first : c.second) += 1;
     }

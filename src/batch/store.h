@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -71,7 +72,11 @@ class Store {
   };
   // Stores the outcomes of lines not answered yet (others are ignored) and adds them to their
   // batches' request_counts. Returns the number stored, or -1 (and *error).
-  int64_t RecordOutcomes(const std::vector<Recorded>& outcomes, std::string* error);
+  // When `stored` is given, (*stored)[i] tells whether outcomes[i] was new.
+  int64_t RecordOutcomes(const std::vector<Recorded>& outcomes, std::string* error,
+                         std::vector<char>* stored = nullptr);
+  // How many batches are in each status now.
+  std::map<std::string, int64_t> CountByStatus();
   // Every line of a batch in order; those not answered have only line and custom_id set and
   // answered == false.
   struct LineState {

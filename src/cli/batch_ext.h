@@ -21,6 +21,7 @@ class BatchExtension final : public gateway::Extension {
   std::string_view Refuses(std::string_view request_id) const override {
     return service_->Refuses(request_id) ? "batch_cancelled" : std::string_view();
   }
+  std::string Metrics() const override { return service_->MetricsText(); }
   batch::Service& service() { return *service_; }
 
  private:

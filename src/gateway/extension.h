@@ -6,7 +6,8 @@
 // MaxBodyBytes() (instead of --max-body-bytes), checks the API key when keys are on (the
 // tenant becomes ExtensionRequest::owner), then runs Handle() on a worker thread — never on an
 // event loop — and writes its reply. Before an API request is scheduled, Refuses(request id)
-// may turn it away with 409 and the reason it gives (a line of a cancelled batch).
+// may turn it away with 409 and the reason it gives (a line of a cancelled batch). Metrics()
+// is appended to the gateway's /metrics.
 // Thread-safety: every method may be called from any thread at once; Serves() and Refuses()
 // must not block.
 #pragma once
@@ -37,6 +38,8 @@ class Extension {
   virtual ExtensionReply Handle(const ExtensionRequest& req) = 0;
   // Non-empty: the API request with this x-request-id is refused (409) with this error code.
   virtual std::string_view Refuses(std::string_view request_id) const { return {}; }
+  // Prometheus text appended to the gateway's /metrics (HELP, TYPE and samples); never blocks.
+  virtual std::string Metrics() const { return {}; }
 };
 
 }  // namespace tidegate::gateway

@@ -323,6 +323,14 @@ struct Gateway::Impl {
     active_sessions.fetch_sub(1);
   }
 
+  // (A function, not a conditional inside the co_await operand: GCC 12 destroys the temporaries
+  // of a conditional expression there twice.)
+  std::string RenderMetrics() {
+    std::string text = registry.Render();
+    if (extension) text += extension->Metrics();
+    return text;
+  }
+
   static std::string_view PathOf(std::string_view target) {
     return target.substr(0, target.find('?'));
   }
@@ -448,7 +456,7 @@ struct Gateway::Impl {
         gm.buffered_bytes->Set(static_cast<double>(body_budget.used.load()));
         gm.client_connections->Set(static_cast<double>(active_sessions.load()));
         co_return co_await Write(stream, http::status::ok, keep_alive, request_id,
-                                 "text/plain; version=0.0.4; charset=utf-8", registry.Render(),
+                                 "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(),
                                  head_extra);
       case Route::kPool:
         co_return co_await Write(

@@ -15,7 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import {
-  SIM_MODEL, startSim, startGateway, startAsync, stopAll, waitFor, closedPort,
+  SIM_MODEL, startSim, startGateway, startAsync, stopAll, waitFor, closedPort, request,
+  parseMetrics, promtoolCheckMetrics,
 } from './lib.mjs';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tidegate-batch-'));
@@ -124,6 +125,14 @@ describe('OpenAI Batch API', { timeout: 240_000 }, () => {
     // The batch is listed, newest first.
     const page = await client.batches.list({ limit: 1 });
     assert.equal(page.data[0].id, b.id);
+    // The gateway's /metrics counts batches and lines (and stays valid Prometheus text).
+    const mr = await request(gw.url, { path: '/metrics' });
+    const metrics = parseMetrics(mr.body);
+    assert.ok(metrics.get('tidegate_batches', { status: 'completed' }) >= 1);
+    assert.ok(metrics.get('tidegate_batch_lines_answered_total', { outcome: 'completed' }) >= n);
+    assert.ok(metrics.sum('tidegate_batch_lines_published_total') >= n);
+    const check = await promtoolCheckMetrics(mr.body);
+    assert.equal(check.status, 0, check.output);
     // The lines went through the processor as sheddable filler.
     assert.ok(await proc.metric('tidegate_async_requests_succeeded_total') >= n);
   });

@@ -314,6 +314,17 @@ TEST_F(BatchServiceTest, ABatchRunsToCompletedWithEachCustomIdAnsweredOnce) {
   EXPECT_EQ(answered, (std::multiset<std::string>{"a", "b", "c"}));
   EXPECT_EQ(errors[0]["response"]["status_code"], 500);
   EXPECT_EQ(errors[0]["error"]["code"], "inference_error");
+  // The metrics count the batch and its lines.
+  const std::string m = svc_->MetricsText();
+  EXPECT_NE(m.find("tidegate_batches{status=\"completed\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("tidegate_batches{status=\"in_progress\"} 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("tidegate_batch_lines_published_total 3\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("tidegate_batch_lines_answered_total{outcome=\"completed\"} 2\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("tidegate_batch_lines_answered_total{outcome=\"failed\"} 1\n"),
+            std::string::npos)
+      << m;
   // The output file is listed as the batch's output.
   ApiReply f = Call("GET", "/v1/files/" + b["output_file_id"].get<std::string>());
   EXPECT_EQ(json::parse(f.body)["purpose"], "batch_output");
@@ -403,6 +414,9 @@ TEST_F(BatchServiceTest, AWindowThatPassesEndsExpiredWithBatchExpiredLines) {
   EXPECT_EQ(errors[0]["error"]["code"], "batch_expired");
   EXPECT_EQ(errors[0]["custom_id"], lines[1].metadata.at("custom_id"));
   EXPECT_TRUE(svc_->Refuses(lines[1].id));
+  EXPECT_NE(
+      svc_->MetricsText().find("tidegate_batch_lines_answered_total{outcome=\"expired\"} 1\n"),
+      std::string::npos);
 }
 
 TEST_F(BatchServiceTest, ARestartMidBatchLosesNothing) {
