@@ -254,7 +254,8 @@ bool StartSims(const Scenario& sc, RunFleet* f, std::string* err) {
   return Started(f->fleet.StartSims(spec, milliseconds(15000), err));
 }
 
-bool StartGateway(const Scenario& sc, const RunSpec& run, RunFleet* f, std::string* err) {
+bool StartGateway(const Scenario& sc, const RunSpec& run, RunFleet* f, std::string* err,
+                  const std::vector<std::string>& more = {}) {
   fleet::GatewaySpec spec;
   spec.port = f->front_port = FreeTcpPort();
   spec.sim_ports = f->sim_ports;
@@ -263,6 +264,7 @@ bool StartGateway(const Scenario& sc, const RunSpec& run, RunFleet* f, std::stri
   spec.forward_priority = sc.fleet.scheduling_policy == "priority";
   spec.extra = sc.fleet.gateway_args;
   spec.extra.insert(spec.extra.end(), run.gateway_args.begin(), run.gateway_args.end());
+  spec.extra.insert(spec.extra.end(), more.begin(), more.end());
   return Started(f->fleet.StartGateway(spec, milliseconds(15000), err));
 }
 
@@ -294,7 +296,8 @@ bool StartHaproxy(const BenchOptions& opt, const std::string& dir, RunFleet* f, 
 }
 
 bool StartProcessor(const Scenario& sc, const RunSpec& run, const std::string& gateway_url,
-                    const std::string& db, RunFleet* f, std::string* err) {
+                    const std::string& db, RunFleet* f, std::string* err,
+                    const std::vector<std::string>& more = {}) {
   fleet::ProcessorSpec spec;
   spec.gateway_url = gateway_url;
   spec.requests_uri = "sqlite://" + db + "?queue=requests";
@@ -304,6 +307,7 @@ bool StartProcessor(const Scenario& sc, const RunSpec& run, const std::string& g
   spec.extra.insert(spec.extra.end(), sc.fleet.processor_args.begin(),
                     sc.fleet.processor_args.end());
   spec.extra.insert(spec.extra.end(), run.processor_args.begin(), run.processor_args.end());
+  spec.extra.insert(spec.extra.end(), more.begin(), more.end());
   return Started(f->fleet.StartProcessor(spec, milliseconds(15000), err));
 }
 
@@ -391,6 +395,111 @@ class Sampler {
   std::condition_variable cv_;
   bool stop_ = false;
 };
+
+// via-batch: follows one batch on the gateway (GET /v1/batches/{id} every 250 ms) and turns the
+// growth of request_counts.completed into completion times.
+class BatchPoller {
+ public:
+  BatchPoller(int port, std::string id, Steady::time_point t0)
+      : port_(port), id_(std::move(id)), t0_(t0) {}
+  ~BatchPoller() { Stop(); }
+  void Start() {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  void Stop() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+  }
+  bool ended() const { return ended_.load(); }
+  int64_t answered() const { return answered_.load(); }
+  std::vector<double> done_times() const {
+    std::lock_guard lock(mu_);
+    return done_times_;
+  }
+  json last() const {
+    std::lock_guard lock(mu_);
+    return last_;
+  }
+  void PollOnce() {
+    std::string body;
+    if (HttpGetBlocking("127.0.0.1", port_, "/v1/batches/" + id_, &body, milliseconds(2000)) != 200)
+      return;
+    json b = json::parse(body, nullptr, false);
+    if (!b.is_object()) return;
+    const double t = Seconds(Steady::now() - t0_);
+    const int64_t completed = b["request_counts"].value("completed", int64_t{0});
+    const int64_t failed = b["request_counts"].value("failed", int64_t{0});
+    const std::string status = b.value("status", "");
+    std::lock_guard lock(mu_);
+    for (int64_t k = completed_; k < completed; ++k) done_times_.push_back(t);
+    completed_ = std::max(completed_, completed);
+    answered_.store(completed + failed);
+    last_ = std::move(b);
+    if (status == "completed" || status == "failed" || status == "expired" || status == "cancelled")
+      ended_.store(true);
+  }
+
+ private:
+  void Loop() {
+    while (!stop_.load() && !ended_.load()) {
+      PollOnce();
+      std::this_thread::sleep_for(milliseconds(250));
+    }
+  }
+  int port_;
+  std::string id_;
+  Steady::time_point t0_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false}, ended_{false};
+  std::atomic<int64_t> answered_{0};
+  mutable std::mutex mu_;
+  int64_t completed_ = 0;
+  std::vector<double> done_times_;
+  json last_;
+};
+
+// via-batch: uploads the backlog as a batch input file and creates the batch; returns its id and
+// expires_at, or "" (and *err).
+std::string CreateBatch(int port, const std::vector<std::string>& bodies, int64_t window_s,
+                        int64_t* expires_at, std::string* err) {
+  std::string jsonl;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    jsonl += json{{"custom_id", "async-" + std::to_string(i)},
+                  {"method", "POST"},
+                  {"url", "/v1/completions"},
+                  {"body", json::parse(bodies[i])}}
+                 .dump();
+    jsonl += '\n';
+  }
+  const std::string boundary = "tidegate-bench-boundary-7f3a";
+  const std::string upload =
+      "--" + boundary + "\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--" +
+      boundary +
+      "\r\nContent-Disposition: form-data; name=\"file\"; "
+      "filename=\"backlog.jsonl\"\r\nContent-Type: application/jsonl\r\n\r\n" +
+      jsonl + "\r\n--" + boundary + "--\r\n";
+  std::string body;
+  int status = HttpRequestBlocking("127.0.0.1", port, "POST", "/v1/files",
+                                   "multipart/form-data; boundary=" + boundary, upload, &body,
+                                   milliseconds(30000));
+  json f = json::parse(body, nullptr, false);
+  if (status != 200 || !f.is_object() || !f.contains("id")) {
+    *err = "POST /v1/files answered " + std::to_string(status) + ": " + body;
+    return "";
+  }
+  const json create = {{"input_file_id", f["id"]},
+                       {"endpoint", "/v1/completions"},
+                       {"completion_window", std::to_string(window_s) + "s"}};
+  status = HttpRequestBlocking("127.0.0.1", port, "POST", "/v1/batches", "application/json",
+                               create.dump(), &body, milliseconds(10000));
+  json b = json::parse(body, nullptr, false);
+  if (status != 200 || !b.is_object() || !b.contains("id")) {
+    *err = "POST /v1/batches answered " + std::to_string(status) + ": " + body;
+    return "";
+  }
+  *expires_at = b.value("expires_at", int64_t{0});
+  return b["id"];
+}
 
 class ResultReader {
  public:
@@ -525,7 +634,8 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
         CompletionBody(sc.model, PromptText(p.prompt_tokens, p.group, spec.prefix_tokens, i + 1),
                        p.output_tokens, spec.stream));
   }
-  const bool via = run.async_mode == "via-processor";
+  const bool via_batch = run.async_mode == "via-batch";
+  const bool via = run.async_mode == "via-processor" || via_batch;
   const bool direct = run.async_mode == "direct-sheddable" || run.async_mode == "direct-standard";
   if (via || direct) {
     st.async_plan = AsyncPlan(run.async, sc.seed);
@@ -559,7 +669,14 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   if (!external) {
     bool ok = StartSims(sc, &fleet, &err);
     if (ok && run.target == "haproxy") ok = StartHaproxy(opt, dir, &fleet, &err);
-    if (ok && run.target == "tidegate") ok = StartGateway(sc, run, &fleet, &err);
+    std::vector<std::string> batch_args;
+    if (via_batch) {
+      const std::string qdb = fs::absolute(dir + "/queue.db").string();
+      batch_args = {"--batch-dir",     fs::absolute(dir + "/batches").string(),
+                    "--batch-queue",   "sqlite://" + qdb + "?queue=requests",
+                    "--batch-results", "sqlite://" + qdb + "?queue=batch-results"};
+    }
+    if (ok && run.target == "tidegate") ok = StartGateway(sc, run, &fleet, &err, batch_args);
     if (!ok) {
       std::cerr << "bench: [" << run.name << "] setup failed: " << err << "\n";
       *setup_failed = true;
@@ -578,7 +695,28 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   const std::string db = fs::absolute(dir + "/queue.db").string();
   int64_t deadline_unix = 0, soft_unix = 0;
   std::chrono::system_clock::time_point sys_t0;  // the planned start of the load phase
-  if (via) {
+  std::string batch_id;
+  if (via_batch) {
+    if (external) {
+      *setup_failed = true;
+      out["error"] = "async_mode via-batch needs the bench's own gateway (no --target)";
+      return out;
+    }
+    // The window counts from now; the load phase starts right after the batch is created.
+    const int64_t window = static_cast<int64_t>(std::ceil(run.async.deadline_s));
+    batch_id = CreateBatch(fleet.front_port, st.async_bodies, window, &deadline_unix, &err);
+    if (batch_id.empty() ||
+        !StartProcessor(sc, run, target_url, db, &fleet, &err,
+                        {"--batch-responses", "sqlite://" + db + "?queue=batch-results"})) {
+      std::cerr << "bench: [" << run.name << "] setup failed: " << err << "\n";
+      *setup_failed = true;
+      out["error"] = err;
+      return out;
+    }
+    soft_unix = deadline_unix;  // a batch's window is its lines' soft and hard deadline
+    std::cerr << "bench: [" << run.name << "] batch " << batch_id << " created ("
+              << st.async_plan.size() << " lines, window " << window << "s)\n";
+  } else if (via) {
     auto q = queue::OpenQueue("sqlite://" + db + "?queue=requests", &err);
     if (!q) {
       *setup_failed = true;
@@ -638,7 +776,16 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   Sampler sampler(external ? std::vector<int>() : fleet.sim_ports, st.t0, sc.sample_interval_s, &st,
                   sc.duration_s);
   std::unique_ptr<ResultReader> reader;
-  if (via) {
+  std::unique_ptr<BatchPoller> poller;
+  if (via_batch) {
+    poller = std::make_unique<BatchPoller>(fleet.front_port, batch_id, st.t0);
+    poller->Start();
+    BatchPoller* bp = poller.get();
+    size_t total = st.async_plan.size();
+    sampler.progress_extra = [bp, total] {
+      return "  batch answered " + std::to_string(bp->answered()) + "/" + std::to_string(total);
+    };
+  } else if (via) {
     reader = std::make_unique<ResultReader>("sqlite://" + db + "?queue=results", st.t0,
                                             st.async_plan.size());
     if (!reader->Start(&err)) {
@@ -687,7 +834,13 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   double load_end_s = Seconds(Steady::now() - st.t0);
 
   // via-processor: wait (bounded) for the remaining results, until the deadline (+ grace).
-  if (via) {
+  if (via_batch) {
+    auto limit = std::max(deadline_steady + std::chrono::seconds(5), Steady::now());
+    while (!poller->ended() && Steady::now() < limit)
+      std::this_thread::sleep_for(milliseconds(100));
+    poller->Stop();
+    poller->PollOnce();
+  } else if (via) {
     auto limit = std::max(deadline_steady + std::chrono::seconds(5), Steady::now());
     limit = std::min(limit, Steady::now() + FromSeconds(std::max(sc.drain_timeout_s, 5.0)) +
                                 FromSeconds(deadline_rel_s));
@@ -698,6 +851,7 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   double end_s = Seconds(Steady::now() - st.t0);
   sampler.Stop();
   if (reader) reader->Stop();
+  if (poller) poller->Stop();
 
   json processor_metrics;
   if (via) {
@@ -785,7 +939,30 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
   // Async completions over time (wall s from t0) for the timeseries.
   std::vector<double> async_done_times;
   json as;
-  if (via) {
+  if (via_batch) {
+    const json b = poller->last();
+    async_done_times = poller->done_times();
+    int on_time = 0;
+    for (double t : async_done_times)
+      if (t <= deadline_rel_s + 1e-9) ++on_time;
+    const json counts = b.is_object() ? b.value("request_counts", json::object()) : json::object();
+    const int64_t completed = counts.value("completed", int64_t{0});
+    const int64_t failed = counts.value("failed", int64_t{0});
+    as["submitted"] = st.async_plan.size();
+    as["succeeded"] = completed;
+    as["shed"] = 0;
+    as["failed"] = failed;
+    as["lost"] = static_cast<int64_t>(st.async_plan.size()) - completed - failed;
+    as["on_time"] = on_time;
+    as["soft_deadline_s"] = soft_rel_s;
+    as["on_time_soft"] = on_time;
+    as["soft_deadline_share"] =
+        st.async_plan.empty() ? 0.0 : static_cast<double>(on_time) / st.async_plan.size();
+    as["batch"] = {{"id", batch_id},
+                   {"status", b.is_object() ? b.value("status", "") : std::string()},
+                   {"request_counts", counts}};
+    as["processor"] = processor_metrics;
+  } else if (via) {
     auto results = reader->results();
     int ok = 0, shed = 0, failed = 0, on_time = 0, on_time_soft = 0;
     for (const auto& [id, r] : results) {

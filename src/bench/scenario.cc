@@ -306,8 +306,9 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
       run.policy = GetChoice(r["policy"], Join(key, "policy"),
                              {"round-robin", "least-request", "gie-default", "tidegate-default"});
     if (r["async_mode"])
-      run.async_mode = GetChoice(r["async_mode"], Join(key, "async_mode"),
-                                 {"none", "via-processor", "direct-sheddable", "direct-standard"});
+      run.async_mode =
+          GetChoice(r["async_mode"], Join(key, "async_mode"),
+                    {"none", "via-processor", "via-batch", "direct-sheddable", "direct-standard"});
     if (r["target"])
       run.target = GetChoice(r["target"], Join(key, "target"), {"tidegate", "haproxy"});
     if (r["gateway_args"])

@@ -5,7 +5,8 @@
 // Contract:
 //  * ParseScenario() reads the YAML text (see `tidegate bench --help` and docs/benchmarks.md for
 //    the format) and validates it; an error names the offending key (e.g.
-//    "runs[2].async_mode: expected none, via-processor, direct-sheddable or direct-standard").
+//    "runs[2].async_mode: expected none, via-processor, via-batch, direct-sheddable or
+//    direct-standard").
 //    Unknown keys are errors too (a typo must not silently fall back to a default).
 //  * Every duration and rate is in WALL time (seconds / requests per wall second); the fleet's
 //    time_scale only changes how much simulated work a wall second holds. Latencies in reports
@@ -73,8 +74,10 @@ struct AsyncSpec {
 struct RunSpec {
   std::string name;
   std::string policy = "tidegate-default";  // round-robin | least-request | gie-default | ...
-  std::string async_mode = "none";  // none | via-processor | direct-sheddable | direct-standard
-  std::string target = "tidegate";  // tidegate | haproxy
+  // none | via-processor | via-batch (the backlog as one OpenAI Batch API batch, window =
+  // async.deadline) | direct-sheddable | direct-standard
+  std::string async_mode = "none";
+  std::string target = "tidegate";          // tidegate | haproxy
   std::vector<std::string> gateway_args;    // extra `tidegate serve` flags for this run
   std::vector<std::string> processor_args;  // extra `tidegate async` flags for this run
   RealtimeSpec realtime;

@@ -135,6 +135,13 @@ int Child::Stop(std::chrono::milliseconds grace) {
 
 int HttpGetBlocking(const std::string& host, int port, const std::string& path, std::string* body,
                     std::chrono::milliseconds timeout) {
+  return HttpRequestBlocking(host, port, "GET", path, "", "", body, timeout);
+}
+
+int HttpRequestBlocking(const std::string& host, int port, const std::string& method,
+                        const std::string& path, const std::string& content_type,
+                        const std::string& request_body, std::string* body,
+                        std::chrono::milliseconds timeout) {
   body->clear();
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return 0;
@@ -169,8 +176,13 @@ int HttpGetBlocking(const std::string& host, int port, const std::string& path, 
       return 0;
     }
   }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(port) +
-                    "\r\nConnection: close\r\n\r\n";
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + host + ":" +
+                    std::to_string(port) + "\r\nConnection: close\r\n";
+  if (!content_type.empty()) req += "Content-Type: " + content_type + "\r\n";
+  if (method != "GET" || !request_body.empty())
+    req += "Content-Length: " + std::to_string(request_body.size()) + "\r\n";
+  req += "\r\n";
+  req += request_body;
   size_t off = 0;
   while (off < req.size()) {
     ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);

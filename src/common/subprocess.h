@@ -56,6 +56,11 @@ bool WaitHttpReady(const std::string& host, int port, const std::string& path,
 // One blocking GET; returns the status (0 on failure) and fills *body.
 int HttpGetBlocking(const std::string& host, int port, const std::string& path, std::string* body,
                     std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
+// One blocking request with an optional body (Content-Length); the same contract.
+int HttpRequestBlocking(const std::string& host, int port, const std::string& method,
+                        const std::string& path, const std::string& content_type,
+                        const std::string& request_body, std::string* body,
+                        std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 std::string SelfExe();
 int FreeTcpPort();
 

@@ -237,16 +237,25 @@ TEST(BenchScenario, SumMetric) {
 }
 
 TEST(BenchScenario, ShippedScenariosParse) {
-  for (const char* path : {"scenarios/seed.yaml", "scenarios/quick.yaml", "scenarios/burst.yaml"}) {
+  int loaded = 0;
+  for (const char* path : {"scenarios/seed.yaml", "scenarios/quick.yaml", "scenarios/burst.yaml",
+                           "scenarios/soft-deadline.yaml", "scenarios/batch.yaml"}) {
     // The repository root, from this file's path (tests/unit/...).
     std::string root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
     std::string full = root + "/" + path;
-    std::ifstream in(full);
-    if (!in) continue;  // not shipped in this checkout
     Scenario s;
     std::string err;
-    EXPECT_TRUE(LoadScenario(full, &s, &err)) << err;
+    EXPECT_TRUE(LoadScenario(full, &s, &err)) << path << ": " << err;
+    ++loaded;
+    if (std::string(path) == "scenarios/batch.yaml") {
+      ASSERT_EQ(s.runs.size(), 3u);
+      EXPECT_EQ(s.runs[2].async_mode, "via-batch");
+      EXPECT_EQ(s.runs[2].async.requests, 2400);
+    }
   }
+  EXPECT_EQ(loaded, 5);
+  EXPECT_NE(ParseError("runs: [{name: a, async_mode: batch}]\n").find("via-batch"),
+            std::string::npos);
 }
 
 }  // namespace
