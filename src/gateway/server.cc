@@ -487,7 +487,11 @@ struct Gateway::Impl {
         break;
     }
     if (route == Route::kOther && extension && extension->Serves(path)) {
-      co_return co_await ServeExtension(stream, request_id, req, path, target, body, keep_alive);
+      const bool keep =
+          co_await ServeExtension(stream, request_id, req, path, target, body, keep_alive);
+      // An upload (up to 200 MB) must not stay allocated for the rest of the connection.
+      if (body.capacity() > cfg.max_body_bytes) std::string().swap(body);
+      co_return keep;
     }
 
     // API keys: who is calling, as which tenant, with which objective, within its limits.

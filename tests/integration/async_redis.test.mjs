@@ -27,6 +27,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import OpenAI, { toFile } from 'openai';
 import { createClient } from 'redis';
 import {
   SIM_MODEL, startSim, startGateway, startAsync, startUpstream, runTidegate, stopAll, waitFor,
@@ -325,6 +326,42 @@ describe('async processor on Redis Streams', () => {
     assert.equal(entries.find((e) => e.message.id === 'fine').message.error_code, undefined);
     assert.equal(await pendingCount(rc, s.req), 0);
     await proc.stop();
+  });
+
+  it('serves an OpenAI Batch API batch over Redis Streams (lines and results on redis:// queues)', async () => {
+    const s = streams();
+    const batchRes = `bres${streamCounter}`;
+    const batchResults = `redis://127.0.0.1:${redis.port}/${batchRes}?group=batches`;
+    const bgw = await startGateway(['--endpoints', sim.endpoints.join(','),
+      '--batch-dir', path.join(tmp, `batches-${streamCounter}`),
+      '--batch-queue', s.requests, '--batch-results', batchResults]);
+    const proc = await startAsync(['--gateway', bgw.url, '--requests', s.requests,
+      '--responses', s.results, '--batch-responses', batchResults]);
+    const client = new OpenAI({ baseURL: `${bgw.url}/v1`, apiKey: 'test', maxRetries: 0, timeout: 15_000 });
+    const n = 30;
+    const lines = [];
+    for (let i = 0; i < n; ++i) {
+      lines.push(JSON.stringify({ custom_id: `r-${i}`, method: 'POST', url: '/v1/chat/completions',
+        body: { model: SIM_MODEL, max_tokens: 8, messages: [{ role: 'user', content: `redis batch ${i}` }] } }));
+    }
+    const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n')), 'b.jsonl'), purpose: 'batch' });
+    let b = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '1h' });
+    await waitFor(async () => {
+      b = await client.batches.retrieve(b.id);
+      return b.status === 'completed';
+    }, { timeoutMs: 30_000, intervalMs: 200, what: `the batch completes (status ${b.status})` });
+    assert.deepEqual(b.request_counts, { total: n, completed: n, failed: 0 });
+    const out = (await (await client.files.content(b.output_file_id)).text()).split('\n').filter(Boolean)
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(out.map((l) => l.custom_id).sort(), lines.map((l) => JSON.parse(l).custom_id).sort());
+    // The lines went through the request stream and their results through the batch stream
+    // (every one acknowledged: nothing pending), none onto the ordinary results stream.
+    assert.equal(await pendingCount(rc, s.req), 0);
+    assert.equal(await pendingCount(rc, batchRes, 'batches'), 0);
+    assert.ok(await proc.metric('tidegate_async_requests_succeeded_total') >= n);
+    assert.equal(await rc.exists(s.res) ? await rc.xLen(s.res) : 0, 0);
+    await proc.stop();
+    await bgw.stop();
   });
 
   it('refuses bad URIs, a wrong password and an unreachable server at start-up', async () => {

@@ -419,6 +419,38 @@ TEST_F(BatchServiceTest, AWindowThatPassesEndsExpiredWithBatchExpiredLines) {
       std::string::npos);
 }
 
+TEST_F(BatchServiceTest, LinesThatMissedTheirDeadlineEndTheBatchExpired) {
+  // The processor answers DEADLINE_EXCEEDED at the window's end, before the runner saw it pass.
+  const std::string file = Upload(Line("a") + "\n" + Line("b") + "\n");
+  const std::string id = Create(file, "10s")["id"];
+  svc_->RunOnce();
+  std::vector<async::Request> lines = TakeLines();
+  ASSERT_EQ(lines.size(), 2u);
+  Answer(lines[0]);
+  Answer(lines[1], 0, async::ErrorCode::kDeadlineExceeded, "{}");
+  svc_->RunOnce();
+  svc_->RunOnce();
+  json b = Get(id);
+  EXPECT_EQ(b["status"], "expired");
+  EXPECT_EQ(b["request_counts"]["completed"], 1);
+  std::vector<json> errors = Content(b["error_file_id"]);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0]["error"]["code"], "batch_expired");
+  EXPECT_TRUE(errors[0]["response"].is_null());
+}
+
+TEST_F(BatchServiceTest, ResultsThatAreNotBatchLinesAreDroppedWithoutHarm) {
+  ASSERT_TRUE(results_->Publish("not a result", {}, nullptr).ok);
+  async::Result other;
+  other.id = "someone-else";
+  other.status_code = 200;
+  ASSERT_TRUE(results_->Publish(async::RenderResultMessage(other), {}, nullptr).ok);
+  svc_->RunOnce();
+  std::vector<queue::Message> left;
+  ASSERT_TRUE(results_->Pull(10, std::chrono::seconds(1), std::chrono::milliseconds(0), &left).ok);
+  EXPECT_TRUE(left.empty());  // acknowledged (and logged), not redelivered forever
+}
+
 TEST_F(BatchServiceTest, ARestartMidBatchLosesNothing) {
   const std::string file = Upload(Line("a") + "\n" + Line("b") + "\n");
   const std::string id = Create(file)["id"];
