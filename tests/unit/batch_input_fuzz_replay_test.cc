@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#define TIDEGATE_FUZZ_ENTRY BatchInputFuzzOne
 #include "../../fuzz/batch_input_fuzz.cc"
 
 namespace {
@@ -21,7 +22,7 @@ TEST(BatchInputFuzzCorpus, EveryInputKeepsTheProperties) {
     ss << f.rdbuf();
     const std::string data = ss.str();
     ++files;
-    EXPECT_EQ(LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
+    EXPECT_EQ(BatchInputFuzzOne(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
         << entry.path();
   }
   EXPECT_GE(files, 5);
