@@ -6,22 +6,11 @@
 #include <chrono>
 #include <mutex>
 
+#include "queue/sqlite_db.h"
+
 namespace tidegate::async {
 
-struct Journal::Impl {  // (public to the helpers in this file)
-  sqlite3* db = nullptr;
-  std::string path;
-  std::mutex mu;
-  ~Impl() {
-    if (db != nullptr) sqlite3_close_v2(db);
-  }
-  std::string Error(const char* op) const {
-    return "result journal " + path + ": " + op + ": " + sqlite3_errmsg(db);
-  }
-  bool Exec(const char* sql) {
-    return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
-  }
-};
+struct Journal::Impl : queue::SqliteDb {};  // (public to the helpers in this file)
 
 namespace {
 int64_t NowSeconds() {
@@ -35,21 +24,11 @@ std::unique_ptr<Journal> Journal::Open(const std::string& path, std::string* err
   std::unique_ptr<Journal> j(new Journal());
   j->impl_ = std::make_unique<Impl>();
   Impl& im = *j->impl_;
-  im.path = path;
-  if (sqlite3_open_v2(path.c_str(), &im.db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    *error = "cannot open result journal " + path + ": " +
-             (im.db ? sqlite3_errmsg(im.db) : "out of memory");
+  if (!im.Open("result journal", path,
+               "CREATE TABLE IF NOT EXISTS results(message_id TEXT PRIMARY KEY, "
+               "result BLOB NOT NULL, recorded INTEGER NOT NULL)",
+               error))
     return nullptr;
-  }
-  sqlite3_busy_timeout(im.db, 10000);
-  if (!im.Exec("PRAGMA journal_mode=WAL") || !im.Exec("PRAGMA synchronous=FULL") ||
-      !im.Exec("CREATE TABLE IF NOT EXISTS results(message_id TEXT PRIMARY KEY, "
-               "result BLOB NOT NULL, recorded INTEGER NOT NULL)")) {
-    *error = im.Error("open");
-    return nullptr;
-  }
   std::string purge =
       "DELETE FROM results WHERE recorded < " + std::to_string(NowSeconds() - 7 * 24 * 3600);
   im.Exec(purge.c_str());

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "queue/sqlite_db.h"
+
 namespace tidegate::batch {
 
 namespace fs = std::filesystem;
@@ -164,18 +166,7 @@ bool WriteDurably(const fs::path& path, std::string_view content, std::string* e
 
 }  // namespace
 
-struct Store::Impl {
-  sqlite3* db = nullptr;
-  std::string path;
-  std::mutex mu;
-  ~Impl() {
-    if (db != nullptr) sqlite3_close_v2(db);
-  }
-  std::string Error(const char* op) const {
-    return "batch store " + path + ": " + op + ": " + sqlite3_errmsg(db);
-  }
-  bool Exec(const char* sql) { return sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == 0; }
-};
+struct Store::Impl : queue::SqliteDb {};
 
 std::unique_ptr<Store> Store::Open(const std::string& dir, std::string* error) {
   std::error_code ec;
@@ -188,20 +179,8 @@ std::unique_ptr<Store> Store::Open(const std::string& dir, std::string* error) {
   s->dir_ = dir;
   s->impl_ = std::make_unique<Impl>();
   Impl& im = *s->impl_;
-  im.path = (fs::path(dir) / "batches.db").string();
-  if (sqlite3_open_v2(im.path.c_str(), &im.db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK) {
-    *error = "cannot open the batch store " + im.path + ": " +
-             (im.db ? sqlite3_errmsg(im.db) : "out of memory");
+  if (!im.Open("batch store", (fs::path(dir) / "batches.db").string(), kSchema, error))
     return nullptr;
-  }
-  sqlite3_busy_timeout(im.db, 10000);
-  if (!im.Exec("PRAGMA journal_mode=WAL") || !im.Exec("PRAGMA synchronous=FULL") ||
-      !im.Exec(kSchema)) {
-    *error = im.Error("open");
-    return nullptr;
-  }
   // Leftovers of a write interrupted by a crash.
   for (const auto& e : fs::directory_iterator(fs::path(dir) / "files", ec))
     if (e.path().extension() == ".tmp") fs::remove(e.path(), ec);
