@@ -19,6 +19,13 @@ void DispatchController::CapacityRead(Time now, double saturation, int64_t room,
   cap_saturation_ = saturation;
   cap_room_ = room;
   cap_inflight_base_ = inflight;
+  // Capacity-led recovery: once a second has passed without a 429, a reading with room lifts
+  // the window to what the gateway says fits (the AIMD growth of 1/window per success would take
+  // thousands of requests to refill the trough after a spike).
+  if (saturation < 1.0 && room > 0 && now - last_decrease_ >= std::chrono::seconds(1)) {
+    const double fits = static_cast<double>(inflight) + static_cast<double>(room);
+    window_ = std::max(window_, std::min<double>(cfg_.max_inflight, fits));
+  }
   if (saturation >= 1.0 && retry_after_ms > 0) {
     const int64_t cap_ms = cfg_.capacity_interval.count() * 4 + 50;
     paused_until_ = std::max(paused_until_, now + milliseconds(std::min(retry_after_ms, cap_ms)));

@@ -9,7 +9,9 @@
 //    by the capacity signal (the in-flight count when it was read + the room it reported).
 //    Without a capacity reading the window alone decides.
 //  * CapacityRead() takes a /v1/capacity answer (and pauses everyone briefly when the pool is
-//    saturated and the gateway gave a Retry-After); CapacityLost() drops it.
+//    saturated and the gateway gave a Retry-After); CapacityLost() drops it. A reading with room,
+//    a second or more after the last 429, lifts the window to (in flight + room), up to
+//    max_inflight: after a spike the trough is refilled at once, not by additive increase.
 //  * Succeeded(): additive increase of the window (1/window, up to max_inflight), and one sample
 //    of the service rate. Failed(): a 429 halves the window (at most once per 100 ms) and pauses
 //    the others until a fresh capacity reading (2 intervals, at least 100 ms; 1 s without the

@@ -59,9 +59,17 @@ int64_t SaturationDetector::Room(const EndpointLoad& e, Nanos now, bool blind,
   if (blind) return std::min(bound, cfg_.max_in_flight_per_endpoint > 0 ? bound : blind_room);
   const double s = Saturation(e, now);
   if (s >= 1.0) return 0;
-  const int64_t by_queue =
+  int64_t room =
       std::max<int64_t>(1, static_cast<int64_t>(std::floor((1.0 - s) * cfg_.queue_threshold)));
-  return std::min(bound, by_queue);
+  // Free places in the running batch come on top of the queue's headroom: a request routed
+  // there starts at once (the batch limit is learnt from a full batch; unknown = not counted).
+  if (e.load.batch_limit > 0) {
+    const double net =
+        std::max(0.0, static_cast<double>(e.routed_since_scrape - e.completed_since_scrape));
+    const double free_slots = e.load.batch_limit - e.load.running - net;
+    if (free_slots >= 1) room += static_cast<int64_t>(std::floor(free_slots));
+  }
+  return std::min(bound, room);
 }
 
 }  // namespace tidegate::pool

@@ -59,8 +59,9 @@ class SaturationDetector {
   bool Blind(const Pool& pool, Nanos now) const;
   bool HasRoom(const EndpointLoad& e, Nanos now, bool blind) const;
   // How many more requests fit before the endpoint saturates (or reaches the in-flight bound):
-  // floor((1 − saturation) × queue_threshold), at least 1 when HasRoom(); in blind mode
-  // without an in-flight bound, `blind_room`.
+  // floor((1 − saturation) × queue_threshold), at least 1 when HasRoom(), plus the free places
+  // of the running batch when its limit is known (batch_limit − running − routed since the
+  // scrape); in blind mode without an in-flight bound, `blind_room`.
   int64_t Room(const EndpointLoad& e, Nanos now, bool blind, int64_t blind_room = 0) const;
 
  private:

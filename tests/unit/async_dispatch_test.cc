@@ -45,7 +45,7 @@ TEST(Dispatch, SuccessesGrowTheWindowUpToTheMaximum) {
 
 TEST(Dispatch, AShedHalvesOncePer100msAndPausesTheOthersBriefly) {
   DispatchController d(Cfg());
-  d.CapacityRead(kT0, 0.2, 100, -1, 0);
+  d.CapacityRead(kT0, 0.2, 3, -1, 0);  // (room for fewer than the window: it is not lifted)
   int64_t ra = 5000;
   d.Failed(kT0, DispatchController::Failure::kShed, &ra);
   EXPECT_EQ(d.window(), 2);
@@ -65,6 +65,33 @@ TEST(Dispatch, AShedHalvesOncePer100msAndPausesTheOthersBriefly) {
   int64_t short_ra = 300;
   e.Failed(kT0, DispatchController::Failure::kShed, &short_ra);
   EXPECT_EQ(e.paused_until(), kT0 + milliseconds(300));
+}
+
+TEST(Dispatch, ACapacityReadingWithRoomRefillsTheWindowASecondAfterTheLastShed) {
+  DispatchConfig c = Cfg();
+  c.max_inflight = 64;
+  c.initial_window = 32;
+  DispatchController d(c);
+  int64_t ra = -1;
+  d.Failed(kT0, DispatchController::Failure::kShed, &ra);
+  d.Failed(kT0 + milliseconds(200), DispatchController::Failure::kShed, &ra);
+  EXPECT_EQ(d.window(), 8);
+  // Within a second of the last 429 a reading does not lift it (the spike may still be on).
+  d.CapacityRead(kT0 + milliseconds(900), 0.3, 40, -1, 5);
+  EXPECT_EQ(d.window(), 8);
+  // A second later it does, to what the gateway says fits (in flight + room).
+  d.CapacityRead(kT0 + milliseconds(1200), 0.3, 40, -1, 5);
+  EXPECT_EQ(d.window(), 45);
+  EXPECT_EQ(d.Allowed(kT0 + milliseconds(1200), 5), 40);
+  // Never above max_inflight, never lowered by a reading, and not while saturated.
+  d.CapacityRead(kT0 + milliseconds(1300), 0.3, 500, -1, 5);
+  EXPECT_EQ(d.window(), 64);
+  d.CapacityRead(kT0 + milliseconds(1400), 0.3, 1, -1, 5);
+  EXPECT_EQ(d.window(), 64);
+  DispatchController e(c);
+  e.Failed(kT0, DispatchController::Failure::kShed, &ra);
+  e.CapacityRead(kT0 + std::chrono::seconds(5), 1.0, 40, -1, 0);
+  EXPECT_EQ(e.window(), 16);
 }
 
 TEST(Dispatch, ServerErrorsShrinkAndRefusedConnectionsPause) {

@@ -163,6 +163,25 @@ TEST(Saturation, RoomNeedsSaturationBelowOneAndTheInFlightBound) {
   EXPECT_TRUE(d.Blind(pool, seconds(3)));  // aged out
 }
 
+TEST(Saturation, RoomCountsTheFreePlacesOfTheRunningBatchOnceItsLimitIsKnown) {
+  Endpoint ep(0, {"h", 1});
+  SaturationDetector d;  // queue threshold 5
+  EndpointMetrics idle = M(0, 0, Nanos{0});
+  idle.running = 3;
+  ep.PublishMetrics(idle);
+  EXPECT_EQ(d.Room(EndpointLoad::Of(ep), Nanos{0}, false), 5);  // batch limit not learnt yet
+  EndpointMetrics full = M(1, 0, Nanos{0});
+  full.running = 8;  // a full batch with a queue: the limit is 8
+  ep.PublishMetrics(full);
+  ep.PublishMetrics(idle);
+  EXPECT_EQ(d.Room(EndpointLoad::Of(ep), Nanos{0}, false), 5 + 5);  // queue headroom + 8 − 3
+  ep.NoteRouted();
+  ep.NoteRouted();
+  EXPECT_EQ(d.Room(EndpointLoad::Of(ep), Nanos{0}, false), 5 + 3);  // two already sent there
+  for (int i = 0; i < 5; ++i) ep.NoteRouted();  // two more than the batch has places for
+  EXPECT_EQ(d.Room(EndpointLoad::Of(ep), Nanos{0}, false), 3);  // floor((1 − 2/5) × 5)
+}
+
 TEST(EndpointMetricsState, ConcurrentPublishAndLoadAreConsistent) {
   Endpoint ep(0, {"h", 1});
   std::atomic<bool> stop{false};
