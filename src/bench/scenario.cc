@@ -303,8 +303,9 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
     if (!names.insert(run.name).second)
       Fail(Join(key, "name"), "duplicate run name '" + run.name + "'");
     if (r["policy"])
-      run.policy = GetChoice(r["policy"], Join(key, "policy"),
-                             {"round-robin", "least-request", "gie-default", "tidegate-default"});
+      run.policy = GetChoice(
+          r["policy"], Join(key, "policy"),
+          {"round-robin", "least-request", "gie-default", "tidegate-default", "predicted-latency"});
     if (r["async_mode"])
       run.async_mode =
           GetChoice(r["async_mode"], Join(key, "async_mode"),

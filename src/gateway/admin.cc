@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "sched/latency.h"
 #include "wire/errors.h"
 #include "wire/wire.h"
 
@@ -15,6 +16,10 @@ std::string EngineName(const pool::Endpoint& ep, std::string_view default_engine
       ep.config().engine.empty() ? std::string(default_engine) : ep.config().engine;
   return pool::IsAutoEngine(configured) ? std::string("auto") : configured;
 }
+
+namespace {
+constexpr double kReferencePromptTokens = 512;
+}  // namespace
 
 std::string PoolJson(const pool::Pool& pool, const control::Director& director,
                      std::string_view default_engine, Nanos now) {
@@ -55,6 +60,15 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
     e["estimated_waiting"] = det.EstimatedWaiting(load);
     e["batch_limit"] = load.load.batch_limit;
     e["saturation"] = det.Saturation(load, now);
+    if (const sched::LatencyScorer* lat = director.picker().latency()) {
+      // What the predictor expects now for a reference request (512 prompt tokens, no cache).
+      const sched::LatencyPrediction p =
+          lat->Predict(pool, static_cast<uint32_t>(i), kReferencePromptTokens, det);
+      e["predicted"] = {{"ttft_ms", p.ttft_ms},
+                        {"tpot_ms", p.tpot_ms},
+                        {"reference_prompt_tokens", kReferencePromptTokens},
+                        {"samples", p.samples}};
+    }
     auto served = ep.ServedModels();
     e["models"] = !served.empty() ? served : snap ? snap->models : std::vector<std::string>{};
     e["running_lora_adapters"] = snap ? snap->running_lora_adapters : std::vector<std::string>{};

@@ -38,6 +38,7 @@
 #include "pool/saturation.h"
 #include "pool/scraper.h"
 #include "sched/config.h"
+#include "sched/latency.h"
 #include "sched/picker.h"
 #include "wire/errors.h"
 #include "wire/wire.h"
@@ -327,6 +328,7 @@ struct Gateway::Impl {
   // of a conditional expression there twice.)
   std::string RenderMetrics() {
     std::string text = registry.Render();
+    if (const sched::LatencyScorer* lat = director->picker().latency()) text += lat->MetricsText();
     if (extension) text += extension->Metrics();
     return text;
   }

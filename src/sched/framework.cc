@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "sched/latency.h"
 #include "sched/plugins.h"
 
 namespace tidegate::sched {
@@ -268,9 +269,12 @@ class ProfilePicker final : public Picker {
       profile_.detector = std::make_shared<const pool::SaturationDetector>(cfg);
     }
     detector_ = profile_.detector.get();
+    for (const auto& ws : profile_.scorers)
+      if (auto* l = dynamic_cast<const LatencyScorer*>(ws.scorer.get())) latency_ = l;
   }
 
   std::string_view name() const override { return name_; }
+  const LatencyScorer* latency() const override { return latency_; }
   const pool::SaturationDetector& detector() const override { return *detector_; }
 
   PickResult Pick(const RequestInfo& req, const pool::Pool& pool, Nanos now) override {
@@ -389,6 +393,7 @@ class ProfilePicker final : public Picker {
   Profile profile_;
   std::string name_;
   const pool::SaturationDetector* detector_ = nullptr;
+  const LatencyScorer* latency_ = nullptr;
 };
 
 }  // namespace

@@ -50,6 +50,9 @@ struct SchedContext {
   Nanos now{0};
   const pool::SaturationDetector* detector = nullptr;
   bool blind = false;  // no candidate had fresh metrics
+  // The share of the prompt cached on each candidate (same order), as the prefix-cache-scorer
+  // found it during this decision; empty when no prefix scorer ran (yet).
+  std::vector<double> prefix_match;
 
   // Chained hashes of the prompt's leading full blocks of `block_chars` characters, seeded with
   // the model name; computed on first use and reused by every plugin of the decision.
@@ -61,6 +64,7 @@ struct SchedContext {
     req = &r;
     pool = &p;
     now = t;
+    prefix_match.clear();
     if (r.id == 0 || r.id != hashed_id_) {
       hashed_block_chars_ = 0;
       block_hashes_.clear();

@@ -35,6 +35,8 @@
 
 namespace tidegate::sched {
 
+class LatencyScorer;
+
 // Extra room the caller knows of: an endpoint without room for lower priorities may still take
 // a request of `priority` (e.g. engines that preempt lower-priority running requests).
 class RoomOverride {
@@ -57,6 +59,8 @@ struct RequestInfo {
   // picked.
   bool require_room = false;
   const RoomOverride* room_override = nullptr;
+  // x-slo-ttft-ms / x-slo-tpot-ms (and their llm-d aliases); -1 = none.
+  double slo_ttft_ms = -1, slo_tpot_ms = -1;
 };
 
 enum class EmptyReason : uint8_t {
@@ -102,6 +106,8 @@ class Picker {
                          Nanos now) = 0;
   // The saturation detector the picker's filters and room checks use.
   virtual const pool::SaturationDetector& detector() const = 0;
+  // The policy's latency predictor (its latency-scorer), or null: /v1/pool and /metrics show it.
+  virtual const LatencyScorer* latency() const { return nullptr; }
 };
 
 // Built-in policy names (sched/policies.h): "tidegate-default", "gie-default",

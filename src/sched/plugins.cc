@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "sched/latency.h"
 #include "sched/prefix_index.h"
 
 namespace tidegate::sched {
@@ -135,6 +136,7 @@ class PrefixCacheScorer final : public Scorer {
     if (touched.empty()) return;
     const double inv = 1.0 / static_cast<double>(hashes.size());
     for (size_t j = 0; j < cands.size(); ++j) out[j] = matched[cands[j].index] * inv;
+    ctx.prefix_match.assign(out.begin(), out.end());  // for the latency-scorer
     for (uint32_t t : touched) matched[t] = 0;
     touched.clear();
   }
@@ -246,6 +248,7 @@ std::string Make(std::unique_ptr<Plugin>* out, Args&&... args) {
 }  // namespace
 
 void RegisterBuiltinPlugins(PluginRegistry* r) {
+  RegisterLatencyPlugins(r);
   r->Register("stale-filter", [](const Params& p, std::unique_ptr<Plugin>* out) {
     bool keep = true;
     if (auto e = p.GetBool("keepAllIfAllStale", &keep); !e.empty()) return e;

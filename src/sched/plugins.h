@@ -27,6 +27,11 @@
 //                                      names no adapter)
 //            "session-affinity-scorer" 1.0 for the endpoint the request's session id was last
 //                                      routed to (parameter capacity: table slots, default 65536)
+//            "latency-scorer"          least predicted TTFT + tpotWeight × TPOT, or with SLO
+//            headers
+//                                      the endpoint predicted to meet them with the least headroom
+//                                      (sched/latency.h; parameters tpotWeight 10, quantile 0.9,
+//                                      forgetting 0.995)
 //   markers  "max-score-picker", "single-profile-handler" (accepted for GIE configs).
 // Thread-safety: see sched/framework.h.
 #pragma once

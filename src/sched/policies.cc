@@ -36,6 +36,18 @@ const std::vector<std::pair<std::string, PluginList>>& Policies() {
         {"queue-scorer", 2},
         {"kv-cache-utilization-scorer", 2},
         {"prefix-cache-scorer", 3}}},
+      // Predicted latency (sched/latency.h): the prefix hit feeds the TTFT prediction, so the
+      // prefix scorer comes first; the latency scorer carries the most weight, the prefix and
+      // in-flight terms break its ties and cover the first requests of a cold model.
+      {"predicted-latency",
+       {{"stale-filter", 0},
+        {"model-filter", 0},
+        {"saturation-filter", 0},
+        {"prefix-cache-scorer", 2},
+        {"latency-scorer", 4},
+        {"active-request-scorer", 1},
+        {"lora-affinity-scorer", 1},
+        {"session-affinity-scorer", 1}}},
       {"least-request", {{"active-request-scorer", 1}}},
       {"round-robin", {{"round-robin-scorer", 1}}},
   };

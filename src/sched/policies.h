@@ -7,6 +7,10 @@
 //                       session-affinity-scorer 1 (rationale in policies.cc).
 //   "gie-default"       GIE's default profile: stale-filter, queue-scorer 2,
 //                       kv-cache-utilization-scorer 2, prefix-cache-scorer 3.
+//   "predicted-latency" stale-filter, model-filter, saturation-filter, prefix-cache-scorer 2,
+//                       latency-scorer 4 (sched/latency.h: least predicted TTFT + TPOT, SLO
+//                       headroom bin-packing), active-request-scorer 1, lora-affinity-scorer 1,
+//                       session-affinity-scorer 1.
 //   "least-request"     active-request-scorer 1: fewest requests in flight from this gateway,
 //                       random tie-break.
 //   "round-robin"       round-robin-scorer 1.

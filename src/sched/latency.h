@@ -1,0 +1,135 @@
+// sched/latency.h — predicted latency: an online model of each endpoint's TTFT and TPOT, and
+// the `latency-scorer` plugin that routes on it (least predicted latency; with an SLO, the
+// endpoint predicted to meet it with the least headroom).
+//
+// Contract:
+// * LatencyModel is linear in a feature vector and learns online by recursive least squares
+//   with forgetting (λ, so it follows a server that slows down), starting from a prior (the
+//   engine's published latency model, so the first request is not routed blind). Predict()
+//   gives the mean plus a tracked residual quantile (τ, default p90): the prediction is a high
+//   quantile, not the mean. Weights are published through atomics: Predict() never blocks and
+//   never allocates; Update() takes the model's mutex.
+// * Features (TtftFeatures / TpotFeatures) come from an endpoint's load at decision time: the
+//   prompt's uncached tokens (its length in tokens, estimated at 4 characters each, times the
+//   share the prefix-cache-scorer found cached there), the estimated waiting requests (scraped +
+//   routed beyond the free batch places), the running ones and the KV usage.
+// * The prior: TTFT ms ≈ step(running) + prefill(N) for each request ahead and this one, with
+//   prefill ≈ 4.21e-7·N² + 0.0152·N + 16.5 and step ≈ 6 + 0.35·running (the simulator's
+//   llama-3.1-8b-h100 constants); TPOT ms ≈ 6 + 0.35·running. Observed latencies are wall time,
+//   so a faster or slower server (or a time-scaled simulator) is learnt within tens of requests.
+// * LatencyScorer ("latency-scorer"): per candidate, cost = TTFT + tpotWeight × TPOT (params
+//   tpotWeight, default 10; quantile, default 0.9). Without SLO headers the score is
+//   (max − cost)/(max − min). With x-slo-ttft-ms / x-slo-tpot-ms (RequestInfo::slo_*), the
+//   candidates predicted to meet every given SLO score 0.5..1, the least spare headroom highest
+//   (bin-packing keeps the others free for the next burst); the others score 0..0.5 by cost, so
+//   when none meets the SLO the lowest predicted latency wins. It learns from OnOutcome: the
+//   TTFT seen by the gateway minus its own queueing, and TPOT = (duration − TTFT)/(tokens − 1).
+//   Place it after prefix-cache-scorer in a profile to use the prefix hit.
+// * Stats() (samples, refits, and the histogram of observed ÷ predicted) and Predict() for a
+//   reference request feed /metrics and /v1/pool.
+// Thread-safety: every method may be called concurrently (see sched/framework.h).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "sched/framework.h"
+
+namespace tidegate::sched {
+
+inline constexpr int kLatencyDim = 6;
+using LatencyVector = std::array<double, kLatencyDim>;
+
+struct LatencyModelConfig {
+  double lambda = 0.995;   // forgetting factor of the least squares (1 = never forget)
+  double prior_var = 4.0;  // initial covariance: how far the data may move the prior quickly
+  double quantile = 0.9;   // the residual quantile added to the mean
+};
+
+class LatencyModel {
+ public:
+  explicit LatencyModel(LatencyVector prior = {}, LatencyModelConfig cfg = {});
+  // The τ-quantile prediction (mean + residual quantile), never below 0.
+  double Predict(const LatencyVector& x) const;
+  double PredictMean(const LatencyVector& x) const;
+  void Update(const LatencyVector& x, double y);
+  uint64_t samples() const { return samples_.load(std::memory_order_relaxed); }
+  LatencyVector weights() const;
+
+ private:
+  LatencyModelConfig cfg_;
+  std::mutex mu_;
+  std::array<std::array<double, kLatencyDim>, kLatencyDim> p_{};  // covariance (under mu_)
+  LatencyVector w_{};                                             // weights (under mu_)
+  double q_ = 0, mad_ = 1;                                        // residual quantile, scale
+  std::array<std::atomic<double>, kLatencyDim> pub_w_{};
+  std::atomic<double> pub_q_{0};
+  std::atomic<uint64_t> samples_{0};
+};
+
+// What the model reads of one endpoint for one request.
+struct LatencyInputs {
+  double prompt_tokens = 0;  // estimated prompt length in tokens
+  double prefix_hit = 0;     // share of the prompt already cached there (0..1)
+  double waiting = 0;
+  double running = 0;
+  double kv_usage = 0;
+};
+LatencyInputs InputsOf(const pool::EndpointLoad& e, const pool::SaturationDetector& detector,
+                       double prompt_tokens, double prefix_hit);
+LatencyVector TtftFeatures(const LatencyInputs& in);
+LatencyVector TpotFeatures(const LatencyInputs& in);
+LatencyVector TtftPrior();
+LatencyVector TpotPrior();
+// Tokens in a prompt of this many characters (4 per token, at least 1).
+double EstimateTokens(size_t prompt_chars);
+
+struct LatencyStats {
+  uint64_t ttft_samples = 0, tpot_samples = 0;
+  // observed ÷ predicted, cumulative counts per upper bound (the last is +Inf).
+  std::vector<double> ratio_bounds;
+  std::vector<uint64_t> ttft_ratio_counts, tpot_ratio_counts;
+  double ttft_ratio_sum = 0, tpot_ratio_sum = 0;
+};
+
+struct LatencyPrediction {
+  double ttft_ms = 0, tpot_ms = 0;
+  uint64_t samples = 0;
+};
+
+class LatencyScorer final : public Scorer {
+ public:
+  struct Options {
+    double tpot_weight = 10;
+    LatencyModelConfig model;
+  };
+  explicit LatencyScorer(Options opts);
+  ~LatencyScorer() override;
+
+  void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override;
+  void OnSent(SchedContext& ctx, uint32_t endpoint) override;
+  void OnNotServed(SchedContext& ctx, uint32_t endpoint) override;
+  void OnOutcome(SchedContext& ctx, const Outcome& outcome) override;
+
+  // The prediction for a request of `prompt_tokens` on `endpoint` at its current load.
+  LatencyPrediction Predict(const pool::Pool& pool, uint32_t endpoint, double prompt_tokens,
+                            const pool::SaturationDetector& detector) const;
+  LatencyStats Stats() const;
+  // Prometheus text: tidegate_latency_predictor_samples_total{target} and the histogram
+  // tidegate_latency_prediction_ratio{target} (observed ÷ predicted), target ttft | tpot.
+  std::string MetricsText() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Registers "latency-scorer".
+void RegisterLatencyPlugins(PluginRegistry* registry);
+
+}  // namespace tidegate::sched
