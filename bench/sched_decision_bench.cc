@@ -110,5 +110,31 @@ void BM_SchedDecisionTidegateDefault(benchmark::State& state) {
 }
 BENCHMARK(BM_SchedDecisionTidegateDefault)->Arg(16)->Arg(1000);
 
+// The predicted-latency policy: prefix scorer, the latency predictor (per-candidate TTFT and
+// TPOT predictions) and its feedback (the request's features recorded when it is sent, the model
+// updated by its outcome), with an SLO on every other request — a whole decision and its
+// learning, per iteration.
+void BM_SchedDecisionPredictedLatency(benchmark::State& state) {
+  Fixture f(static_cast<int>(state.range(0)));
+  auto picker = MakePicker("predicted-latency");
+  uint64_t i = 0;
+  for (auto _ : state) {
+    RequestInfo r = f.Req(static_cast<int>(i));
+    r.id = ++i;
+    if (i % 2 == 0) r.slo_ttft_ms = 200;
+    PickResult p = picker->Pick(r, f.pool, f.now);
+    Outcome o;
+    o.endpoint = p.empty() ? Outcome::kNone : p.order[0];
+    o.status = 200;
+    o.ttft = std::chrono::milliseconds(40 + static_cast<int>(i % 50));
+    o.output_tokens = 32;
+    o.duration = o.ttft + std::chrono::milliseconds(300);
+    picker->OnOutcome(r, f.pool, o, f.now);
+    benchmark::DoNotOptimize(p);
+  }
+  state.SetLabel("4000-token prompt, pick + outcome");
+}
+BENCHMARK(BM_SchedDecisionPredictedLatency)->Arg(16)->Arg(1000);
+
 }  // namespace
 }  // namespace tidegate::sched
