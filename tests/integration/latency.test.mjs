@@ -1,0 +1,89 @@
+// latency.test.mjs — the latency predictor (sched/latency.h) against real simulators: one fast,
+// one made slow with --decode-coeffs / --prefill-coeffs. With --policy predicted-latency, after a
+// warm-up the gateway sends the slow one a clearly smaller share, requests with a tight
+// x-slo-ttft-ms avoid it, /v1/pool shows each endpoint's prediction, and /metrics the predictor's
+// samples and error histogram (valid Prometheus text).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import {
+  SIM_MODEL, startSim, startGateway, stopAll, request, parseMetrics, promtoolCheckMetrics,
+} from './lib.mjs';
+
+after(stopAll);
+
+describe('latency predictor', { timeout: 120_000 }, () => {
+  let fast, slow, gw, client;
+  before(async () => {
+    fast = await startSim(['--time-scale', '5']);
+    // About 6× slower decode steps and 5× slower prefill.
+    slow = await startSim(['--time-scale', '5', '--decode-coeffs', '40,2',
+      '--prefill-coeffs', '2e-6,0.08,80']);
+    gw = await startGateway(['--endpoints', `${fast.endpoint},${slow.endpoint}`,
+      '--policy', 'predicted-latency']);
+    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'test', maxRetries: 0, timeout: 20_000 });
+  });
+
+  // One streamed chat request; resolves the endpoint that served it.
+  async function one(i, headers = {}, long = false) {
+    // A long prompt is ~512 tokens (2,048 characters), the size /v1/pool predicts for.
+    const content = long ? `${i} ${'weather '.repeat(256)}` : `question number ${i} about the weather`;
+    const { data: stream, response } = await client.chat.completions.create({
+      model: SIM_MODEL, max_tokens: 12, stream: true,
+      messages: [{ role: 'user', content }],
+    }, { headers }).withResponse();
+    for await (const _ of stream) { /* drain */ }
+    return response.headers.get('x-gateway-destination-endpoint');
+  }
+
+  // `n` requests, `concurrency` at a time; counts per endpoint.
+  async function run(n, concurrency, headers = {}, long = false) {
+    const counts = new Map();
+    let next = 0;
+    async function worker() {
+      while (next < n) {
+        const i = next++;
+        const ep = await one(i, headers, long);
+        counts.set(ep, (counts.get(ep) ?? 0) + 1);
+      }
+    }
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    return counts;
+  }
+
+  it('learns that one server is slow and sends it a smaller share', async () => {
+    await run(60, 4);  // warm-up: both get traffic while the models learn
+    await run(20, 2, {}, true);  // and with long prompts
+    const counts = await run(80, 4);
+    const slowShare = (counts.get(slow.endpoint) ?? 0) / 80;
+    assert.ok(slowShare < 0.3, `slow share ${slowShare} (${JSON.stringify([...counts])})`);
+  });
+
+  it('requests with a tight x-slo-ttft-ms avoid the slow server', async () => {
+    const pool = JSON.parse((await request(gw.url, { path: '/v1/pool' })).body);
+    const byAddr = new Map(pool.endpoints.map((e) => [e.address, e]));
+    const pf = byAddr.get(fast.endpoint).predicted, ps = byAddr.get(slow.endpoint).predicted;
+    // An SLO between the two predictions for a 512-token prompt: only the fast one is predicted
+    // to meet it for such prompts.
+    const slo = Math.round((pf.ttft_ms + ps.ttft_ms) / 2);
+    const counts = await run(30, 2, { 'x-slo-ttft-ms': String(slo) }, true);
+    assert.ok((counts.get(slow.endpoint) ?? 0) <= 2,
+      `slo ${slo} ms: ${JSON.stringify([...counts])}; predictions ${pf.ttft_ms} / ${ps.ttft_ms}`);
+  });
+
+  it('/v1/pool shows the predictions and /metrics the predictor', async () => {
+    const pool = JSON.parse((await request(gw.url, { path: '/v1/pool' })).body);
+    const byAddr = new Map(pool.endpoints.map((e) => [e.address, e]));
+    const pf = byAddr.get(fast.endpoint).predicted, ps = byAddr.get(slow.endpoint).predicted;
+    assert.equal(pf.reference_prompt_tokens, 512);
+    assert.ok(pf.samples > 10 && ps.samples >= 1, JSON.stringify({ pf, ps }));
+    assert.ok(ps.ttft_ms > 2 * pf.ttft_ms, JSON.stringify({ pf, ps }));
+    assert.ok(ps.tpot_ms > 2 * pf.tpot_ms, JSON.stringify({ pf, ps }));
+    const text = (await request(gw.url, { path: '/metrics' })).body;
+    const m = parseMetrics(text);
+    assert.ok(m.get('tidegate_latency_predictor_samples_total', { target: 'ttft' }) >= 100);
+    assert.ok(m.get('tidegate_latency_prediction_ratio_count', { target: 'ttft' }) >= 100);
+    const check = await promtoolCheckMetrics(text);
+    assert.equal(check.status, 0, check.output);
+  });
+});
