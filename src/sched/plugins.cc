@@ -142,7 +142,16 @@ class PrefixCacheScorer final : public Scorer {
   }
 
   void OnSent(SchedContext& ctx, uint32_t endpoint) override {
-    index_.Record(endpoint, ctx.PromptBlockHashes(block_chars_, max_blocks_));
+    // The engine's own cache size, when it reports it (vllm:cache_config_info: num_gpu_blocks ×
+    // block_size tokens, at ~4 characters a token), bounds what the index assumes it holds.
+    size_t capacity = 0;
+    if (auto snap = ctx.pool->at(endpoint).Metrics();
+        snap && snap->num_gpu_blocks > 0 && snap->block_size > 0) {
+      const double chars = static_cast<double>(snap->num_gpu_blocks) * snap->block_size * 4.0;
+      capacity =
+          std::max<size_t>(1, static_cast<size_t>(chars / static_cast<double>(block_chars_)));
+    }
+    index_.Record(endpoint, ctx.PromptBlockHashes(block_chars_, max_blocks_), capacity);
   }
 
   // Nothing reached the endpoint (or it failed before answering): it holds no new blocks.

@@ -19,7 +19,8 @@
 //                                      decreasing in rotation order
 //            "prefix-cache-scorer"     matched leading blocks / prompt blocks (parameters
 //                                      blockSize 64 characters, maxPrefixBlocksToMatch 256,
-//                                      lruCapacityPerServer 31250); learns the route when a
+//                                      lruCapacityPerServer 31250, or per server from the cache
+//                                      size its engine reports); learns the route when a
 //                                      request is sent, forgets it when the endpoint gave no
 //                                      response
 //            "lora-affinity-scorer"    adapter running 1.0, free adapter slot 0.8, adapter

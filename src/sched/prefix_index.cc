@@ -61,10 +61,15 @@ void PrefixIndex::Match(std::span<const uint64_t> hashes, std::span<uint32_t> ma
   }
 }
 
-void PrefixIndex::Record(uint32_t endpoint, std::span<const uint64_t> hashes) {
+void PrefixIndex::Record(uint32_t endpoint, std::span<const uint64_t> hashes, size_t capacity) {
   if (capacity_ == 0 || hashes.empty()) return;
   std::lock_guard lock(mu_);
   if (endpoint >= rings_.size()) rings_.resize(endpoint + 1);
+  if (capacity > 0) {
+    Ring& ring = rings_[endpoint];
+    ring.capacity = capacity;
+    while (ring.size > capacity) EvictOne(endpoint, ring);
+  }
   const uint64_t tick = ++tick_;
   for (uint64_t h : hashes) {
     Entry& e = map_[h];
@@ -86,8 +91,14 @@ void PrefixIndex::Record(uint32_t endpoint, std::span<const uint64_t> hashes) {
     e.queued[k] = tick;
     Ring& ring = rings_[endpoint];
     ring.Push({h, tick});
-    if (ring.size > capacity_) EvictOne(endpoint, ring);
+    if (ring.size > (ring.capacity ? ring.capacity : capacity_)) EvictOne(endpoint, ring);
   }
+}
+
+size_t PrefixIndex::CapacityOf(uint32_t endpoint) const {
+  std::lock_guard lock(mu_);
+  if (endpoint < rings_.size() && rings_[endpoint].capacity > 0) return rings_[endpoint].capacity;
+  return capacity_;
 }
 
 void PrefixIndex::Forget(uint32_t endpoint, std::span<const uint64_t> hashes) {

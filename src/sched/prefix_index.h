@@ -35,7 +35,10 @@ class PrefixIndex {
   // least as large as the highest endpoint index recorded (larger indices are ignored).
   void Match(std::span<const uint64_t> hashes, std::span<uint32_t> matched,
              std::vector<uint32_t>* touched) const;
-  void Record(uint32_t endpoint, std::span<const uint64_t> hashes);
+  // `capacity` > 0 sets this endpoint's own ring capacity (from its engine's cache size; the
+  // oldest blocks beyond it are evicted), 0 keeps what it has (capacity_per_endpoint at first).
+  void Record(uint32_t endpoint, std::span<const uint64_t> hashes, size_t capacity = 0);
+  size_t CapacityOf(uint32_t endpoint) const;
   // Forgets that `endpoint` holds these blocks (a request recorded there never reached it).
   void Forget(uint32_t endpoint, std::span<const uint64_t> hashes);
 
@@ -57,6 +60,7 @@ class PrefixIndex {
   struct Ring {
     std::vector<Item> buf;
     size_t head = 0, size = 0;
+    size_t capacity = 0;  // 0 = capacity_
     void Push(Item x);
     Item Pop();
   };

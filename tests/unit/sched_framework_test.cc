@@ -309,6 +309,24 @@ TEST(PrefixIndex, MatchCountsLeadingBlocksAndEvictsLru) {
   EXPECT_LT(matched[0], 3u);
 }
 
+TEST(PrefixIndex, EachEndpointCanHaveTheCapacityItsEngineReports) {
+  PrefixIndex idx(100);
+  std::vector<uint64_t> blocks;
+  for (uint64_t h = 1; h <= 50; ++h) blocks.push_back(h);
+  idx.Record(0, blocks);
+  idx.Record(1, blocks, 10);  // a server whose engine reports room for 10 blocks
+  EXPECT_EQ(idx.CapacityOf(0), 100u);
+  EXPECT_EQ(idx.CapacityOf(1), 10u);
+  EXPECT_EQ(idx.BlocksHeld(0), 50u);
+  EXPECT_LE(idx.BlocksHeld(1), 10u);
+  std::vector<uint32_t> matched(2, 0), touched;
+  idx.Match(blocks, matched, &touched);
+  EXPECT_EQ(matched[0], 50u);
+  EXPECT_EQ(matched[1], 0u);                     // its first blocks were evicted: no leading match
+  idx.Record(0, std::vector<uint64_t>{99}, 20);  // shrinking evicts at once
+  EXPECT_LE(idx.BlocksHeld(0), 20u);
+}
+
 TEST(PrefixIndex, ChainedHashesDependOnModelAndPrefix) {
   std::vector<uint64_t> x, y, z;
   std::string p = Prompt(1, 256);
