@@ -126,6 +126,8 @@ struct Service::Impl {
   std::condition_variable wake_cv;
   bool stop = false;
   bool kicked = false;
+  std::chrono::steady_clock::time_point last_result = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_warned{};
 
   int64_t NowSeconds() const { return opts.now ? opts.now() : SystemSeconds(); }
 
@@ -443,6 +445,7 @@ struct Service::Impl {
       return false;
     }
     if (msgs.empty()) return false;
+    last_result = std::chrono::steady_clock::now();
     std::vector<Store::Recorded> outcomes;
     std::vector<std::string> acks;
     for (auto& m : msgs) {
@@ -598,9 +601,33 @@ struct Service::Impl {
                  b.completed, b.failed, b.total);
   }
 
+  // Lines out for a while and no result at all: most likely the processor publishes batch
+  // results elsewhere. Said once every 5 minutes.
+  void WarnIfNoResults(int64_t outstanding) {
+    const auto now = std::chrono::steady_clock::now();
+    if (outstanding == 0) {
+      last_result = now;
+      return;
+    }
+    if (now - last_result < std::chrono::seconds(120) ||
+        now - last_warned < std::chrono::minutes(5))
+      return;
+    last_warned = now;
+    spdlog::warn(
+        "batch: {} line(s) are out and no result arrived on the batch results queue ({}) for 2 "
+        "minutes; is the async processor run with --batch-responses pointing at it?",
+        outstanding, queue::RedactUri(opts.results));
+  }
+
   void Advance() {
     const int64_t now = NowSeconds();
-    for (BatchRecord b : store->UnfinishedBatches()) {
+    std::vector<BatchRecord> unfinished = store->UnfinishedBatches();
+    int64_t outstanding = 0;
+    for (const BatchRecord& b : unfinished)
+      if (b.status == Status::kInProgress || b.status == Status::kCancelling)
+        outstanding += std::max<int64_t>(0, b.published - b.completed - b.failed);
+    WarnIfNoResults(outstanding);
+    for (BatchRecord& b : unfinished) {
       switch (b.status) {
         case Status::kValidating: {
           Validate(b.id);
