@@ -252,11 +252,14 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
     }
   }
   for (size_t j = 0; j < cands.size(); ++j) {
-    if (any_meets) {
-      out[j] = head[j] >= 0 ? 0.5 + 0.5 * (hhi > hlo ? (hhi - head[j]) / (hhi - hlo) : 1.0)
-                            : 0.5 * by_cost(j);
-    } else {
+    if (!any_meets) {
       out[j] = by_cost(j);
+    } else if (head[j] < 0) {
+      out[j] = 0.5 * by_cost(j);
+    } else if (im.opts.bin_pack) {
+      out[j] = 0.5 + 0.5 * (hhi > hlo ? (hhi - head[j]) / (hhi - hlo) : 1.0);
+    } else {
+      out[j] = 0.5 + 0.5 * by_cost(j);
     }
   }
 }
@@ -387,6 +390,7 @@ void RegisterLatencyPlugins(PluginRegistry* registry) {
     if (auto e = p.GetDouble("tpotWeight", &o.tpot_weight, 0, 1e6); !e.empty()) return e;
     if (auto e = p.GetDouble("quantile", &o.model.quantile, 0.5, 0.999); !e.empty()) return e;
     if (auto e = p.GetDouble("forgetting", &o.model.lambda, 0.9, 1.0); !e.empty()) return e;
+    if (auto e = p.GetBool("binPack", &o.bin_pack); !e.empty()) return e;
     *out = std::make_unique<LatencyScorer>(o);
     return std::string();
   });

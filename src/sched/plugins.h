@@ -32,7 +32,7 @@
 //            headers
 //                                      the endpoint predicted to meet them with the least headroom
 //                                      (sched/latency.h; parameters tpotWeight 10, quantile 0.9,
-//                                      forgetting 0.995)
+//                                      forgetting 0.995, binPack false)
 //   markers  "max-score-picker", "single-profile-handler" (accepted for GIE configs).
 // Thread-safety: see sched/framework.h.
 #pragma once

@@ -210,17 +210,17 @@ TEST_F(LatencyScorerTest, LearnsThatOneEndpointIsSlowAndRoutesAwayFromIt) {
       << m;
 }
 
-TEST_F(LatencyScorerTest, WithAnSloItBinPacksOntoTheEndpointWithTheLeastHeadroom) {
+TEST_F(LatencyScorerTest, WithAnSloTheEndpointsPredictedToMeetItComeFirst) {
   for (int i = 0; i < 60; ++i) {
     Serve(0, 40);
     Serve(1, 150);
   }
   RequestInfo req;
   req.prompt = prompt_;
-  req.slo_ttft_ms = 500;  // both meet it: the slower one has less headroom and is preferred
+  req.slo_ttft_ms = 500;  // both meet it: by default the faster one is preferred
   auto s = Score(req);
-  EXPECT_GT(s[1], s[0]);
-  EXPECT_GE(s[0], 0.5);
+  EXPECT_GT(s[0], s[1]);
+  EXPECT_GE(s[1], 0.5);
   req.slo_ttft_ms = 100;  // only the fast one meets it
   s = Score(req);
   EXPECT_DOUBLE_EQ(s[0], 1.0);
@@ -232,6 +232,57 @@ TEST_F(LatencyScorerTest, WithAnSloItBinPacksOntoTheEndpointWithTheLeastHeadroom
   req.slo_tpot_ms = 5;  // a TPOT SLO nobody meets either
   s = Score(req);
   EXPECT_GT(s[0], s[1]);
+}
+
+TEST(LatencyScorerBinPack, WithBinPackingTheLeastHeadroomWins) {
+  pool::Pool pool({{"a", 1}, {"b", 2}});
+  pool::SaturationDetector det;
+  for (size_t i = 0; i < 2; ++i) {
+    pool::EndpointMetrics m;
+    m.running = 2;
+    m.has_kv = true;
+    pool.at(i).PublishMetrics(m);
+  }
+  LatencyScorer::Options o;
+  o.bin_pack = true;
+  LatencyScorer scorer(o);
+  SchedContext ctx;
+  const std::string prompt(2048, 'x');
+  uint64_t id = 0;
+  for (int i = 0; i < 60; ++i) {
+    for (uint32_t e = 0; e < 2; ++e) {
+      RequestInfo r;
+      r.id = ++id;
+      r.prompt = prompt;
+      ctx.Reset(r, pool, Nanos{0});
+      ctx.detector = &det;
+      scorer.OnSent(ctx, e);
+      Outcome out;
+      out.endpoint = e;
+      out.status = 200;
+      out.ttft = std::chrono::milliseconds(e == 0 ? 40 : 150);
+      scorer.OnOutcome(ctx, out);
+    }
+  }
+  RequestInfo req;
+  req.prompt = prompt;
+  req.slo_ttft_ms = 500;  // both meet it: the slower one has less headroom and is packed
+  ctx.Reset(req, pool, Nanos{0});
+  ctx.detector = &det;
+  std::vector<Candidate> c(2);
+  for (uint32_t i = 0; i < 2; ++i) {
+    static_cast<pool::EndpointLoad&>(c[i]) = pool::EndpointLoad::Of(pool.at(i));
+    c[i].index = i;
+  }
+  std::array<double, 2> s{};
+  scorer.Score(ctx, c, s);
+  EXPECT_GT(s[1], s[0]);
+  EXPECT_GE(s[0], 0.5);
+  req.slo_ttft_ms = 100;  // only the fast one meets it
+  ctx.Reset(req, pool, Nanos{0});
+  scorer.Score(ctx, c, s);
+  EXPECT_DOUBLE_EQ(s[0], 1.0);
+  EXPECT_LT(s[1], 0.5);
 }
 
 TEST_F(LatencyScorerTest, LearnsOnlyFromRequestsThatTheEndpointServed) {
