@@ -251,7 +251,20 @@ bool StartSims(const Scenario& sc, RunFleet* f, std::string* err) {
   spec.max_num_seqs = sc.fleet.max_num_seqs;
   spec.priority_scheduling = sc.fleet.scheduling_policy == "priority";
   spec.extra = sc.fleet.sim_args;
-  return Started(f->fleet.StartSims(spec, milliseconds(15000), err));
+  if (sc.fleet.groups.empty()) return Started(f->fleet.StartSims(spec, milliseconds(15000), err));
+  // A heterogeneous fleet: one process per server, each with its group's profile and flags.
+  spec.process_per_server = true;
+  size_t at = 0;
+  for (const auto& g : sc.fleet.groups) {
+    fleet::SimSpec gs = spec;
+    gs.ports.assign(f->sim_ports.begin() + static_cast<std::ptrdiff_t>(at),
+                    f->sim_ports.begin() + static_cast<std::ptrdiff_t>(at + g.count));
+    at += static_cast<size_t>(g.count);
+    if (!g.profile.empty()) gs.profile = g.profile;
+    gs.extra.insert(gs.extra.end(), g.sim_args.begin(), g.sim_args.end());
+    if (!Started(f->fleet.StartSims(gs, milliseconds(15000), err))) return false;
+  }
+  return true;
 }
 
 bool StartGateway(const Scenario& sc, const RunSpec& run, RunFleet* f, std::string* err,

@@ -249,7 +249,7 @@ void ParseFleet(const YAML::Node& n, FleetSpec* f) {
   if (!n || n.IsNull()) return;
   CheckKeys(n, "fleet",
             {"count", "profile", "time_scale", "max_num_seqs", "scheduling_policy", "sim_args",
-             "gateway_args", "processor_args"});
+             "gateway_args", "processor_args", "groups"});
   if (n["count"]) f->count = GetInt(n["count"], "fleet.count", 1, 256);
   if (n["profile"]) f->profile = GetString(n["profile"], "fleet.profile");
   if (n["time_scale"]) f->time_scale = GetNumber(n["time_scale"], "fleet.time_scale", 0.01, 1000);
@@ -262,6 +262,24 @@ void ParseFleet(const YAML::Node& n, FleetSpec* f) {
   if (n["gateway_args"]) f->gateway_args = GetStringList(n["gateway_args"], "fleet.gateway_args");
   if (n["processor_args"])
     f->processor_args = GetStringList(n["processor_args"], "fleet.processor_args");
+  if (n["groups"]) {
+    const YAML::Node g = n["groups"];
+    if (!g.IsSequence() || g.size() == 0) Fail("fleet.groups", "expected a non-empty list");
+    if (n["count"]) Fail("fleet.count", "give either count or groups (their counts add up)");
+    f->groups.clear();
+    f->count = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      const std::string key = "fleet.groups[" + std::to_string(i) + "]";
+      CheckKeys(g[i], key, {"count", "profile", "sim_args"});
+      FleetSpec::Group grp;
+      if (g[i]["count"]) grp.count = GetInt(g[i]["count"], key + ".count", 1, 256);
+      if (g[i]["profile"]) grp.profile = GetString(g[i]["profile"], key + ".profile");
+      if (g[i]["sim_args"]) grp.sim_args = GetStringList(g[i]["sim_args"], key + ".sim_args");
+      f->count += grp.count;
+      f->groups.push_back(std::move(grp));
+    }
+    if (f->count > 256) Fail("fleet.groups", "at most 256 servers in all");
+  }
 }
 
 void ParseRoot(const YAML::Node& root, Scenario* s) {

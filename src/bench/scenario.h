@@ -40,6 +40,15 @@ struct FleetSpec {
   std::vector<std::string> sim_args;        // extra `tidegate sim` flags
   std::vector<std::string> gateway_args;    // extra `tidegate serve` flags
   std::vector<std::string> processor_args;  // extra `tidegate async` flags
+  // A heterogeneous fleet: groups of servers with their own profile and flags (after
+  // sim_args), e.g. [{count: 2}, {count: 2, sim_args: [--decode-coeffs, "18,1.05"]}]; count is
+  // then their sum. Empty = `count` servers alike.
+  struct Group {
+    int count = 1;
+    std::string profile;  // "" = the fleet's
+    std::vector<std::string> sim_args;
+  };
+  std::vector<Group> groups;
 };
 
 struct RealtimeSpec {

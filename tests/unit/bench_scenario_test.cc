@@ -236,10 +236,30 @@ TEST(BenchScenario, SumMetric) {
   EXPECT_FALSE(SumMetric(text, "zz", &v));
 }
 
+TEST(BenchScenario, FleetGroupsAddUpAndKeepTheirOwnFlags) {
+  Scenario s = MustParse(
+      "fleet: {profile: p, sim_args: [--a], groups: [{count: 2}, {count: 3, profile: q, "
+      "sim_args: [--b, x]}]}\nruns: [{name: r}]\n");
+  EXPECT_EQ(s.fleet.count, 5);
+  ASSERT_EQ(s.fleet.groups.size(), 2u);
+  EXPECT_EQ(s.fleet.groups[0].profile, "");
+  EXPECT_EQ(s.fleet.groups[1].profile, "q");
+  EXPECT_EQ(s.fleet.groups[1].sim_args, (std::vector<std::string>{"--b", "x"}));
+  EXPECT_NE(ParseError("fleet: {count: 2, groups: [{count: 1}]}\nruns: [{name: r}]\n")
+                .find("fleet.count"),
+            std::string::npos);
+  EXPECT_NE(ParseError("fleet: {groups: [{count: 0}]}\nruns: [{name: r}]\n")
+                .find("fleet.groups[0].count"),
+            std::string::npos);
+  EXPECT_NE(ParseError("fleet: {groups: []}\nruns: [{name: r}]\n").find("fleet.groups"),
+            std::string::npos);
+}
+
 TEST(BenchScenario, ShippedScenariosParse) {
   int loaded = 0;
-  for (const char* path : {"scenarios/seed.yaml", "scenarios/quick.yaml", "scenarios/burst.yaml",
-                           "scenarios/soft-deadline.yaml", "scenarios/batch.yaml"}) {
+  for (const char* path :
+       {"scenarios/seed.yaml", "scenarios/quick.yaml", "scenarios/burst.yaml",
+        "scenarios/soft-deadline.yaml", "scenarios/batch.yaml", "scenarios/hetero.yaml"}) {
     // The repository root, from this file's path (tests/unit/...).
     std::string root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
     std::string full = root + "/" + path;
@@ -253,7 +273,7 @@ TEST(BenchScenario, ShippedScenariosParse) {
       EXPECT_EQ(s.runs[2].async.requests, 2400);
     }
   }
-  EXPECT_EQ(loaded, 5);
+  EXPECT_EQ(loaded, 6);
   EXPECT_NE(ParseError("runs: [{name: a, async_mode: batch}]\n").find("via-batch"),
             std::string::npos);
 }
