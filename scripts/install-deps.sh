@@ -9,6 +9,7 @@ PKGS=(
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libnats-dev  # NATS JetStream queues (cnats)
+  libpcre2-dev  # the tokenizer's pre-tokenisation regexes (Unicode properties, JIT)
   redis-server nats-server  # the real brokers the queue tests run against (loopback)
   nodejs npm
   prometheus
