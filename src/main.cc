@@ -25,6 +25,7 @@ commands:
   results   print the result messages from a queue as JSONL, acknowledging them
   report    render a bench report.json as report.html and print its table
   bench     run a benchmark scenario (fleet, gateway, processor) and write a report
+  tokenize  print the token ids of JSON-lines prompts or chats (Hugging Face tokenizer.json)
   version   print the version
 
 Run `tidegate <command> --help` for the flags of a command.
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   if (cmd == "submit") return tidegate::cli::RunSubmit(args);
   if (cmd == "results") return tidegate::cli::RunResults(args);
   if (cmd == "bench") return tidegate::cli::RunBench(args);
+  if (cmd == "tokenize") return tidegate::cli::RunTokenize(args);
   if (cmd == "version" || cmd == "--version") {
     std::cout << "tidegate 0.1.0\n";
     return 0;

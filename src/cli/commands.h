@@ -15,6 +15,7 @@ int RunSubmit(const std::vector<std::string>& args);
 int RunResults(const std::vector<std::string>& args);
 int RunBench(const std::vector<std::string>& args);
 int RunDemo(const std::vector<std::string>& args);
+int RunTokenize(const std::vector<std::string>& args);
 
 // Sets the global log level from a name (trace, debug, info, warn, error, off); returns false
 // for an unknown name.
