@@ -14,11 +14,15 @@
 // Known gaps: a `normalizer` other than null is accepted only for NFC, and the text is NOT
 // normalised (right for text already in NFC, which is nearly all text); `single_word` added
 // tokens are matched like the others; add_eos_token is ignored.
+//
 // Encode() never fails: invalid UTF-8 is encoded byte by byte (every byte is a token of a
-// byte-level vocabulary), so Decode(Encode(x)) == x for any x without added-token text in it.
+// byte-level vocabulary), so Decode(Encode(x)) == x for any x, unless an added token with
+// lstrip/rstrip swallowed whitespace.
+//
 // Caching: the BPE result of each pre-token (a bounded PieceCache), and the ids of whole text
-// segments between special tokens of at least kSegmentCacheMinBytes (a long shared system
-// prompt is tokenised once).
+// segments between special tokens of at least kSegmentCacheMinBytes (a long shared system prompt
+// is tokenised once).
+//
 // Thread-safety: a loaded Tokenizer is immutable apart from its internally synchronised caches;
 // Encode(), EncodeChat() and Decode() may be called concurrently from any thread.
 #pragma once
