@@ -2,9 +2,7 @@
 // body, so every input the fuzzer kept keeps its properties in CI (a violated property aborts).
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include "corpus.h"
 
 #define TIDEGATE_FUZZ_ENTRY BatchInputFuzzOne
 #include "../../fuzz/batch_input_fuzz.cc"
@@ -12,27 +10,15 @@
 namespace {
 
 TEST(BatchInputFuzzCorpus, EveryInputKeepsTheProperties) {
-  const auto dir = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
-                   "fuzz" / "corpus" / "batch_input";
-  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
-  int files = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    std::ifstream f(entry.path(), std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const std::string data = ss.str();
-    ++files;
-    EXPECT_EQ(BatchInputFuzzOne(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
-        << entry.path();
-  }
+  const int files = tidegate::testing::ForEachCorpusFile(
+      "batch_input", [](const std::filesystem::path& path, const std::string& data) {
+        EXPECT_EQ(BatchInputFuzzOne(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
+            << path;
+      });
   EXPECT_GE(files, 5);
   // The seeds cover both outcomes.
-  const std::string good = [&] {
-    std::ifstream f(dir / "good", std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }();
+  const std::string good =
+      tidegate::testing::ReadCorpusFile(tidegate::testing::CorpusDir("batch_input") / "good");
   EXPECT_TRUE(tidegate::batch::ValidateInput(good, "/v1/chat/completions", {}).ok());
 }
 

@@ -5,9 +5,7 @@
 // kept keeps its properties in CI (a violated property aborts).
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include "corpus.h"
 
 #define TIDEGATE_FUZZ_ENTRY MultipartFuzzOne
 #include "../../fuzz/multipart_fuzz.cc"
@@ -15,31 +13,24 @@
 namespace {
 
 TEST(MultipartFuzzCorpus, EveryInputKeepsTheProperties) {
-  const auto dir = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
-                   "fuzz" / "corpus" / "multipart";
-  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
-  int files = 0, with_parts = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    std::ifstream f(entry.path(), std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const std::string data = ss.str();
-    ++files;
-    EXPECT_EQ(MultipartFuzzOne(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
-        << entry.path();
-    // How many seeds are accepted uploads (the corpus must cover both outcomes).
-    const size_t nl = data.find('\n');
-    std::string_view ct = std::string_view(data).substr(0, nl);
-    if (!ct.empty() && ct.back() == '\r') ct.remove_suffix(1);
-    std::string err;
-    const std::string boundary = tidegate::batch::ExtractBoundary(ct, &err);
-    std::vector<tidegate::batch::FormPart> parts;
-    if (!boundary.empty() && nl != std::string::npos &&
-        tidegate::batch::ParseMultipart(std::string_view(data).substr(nl + 1), boundary, &parts,
-                                        &err) &&
-        !parts.empty())
-      ++with_parts;
-  }
+  int with_parts = 0;
+  const int files = tidegate::testing::ForEachCorpusFile(
+      "multipart", [&](const std::filesystem::path& path, const std::string& data) {
+        EXPECT_EQ(MultipartFuzzOne(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
+            << path;
+        // How many seeds are accepted uploads (the corpus must cover both outcomes).
+        const size_t nl = data.find('\n');
+        std::string_view ct = std::string_view(data).substr(0, nl);
+        if (!ct.empty() && ct.back() == '\r') ct.remove_suffix(1);
+        std::string err;
+        const std::string boundary = tidegate::batch::ExtractBoundary(ct, &err);
+        std::vector<tidegate::batch::FormPart> parts;
+        if (!boundary.empty() && nl != std::string::npos &&
+            tidegate::batch::ParseMultipart(std::string_view(data).substr(nl + 1), boundary, &parts,
+                                            &err) &&
+            !parts.empty())
+          ++with_parts;
+      });
   EXPECT_GE(files, 10);
   EXPECT_GE(with_parts, 3);
   EXPECT_LT(with_parts, files);

@@ -4,9 +4,7 @@
 // so every input the fuzzer kept keeps its properties in CI (a violated property aborts).
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include "corpus.h"
 
 #define TIDEGATE_FUZZ_ENTRY TokenizerFuzzOne
 #include "../../fuzz/tokenizer_fuzz.cc"
@@ -14,20 +12,13 @@
 namespace {
 
 TEST(TokenizerFuzzCorpus, EveryInputKeepsTheProperties) {
-  const auto dir = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() /
-                   "fuzz" / "corpus" / "tokenizer";
-  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
-  int files = 0, chats = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    std::ifstream f(entry.path(), std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const std::string data = ss.str();
-    ++files;
-    EXPECT_EQ(TokenizerFuzzOne(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
-        << entry.path();
-    if (!data.empty() && (data[0] & 1)) ++chats;
-  }
+  int chats = 0;
+  const int files = tidegate::testing::ForEachCorpusFile(
+      "tokenizer", [&](const std::filesystem::path& path, const std::string& data) {
+        EXPECT_EQ(TokenizerFuzzOne(reinterpret_cast<const uint8_t*>(data.data()), data.size()), 0)
+            << path;
+        if (!data.empty() && (data[0] & 1)) ++chats;
+      });
   EXPECT_GE(files, 5);
   EXPECT_GE(chats, 2);  // the corpus covers the chat path too
 }
