@@ -22,7 +22,6 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr int kDefaultPort = 4222;
-constexpr int kDefaultDeadLetterAttempts = 5;  // as the embedded queue and Pub/Sub
 constexpr int kMaxAttemptsLimit = 1000000;
 constexpr int kMaxFetch = 1000;
 constexpr int64_t kMaxAckPending = 10000;  // for consumers we create
@@ -873,14 +872,7 @@ std::string NatsAckId(uint64_t stream_seq, uint64_t delivered) {
 }
 
 bool ParseNatsAckId(std::string_view ack_id, uint64_t* stream_seq, uint64_t* delivered) {
-  size_t dot = ack_id.find('.');
-  if (dot == std::string_view::npos) return false;
-  auto parse = [](std::string_view p, uint64_t* v) {
-    if (p.empty()) return false;
-    auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), *v);
-    return ec == std::errc() && ptr == p.data() + p.size() && *v > 0;
-  };
-  return parse(ack_id.substr(0, dot), stream_seq) && parse(ack_id.substr(dot + 1), delivered);
+  return ParseDottedPair(ack_id, stream_seq, delivered);
 }
 
 std::string NatsMessageId(std::string_view stream, uint64_t stream_seq, int64_t created_ns) {
@@ -1060,14 +1052,9 @@ Status ParseNatsUri(std::string_view uri, NatsQueueOptions* out) {
   if (!o.tls && (!o.ca.empty() || !o.cert.empty() || !o.key.empty()))
     return fail("ca=, cert= and key= need the tls:// scheme");
   if (o.cert.empty() != o.key.empty()) return fail("cert= and key= go together");
-  if (have_max && o.dead_letter.empty())
-    return fail(
-        "max_attempts needs dead_letter=SUBJECT (without a dead-letter subject messages are "
-        "redelivered indefinitely, never dropped)");
-  if (!o.dead_letter.empty()) {
-    if (o.dead_letter == o.subject) return fail("dead_letter must differ from the subject");
-    if (!have_max) o.max_attempts = kDefaultDeadLetterAttempts;
-  }
+  if (auto e = CheckDeadLetter(have_max, o.dead_letter, o.subject, "subject", &o.max_attempts);
+      !e.empty())
+    return fail(e);
   if (!o.dead_letter.empty() && o.consumer.empty())
     return fail("dead_letter= only applies to a consuming URI (add consumer=)");
   if (o.ack_wait && o.consumer.empty()) return fail("ack_wait= needs consumer=");

@@ -26,7 +26,6 @@ using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
 constexpr int kMaxPull = 1000;
-constexpr int kDefaultDeadLetterAttempts = 5;  // as sqlite:// (Pub/Sub's default)
 constexpr int kMaxAttemptsLimit = 1000000;
 constexpr milliseconds kCallTimeout{5000};
 constexpr milliseconds kConnectTimeout{3000};
@@ -446,14 +445,10 @@ bool ParseRedisQueueUri(const std::string& uri, RedisQueueOptions* out, std::str
     }
   }
   if (out->group.empty()) return fail("missing ?group=NAME (the consumer group)");
-  if (have_max && out->dead_letter.empty())
-    return fail(
-        "max_attempts needs dead_letter=STREAM (without a dead-letter stream messages are "
-        "redelivered indefinitely)");
-  if (!out->dead_letter.empty()) {
-    if (out->dead_letter == out->stream) return fail("dead_letter must differ from the stream");
-    if (!have_max) out->max_attempts = kDefaultDeadLetterAttempts;
-  }
+  if (auto e =
+          CheckDeadLetter(have_max, out->dead_letter, out->stream, "stream", &out->max_attempts);
+      !e.empty())
+    return fail(e);
   if (out->consumer.empty()) out->consumer = DefaultRedisConsumerName();
   return true;
 }

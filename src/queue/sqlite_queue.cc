@@ -20,7 +20,6 @@ namespace {
 
 constexpr int kBusyTimeoutMs = 10000;
 constexpr int kMaxPull = 1000;
-constexpr int kDefaultDeadLetterAttempts = 5;  // Pub/Sub's default max delivery attempts
 constexpr int kMaxAttemptsLimit = 1000000;
 
 // One table for every queue in the file. `attempts` counts deliveries so far; a row is
@@ -86,14 +85,11 @@ class Stmt {
 
 // Ack ids are "<seq>.<attempt>".
 bool ParseAckId(std::string_view s, int64_t* seq, int64_t* attempt) {
-  size_t dot = s.find('.');
-  if (dot == std::string_view::npos) return false;
-  auto parse = [](std::string_view p, int64_t* v) {
-    if (p.empty()) return false;
-    auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), *v);
-    return ec == std::errc() && ptr == p.data() + p.size() && *v > 0;
-  };
-  return parse(s.substr(0, dot), seq) && parse(s.substr(dot + 1), attempt);
+  uint64_t a = 0, b = 0;
+  if (!ParseDottedPair(s, &a, &b) || a > INT64_MAX || b > INT64_MAX) return false;
+  *seq = static_cast<int64_t>(a);
+  *attempt = static_cast<int64_t>(b);
+  return true;
 }
 
 class SqliteQueue final : public Queue {
@@ -533,14 +529,9 @@ bool ParseSqliteQueueUri(const std::string& uri, SqliteQueueOptions* out, std::s
     }
   }
   if (out->queue.empty()) return fail("missing ?queue=NAME");
-  if (have_max && out->dead_letter.empty())
-    return fail(
-        "max_attempts needs dead_letter=NAME (without a dead-letter queue messages are "
-        "redelivered indefinitely)");
-  if (!out->dead_letter.empty()) {
-    if (out->dead_letter == out->queue) return fail("dead_letter must differ from queue");
-    if (!have_max) out->max_attempts = kDefaultDeadLetterAttempts;
-  }
+  if (auto e = CheckDeadLetter(have_max, out->dead_letter, out->queue, "queue", &out->max_attempts);
+      !e.empty())
+    return fail(e);
   return true;
 }
 

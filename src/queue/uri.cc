@@ -1,5 +1,7 @@
 #include "queue/uri.h"
 
+#include <charconv>
+
 namespace tidegate::queue {
 
 namespace {
@@ -39,6 +41,31 @@ std::vector<std::string_view> SplitView(std::string_view s, char sep) {
     start = pos + 1;
   }
   return parts;
+}
+
+bool ParseDottedPair(std::string_view s, uint64_t* a, uint64_t* b) {
+  const size_t dot = s.find('.');
+  if (dot == std::string_view::npos) return false;
+  auto parse = [](std::string_view p, uint64_t* v) {
+    if (p.empty()) return false;
+    auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), *v);
+    return ec == std::errc() && ptr == p.data() + p.size() && *v > 0;
+  };
+  return parse(s.substr(0, dot), a) && parse(s.substr(dot + 1), b);
+}
+
+std::string CheckDeadLetter(bool have_max_attempts, const std::string& dead_letter,
+                            const std::string& source, std::string_view unit, int* max_attempts) {
+  std::string upper(unit);
+  for (char& c : upper) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+  if (have_max_attempts && dead_letter.empty())
+    return "max_attempts needs dead_letter=" + upper + " (without a dead-letter " +
+           std::string(unit) + " messages are redelivered indefinitely, never dropped)";
+  if (!dead_letter.empty()) {
+    if (dead_letter == source) return "dead_letter must differ from the " + std::string(unit);
+    if (!have_max_attempts) *max_attempts = kDefaultDeadLetterAttempts;
+  }
+  return "";
 }
 
 }  // namespace tidegate::queue
