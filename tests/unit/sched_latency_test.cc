@@ -116,7 +116,8 @@ TEST(LatencyFeatures, UncachedTokensDriveThePrefillTerms) {
 
 class LatencyScorerTest : public ::testing::Test {
  protected:
-  LatencyScorerTest() : pool_({{"a", 1}, {"b", 2}}), scorer_(LatencyScorer::Options{}) {
+  explicit LatencyScorerTest(LatencyScorer::Options opts = {})
+      : pool_({{"a", 1}, {"b", 2}}), scorer_(opts) {
     for (size_t i = 0; i < 2; ++i) Publish(i, 0, 2);
   }
   void Publish(size_t i, double waiting, double running) {
@@ -234,53 +235,30 @@ TEST_F(LatencyScorerTest, WithAnSloTheEndpointsPredictedToMeetItComeFirst) {
   EXPECT_GT(s[0], s[1]);
 }
 
-TEST(LatencyScorerBinPack, WithBinPackingTheLeastHeadroomWins) {
-  pool::Pool pool({{"a", 1}, {"b", 2}});
-  pool::SaturationDetector det;
-  for (size_t i = 0; i < 2; ++i) {
-    pool::EndpointMetrics m;
-    m.running = 2;
-    m.has_kv = true;
-    pool.at(i).PublishMetrics(m);
-  }
+LatencyScorer::Options BinPacking() {
   LatencyScorer::Options o;
   o.bin_pack = true;
-  LatencyScorer scorer(o);
-  SchedContext ctx;
-  const std::string prompt(2048, 'x');
-  uint64_t id = 0;
+  return o;
+}
+
+class LatencyScorerBinPackTest : public LatencyScorerTest {
+ protected:
+  LatencyScorerBinPackTest() : LatencyScorerTest(BinPacking()) {}
+};
+
+TEST_F(LatencyScorerBinPackTest, WithBinPackingTheLeastHeadroomWins) {
   for (int i = 0; i < 60; ++i) {
-    for (uint32_t e = 0; e < 2; ++e) {
-      RequestInfo r;
-      r.id = ++id;
-      r.prompt = prompt;
-      ctx.Reset(r, pool, Nanos{0});
-      ctx.detector = &det;
-      scorer.OnSent(ctx, e);
-      Outcome out;
-      out.endpoint = e;
-      out.status = 200;
-      out.ttft = std::chrono::milliseconds(e == 0 ? 40 : 150);
-      scorer.OnOutcome(ctx, out);
-    }
+    Serve(0, 40);
+    Serve(1, 150);
   }
   RequestInfo req;
-  req.prompt = prompt;
+  req.prompt = prompt_;
   req.slo_ttft_ms = 500;  // both meet it: the slower one has less headroom and is packed
-  ctx.Reset(req, pool, Nanos{0});
-  ctx.detector = &det;
-  std::vector<Candidate> c(2);
-  for (uint32_t i = 0; i < 2; ++i) {
-    static_cast<pool::EndpointLoad&>(c[i]) = pool::EndpointLoad::Of(pool.at(i));
-    c[i].index = i;
-  }
-  std::array<double, 2> s{};
-  scorer.Score(ctx, c, s);
+  auto s = Score(req);
   EXPECT_GT(s[1], s[0]);
   EXPECT_GE(s[0], 0.5);
   req.slo_ttft_ms = 100;  // only the fast one meets it
-  ctx.Reset(req, pool, Nanos{0});
-  scorer.Score(ctx, c, s);
+  s = Score(req);
   EXPECT_DOUBLE_EQ(s[0], 1.0);
   EXPECT_LT(s[1], 0.5);
 }
