@@ -16,6 +16,7 @@ PKGS=(
   chromium  # headless, for tests/integration/report_html.test.mjs
   haproxy   # the benchmark's baseline, tested by tests/integration/bench_haproxy.test.mjs
   openssl curl util-linux  # tls.test.mjs makes certificates and calls curl; limits uses prlimit
+  dnsmasq-base  # a real DNS server on loopback for the dns discovery test
 )
 if [[ "${1:-}" == "--bench" ]]; then PKGS+=(nginx wrk); fi
 

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/units.h"
+#include "discovery/source.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
 #include "pool/engine_metrics.h"
@@ -67,6 +68,14 @@ int RunServe(const std::vector<std::string>& args) {
               }
               return cfg.endpoints.empty() ? "no endpoints given" : "";
             });
+  flags.Add("discovery", "TYPE[:ARG,key=value,...]",
+            "where the endpoints come from while running, instead of --endpoints. "
+            "file:PATH[,interval=1s] watches a YAML list (reloaded on change and on SIGHUP); "
+            "dns:NAME:PORT[,type=A|SRV,interval=5s,server=IP:PORT] re-resolves a headless "
+            "Service's records; kubernetes:POOL[,namespace=NS,objectives=true,kubeconfig=FILE] "
+            "watches an InferencePool's pods. Endpoints that leave finish their requests first",
+            "none",
+            [&](const std::string& v) { return discovery::ParseSourceSpec(v, &cfg.discovery); });
   flags.Add("host", "ADDR", "address to listen on", defaults.host, [&](const std::string& v) {
     cfg.host = v;
     return std::string();

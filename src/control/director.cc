@@ -1,5 +1,7 @@
 #include "control/director.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -118,12 +120,14 @@ Director::Director(DirectorConfig cfg, pool::Pool& pool, std::unique_ptr<sched::
   for (const char* r : {"invalid", "unknown-objective", "model-not-found", "saturated",
                         "ttl-expired", "evicted", "no-endpoints"})
     rejected_->With({r});
-  capacity_.endpoints = static_cast<int64_t>(pool_.size());
-  if (cfg_.flow.preemptive_engines) by_priority_.reset(new InFlightByPriority[pool_.size()]);
+  capacity_.endpoints = static_cast<int64_t>(pool_.ActiveCount());
+  // One per slot the pool can ever have (~100 KB), so endpoints found later have theirs.
+  if (cfg_.flow.preemptive_engines)
+    by_priority_.reset(new InFlightByPriority[pool::Pool::kMaxEndpoints]);
 }
 
 bool Director::HasRoomFor(uint32_t endpoint, int priority) const {
-  if (!by_priority_ || endpoint >= pool_.size()) return false;
+  if (!by_priority_ || endpoint >= pool::Pool::kMaxEndpoints) return false;
   // The engine serves requests of this priority or above first: only they stand in the way.
   const InFlightByPriority& e = by_priority_[endpoint];
   int lower = 0, at_or_above = 0;
@@ -142,7 +146,33 @@ Director::~Director() = default;
 std::string Director::ObjectiveNames() const {
   std::string known;
   for (const auto& [name, p] : cfg_.objectives) known += (known.empty() ? "" : ", ") + name;
+  {
+    std::shared_lock lock(discovered_mu_);
+    for (const auto& [name, p] : discovered_)
+      if (!cfg_.objectives.count(name)) known += (known.empty() ? "" : ", ") + name;
+  }
   return known.empty() ? "none" : known;
+}
+
+bool Director::DiscoveredPriority(std::string_view objective, int* priority) const {
+  if (!has_discovered_.load(std::memory_order_acquire)) return false;
+  std::shared_lock lock(discovered_mu_);
+  auto it = discovered_.find(objective);
+  if (it == discovered_.end()) return false;
+  *priority = it->second;
+  return true;
+}
+
+void Director::SetDiscoveredObjectives(const std::map<std::string, int>& objectives) {
+  std::unique_lock lock(discovered_mu_);
+  discovered_.clear();
+  for (const auto& [name, p] : objectives) {
+    if (auto c = cfg_.objectives.find(name); c != cfg_.objectives.end() && c->second != p)
+      spdlog::warn("objective {}: discovered priority {} ignored, the configured one is {}", name,
+                   p, c->second);
+    discovered_.emplace(name, p);
+  }
+  has_discovered_.store(!discovered_.empty(), std::memory_order_release);
 }
 
 Director::BandMetrics& Director::Band(int priority) {
@@ -210,7 +240,8 @@ Reject Director::FromEmptyPick(const Ticket& t, sched::EmptyReason reason, Nanos
     case sched::EmptyReason::kModelNotServed: {
       std::set<std::string> all;
       for (size_t i = 0; i < pool_.size(); ++i)
-        for (auto& m : pool_.at(i).ServedModels()) all.insert(std::move(m));
+        if (pool_.at(i).Active())
+          for (auto& m : pool_.at(i).ServedModels()) all.insert(std::move(m));
       std::string served;
       for (const auto& m : all) served += (served.empty() ? "" : ", ") + m;
       return MakeReject(RejectKind::kModelNotFound,
@@ -236,7 +267,8 @@ Reject Director::FromEmptyPick(const Ticket& t, sched::EmptyReason reason, Nanos
   }
   return MakeReject(RejectKind::kNoEndpoints,
                     "no model server endpoint is available to serve this request (" +
-                        std::to_string(pool_.size()) + " configured, none reachable or healthy)",
+                        std::to_string(pool_.ActiveCount()) +
+                        " in the pool, none reachable or healthy)",
                     now);
 }
 
@@ -298,11 +330,13 @@ Decision Director::Admit(Ticket& t, const RequestView& v, Nanos now) {
   int priority = 0;
   if (!objective.empty()) {
     auto it = cfg_.objectives.find(std::string(objective));
-    if (it == cfg_.objectives.end())
+    if (it != cfg_.objectives.end()) {
+      priority = it->second;
+    } else if (!DiscoveredPriority(objective, &priority)) {
       return reject(RejectKind::kUnknownObjective, "unknown objective '" + std::string(objective) +
                                                        "' in " + std::string(wire::kObjective) +
                                                        " (configured: " + ObjectiveNames() + ")");
-    priority = it->second;
+    }
   }
   t.objective = objective;
   t.priority = priority;
@@ -576,6 +610,11 @@ void Director::Poke(Nanos now) {
   if (highest_waiting_.load(std::memory_order_acquire) == INT32_MIN) return;
   std::lock_guard lock(mu_);
   DispatchLocked(now, nullptr, nullptr);
+}
+
+void Director::MembershipChanged(const pool::Pool::Change& change, Nanos now) {
+  for (size_t i : change.gone) picker_->OnEndpointGone(static_cast<uint32_t>(i));
+  if (!change.added.empty()) Poke(now);
 }
 
 wire::Capacity Director::Capacity() const {

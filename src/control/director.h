@@ -57,6 +57,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -186,6 +187,13 @@ class Director : private sched::RoomOverride {
   bool Cancel(Ticket& t, Nanos now);
   void Tick(Nanos now);
   void Poke(Nanos now);
+  // The pool's membership changed (pool::Pool::OnChange): the scheduler forgets endpoints that
+  // are gone, and waiting requests are placed if new endpoints came. Must not be called with
+  // a Director callback on the stack.
+  void MembershipChanged(const pool::Pool::Change& change, Nanos now);
+  // Objectives found by discovery (InferenceObjective objects): the whole set each time. They
+  // add to the configured ones; a configured objective of the same name wins.
+  void SetDiscoveredObjectives(const std::map<std::string, int>& objectives);
 
   // The capacity signal as of the last Tick(), with the current queue length.
   wire::Capacity Capacity() const;
@@ -216,6 +224,10 @@ class Director : private sched::RoomOverride {
   DirectorConfig cfg_;
   pool::Pool& pool_;
   std::unique_ptr<sched::Picker> picker_;
+  bool DiscoveredPriority(std::string_view objective, int* priority) const;
+  mutable std::shared_mutex discovered_mu_;
+  std::map<std::string, int, std::less<>> discovered_;  // guarded by discovered_mu_
+  std::atomic<bool> has_discovered_{false};
 
   mutable std::mutex mu_;
   FlowController flow_;                 // guarded by mu_

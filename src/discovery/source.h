@@ -76,16 +76,16 @@ class Source {
 using SourceFactory =
     std::function<std::unique_ptr<Source>(const SourceSpec& spec, std::string* error)>;
 
-// Registers `type`; returns true (so it can initialise a static). A second registration of one
-// name replaces the first.
-bool RegisterSource(const std::string& type, SourceFactory factory);
+// Registers `type`; a second registration of one name replaces the first. `main_key` is the
+// parameter a bare first item of a --discovery spec stands for (see ParseSourceSpec).
+bool RegisterSource(const std::string& type, SourceFactory factory, std::string main_key = "");
 std::vector<std::string> RegisteredSources();
 std::unique_ptr<Source> MakeSource(const SourceSpec& spec, std::string* error);
 
-// Parses "TYPE" or "TYPE:key=value,key=value" (values may not contain ','); the first
-// key may be given bare as the source's main argument, e.g. "file:/etc/eps.yaml" is
+// Parses "TYPE" or "TYPE:key=value,key=value" (values may not contain ','); the first item may
+// be given bare as the source's main parameter, e.g. "file:/etc/eps.yaml" is
 // file:path=/etc/eps.yaml and "dns:vllm.default.svc:8000" is dns:name=vllm.default.svc:8000.
-// Returns "" or an error.
+// Returns "" or an error (an unknown TYPE is one).
 std::string ParseSourceSpec(const std::string& text, SourceSpec* out);
 
 // Helpers for factories: take a key out of `params` (so that what remains is unknown keys).

@@ -27,10 +27,14 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
   nlohmann::ordered_json eps = nlohmann::ordered_json::array();
   for (size_t i = 0; i < pool.size(); ++i) {
     const auto& ep = pool.at(i);
+    const auto membership = ep.membership();
+    if (membership == pool::Endpoint::Membership::kGone) continue;
     const pool::EndpointLoad load = pool::EndpointLoad::Of(ep);
     auto snap = ep.Metrics();
     nlohmann::ordered_json e;
     e["address"] = ep.address();
+    // "draining": discovery removed it; it takes no new requests and finishes its in-flight.
+    e["state"] = membership == pool::Endpoint::Membership::kActive ? "active" : "draining";
     const pool::MetricsSource src = ep.GetMetricsSource();
     e["engine"] = EngineName(ep, default_engine);
     e["engine_detected"] = src.detected;

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/units.h"
+#include "discovery/endpoint_list.h"
 #include "pool/engine_metrics.h"
 #include "sched/config.h"
 
@@ -40,8 +41,12 @@ std::string ReadDuration(const YAML::Node& n, const std::string& key, millisecon
 }  // namespace
 
 std::string GatewayConfig::Validate() const {
-  if (endpoints.empty())
-    return "no endpoints: give --endpoints host:port[,host:port...] or 'endpoints:' in --config";
+  if (endpoints.empty() && discovery.type.empty())
+    return "no endpoints: give --endpoints host:port[,host:port...], 'endpoints:' in --config, or "
+           "a discovery source (--discovery file:PATH | dns:NAME:PORT | kubernetes:POOL)";
+  if (!endpoints.empty() && !discovery.type.empty() && discovery.type != "static")
+    return "--endpoints and --discovery " + discovery.type +
+           " go separately: the discovery source decides the endpoints";
   if (threads < 0 || threads > 256) return "threads must be between 0 (= cores) and 256";
   if (max_body_bytes < 1024) return "max body size must be at least 1 KiB";
   if (connect_timeout.count() <= 0) return "connect timeout must be positive";
@@ -131,8 +136,8 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
   try {
     if (root.IsNull()) return {};
     if (auto err = CheckKeys(root, "the config file",
-                             {"gateway", "endpoints", "objectives", "default_objective",
-                              "saturation", "scheduling", "flow_control"});
+                             {"gateway", "endpoints", "discovery", "objectives",
+                              "default_objective", "saturation", "scheduling", "flow_control"});
         !err.empty())
       return err;
     if (auto g = root["gateway"]) {
@@ -214,42 +219,33 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
       }
     }
     if (auto eps = root["endpoints"]) {
-      if (!eps.IsSequence()) return "'endpoints' must be a list";
-      cfg->endpoints.clear();
-      for (const auto& e : eps) {
-        std::string text, engine, metrics_path;
-        int metrics_port = 0;
-        if (e.IsScalar()) {
-          text = e.as<std::string>();
-        } else if (e.IsMap()) {
-          if (auto err = CheckKeys(e, "an endpoint",
-                                   {"address", "engine", "metrics_port", "metrics_path"});
-              !err.empty())
-            return err;
-          if (!e["address"]) return "an endpoint needs 'address: host:port'";
-          text = e["address"].as<std::string>();
-          if (e["engine"]) engine = e["engine"].as<std::string>();
-          if (e["metrics_port"]) {
-            metrics_port = e["metrics_port"].as<int>();
-            if (metrics_port < 1 || metrics_port > 65535)
-              return "endpoint '" + text + "': metrics_port must be 1..65535";
-          }
-          if (e["metrics_path"]) {
-            metrics_path = e["metrics_path"].as<std::string>();
-            if (metrics_path.empty() || metrics_path[0] != '/')
-              return "endpoint '" + text + "': metrics_path must start with '/'";
+      if (auto err = discovery::ParseEndpointList(eps, &cfg->endpoints); !err.empty()) return err;
+    }
+    if (auto d = root["discovery"]) {
+      if (!d.IsMap() || !d["type"])
+        return "'discovery' must be a map with a 'type' (one of: static, file, dns, kubernetes) "
+               "and that source's settings";
+      discovery::SourceSpec spec;
+      for (const auto& kv : d) {
+        const std::string key = kv.first.as<std::string>();
+        std::string value;
+        if (kv.second.IsScalar()) {
+          value = kv.second.as<std::string>();
+        } else if (kv.second.IsSequence()) {
+          for (const auto& item : kv.second) {
+            if (!item.IsScalar()) return "discovery." + key + ": expected a list of strings";
+            value += (value.empty() ? "" : ";") + item.as<std::string>();
           }
         } else {
-          return "each endpoint must be 'host:port' or {address: host:port}";
+          return "discovery." + key + ": expected a string or a list of strings";
         }
-        pool::EndpointConfig ep;
-        if (auto err = pool::ParseEndpoint(text, &ep); !err.empty())
-          return "endpoint '" + text + "': " + err;
-        ep.engine = engine;
-        ep.metrics_port = static_cast<uint16_t>(metrics_port);
-        ep.metrics_path = metrics_path;
-        cfg->endpoints.push_back(ep);
+        if (key == "type") {
+          spec.type = value;
+        } else {
+          spec.params[key] = value;
+        }
       }
+      cfg->discovery = std::move(spec);
     }
     if (auto objs = root["objectives"]) {
       if (!objs.IsSequence()) return "'objectives' must be a list of {name, priority}";

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "control/director.h"
+#include "discovery/source.h"
 #include "http/client.h"
 #include "pool/endpoint.h"
 #include "pool/saturation.h"
@@ -26,6 +27,8 @@ struct GatewayConfig {
   uint16_t port = 8080;
   int threads = 0;  // 0 = one event loop per core
   std::vector<pool::EndpointConfig> endpoints;
+  // Where endpoints come from at run time (discovery/source.h); type "" = the fixed `endpoints`.
+  discovery::SourceSpec discovery;
   std::string policy = "tidegate-default";
   // GIE-style scheduler section (plugins, schedulingProfiles) as YAML text; overrides `policy`.
   std::string scheduler_yaml;

@@ -13,19 +13,18 @@ using json = nlohmann::ordered_json;
 
 Dashboard::Dashboard(const pool::Pool& pool, metrics::Family<metrics::Gauge>* busy,
                      std::vector<double> ttft_bounds, Nanos window)
-    : endpoints_(pool.size()), bounds_(std::move(ttft_bounds)), window_(window) {
-  for (size_t i = 0; i < pool.size(); ++i) {
-    busy_rt_.push_back(busy ? &busy->With({pool.at(i).address(), "realtime"}) : nullptr);
-    busy_async_.push_back(busy ? &busy->With({pool.at(i).address(), "async"}) : nullptr);
-  }
-}
+    : pool_(pool), busy_(busy), bounds_(std::move(ttft_bounds)), window_(window) {}
 
 void Dashboard::Sample(Nanos now, const std::vector<InFlight>& in_flight) {
   const double dt = sampled_ ? std::max(0.0, ToSeconds(now - last_sample_)) : 0;
   sampled_ = true;
   last_sample_ = now;
   InFlight total;
-  for (size_t i = 0; i < in_flight.size() && i < endpoints_; ++i) {
+  size_t active = 0;
+  for (size_t i = 0; i < pool_.size(); ++i) active += pool_.at(i).Active() ? 1 : 0;
+  endpoint_s_ += dt * static_cast<double>(active);
+  if (busy_by_slot_.size() < in_flight.size()) busy_by_slot_.resize(in_flight.size());
+  for (size_t i = 0; i < in_flight.size() && i < pool_.size(); ++i) {
     const int n = std::max(0, in_flight[i].total);
     const int shed = std::clamp(in_flight[i].sheddable, 0, n);
     total.total += n;
@@ -35,8 +34,15 @@ void Dashboard::Sample(Nanos now, const std::vector<InFlight>& in_flight) {
     const double rt_s = dt - async_s;
     busy_rt_s_ += rt_s;
     busy_async_s_ += async_s;
-    if (busy_rt_[i] && rt_s > 0) busy_rt_[i]->Add(rt_s);
-    if (busy_async_[i] && async_s > 0) busy_async_[i]->Add(async_s);
+    if (!busy_) continue;
+    const pool::Endpoint& ep = pool_.at(i);
+    Busy& b = busy_by_slot_[i];
+    if (b.uid != ep.uid()) {
+      b = {ep.uid(), &busy_->With({ep.address(), "realtime"}),
+           &busy_->With({ep.address(), "async"})};
+    }
+    if (rt_s > 0) b.rt->Add(rt_s);
+    if (async_s > 0) b.async->Add(async_s);
   }
   last_total_ = total;
 }
@@ -46,14 +52,14 @@ void Dashboard::Close(Nanos now, int64_t unix_ms, const DashboardTotals& totals)
     have_base_ = true;
     base_at_ = now;
     base_ = totals;
-    busy_rt_s_ = busy_async_s_ = 0;
+    busy_rt_s_ = busy_async_s_ = endpoint_s_ = 0;
     return;
   }
   const double dt = ToSeconds(now - base_at_);
   if (dt <= 0) return;
   DashboardPoint p;
   p.t_ms = unix_ms;
-  const double capacity = dt * static_cast<double>(std::max<size_t>(endpoints_, 1));
+  const double capacity = std::max(endpoint_s_, dt);
   p.util_realtime = std::clamp(busy_rt_s_ / capacity, 0.0, 1.0);
   p.util_async = std::clamp(busy_async_s_ / capacity, 0.0, 1.0 - p.util_realtime);
   auto rate = [dt](uint64_t cur, uint64_t before) {
@@ -73,7 +79,7 @@ void Dashboard::Close(Nanos now, int64_t unix_ms, const DashboardTotals& totals)
   p.in_flight_async = last_total_.sheddable;
   base_at_ = now;
   base_ = totals;
-  busy_rt_s_ = busy_async_s_ = 0;
+  busy_rt_s_ = busy_async_s_ = endpoint_s_ = 0;
 
   std::lock_guard lock(mu_);
   points_.push_back(p);
@@ -154,6 +160,7 @@ std::string Dashboard::DataJson(int64_t since_ms, int64_t now_unix_ms, const poo
   json eps = json::array();
   for (size_t i = 0; i < pool.size(); ++i) {
     const auto& ep = pool.at(i);
+    if (!ep.Active()) continue;
     const pool::EndpointLoad load = pool::EndpointLoad::Of(ep);
     const bool has = load.load.has_metrics;
     std::string err = ep.LastScrapeError();

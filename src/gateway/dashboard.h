@@ -82,15 +82,22 @@ class Dashboard {
                        Nanos now) const;
 
  private:
-  const size_t endpoints_;
+  const pool::Pool& pool_;
+  metrics::Family<metrics::Gauge>* const busy_;
   const std::vector<double> bounds_;
   const Nanos window_;
-  std::vector<metrics::Gauge*> busy_rt_, busy_async_;
+  // Per pool slot: the busy counters of the endpoint object `uid` (control loop only).
+  struct Busy {
+    uint64_t uid = 0;
+    metrics::Gauge *rt = nullptr, *async = nullptr;
+  };
+  std::vector<Busy> busy_by_slot_;
 
   // The point being built (control loop only).
   bool sampled_ = false;
   Nanos last_sample_{0};
   double busy_rt_s_ = 0, busy_async_s_ = 0;
+  double endpoint_s_ = 0;  // seconds × active endpoints: the capacity of the interval
   InFlight last_total_{};
   bool have_base_ = false;
   Nanos base_at_{0};

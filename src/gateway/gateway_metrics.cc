@@ -1,5 +1,7 @@
 #include "gateway/gateway_metrics.h"
 
+#include <algorithm>
+
 namespace tidegate::gateway {
 
 GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& pool) {
@@ -82,42 +84,57 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
       "the classes (realtime, async) in proportion to their in-flight counts (sampled every "
       "100 ms). Pool utilisation of a class = its rate summed over endpoints / endpoints",
       {"endpoint", "class"});
-  auto& up = registry.AddGauge("tidegate_endpoint_up",
-                               "1 if the endpoint is available for new requests", {"endpoint"});
-  auto& inf =
-      registry.AddGauge("tidegate_endpoint_in_flight",
-                        "Requests this gateway has in flight to the endpoint", {"endpoint"});
-  auto& sat = registry.AddGauge("tidegate_endpoint_saturation",
-                                "max(waiting/queue_threshold, kv/kv_threshold) of the endpoint, "
-                                "waiting corrected for requests routed and finished since the "
-                                "last scrape",
-                                {"endpoint"});
-  auto& ej = registry.AddGauge("tidegate_endpoint_ejected",
-                               "1 while the endpoint is ejected as an outlier (its requests timed "
-                               "out, were reset or got garbage several times in a row)",
-                               {"endpoint"});
+  endpoint_up = &registry.AddGauge("tidegate_endpoint_up",
+                                   "1 if the endpoint is available for new requests", {"endpoint"});
+  endpoint_in_flight =
+      &registry.AddGauge("tidegate_endpoint_in_flight",
+                         "Requests this gateway has in flight to the endpoint", {"endpoint"});
+  endpoint_saturation =
+      &registry.AddGauge("tidegate_endpoint_saturation",
+                         "max(waiting/queue_threshold, kv/kv_threshold) of the endpoint, "
+                         "waiting corrected for requests routed and finished since the "
+                         "last scrape",
+                         {"endpoint"});
+  endpoint_ejected =
+      &registry.AddGauge("tidegate_endpoint_ejected",
+                         "1 while the endpoint is ejected as an outlier (its requests timed "
+                         "out, were reset or got garbage several times in a row)",
+                         {"endpoint"});
   ejections = &registry.AddCounter("tidegate_endpoint_ejections_total",
                                    "Outlier ejections of an endpoint, by the failure that "
                                    "triggered it",
                                    {"endpoint", "reason"});
-  for (size_t i = 0; i < pool.size(); ++i) {
-    const std::string& a = pool.at(i).address();
-    endpoint_up.push_back(&up.With({a}));
-    endpoint_in_flight.push_back(&inf.With({a}));
-    endpoint_saturation.push_back(&sat.With({a}));
-    endpoint_ejected.push_back(&ej.With({a}));
-    endpoint_up.back()->Set(1);
-  }
+  for (size_t i = 0; i < pool.size(); ++i)
+    if (pool.at(i).Active()) endpoint_up->With({pool.at(i).address()}).Set(1);
+  auto& members = registry.AddGauge("tidegate_pool_endpoints",
+                                    "Endpoints in the pool: active (taking requests) or draining "
+                                    "(removed by discovery, finishing their requests)",
+                                    {"state"});
+  pool_active = &members.With({"active"});
+  pool_draining = &members.With({"draining"});
 }
 
 void GatewayMetrics::RefreshEndpointGauges(const pool::Pool& pool,
                                            const pool::SaturationDetector& detector, Nanos now) {
+  std::lock_guard lock(refresh_mu);
+  std::vector<std::string> active;
+  size_t draining = 0;
   for (size_t i = 0; i < pool.size(); ++i) {
-    endpoint_up[i]->Set(pool.at(i).Available(now) ? 1 : 0);
-    endpoint_in_flight[i]->Set(pool.at(i).InFlight());
-    endpoint_saturation[i]->Set(detector.Saturation(pool.at(i), now));
-    endpoint_ejected[i]->Set(pool.at(i).Ejected(now) ? 1 : 0);
+    const pool::Endpoint& ep = pool.at(i);
+    draining += ep.membership() == pool::Endpoint::Membership::kDraining ? 1 : 0;
+    if (!ep.Active()) continue;
+    active.push_back(ep.address());
+    const std::vector<std::string> label{ep.address()};
+    endpoint_up->With(label).Set(ep.Available(now) ? 1 : 0);
+    endpoint_in_flight->With(label).Set(ep.InFlight());
+    endpoint_saturation->With(label).Set(detector.Saturation(ep, now));
+    endpoint_ejected->With(label).Set(ep.Ejected(now) ? 1 : 0);
   }
+  pool_active->Set(static_cast<double>(active.size()));
+  pool_draining->Set(static_cast<double>(draining));
+  std::sort(active.begin(), active.end());
+  for (auto* f : {endpoint_up, endpoint_in_flight, endpoint_saturation, endpoint_ejected})
+    f->RetainFirstLabel(active);
 }
 
 }  // namespace tidegate::gateway

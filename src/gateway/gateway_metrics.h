@@ -2,11 +2,14 @@
 // registers the flow-control, rejection and pool-capacity ones; the scraper and prober theirs).
 //
 // Contract: GatewayMetrics registers its families on construction and keeps pointers to the
-// children the data plane touches on every request; per-endpoint children are indexed by pool
-// index. RefreshEndpointGauges() sets the per-endpoint gauges from the pool (before a render).
-// Thread-safety: metric updates are atomic; construct before serving.
+// children the data plane touches on every request. RefreshEndpointGauges() sets the
+// per-endpoint gauges from the pool before a render: one series per active endpoint, and the
+// series of endpoints that left the pool are dropped.
+// Thread-safety: metric updates are atomic; RefreshEndpointGauges() from any thread (serialised
+// inside); construct before serving.
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -41,8 +44,10 @@ struct GatewayMetrics {
   metrics::Counter* requests_realtime;
   metrics::Counter* requests_async;
   metrics::Family<metrics::Gauge>* endpoint_busy;  // {endpoint, class}, fed by the dashboard
-  std::vector<metrics::Gauge*> endpoint_up, endpoint_in_flight, endpoint_saturation,
-      endpoint_ejected;
+  metrics::Family<metrics::Gauge>*endpoint_up, *endpoint_in_flight, *endpoint_saturation,
+      *endpoint_ejected;
+  metrics::Gauge *pool_active, *pool_draining;
+  std::mutex refresh_mu;
 };
 
 }  // namespace tidegate::gateway

@@ -211,7 +211,15 @@ struct Worker {
   net::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<net::executor_work_guard<net::io_context::executor_type>> guard;
   std::thread thread;
-  std::vector<std::vector<std::unique_ptr<UpConn>>> idle;  // per endpoint index
+  // Per endpoint slot (pool::Pool): idle keep-alive connections and resolved addresses, kept
+  // for the endpoint object `uid` and dropped when the slot holds another one.
+  struct Upstream {
+    uint64_t uid = 0;
+    bool resolved = false;
+    std::vector<tcp::endpoint> addrs;
+    std::vector<std::unique_ptr<UpConn>> idle;
+  };
+  std::vector<Upstream> upstream;
   std::list<SessionState*> sessions;
   std::unordered_map<uint64_t, metrics::Counter*> request_counters;
 };

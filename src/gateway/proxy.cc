@@ -116,23 +116,27 @@ void DisarmWatch(Call& call) {
 }
 
 Proxy::Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::Director& director,
-             GatewayMetrics& metrics, const std::atomic<bool>& draining,
-             const std::vector<tcp::resolver::results_type>& resolved)
+             GatewayMetrics& metrics, const std::atomic<bool>& draining)
     : cfg_(cfg),
       clock_(clock),
       pool_(pool),
       director_(director),
       m_(metrics),
-      draining_(draining),
-      resolved_(resolved) {}
+      draining_(draining) {}
 
 std::string Proxy::InitUpstreamTls() {
+  // Built even when no endpoint is https:// yet, since discovery may add one later; an error
+  // stops start-up only when one is configured now (later ones fail to connect, logged).
   bool any = false;
   for (size_t i = 0; i < pool_.size(); ++i) any |= pool_.at(i).config().tls;
-  if (!any) return {};
   std::string err;
   auto ctx = ::tidegate::http::MakeClientTlsContext(cfg_.upstream_tls, &err);
-  if (!ctx) return "upstream TLS: " + err;
+  if (!ctx) {
+    if (any) return "upstream TLS: " + err;
+    spdlog::warn("upstream TLS unavailable ({}): https:// endpoints found later cannot be used",
+                 err);
+    return {};
+  }
   upstream_tls_ = std::move(ctx);
   return {};
 }
@@ -173,26 +177,69 @@ void Proxy::UpstreamFailure(pool::Endpoint& ep, const char* reason, const std::s
   }
 }
 
-std::unique_ptr<UpConn> Proxy::PopIdle(Worker& w, size_t ep) {
-  auto& v = w.idle[ep];
+Worker::Upstream& Proxy::UpstreamOf(Worker& w, const pool::Endpoint& ep) {
+  if (w.upstream.size() <= ep.index()) w.upstream.resize(ep.index() + 1);
+  Worker::Upstream& u = w.upstream[ep.index()];
+  if (u.uid != ep.uid()) {
+    u.idle.clear();
+    u.resolved = false;
+    u.addrs = {};
+    u.uid = ep.uid();
+  }
+  return u;
+}
+
+std::unique_ptr<UpConn> Proxy::PopIdle(Worker& w, const pool::Endpoint& ep) {
+  auto& v = UpstreamOf(w, ep).idle;
   if (v.empty()) return nullptr;
   auto c = std::move(v.back());
   v.pop_back();
   return c;
 }
 
-void Proxy::PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c) {
-  auto& v = w.idle[ep];
-  if (v.size() >= cfg_.max_idle_upstream_conns || draining_.load()) return;
+void Proxy::PushIdle(Worker& w, const pool::Endpoint& ep, std::unique_ptr<UpConn> c) {
+  auto& v = UpstreamOf(w, ep).idle;
+  if (v.size() >= cfg_.max_idle_upstream_conns || draining_.load() || !ep.Active()) return;
   c->in.start = c->in.end = 0;
   v.push_back(std::move(c));
 }
 
 Task<std::pair<std::unique_ptr<UpConn>, Proxy::AttemptResult>> Proxy::Connect(Worker& w,
                                                                               pool::Endpoint& ep) {
+  if (ep.config().tls && !upstream_tls_) {
+    ep.RecordConnectFailure(clock_.Now());
+    UpstreamError(ep, "connect_refused", "no upstream TLS context for an https:// endpoint");
+    co_return std::pair{nullptr, AttemptResult{Outcome::kConnectFailed,
+                                               "no upstream TLS context for an https:// endpoint"}};
+  }
+  // Addresses: an IP literal as it is; a host name resolved once per loop (Asio resolves on its
+  // own thread, so the loop does not block).
+  if (!UpstreamOf(w, ep).resolved) {
+    beast::error_code aec;
+    const auto ip = net::ip::make_address(ep.config().host, aec);
+    std::vector<tcp::endpoint> addrs;
+    if (!aec) {
+      addrs.emplace_back(ip, ep.config().port);
+    } else {
+      tcp::resolver resolver(w.ioc.get_executor());
+      auto [rec, found] =
+          co_await resolver.async_resolve(ep.config().host, std::to_string(ep.config().port), kTok);
+      if (rec) {
+        ep.RecordConnectFailure(clock_.Now());
+        UpstreamError(ep, "connect_refused", "cannot resolve " + ep.config().host);
+        co_return std::pair{
+            nullptr, AttemptResult{Outcome::kConnectFailed, "cannot resolve " + ep.config().host +
+                                                                " (" + rec.message() + ")"}};
+      }
+      for (const auto& r : found) addrs.push_back(r.endpoint());
+    }
+    Worker::Upstream& u = UpstreamOf(w, ep);
+    u.addrs = std::move(addrs);
+    u.resolved = true;
+  }
   auto conn = std::make_unique<UpConn>(w.ioc.get_executor(), w.deadlines);
   conn->stream.expires_after(cfg_.connect_timeout);
-  auto [ec, e] = co_await net::async_connect(conn->stream.socket(), resolved_[ep.index()], kTok);
+  auto [ec, e] = co_await net::async_connect(conn->stream.socket(), UpstreamOf(w, ep).addrs, kTok);
   conn->stream.expires_never();
   if (ec) {
     ep.RecordConnectFailure(clock_.Now());
@@ -301,7 +348,8 @@ Task<bool> Proxy::Serve(Call& call, const http1::RequestHead& req, const std::st
         none.drop = wire::DropReason::kNoEndpoints;
         none.retry_after_s = 1;
         none.message = "no model server endpoint is available to serve this request (" +
-                       std::to_string(pool_.size()) + " configured, none reachable or healthy)";
+                       std::to_string(pool_.ActiveCount()) +
+                       " in the pool, none reachable or healthy)";
         keep = co_await WriteReject(call, none);
       } else {
         keep = co_await WriteError(call, http::status::bad_gateway,
@@ -324,7 +372,7 @@ Task<bool> Proxy::Serve(Call& call, const http1::RequestHead& req, const std::st
 Task<Proxy::AttemptResult> Proxy::Attempt(Call& call, const http1::RequestHead& req,
                                           const std::string& body, pool::Endpoint& ep, bool& keep) {
   Worker& w = call.w;
-  std::unique_ptr<UpConn> conn = PopIdle(w, ep.index());
+  std::unique_ptr<UpConn> conn = PopIdle(w, ep);
   bool reused = conn != nullptr;
   http1::ResponseHead rh;
   for (;;) {
@@ -636,7 +684,7 @@ Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
   }
   if (rh.keep_alive && leftover == 0 && rh.body != http1::BodyKind::kUntilClose) {
     conn->in.start = conn->in.end = 0;
-    PushIdle(call.w, ep.index(), std::move(conn));
+    PushIdle(call.w, ep, std::move(conn));
   }
   co_return AttemptResult{Outcome::kDone, {}};
 }

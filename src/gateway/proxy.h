@@ -95,8 +95,7 @@ void DisarmWatch(Call& call);
 class Proxy {
  public:
   Proxy(const GatewayConfig& cfg, Clock& clock, pool::Pool& pool, control::Director& director,
-        GatewayMetrics& metrics, const std::atomic<bool>& draining,
-        const std::vector<tcp::resolver::results_type>& resolved);
+        GatewayMetrics& metrics, const std::atomic<bool>& draining);
   // Builds the TLS client context for https:// endpoints (from cfg.upstream_tls); "" or an
   // error naming the file.
   std::string InitUpstreamTls();
@@ -122,8 +121,10 @@ class Proxy {
     std::string detail;
   };
 
-  std::unique_ptr<UpConn> PopIdle(Worker& w, size_t ep);
-  void PushIdle(Worker& w, size_t ep, std::unique_ptr<UpConn> c);
+  // This loop's state for the endpoint (reset when its slot holds a new endpoint object).
+  static Worker::Upstream& UpstreamOf(Worker& w, const pool::Endpoint& ep);
+  std::unique_ptr<UpConn> PopIdle(Worker& w, const pool::Endpoint& ep);
+  void PushIdle(Worker& w, const pool::Endpoint& ep, std::unique_ptr<UpConn> c);
   void UpstreamError(const pool::Endpoint& ep, const char* reason, const std::string& detail);
   // An UpstreamError that counts toward the endpoint's outlier ejection (and logs one).
   void UpstreamFailure(pool::Endpoint& ep, const char* reason, const std::string& detail);
@@ -143,7 +144,6 @@ class Proxy {
   control::Director& director_;
   GatewayMetrics& m_;
   const std::atomic<bool>& draining_;
-  const std::vector<tcp::resolver::results_type>& resolved_;
   std::shared_ptr<net::ssl::context> upstream_tls_;  // null unless an endpoint is https://
 };
 

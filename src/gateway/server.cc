@@ -21,6 +21,7 @@
 #include "control/director.h"
 #include "gateway/admin.h"
 #include "gateway/dashboard.h"
+#include "gateway/discovery_sink.h"
 #include "gateway/extension.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
@@ -719,8 +720,8 @@ struct Gateway::Impl {
         r.code = "no_endpoints";
         r.drop = wire::DropReason::kNoEndpoints;
         r.retry_after_s = 1;
-        r.message = "no model server endpoint is available (" + std::to_string(pool.size()) +
-                    " configured, none reachable or healthy)";
+        r.message = "no model server endpoint is available (" + std::to_string(pool.ActiveCount()) +
+                    " in the pool, none reachable or healthy)";
         co_return co_await proxy->WriteReject(call, r);
       }
       co_return co_await proxy->WriteError(call, http::status::bad_gateway,
@@ -871,6 +872,7 @@ struct Gateway::Impl {
     Timer t(control);
     for (;;) {
       director->Tick(clock.Now());
+      pool.Sweep(clock.Now());  // endpoints that left and have drained are dropped
       t.expires_after(kTickPeriod);
       auto [ec] = co_await t.async_wait(kTok);
       if (ec) co_return;
@@ -887,10 +889,11 @@ struct Gateway::Impl {
   // atomics only; nothing on the data plane waits for it.
   Task<void> DashboardLoop() {
     Timer t(control);
-    std::vector<Dashboard::InFlight> in_flight(pool.size());
+    std::vector<Dashboard::InFlight> in_flight;
     DashboardTotals totals;
     auto next_point = std::chrono::steady_clock::now();
     for (;;) {
+      in_flight.resize(pool.size());
       for (size_t i = 0; i < pool.size(); ++i)
         in_flight[i] = {pool.at(i).InFlight(), pool.at(i).SheddableInFlight()};
       const Nanos now = clock.Now();
@@ -959,7 +962,7 @@ struct Gateway::Impl {
         net::post(w->ioc, [wp = w.get()] {
           for (SessionState* s : wp->sessions)
             if (s->idle) s->stream->socket().cancel();
-          for (auto& v : wp->idle) v.clear();
+          for (auto& u : wp->upstream) u.idle.clear();
         });
       }
       net::co_spawn(control, DrainWatch(), net::detached);
@@ -1003,7 +1006,6 @@ struct Gateway::Impl {
   Acceptor admin_acceptor;
   bool admin_on_public = false;
   std::string admin_url;  // "http://host:port" of the admin listener
-  std::vector<tcp::resolver::results_type> resolved;
   std::unique_ptr<Proxy> proxy;
   std::unique_ptr<pool::Scraper> scraper;
   std::unique_ptr<pool::Prober> prober;
@@ -1014,6 +1016,9 @@ struct Gateway::Impl {
   std::atomic<bool> draining{false};
   std::atomic<int> active_sessions{0};
   int max_connections = 0;  // set in Start()
+  // Discovery (cfg.discovery): declared last, so the source's thread stops first.
+  std::unique_ptr<DiscoverySink> discovery_sink;
+  std::unique_ptr<discovery::Source> discovery_source;
   // API keys (--api-keys); null = no authentication. Swapped whole on SIGHUP; a request keeps
   // the table it was checked against until it ends.
   std::atomic<std::shared_ptr<auth::KeyTable>> keys;
@@ -1117,10 +1122,8 @@ std::string Gateway::Start() {
     beast::error_code ec;
     auto results = resolver.resolve(ep.host, std::to_string(ep.port), ec);
     if (ec) return "cannot resolve endpoint " + ep.Address() + ": " + ec.message();
-    I.resolved.push_back(std::move(results));
   }
-  I.proxy =
-      std::make_unique<Proxy>(I.cfg, I.clock, I.pool, *I.director, I.gm, I.draining, I.resolved);
+  I.proxy = std::make_unique<Proxy>(I.cfg, I.clock, I.pool, *I.director, I.gm, I.draining);
   if (auto err = I.proxy->InitUpstreamTls(); !err.empty()) return "TLS: " + err;
 
   I.body_budget.limit = static_cast<int64_t>(I.cfg.max_buffered_bytes);
@@ -1210,7 +1213,7 @@ std::string Gateway::Start() {
       I.cfg.threads > 0 ? I.cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   for (int t = 0; t < threads; ++t) {
     auto w = std::make_unique<Worker>();
-    w->idle.resize(I.pool.size());
+    w->upstream.resize(I.pool.size());
     w->guard.emplace(w->ioc.get_executor());
     I.workers.push_back(std::move(w));
   }
@@ -1235,11 +1238,7 @@ std::string Gateway::Start() {
   sc.interval = I.cfg.scrape_interval;
   sc.timeout = I.cfg.stale_after;
   sc.tls = I.cfg.upstream_tls;
-  for (size_t i = 0; i < I.pool.size(); ++i) {
-    const std::string& name = I.pool.at(i).config().engine;
-    const std::string& engine = name.empty() ? I.cfg.default_engine : name;
-    sc.engines.push_back(pool::IsAutoEngine(engine) ? std::nullopt : pool::EngineFromName(engine));
-  }
+  sc.default_engine = I.cfg.default_engine;
   I.scraper =
       std::make_unique<pool::Scraper>(I.control.get_executor(), I.pool, std::move(sc), I.clock,
                                       I.registry, [&I] { I.director->Poke(I.clock.Now()); });
@@ -1247,6 +1246,28 @@ std::string Gateway::Start() {
                                             Nanos(I.cfg.health_interval), I.cfg.upstream_tls);
   I.prober->Start();
   I.scraper->Start();
+  // Endpoints that join later get their probe and scrape loops; gone ones their state dropped.
+  I.pool.OnChange([&I](const pool::Pool::Change& change) {
+    LogPoolChange(I.pool, change);
+    for (size_t i : change.added) {
+      I.prober->Added(i);
+      I.scraper->Added(i);
+    }
+    I.director->MembershipChanged(change, I.clock.Now());
+  });
+  if (!I.cfg.discovery.type.empty()) {
+    std::string err;
+    I.discovery_source = discovery::MakeSource(I.cfg.discovery, &err);
+    if (!I.discovery_source) return err;
+    I.discovery_sink = std::make_unique<DiscoverySink>(I.discovery_source->Type(), I.pool,
+                                                       *I.director, I.clock, I.registry);
+    if (auto e = I.discovery_source->Start(I.discovery_sink.get()); !e.empty())
+      return "discovery " + I.discovery_source->Type() + ": " + e;
+    spdlog::info("discovery: {}; {} endpoint(s) now", I.discovery_source->Describe(),
+                 I.pool.ActiveCount());
+    if (I.pool.ActiveCount() == 0)
+      spdlog::warn("discovery: no endpoints yet; requests get 503 until some appear");
+  }
   net::co_spawn(I.control, I.TickLoop(), net::detached);
   I.dashboard = std::make_unique<Dashboard>(I.pool, I.gm.endpoint_busy, I.gm.ttft->bounds());
   net::co_spawn(I.control, I.DashboardLoop(), net::detached);
@@ -1313,6 +1334,10 @@ int Gateway::RunUntilSignal() {
     if (sig == SIGHUP) {
       I.ReloadKeys();
       I.ReloadTls();
+      if (I.discovery_source) {
+        spdlog::info("SIGHUP: discovery {} re-reads its origin", I.discovery_source->Type());
+        I.discovery_source->Refresh();
+      }
       signals.async_wait(on_signal);
       return;
     }
@@ -1328,6 +1353,7 @@ int Gateway::RunUntilSignal() {
   };
   signals.async_wait(on_signal);
   I.control.run();
+  if (I.discovery_source) I.discovery_source->Stop();
   for (auto& w : I.workers) {
     w->guard.reset();
     w->ioc.stop();

@@ -1,5 +1,6 @@
 #include "metrics/registry.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -146,6 +147,14 @@ M& Family<M>::With(const std::vector<std::string>& values) {
   M& ref = *child;
   children_.emplace(values, std::move(child));
   return ref;
+}
+
+template <typename M>
+void Family<M>::RetainFirstLabel(const std::vector<std::string>& keep) {
+  std::lock_guard lock(mu_);
+  std::erase_if(children_, [&](const auto& kv) {
+    return kv.first.empty() || !std::binary_search(keep.begin(), keep.end(), kv.first[0]);
+  });
 }
 
 template <typename M>

@@ -127,6 +127,9 @@ class Family final : public FamilyBase {
   // Returns the child for these label values (created on first use). Pass exactly as many
   // values as the family has label names.
   M& With(const std::vector<std::string>& values);
+  // Drops every child whose first label value is not in `keep` (sorted), e.g. the series of
+  // endpoints that left the pool. REQUIRES: nobody holds a reference to a dropped child.
+  void RetainFirstLabel(const std::vector<std::string>& keep);
   void Render(std::string& out) const override;
 
  private:

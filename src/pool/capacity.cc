@@ -7,12 +7,13 @@ namespace tidegate::pool {
 wire::Capacity EstimateCapacity(const Pool& pool, const SaturationDetector& detector, Nanos now,
                                 Nanos scrape_interval, CapacityState* state) {
   wire::Capacity c;
-  c.endpoints = static_cast<int64_t>(pool.size());
+  c.endpoints = static_cast<int64_t>(pool.ActiveCount());
   const bool blind = detector.Blind(pool, now);
   double sat_sum = 0, waiting = 0, excess = 0;
   int64_t room = 0;
   for (size_t i = 0; i < pool.size(); ++i) {
     const Endpoint& ep = pool.at(i);
+    if (!ep.Active()) continue;
     const EndpointLoad e = EndpointLoad::Of(ep);
     sat_sum += detector.Saturation(e, now);
     if (!ep.Available(now) || detector.Stale(e.load, now)) continue;
@@ -22,7 +23,7 @@ wire::Capacity EstimateCapacity(const Pool& pool, const SaturationDetector& dete
     excess += std::max(0.0, w - detector.config().queue_threshold + 1);
     room += detector.Room(e, now, blind);
   }
-  c.saturation = pool.size() ? sat_sum / static_cast<double>(pool.size()) : 1.0;
+  c.saturation = c.endpoints ? sat_sum / static_cast<double>(c.endpoints) : 1.0;
 
   const double dt = ToSeconds(now - state->prev_time);
   if (state->prev_waiting >= 0 && dt > 0) {

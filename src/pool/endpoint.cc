@@ -238,22 +238,146 @@ std::string Endpoint::LastScrapeError() const {
   return scrape_error_;
 }
 
-Pool::Pool(const std::vector<EndpointConfig>& endpoints) {
-  endpoints_.reserve(endpoints.size());
-  for (size_t i = 0; i < endpoints.size(); ++i)
-    endpoints_.push_back(std::make_unique<Endpoint>(i, endpoints[i]));
+bool SameServer(const EndpointConfig& a, const EndpointConfig& b) {
+  return a.host == b.host && a.port == b.port && a.tls == b.tls && a.engine == b.engine &&
+         a.metrics_port == b.metrics_port && a.metrics_path == b.metrics_path;
+}
+
+Pool::Pool(const std::vector<EndpointConfig>& endpoints)
+    : slots_(new std::atomic<Endpoint*>[kMaxEndpoints]) {
+  for (size_t i = 0; i < kMaxEndpoints; ++i) slots_[i].store(nullptr, std::memory_order_relaxed);
+  Change ignored;
+  std::lock_guard lock(mu_);
+  for (const auto& cfg : endpoints) AddLocked(cfg, Nanos{0}, &ignored);
+}
+
+Pool::~Pool() = default;
+
+size_t Pool::AddLocked(const EndpointConfig& cfg, Nanos now, Change* change) {
+  const size_t n = size_.load(std::memory_order_relaxed);
+  // A gone slot that has been gone long enough, else a new slot at the end.
+  size_t slot = n;
+  for (size_t i = 0; i < n; ++i) {
+    Endpoint& e = *owned_[i];
+    if (e.membership() == Endpoint::Membership::kGone &&
+        now.count() - e.gone_since_.load(std::memory_order_relaxed) >= kReuseAfter.count()) {
+      slot = i;
+      break;
+    }
+  }
+  if (slot == n && n >= kMaxEndpoints) {
+    change->refused.push_back(cfg.Address() + ": the pool is full (" +
+                              std::to_string(kMaxEndpoints) + " endpoints)");
+    return kMaxEndpoints;
+  }
+  auto ep = std::make_unique<Endpoint>(slot, cfg);
+  slots_[slot].store(ep.get(), std::memory_order_release);
+  if (slot == n) {
+    owned_.push_back(std::move(ep));
+    size_.store(n + 1, std::memory_order_release);
+  } else {
+    replaced_.emplace_back(now, std::move(owned_[slot]));
+    owned_[slot] = std::move(ep);
+  }
+  change->added.push_back(slot);
+  return slot;
+}
+
+void Pool::SweepLocked(Nanos now, Change* change) {
+  for (auto& e : owned_) {
+    if (e->membership() == Endpoint::Membership::kDraining && e->InFlight() <= 0) {
+      e->gone_since_.store(now.count(), std::memory_order_relaxed);
+      e->membership_.store(static_cast<uint8_t>(Endpoint::Membership::kGone),
+                           std::memory_order_release);
+      change->gone.push_back(e->index());
+    }
+  }
+  std::erase_if(replaced_, [&](const auto& r) { return now - r.first >= kRetainReplaced; });
+}
+
+Pool::Change Pool::Reconcile(const std::vector<EndpointConfig>& desired, Nanos now) {
+  Change change;
+  std::lock_guard lock(mu_);
+  std::vector<bool> keep(owned_.size(), false);
+  for (const auto& cfg : desired) {
+    size_t found = owned_.size();
+    for (size_t i = 0; i < owned_.size(); ++i) {
+      const Endpoint& e = *owned_[i];
+      if (e.membership() != Endpoint::Membership::kGone && SameServer(e.config(), cfg)) {
+        found = i;
+        break;
+      }
+    }
+    if (found < owned_.size()) {
+      if (keep[found]) continue;  // a duplicate
+      keep[found] = true;
+      Endpoint& e = *owned_[found];
+      if (e.membership() == Endpoint::Membership::kDraining) {
+        e.membership_.store(static_cast<uint8_t>(Endpoint::Membership::kActive),
+                            std::memory_order_release);
+        change.added.push_back(found);
+      }
+      continue;
+    }
+    const size_t slot = AddLocked(cfg, now, &change);
+    if (slot < kMaxEndpoints) {
+      if (keep.size() <= slot) keep.resize(slot + 1, false);
+      keep[slot] = true;
+    }
+  }
+  for (size_t i = 0; i < owned_.size(); ++i) {
+    Endpoint& e = *owned_[i];
+    if (!keep[i] && e.Active()) {
+      e.membership_.store(static_cast<uint8_t>(Endpoint::Membership::kDraining),
+                          std::memory_order_release);
+      change.removed.push_back(i);
+    }
+  }
+  SweepLocked(now, &change);
+  if (!change.empty()) {
+    version_.fetch_add(1, std::memory_order_acq_rel);
+    if (listener_) listener_(change);
+  }
+  return change;
+}
+
+Pool::Change Pool::Sweep(Nanos now) {
+  Change change;
+  std::lock_guard lock(mu_);
+  SweepLocked(now, &change);
+  if (!change.empty()) {
+    version_.fetch_add(1, std::memory_order_acq_rel);
+    if (listener_) listener_(change);
+  }
+  return change;
+}
+
+size_t Pool::ActiveCount() const {
+  size_t n = 0;
+  for (size_t i = 0; i < size(); ++i) n += at(i).Active() ? 1 : 0;
+  return n;
 }
 
 size_t Pool::AvailableCount(Nanos now) const {
   size_t n = 0;
-  for (const auto& e : endpoints_) n += e->Available(now) ? 1 : 0;
+  for (size_t i = 0; i < size(); ++i) n += at(i).Available(now) ? 1 : 0;
   return n;
+}
+
+Endpoint* Pool::FindActive(std::string_view address) {
+  for (size_t i = 0; i < size(); ++i) {
+    Endpoint& e = at(i);
+    if (e.Active() && e.address() == address) return &e;
+  }
+  return nullptr;
 }
 
 Nanos Pool::EarliestRecovery() const {
   Nanos best{0};
-  for (const auto& e : endpoints_) {
-    Nanos t = e->DownUntil();
+  for (size_t i = 0; i < size(); ++i) {
+    const Endpoint& e = at(i);
+    if (!e.Active()) continue;
+    Nanos t = e.DownUntil();
     if (t.count() > 0 && (best.count() == 0 || t < best)) best = t;
   }
   return best;

@@ -1,7 +1,17 @@
 // pool/endpoint.h — the pool of upstream model servers and each one's live state.
 //
-// Contract: the set of endpoints is fixed when the Pool is built (index i is stable and is the
-// endpoint's identity everywhere else: pickers, metrics, connection pools). Mutable state —
+// Contract: the pool is a table of slots; an endpoint's slot index is its identity everywhere
+// else (pickers, metrics, connection pools). Endpoints come and go at run time (discovery calls
+// Reconcile()): a new one takes a free slot or a new one at the end; a removed one turns
+// *draining* (it takes no new request, is not listed, and finishes what it has in flight) and
+// then *gone* once nothing is in flight. A gone slot is reused by a later endpoint only after
+// kReuseAfter, and then holds a new Endpoint object (a new uid()): per-endpoint state kept
+// elsewhere (connection pools, prefix index, latency models, dashboards) is keyed by slot and
+// must be dropped when the slot's uid() changes. Endpoint objects are never freed while they may
+// still be referenced: a replaced object is kept for kRetainReplaced before it is deleted, and
+// slots and size() only grow (up to kMaxEndpoints), so Endpoint& obtained from at(i) stays valid
+// for far longer than any decision takes. Loops over the pool run i < size() and skip endpoints
+// that are not Active(). Mutable state —
 // requests this gateway has in flight, health from probes, passive failure back-off — is kept in
 // atomics so the data plane reads it without locks. An endpoint is "available" when its last
 // probe succeeded (or none ran yet) and it is not inside a passive failure back-off window.
@@ -22,9 +32,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.h"
@@ -80,6 +92,15 @@ class Endpoint {
  public:
   Endpoint(size_t index, EndpointConfig cfg);
 
+  // Membership in the pool (see the header comment): only active endpoints take requests.
+  enum class Membership : uint8_t { kActive, kDraining, kGone };
+  Membership membership() const {
+    return static_cast<Membership>(membership_.load(std::memory_order_acquire));
+  }
+  bool Active() const { return membership() == Membership::kActive; }
+  // Unique across every endpoint object ever made: tells a reused slot from its predecessor.
+  uint64_t uid() const { return uid_; }
+
   size_t index() const { return index_; }
   const std::string& address() const { return address_; }
   const EndpointConfig& config() const { return cfg_; }
@@ -94,7 +115,7 @@ class Endpoint {
   }
 
   bool Available(Nanos now) const {
-    return probe_ok_.load(std::memory_order_relaxed) &&
+    return Active() && probe_ok_.load(std::memory_order_relaxed) &&
            now.count() >= down_until_.load(std::memory_order_relaxed) &&
            now.count() >= ejected_until_.load(std::memory_order_relaxed);
   }
@@ -196,8 +217,11 @@ class Endpoint {
   }
 
  private:
+  friend class Pool;
   size_t index_;
   EndpointConfig cfg_;
+  std::atomic<uint8_t> membership_{static_cast<uint8_t>(Membership::kActive)};
+  std::atomic<int64_t> gone_since_{0};  // when it turned gone (Pool's clock)
   std::string address_;
   std::atomic<int> in_flight_{0};
   std::atomic<int> sheddable_in_flight_{0};
@@ -237,18 +261,63 @@ class Endpoint {
   std::string scrape_error_;
 };
 
+// Two endpoint configurations name the same server (the same address, scheme and metrics
+// settings); Reconcile() matches by this.
+bool SameServer(const EndpointConfig& a, const EndpointConfig& b);
+
 class Pool {
  public:
+  static constexpr size_t kMaxEndpoints = 4096;
+  static constexpr Nanos kReuseAfter = std::chrono::seconds(60);
+  static constexpr Nanos kRetainReplaced = std::chrono::minutes(10);
+
   explicit Pool(const std::vector<EndpointConfig>& endpoints);
-  size_t size() const { return endpoints_.size(); }
-  Endpoint& at(size_t i) { return *endpoints_[i]; }
-  const Endpoint& at(size_t i) const { return *endpoints_[i]; }
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Slots in use so far (active, draining or gone); only grows.
+  size_t size() const { return size_.load(std::memory_order_acquire); }
+  Endpoint& at(size_t i) { return *slots_[i].load(std::memory_order_acquire); }
+  const Endpoint& at(size_t i) const { return *slots_[i].load(std::memory_order_acquire); }
+  size_t ActiveCount() const;
   size_t AvailableCount(Nanos now) const;
   // Earliest time any endpoint leaves its back-off; used for Retry-After estimates.
   Nanos EarliestRecovery() const;
+  // The active endpoint with this address ("host:port"), or null.
+  Endpoint* FindActive(std::string_view address);
+  // Bumped by every membership change (an endpoint added, drained, reactivated or gone).
+  uint64_t Version() const { return version_.load(std::memory_order_acquire); }
+
+  struct Change {
+    std::vector<size_t> added;         // new endpoints, or draining ones taken back (reactivated)
+    std::vector<size_t> removed;       // now draining
+    std::vector<size_t> gone;          // drained: nothing in flight any more
+    std::vector<std::string> refused;  // could not be added (the table is full), with why
+    bool empty() const { return added.empty() && removed.empty() && gone.empty(); }
+  };
+  // Makes the active set equal `desired` (matched by SameServer; duplicates merged): endpoints
+  // not in it start draining, missing ones are added, draining ones named again are taken back.
+  // Also sweeps (below). Serialised with the other membership calls; cheap when nothing changed.
+  Change Reconcile(const std::vector<EndpointConfig>& desired, Nanos now);
+  // Draining endpoints with nothing in flight turn gone; replaced objects past kRetainReplaced
+  // are freed. Call periodically (the gateway does every second).
+  Change Sweep(Nanos now);
+  // Called after every change, on the thread that made it, with the membership lock held: it
+  // must not call back into membership methods. Set before serving.
+  void OnChange(std::function<void(const Change&)> listener) { listener_ = std::move(listener); }
 
  private:
-  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+  size_t AddLocked(const EndpointConfig& cfg, Nanos now, Change* change);
+  void SweepLocked(Nanos now, Change* change);
+
+  std::unique_ptr<std::atomic<Endpoint*>[]> slots_;
+  std::atomic<size_t> size_{0};
+  std::atomic<uint64_t> version_{0};
+  std::mutex mu_;  // serialises membership changes; guards the owners below
+  std::vector<std::unique_ptr<Endpoint>> owned_;  // by slot
+  std::vector<std::pair<Nanos, std::unique_ptr<Endpoint>>> replaced_;
+  std::function<void(const Change&)> listener_;
 };
 
 }  // namespace tidegate::pool

@@ -19,11 +19,22 @@ using std::chrono::milliseconds;
 
 struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
   Impl(net::any_io_executor e, Pool& p, Nanos i, http::TlsOptions t)
-      : ex(std::move(e)), pool(p), interval(i), tls(std::move(t)) {}
+      : ex(std::move(e)),
+        pool(p),
+        interval(i),
+        tls(std::move(t)),
+        gen(new std::atomic<uint64_t>[Pool::kMaxEndpoints]()) {}
 
-  net::awaitable<void> Loop(size_t i) {
+  void Watch(size_t i) {
+    const uint64_t g = gen[i].fetch_add(1) + 1;
+    net::co_spawn(ex, Loop(i, g), net::detached);
+  }
+
+  net::awaitable<void> Loop(size_t i, uint64_t g) {
     auto self = shared_from_this();
     Endpoint& ep = pool.at(i);
+    // Ends when stopped, when the endpoint leaves the pool, or when a newer loop took over.
+    auto live = [&] { return !stopped.load() && gen[i].load() == g && ep.Active(); };
     http::Client client(ex, http::Url{ep.config().host, ep.config().port, "", ep.config().tls}, 1,
                         tls);
     net::steady_timer timer(ex);
@@ -32,7 +43,7 @@ struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
     const Nanos timeout =
         std::max<Nanos>(milliseconds(1000), std::min<Nanos>(2 * period, milliseconds(5000)));
     bool first = true;
-    while (!stopped.load()) {
+    while (live()) {
       std::string error;
       bool ok = true;
       if (health) {
@@ -98,6 +109,8 @@ struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
   http::TlsOptions tls;
   std::atomic<bool> stopped{false};
   std::atomic<size_t> tried{0};
+  size_t initial = 0;                            // endpoints at Start()
+  std::unique_ptr<std::atomic<uint64_t>[]> gen;  // per slot: the current loop's generation
 };
 
 Prober::Prober(net::any_io_executor ex, Pool& pool, Nanos interval, http::TlsOptions tls)
@@ -106,12 +119,19 @@ Prober::Prober(net::any_io_executor ex, Pool& pool, Nanos interval, http::TlsOpt
 Prober::~Prober() { Stop(); }
 
 void Prober::Start() {
-  for (size_t i = 0; i < impl_->pool.size(); ++i)
-    net::co_spawn(impl_->ex, impl_->Loop(i), net::detached);
+  for (size_t i = 0; i < impl_->pool.size(); ++i) {
+    if (!impl_->pool.at(i).Active()) continue;
+    ++impl_->initial;
+    impl_->Watch(i);
+  }
+}
+
+void Prober::Added(size_t index) {
+  if (!impl_->stopped.load()) impl_->Watch(index);
 }
 
 void Prober::Stop() { impl_->stopped.store(true); }
 
-bool Prober::FirstRoundDone() const { return impl_->tried.load() >= impl_->pool.size(); }
+bool Prober::FirstRoundDone() const { return impl_->tried.load() >= impl_->initial; }
 
 }  // namespace tidegate::pool

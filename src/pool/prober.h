@@ -9,8 +9,11 @@
 // and the first entry's `owned_by` (Endpoint::SetServedModels), for model-aware routing, the
 // merged /v1/models and engine detection. With interval 0 no health verdicts are recorded and the
 // model lists are read every 5 s. FirstRoundDone() turns true once every endpoint has been tried
-// once. Stop() makes the loops end at their next wake-up. Thread-safety: construct, Start() and
-// Stop() from one thread; the loops run on `ex`; FirstRoundDone() from any thread.
+// once (those in the pool at Start()). Added(i) starts the loop of an endpoint that joined the
+// pool later (or came back); a loop ends by itself once its endpoint is no longer active, and
+// when a newer loop for its slot started. Stop() makes the loops end at their next wake-up.
+// Thread-safety: construct, Start() and Stop() from one thread; Added() and FirstRoundDone()
+// from any thread; the loops run on `ex`.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -27,6 +30,7 @@ class Prober {
   Prober(boost::asio::any_io_executor ex, Pool& pool, Nanos interval, http::TlsOptions tls = {});
   ~Prober();
   void Start();
+  void Added(size_t index);
   void Stop();
   bool FirstRoundDone() const;
 

@@ -30,10 +30,15 @@ double SaturationDetector::Saturation(const EndpointLoad& e, Nanos now) const {
 }
 
 double SaturationDetector::PoolSaturation(const Pool& pool, Nanos now) const {
-  if (pool.size() == 0) return 1.0;
   double sum = 0;
-  for (size_t i = 0; i < pool.size(); ++i) sum += Saturation(pool.at(i), now);
-  return sum / static_cast<double>(pool.size());
+  size_t n = 0;
+  for (size_t i = 0; i < pool.size(); ++i) {
+    const Endpoint& ep = pool.at(i);
+    if (!ep.Active()) continue;
+    sum += Saturation(ep, now);
+    ++n;
+  }
+  return n ? sum / static_cast<double>(n) : 1.0;
 }
 
 bool SaturationDetector::Blind(const Pool& pool, Nanos now) const {

@@ -72,10 +72,21 @@ void FillModels(const Endpoint& ep, EndpointMetrics& m) {
 struct Scraper::Impl : std::enable_shared_from_this<Scraper::Impl> {
   Impl(net::any_io_executor e, Pool& p, ScraperConfig c, Clock& cl, metrics::Registry& r,
        std::function<void()> cb)
-      : ex(std::move(e)), pool(p), cfg(std::move(c)), clock(cl), on_publish(std::move(cb)) {
-    auto& fam = r.AddCounter("tidegate_scrape_errors_total",
-                             "Failed reads of an endpoint's /metrics", {"endpoint"});
-    for (size_t i = 0; i < pool.size(); ++i) errors.push_back(&fam.With({pool.at(i).address()}));
+      : ex(std::move(e)),
+        pool(p),
+        cfg(std::move(c)),
+        clock(cl),
+        on_publish(std::move(cb)),
+        gen(new std::atomic<uint64_t>[Pool::kMaxEndpoints]()) {
+    errors = &r.AddCounter("tidegate_scrape_errors_total", "Failed reads of an endpoint's /metrics",
+                           {"endpoint"});
+    for (size_t i = 0; i < pool.size(); ++i)
+      if (pool.at(i).Active()) errors->With({pool.at(i).address()});
+  }
+
+  void Watch(size_t i) {
+    const uint64_t g = gen[i].fetch_add(1) + 1;
+    net::co_spawn(ex, Loop(i, g), net::detached);
   }
 
   // One endpoint's connections, one client per port it is read on.
@@ -207,20 +218,22 @@ struct Scraper::Impl : std::enable_shared_from_this<Scraper::Impl> {
     return m;
   }
 
-  net::awaitable<void> Loop(size_t i) {
+  net::awaitable<void> Loop(size_t i, uint64_t g) {
     auto self = shared_from_this();
     Endpoint& ep = pool.at(i);
+    metrics::Counter& error_count = errors->With({ep.address()});
     auto reader = std::make_unique<Reader>(Reader{*this, ep, {}});
     Reader& rd = *reader;
     net::steady_timer timer(ex);
-    const std::optional<Engine> configured =
-        i < cfg.engines.size() ? cfg.engines[i] : std::optional<Engine>{};
+    const std::optional<Engine> configured = EngineOf(ep);
+    // Ends when stopped, when the endpoint leaves the pool, or when a newer loop took over.
+    auto live = [&] { return !stopped.load() && gen[i].load() == g && ep.Active(); };
     std::optional<Engine> engine = configured;
     std::optional<Target> source;
     bool in_flight_only = false;
     Nanos next_check{0};
     std::string last_error, last_warning;
-    while (!stopped.load()) {
+    while (live()) {
       const auto started = std::chrono::steady_clock::now();
       std::string error;
       if (!source && (!in_flight_only || clock.Now() >= next_check)) {
@@ -281,7 +294,7 @@ struct Scraper::Impl : std::enable_shared_from_this<Scraper::Impl> {
       }
       if (!error.empty()) {
         ep.RecordScrapeError(now, error);
-        errors[i]->Inc();
+        error_count.Inc();
         if (error != last_error)
           spdlog::warn("endpoint {}: cannot read metrics: {}", ep.address(), error);
       } else if (!last_error.empty()) {
@@ -298,8 +311,15 @@ struct Scraper::Impl : std::enable_shared_from_this<Scraper::Impl> {
   ScraperConfig cfg;
   Clock& clock;
   std::function<void()> on_publish;
-  std::vector<metrics::Counter*> errors;
+  // The engine named by the endpoint's config, else the default; nullopt = recognise it.
+  std::optional<Engine> EngineOf(const Endpoint& ep) const {
+    const std::string& name = ep.config().engine.empty() ? cfg.default_engine : ep.config().engine;
+    return IsAutoEngine(name) ? std::nullopt : EngineFromName(name);
+  }
+
+  metrics::Family<metrics::Counter>* errors;
   std::atomic<bool> stopped{false};
+  std::unique_ptr<std::atomic<uint64_t>[]> gen;  // per slot: the current loop's generation
 };
 
 Scraper::Scraper(net::any_io_executor ex, Pool& pool, ScraperConfig cfg, Clock& clock,
@@ -312,7 +332,11 @@ Scraper::~Scraper() { Stop(); }
 void Scraper::Start() {
   if (impl_->cfg.interval.count() <= 0) return;
   for (size_t i = 0; i < impl_->pool.size(); ++i)
-    net::co_spawn(impl_->ex, impl_->Loop(i), net::detached);
+    if (impl_->pool.at(i).Active()) impl_->Watch(i);
+}
+
+void Scraper::Added(size_t index) {
+  if (impl_->cfg.interval.count() > 0 && !impl_->stopped.load()) impl_->Watch(index);
 }
 
 void Scraper::Stop() { impl_->stopped.store(true); }

@@ -27,9 +27,12 @@
 // the labels; otherwise none. A failed read or parse is recorded (Endpoint::RecordScrapeError:
 // the endpoint turns stale), counted in tidegate_scrape_errors_total{endpoint}, and logged once
 // per change of error. What was found is kept in Endpoint::GetMetricsSource (/v1/pool). After
-// every publish `on_publish` runs (the gateway lets waiting requests in). Stop() makes the
-// loops end at their next wake-up.
-// Thread-safety: construct, Start() and Stop() from one thread; the loops run on `ex`.
+// every publish `on_publish` runs (the gateway lets waiting requests in). Added(i) starts the
+// loop of an endpoint that joined the pool later (or came back); a loop ends once its endpoint
+// is no longer active or a newer loop for its slot started. Stop() makes the loops end at
+// their next wake-up.
+// Thread-safety: construct, Start() and Stop() from one thread; Added() from any thread; the
+// loops run on `ex`.
 #pragma once
 
 #include <atomic>
@@ -50,9 +53,10 @@ namespace tidegate::pool {
 struct ScraperConfig {
   Nanos interval = std::chrono::milliseconds(50);
   Nanos timeout = std::chrono::seconds(2);
-  Nanos recheck = std::chrono::seconds(10);    // how often an in-flight-only endpoint is re-read
-  std::vector<std::optional<Engine>> engines;  // per endpoint; nullopt = auto
-  http::TlsOptions tls;                        // for https:// endpoints
+  Nanos recheck = std::chrono::seconds(10);  // how often an in-flight-only endpoint is re-read
+  // For endpoints whose config names no engine: "auto" (or "") recognises it from the page.
+  std::string default_engine = "auto";
+  http::TlsOptions tls;  // for https:// endpoints
 };
 
 class Scraper {
@@ -61,6 +65,7 @@ class Scraper {
           metrics::Registry& registry, std::function<void()> on_publish = {});
   ~Scraper();
   void Start();
+  void Added(size_t index);
   void Stop();
 
  private:

@@ -376,6 +376,11 @@ class ProfilePicker final : public Picker {
     for (const auto& ws : profile_.scorers) ws.scorer->OnOutcome(ctx, outcome);
   }
 
+  void OnEndpointGone(uint32_t endpoint) override {
+    for (const auto& f : profile_.filters) f->OnEndpointGone(endpoint);
+    for (const auto& ws : profile_.scorers) ws.scorer->OnEndpointGone(endpoint);
+  }
+
  private:
   SchedContext& Context(const RequestInfo& req, const pool::Pool& pool, Nanos now) {
     SchedContext& ctx = ThreadScratch().ctx;

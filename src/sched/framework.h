@@ -10,7 +10,8 @@
 // uniformly random tie-break and repeats for the ordered fallback list (PickResult, best first).
 // Feedback hooks (see sched/picker.h): every plugin's OnSent() runs for the endpoint the request
 // is sent to — the first choice at the pick, a fallback when the caller reports one — and
-// OnNotServed() for an endpoint that gave no response; OnOutcome() once the request finished.
+// OnNotServed() for an endpoint that gave no response; OnOutcome() once the request finished;
+// OnEndpointGone() when an endpoint left the pool (its per-endpoint state is dropped).
 // Plugins are created by type name through a PluginRegistry (factory + Params); a Profile is an
 // ordered list of filters and (scorer, weight) pairs. MakeProfilePicker() turns a Profile into a
 // sched::Picker, so the data plane sees one interface for every policy.
@@ -120,6 +121,9 @@ class Plugin {
   virtual void OnNotServed(SchedContext& ctx, uint32_t endpoint) {}
   // The request finished (see sched/picker.h Outcome).
   virtual void OnOutcome(SchedContext& ctx, const Outcome& outcome) {}
+  // The endpoint left the pool and drained (pool::Pool::Change::gone): drop what the plugin keeps
+  // about it, since its slot may later hold another server. Called off the data plane.
+  virtual void OnEndpointGone(uint32_t endpoint) {}
 
  private:
   friend class PluginRegistry;

@@ -10,11 +10,22 @@ namespace tidegate::sched {
 // ---------------------------------------------------------------------------------------------
 // The model
 
-LatencyModel::LatencyModel(LatencyVector prior, LatencyModelConfig cfg) : cfg_(cfg), w_(prior) {
+LatencyModel::LatencyModel(LatencyVector prior, LatencyModelConfig cfg) : cfg_(cfg) {
+  Reset(prior);
+}
+
+void LatencyModel::Reset(const LatencyVector& prior) {
+  std::lock_guard lock(mu_);
+  w_ = prior;
+  p_ = {};
+  q_ = 0;
+  mad_ = 1;
   for (int i = 0; i < kLatencyDim; ++i) {
     p_[i][i] = cfg_.prior_var;
     pub_w_[i].store(w_[i], std::memory_order_relaxed);
   }
+  pub_q_.store(0, std::memory_order_relaxed);
+  samples_.store(0, std::memory_order_relaxed);
 }
 
 double LatencyModel::PredictMean(const LatencyVector& x) const {
@@ -190,6 +201,14 @@ struct LatencyScorer::Impl {
 };
 
 LatencyScorer::LatencyScorer(Options opts) : impl_(std::make_unique<Impl>()) { impl_->opts = opts; }
+
+void LatencyScorer::OnEndpointGone(uint32_t endpoint) {
+  if (endpoint >= kMaxEndpoints) return;
+  if (LatencyModel* m = impl_->ttft[endpoint].load(std::memory_order_acquire))
+    m->Reset(TtftPrior());
+  if (LatencyModel* m = impl_->tpot[endpoint].load(std::memory_order_acquire))
+    m->Reset(TpotPrior());
+}
 
 LatencyScorer::~LatencyScorer() {
   if (t_last.owner == this) t_last = {};

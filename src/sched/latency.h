@@ -62,6 +62,8 @@ class LatencyModel {
   double Predict(const LatencyVector& x) const;
   double PredictMean(const LatencyVector& x) const;
   void Update(const LatencyVector& x, double y);
+  // Back to `prior` with no samples (its endpoint left the pool).
+  void Reset(const LatencyVector& prior);
   uint64_t samples() const { return samples_.load(std::memory_order_relaxed); }
   LatencyVector weights() const;
 
@@ -122,6 +124,7 @@ class LatencyScorer final : public Scorer {
   void OnSent(SchedContext& ctx, uint32_t endpoint) override;
   void OnNotServed(SchedContext& ctx, uint32_t endpoint) override;
   void OnOutcome(SchedContext& ctx, const Outcome& outcome) override;
+  void OnEndpointGone(uint32_t endpoint) override;
 
   // The prediction for a request of `prompt_tokens` on `endpoint` at its current load.
   LatencyPrediction Predict(const pool::Pool& pool, uint32_t endpoint, double prompt_tokens,

@@ -104,6 +104,9 @@ class Picker {
                           uint32_t next, Nanos now) = 0;
   virtual void OnOutcome(const RequestInfo& req, const pool::Pool& pool, const Outcome& outcome,
                          Nanos now) = 0;
+  // The endpoint in this slot left the pool and drained: forget what is known about it (its slot
+  // may later hold another server). Safe from any thread, concurrently with Pick().
+  virtual void OnEndpointGone(uint32_t endpoint) {}
   // The saturation detector the picker's filters and room checks use.
   virtual const pool::SaturationDetector& detector() const = 0;
   // The policy's latency predictor (its latency-scorer), or null: /v1/pool and /metrics show it.

@@ -159,6 +159,8 @@ class PrefixCacheScorer final : public Scorer {
     index_.Forget(endpoint, ctx.PromptBlockHashes(block_chars_, max_blocks_));
   }
 
+  void OnEndpointGone(uint32_t endpoint) override { index_.DropEndpoint(endpoint); }
+
  private:
   size_t block_chars_, max_blocks_;
   PrefixIndex index_;

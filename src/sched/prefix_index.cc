@@ -118,6 +118,27 @@ void PrefixIndex::Forget(uint32_t endpoint, std::span<const uint64_t> hashes) {
   }
 }
 
+void PrefixIndex::DropEndpoint(uint32_t endpoint) {
+  std::lock_guard lock(mu_);
+  if (endpoint >= rings_.size()) return;
+  Ring& ring = rings_[endpoint];
+  while (ring.size > 0) {
+    Item item = ring.Pop();
+    auto it = map_.find(item.hash);
+    if (it == map_.end()) continue;
+    Entry& e = it->second;
+    uint32_t k = 0;
+    while (k < e.count && e.ids[k] != endpoint) ++k;
+    if (k == e.count) continue;
+    --e.count;
+    e.ids[k] = e.ids[e.count];
+    e.ticks[k] = e.ticks[e.count];
+    e.queued[k] = e.queued[e.count];
+    if (e.count == 0) map_.erase(it);
+  }
+  ring = Ring{};
+}
+
 void PrefixIndex::EvictOne(uint32_t endpoint, Ring& ring) {
   int chances = kMaxSecondChances;
   while (ring.size > 0) {

@@ -41,6 +41,8 @@ class PrefixIndex {
   size_t CapacityOf(uint32_t endpoint) const;
   // Forgets that `endpoint` holds these blocks (a request recorded there never reached it).
   void Forget(uint32_t endpoint, std::span<const uint64_t> hashes);
+  // Forgets everything about `endpoint` (it left the pool): its blocks and its capacity.
+  void DropEndpoint(uint32_t endpoint);
 
   size_t capacity_per_endpoint() const { return capacity_; }
   size_t BlocksHeld(uint32_t endpoint) const;  // ring occupancy, for tests and /v1/pool
