@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <charconv>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -45,6 +46,16 @@ struct Answer {
   std::vector<std::string> addresses;                     // A records
   std::vector<std::pair<std::string, std::string>> glue;  // SRV additional: (name, address)
 };
+
+std::string FormatSeconds(double s) {
+  char buf[32];
+  if (s < 1) {
+    std::snprintf(buf, sizeof buf, "%.0f ms", s * 1000);
+  } else {
+    std::snprintf(buf, sizeof buf, "%g s", s);
+  }
+  return buf;
+}
 
 class Resolver {
  public:
@@ -139,7 +150,7 @@ class DnsSource final : public Source {
   std::string Describe() const override {
     return std::string("dns ") + (s_.srv ? "SRV " : "A ") + s_.name +
            (s_.srv ? "" : " port " + std::to_string(s_.port)) + " every " +
-           std::to_string(s_.interval_s) + " s" +
+           FormatSeconds(s_.interval_s) +
            (s_.server_ip.empty() ? ""
                                  : " via " + s_.server_ip + ":" + std::to_string(s_.server_port));
   }

@@ -86,15 +86,19 @@ std::string ParseSourceSpec(const std::string& text, SourceSpec* out) {
   spec.type = Trim(text.substr(0, colon));
   if (spec.type.empty()) return "empty discovery source (expected TYPE[:key=value,...])";
   std::string main_key;
+  bool known = false;
   {
     Registry& r = GetRegistry();
     std::lock_guard lock(r.mu);
     auto it = r.entries.find(spec.type);
-    if (it == r.entries.end())
-      return "unknown discovery source '" + spec.type + "' (known: " + Join(RegisteredSources()) +
-             ")";
-    main_key = it->second.main_key;
+    if (it != r.entries.end()) {
+      known = true;
+      main_key = it->second.main_key;
+    }
   }
+  if (!known)
+    return "unknown discovery source '" + spec.type + "' (known: " + Join(RegisteredSources()) +
+           ")";
   if (colon != std::string::npos) {
     std::string_view rest(text);
     rest.remove_prefix(colon + 1);

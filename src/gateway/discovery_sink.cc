@@ -55,15 +55,23 @@ std::string DiscoverySink::error() const {
 }
 
 void LogPoolChange(const pool::Pool& pool, const pool::Pool::Change& change) {
-  for (size_t i : change.added)
-    spdlog::info("pool: endpoint {} joined ({} active)", pool.at(i).address(), pool.ActiveCount());
+  if (change.empty()) return;
+  std::string joined, left, dropped;
+  for (size_t i : change.added) joined += (joined.empty() ? "" : ", ") + pool.at(i).address();
   for (size_t i : change.removed) {
     const pool::Endpoint& ep = pool.at(i);
-    spdlog::info("pool: endpoint {} left; draining {} request(s) in flight ({} active)",
-                 ep.address(), ep.InFlight(), pool.ActiveCount());
+    left += (left.empty() ? "" : ", ") + ep.address() + " (" + std::to_string(ep.InFlight()) +
+            " in flight)";
   }
-  for (size_t i : change.gone)
-    spdlog::info("pool: endpoint {} drained and dropped", pool.at(i).address());
+  for (size_t i : change.gone) dropped += (dropped.empty() ? "" : ", ") + pool.at(i).address();
+  size_t draining = 0;
+  for (size_t i = 0; i < pool.size(); ++i)
+    draining += pool.at(i).membership() == pool::Endpoint::Membership::kDraining ? 1 : 0;
+  spdlog::info(
+      "pool: {}{}{}{}{}{} — {} active, {} draining", joined.empty() ? "" : "joined ", joined,
+      !left.empty() && !joined.empty() ? "; " : "", left.empty() ? "" : "left, draining: " + left,
+      !dropped.empty() && (!joined.empty() || !left.empty()) ? "; " : "",
+      dropped.empty() ? "" : "drained and dropped: " + dropped, pool.ActiveCount(), draining);
 }
 
 }  // namespace tidegate::gateway

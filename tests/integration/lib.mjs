@@ -97,7 +97,7 @@ function track(proc) {
 }
 
 // Spawns `cmd args` and resolves once a line of its output matches `re`.
-function spawnAndWait(cmd, args, { re, timeoutMs = 10000, what, stdin = 'ignore', env } = {}) {
+export function spawnAndWait(cmd, args, { re, timeoutMs = 10000, what, stdin = 'ignore', env } = {}) {
   const proc = track(spawn(cmd, args, { stdio: [stdin, 'pipe', 'pipe'], env: env ?? process.env }));
   let out = '';
   const output = () => out;
@@ -209,10 +209,11 @@ function simServerCount(args) {
 // Resolves once every server printed `sim listening on http://127.0.0.1:<port>`, with
 // {ports, urls, endpoints, port, url, endpoint (the first server), proc, output(), metrics(i),
 // metric(name, i), signal(sig), stop()}. An exit the test did not ask for is reported on stderr.
-export async function startSim(args = [], { timeoutMs = 10000, env } = {}) {
-  const fullArgs = ['sim', '--host', '127.0.0.1', '--port', '0', ...args];
+// `host` is another loopback address (127.0.0.2, ...) for tests that need servers on one port.
+export async function startSim(args = [], { timeoutMs = 10000, env, host = '127.0.0.1' } = {}) {
+  const fullArgs = ['sim', '--host', host, '--port', '0', ...args];
   const want = simServerCount(fullArgs);
-  const listenRe = /sim listening on http:\/\/127\.0\.0\.1:(\d+)/g;
+  const listenRe = new RegExp(`sim listening on http://${host.replaceAll('.', '\\.')}:(\\d+)`, 'g');
   const { proc, output, ready } = spawnAndWait(GATEWAY_BIN, fullArgs, {
     re: (out) => {
       const ports = [...out.matchAll(listenRe)].map((m) => Number(m[1]));
@@ -227,7 +228,7 @@ export async function startSim(args = [], { timeoutMs = 10000, env } = {}) {
         `code ${code}, signal ${signal}; its output:\n${output()}\n*** end of sim output\n`);
     }
   });
-  const urls = ports.map((p) => `http://127.0.0.1:${p}`);
+  const urls = ports.map((p) => `http://${host}:${p}`);
   const metrics = async (i = 0) => {
     const r = await request(urls[i], { path: '/metrics', timeoutMs: 3000 });
     if (r.status !== 200) throw new Error(`GET ${urls[i]}/metrics: status ${r.status}`);
@@ -235,8 +236,8 @@ export async function startSim(args = [], { timeoutMs = 10000, env } = {}) {
   };
   return {
     ports, urls, proc, output,
-    endpoints: ports.map((p) => `127.0.0.1:${p}`),
-    port: ports[0], url: urls[0], endpoint: `127.0.0.1:${ports[0]}`,
+    endpoints: ports.map((p) => `${host}:${p}`),
+    port: ports[0], url: urls[0], endpoint: `${host}:${ports[0]}`,
     metrics,
     // Sum over all series of one metric name (e.g. 'vllm:num_requests_running') of server i.
     metric: async (name, i = 0) => (await metrics(i)).sum(name),

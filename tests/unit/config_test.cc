@@ -66,6 +66,30 @@ TEST(Config, ValidateNeedsEndpoints) {
   EXPECT_NE(cfg.Validate().find("no endpoints"), std::string::npos);
 }
 
+TEST(Config, ADiscoverySectionReplacesTheEndpointList) {
+  auto path = WriteTemp(R"(
+discovery:
+  type: kubernetes
+  pool: vllm-llama3
+  namespace: serving
+  objectives: true
+)");
+  GatewayConfig cfg;
+  ASSERT_EQ(LoadGatewayConfigYaml(path, &cfg), "");
+  EXPECT_EQ(cfg.discovery.type, "kubernetes");
+  EXPECT_EQ(cfg.discovery.params.at("pool"), "vllm-llama3");
+  EXPECT_EQ(cfg.discovery.params.at("objectives"), "true");
+  EXPECT_EQ(cfg.Validate(), "");  // no endpoints needed
+  cfg.endpoints.push_back({"h", 1});
+  EXPECT_NE(cfg.Validate().find("go separately"), std::string::npos);
+  std::remove(path.c_str());
+  auto bad = WriteTemp("discovery: [file]\n");
+  GatewayConfig c2;
+  EXPECT_NE(LoadGatewayConfigYaml(bad, &c2).find("'discovery' must be a map with a 'type'"),
+            std::string::npos);
+  std::remove(bad.c_str());
+}
+
 }  // namespace
 }  // namespace tidegate::gateway
 

@@ -265,6 +265,25 @@ TEST(PrefixCacheScorer, RepeatedPromptGoesBackToTheSameEndpoint) {
   EXPECT_GE(other.size(), 6u);  // fresh prompts spread out
 }
 
+// An endpoint that left the pool (Picker::OnEndpointGone) keeps no affinity: its slot may hold
+// another server later.
+TEST(PrefixCacheScorer, ForgetsAnEndpointThatLeftThePool) {
+  auto pool = MakePool(2);
+  auto picker = Only({{"prefix-cache-scorer", 10}, {"queue-scorer", 1}});
+  RequestInfo r;
+  r.model = "m";
+  const std::string prompt = Prompt(9, 2000);
+  r.prompt = prompt;
+  SetLoad(pool, 0, 0, 0);
+  SetLoad(pool, 1, 4, 0);
+  ASSERT_EQ(picker->Pick(r, pool, kNow).order[0], 0u);  // no affinity yet: the shorter queue
+  SetLoad(pool, 0, 4, 0);
+  SetLoad(pool, 1, 0, 0);
+  EXPECT_EQ(picker->Pick(r, pool, kNow).order[0], 0u);  // affinity outweighs the queue
+  picker->OnEndpointGone(0);
+  EXPECT_EQ(picker->Pick(r, pool, kNow).order[0], 1u);  // forgotten: the queue decides
+}
+
 TEST(PrefixCacheScorer, SharedPrefixScoresPartialMatch) {
   auto pool = MakePool(2);
   SetLoad(pool, 0, 0, 0.5);
