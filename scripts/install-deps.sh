@@ -17,8 +17,12 @@ PKGS=(
   haproxy   # the benchmark's baseline, tested by tests/integration/bench_haproxy.test.mjs
   openssl curl util-linux  # tls.test.mjs makes certificates and calls curl; limits uses prlimit
   dnsmasq-base  # a real DNS server on loopback for the dns discovery test
+  python3-yaml  # deploy_render.test.mjs reads the rendered manifests with it
 )
 if [[ "${1:-}" == "--bench" ]]; then PKGS+=(nginx wrk); fi
+# kubectl (kustomize rendering of deploy/kubernetes; kubectl get --watch against the API test
+# double): Debian's kubernetes-client, unless some kubectl is already on PATH.
+command -v kubectl >/dev/null || PKGS+=(kubernetes-client)
 
 missing=()
 for p in "${PKGS[@]}"; do
