@@ -7,6 +7,7 @@ std::vector<BuiltinSource> BuiltinSources() {
       {"static", MakeStaticSource, "endpoints"},
       {"file", MakeFileSource, "path"},
       {"dns", MakeDnsSource, "name"},
+      {"kubernetes", MakeKubernetesSource, "pool"},
   };
 }
 

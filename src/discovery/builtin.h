@@ -24,5 +24,6 @@ std::vector<BuiltinSource> BuiltinSources();
 std::unique_ptr<Source> MakeStaticSource(const SourceSpec& spec, std::string* error);
 std::unique_ptr<Source> MakeFileSource(const SourceSpec& spec, std::string* error);
 std::unique_ptr<Source> MakeDnsSource(const SourceSpec& spec, std::string* error);
+std::unique_ptr<Source> MakeKubernetesSource(const SourceSpec& spec, std::string* error);
 
 }  // namespace tidegate::discovery
