@@ -3,8 +3,11 @@
 // discovery tests (no API server can run on the test machines).
 //
 //   node tests/k8s_api_double.mjs [--port 0] [--window N] [--bookmark-ms MS] [--exit-on-stdin-close]
+//                                 [--tls-cert PEM --tls-key PEM] [--token TOKEN]
 //
-// Binds 127.0.0.1 only and prints one line once listening: `LISTENING <port>`.
+// Binds 127.0.0.1 only and prints one line once listening: `LISTENING <port>`. With --tls-cert it
+// serves HTTPS; with --token every API request must carry `Authorization: Bearer TOKEN` (else a
+// 401 Status, as the real server answers an unauthenticated client; /_test/ needs none).
 //
 // It serves list and watch the way the real API server does, for three resources:
 //   pods                 /api/v1/namespaces/NS/pods                                   (v1 Pod)
@@ -40,7 +43,9 @@
 //   POST /_test/bookmark                                a bookmark to every watch now
 //   GET  /_test/stats   {resourceVersion, watches, requests: {"list pods": n, "watch pods": n,
 //                        "watch410 pods": n, ...}}
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 
 const opts = { port: 0, window: 1000, bookmarkMs: 1000, exitOnStdinClose: false };
 for (let i = 2; i < process.argv.length; i++) {
@@ -49,6 +54,9 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--window') opts.window = Number(process.argv[++i]);
   else if (a === '--bookmark-ms') opts.bookmarkMs = Number(process.argv[++i]);
   else if (a === '--exit-on-stdin-close') opts.exitOnStdinClose = true;
+  else if (a === '--tls-cert') opts.tlsCert = process.argv[++i];
+  else if (a === '--tls-key') opts.tlsKey = process.argv[++i];
+  else if (a === '--token') opts.token = process.argv[++i];
   else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
 
@@ -445,6 +453,10 @@ function handler(req, res) {
     control(req, res, path).catch((err) => json(res, 500, status(500, 'InternalError', err.message)));
     return;
   }
+  if (opts.token && req.headers.authorization !== `Bearer ${opts.token}`) {
+    count('unauthorized');
+    return json(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+  }
   if (req.method !== 'GET') return json(res, 405, status(405, 'MethodNotAllowed', `${req.method} is not served`));
   if (discovery(res, path, port)) return undefined;
   const rt = route(path);
@@ -453,7 +465,9 @@ function handler(req, res) {
 }
 
 function listen(onReady) {
-  server = http.createServer(handler);
+  server = opts.tlsCert
+    ? https.createServer({ cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey) }, handler)
+    : http.createServer(handler);
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

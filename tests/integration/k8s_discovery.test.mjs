@@ -10,10 +10,14 @@
 // of the selector and back; the API server restarting (the pool is kept,
 // tidegate_discovery_healthy goes 0 then 1, and watching resumes); a 410 Gone forcing a re-list;
 // InferenceObjective objects becoming accepted objectives; and `kubectl get pods --watch`
-// speaking to the same double.
+// speaking to the same double. A second part reaches the double over HTTPS with a kubeconfig
+// (certificate-authority-data, a tokenFile): a refused token is unhealthy with an empty pool, and
+// the token file is read again per request, so fixing it heals.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import {
   REPO_ROOT, startSim, startGateway, stopAll, stopProcess, SIM_MODEL, request, postJson, waitFor,
@@ -31,16 +35,17 @@ let sims;
 let gw;
 let traffic;
 
-function startDouble() {
-  const proc = spawn(process.execPath, [DOUBLE, '--port', '0', '--bookmark-ms', '300', '--exit-on-stdin-close'],
+function startDouble(extra = []) {
+  const proc = spawn(process.execPath, [DOUBLE, '--port', '0', '--bookmark-ms', '300', '--exit-on-stdin-close', ...extra],
     { stdio: ['pipe', 'pipe', 'pipe'] });
+  const scheme = extra.includes('--tls-cert') ? 'https' : 'http';
   return new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`API double not listening: ${out}`)), 5000);
     proc.stdout.on('data', (c) => {
       out += c;
       const m = out.match(/LISTENING (\d+)/);
-      if (m) { clearTimeout(timer); resolve({ proc, url: `http://127.0.0.1:${m[1]}` }); }
+      if (m) { clearTimeout(timer); resolve({ proc, port: Number(m[1]), url: `${scheme}://127.0.0.1:${m[1]}` }); }
     });
     proc.stderr.on('data', (c) => { out += c; });
     proc.once('exit', (code) => reject(new Error(`API double exited (${code}): ${out}`)));
@@ -270,5 +275,78 @@ describe('kubernetes discovery (InferencePool on an API double, real simulators)
     const t0 = Date.now();
     await gw.stop();
     assert.ok(Date.now() - t0 < 3000, 'the gateway (and its watches) stopped promptly');
+  });
+});
+
+// A CA and a certificate for 127.0.0.1 signed by it (openssl).
+function makeCerts(dir) {
+  const f = (x) => path.join(dir, x);
+  const ossl = (...args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=tidegate test cluster CA');
+  ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+  ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
+    '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'));
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
+}
+
+describe('kubernetes discovery with kubeconfig credentials (HTTPS, the cluster CA, a bearer token)', () => {
+  let dir;
+  after(async () => {
+    await stopAll();
+    if (api) await stopProcess(api.proc);
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('authenticates with the kubeconfig\'s token file, re-read after a 401 until it is right', T, async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidegate-k8s-'));
+    const certs = makeCerts(dir);
+    api = await startDouble(['--tls-cert', certs.cert, '--tls-key', certs.key, '--token', 'sekret']);
+    // The controls go over the same HTTPS listener; the test trusts the CA there too.
+    const https = await import('node:https');
+    const agent = new https.Agent({ ca: fs.readFileSync(certs.ca) });
+    const control = (p, body) => new Promise((resolve, reject) => {
+      const data = JSON.stringify(body);
+      const req = https.request(`${api.url}${p}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (res) => {
+        let b = '';
+        res.on('data', (c) => { b += c; });
+        res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(b)) : reject(new Error(`${p}: ${res.statusCode} ${b}`))));
+      });
+      req.on('error', reject);
+      req.end(data);
+    });
+    sims = await startSim(['--time-scale', '50']);
+    await control('/_test/apply', { resource: 'inferencepools', object: {
+      metadata: { name: POOL, namespace: NS },
+      spec: { selector: { matchLabels: { app: 'vllm' } }, targetPorts: [{ number: sims.port }] } } });
+    await control('/_test/apply', { resource: 'pods', object: podObject(0) });
+
+    const tokenFile = path.join(dir, 'token');
+    fs.writeFileSync(tokenFile, 'wrong');
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    fs.writeFileSync(kubeconfig, [
+      'apiVersion: v1', 'kind: Config', 'current-context: test',
+      'clusters:', '- name: double', '  cluster:', `    server: ${api.url}`,
+      `    certificate-authority-data: ${fs.readFileSync(certs.ca).toString('base64')}`,
+      'users:', '- name: me', '  user:', '    tokenFile: token',   // relative to the kubeconfig
+      'contexts:', '- name: test', `  context: {cluster: double, user: me, namespace: ${NS}}`, '',
+    ].join('\n'));
+    gw = await startGateway(['--discovery', `kubernetes:${POOL},kubeconfig=${kubeconfig},objectives=false,backoff_max=300ms`]);
+    // A 401: unhealthy, and no endpoint made up.
+    await waitFor(async () => (await gatewayMetrics()).get('tidegate_discovery_healthy', { source: 'kubernetes' }) === 0,
+      { timeoutMs: 5000, what: 'unhealthy while the token is refused' });
+    assert.deepEqual(await poolAddresses(), []);
+    assert.match(gw.output(), /401/);
+    // The token is read per request (projected service-account tokens rotate): fixing the file heals.
+    fs.writeFileSync(tokenFile, 'sekret\n');
+    await waitFor(async () => JSON.stringify(await poolAddresses()) === JSON.stringify([sims.endpoint]),
+      { timeoutMs: 5000, what: 'the pool from the authenticated list' });
+    assert.equal((await gatewayMetrics()).get('tidegate_discovery_healthy', { source: 'kubernetes' }), 1);
+    const r = await chat();
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.headers[DEST], sims.endpoint);
+    assert.match(gw.output(), /kubeconfig .*kubeconfig \(context test\)/);
   });
 });
