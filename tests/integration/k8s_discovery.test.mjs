@@ -333,7 +333,7 @@ describe('kubernetes discovery with kubeconfig credentials (HTTPS, the cluster C
       'users:', '- name: me', '  user:', '    tokenFile: token',   // relative to the kubeconfig
       'contexts:', '- name: test', `  context: {cluster: double, user: me, namespace: ${NS}}`, '',
     ].join('\n'));
-    gw = await startGateway(['--discovery', `kubernetes:${POOL},kubeconfig=${kubeconfig},objectives=false,backoff_max=300ms`]);
+    gw = await startGateway(['--discovery', `kubernetes:${POOL},kubeconfig=${kubeconfig},objectives_api=absent.example/v1,backoff_max=300ms`]);
     // A 401: unhealthy, and no endpoint made up.
     await waitFor(async () => (await gatewayMetrics()).get('tidegate_discovery_healthy', { source: 'kubernetes' }) === 0,
       { timeoutMs: 5000, what: 'unhealthy while the token is refused' });
@@ -343,7 +343,10 @@ describe('kubernetes discovery with kubeconfig credentials (HTTPS, the cluster C
     fs.writeFileSync(tokenFile, 'sekret\n');
     await waitFor(async () => JSON.stringify(await poolAddresses()) === JSON.stringify([sims.endpoint]),
       { timeoutMs: 5000, what: 'the pool from the authenticated list' });
+    // An InferenceObjective API the server does not serve (404: no such CRD) means no
+    // objectives, not an outage.
     assert.equal((await gatewayMetrics()).get('tidegate_discovery_healthy', { source: 'kubernetes' }), 1);
+    assert.match(gw.output(), /InferenceObjectives \(absent\.example\/v1\): not served by this API server/);
     const r = await chat();
     assert.equal(r.status, 200, r.body);
     assert.equal(r.headers[DEST], sims.endpoint);
