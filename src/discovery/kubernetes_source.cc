@@ -322,9 +322,9 @@ class KubernetesSource final : public Source {
   }
 
   std::string Start(Sink* sink) override {
+    if (auto err = LoadCredentials(); !err.empty()) return err;
     static std::once_flag curl_once;
     std::call_once(curl_once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    if (auto err = LoadCredentials(); !err.empty()) return err;
     sink_ = sink;
     threads_.emplace_back([this] { PoolLoop(); });
     threads_.emplace_back([this] { PodLoop(); });
