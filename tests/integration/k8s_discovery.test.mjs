@@ -7,7 +7,8 @@
 // Throughout the file a background loop sends chat requests through the gateway; every one of
 // them must succeed and be served by a simulator whose address a ready pod carries. Against
 // that traffic it shows pods turning Ready and unready, terminating and deleted, re-labelled out
-// of the selector and back; the API server restarting (the pool is kept,
+// of the selector and back; the InferencePool's own selector and target ports changing; the API
+// server restarting (the pool is kept,
 // tidegate_discovery_healthy goes 0 then 1, and watching resumes); a 410 Gone forcing a re-list;
 // InferenceObjective objects becoming accepted objectives; and `kubectl get pods --watch`
 // speaking to the same double. A second part reaches the double over HTTPS with a kubeconfig
@@ -199,6 +200,25 @@ describe('kubernetes discovery (InferencePool on an API double, real simulators)
     await expectPool([1, 2], 'pod-0 re-labelled');
     await applyPod(0);
     await expectPool([0, 1, 2], 'pod-0 labelled back');
+  });
+
+  it('follows the InferencePool itself: a new selector lists again, new target ports re-derive', T, async () => {
+    const applyPool = (matchLabels, ports) => ctl('/_test/apply', {
+      resource: 'inferencepools',
+      object: {
+        metadata: { name: POOL, namespace: NS },
+        spec: { selector: { matchLabels }, targetPorts: ports.map((number) => ({ number })),
+          endpointPickerRef: { kind: 'Service', name: 'tidegate-epp', port: { number: 9002 } } },
+      },
+    });
+    await applyPod(0, { labels: { app: 'vllm', track: 'canary' } });
+    await applyPool({ app: 'vllm', track: 'canary' }, sims.ports);
+    await expectPool([0], 'the selector narrowed to the canary');
+    await applyPool({ app: 'vllm' }, sims.ports.slice(0, 2));
+    await expectPool([0, 1], "pod-2's port no longer a target port");
+    await applyPool({ app: 'vllm' }, sims.ports);
+    await applyPod(0);
+    await expectPool([0, 1, 2], 'the pool as it was');
   });
 
   it('keeps the pool while the API server restarts, unhealthy meanwhile, then resumes watching', T, async () => {
