@@ -128,7 +128,7 @@ describe('file discovery', { timeout: 90_000 }, () => {
     await assert.rejects(startGateway(['--discovery', `file:${path.join(dir, 'nope.yaml')}`]),
       /cannot read '.*nope\.yaml'/);
     await assert.rejects(startGateway(['--discovery', 'consul:x']),
-      /unknown discovery source 'consul' \(known: dns, file, static/);
+      /unknown discovery source 'consul' \(known: dns, file, kubernetes, static/);
   });
 });
 
