@@ -22,7 +22,6 @@ namespace {
 using std::chrono::milliseconds;
 
 constexpr int kDefaultPort = 4222;
-constexpr int kMaxAttemptsLimit = 1000000;
 constexpr int kMaxFetch = 1000;
 constexpr int64_t kMaxAckPending = 10000;  // for consumers we create
 constexpr milliseconds kDefaultAckWait{30000};

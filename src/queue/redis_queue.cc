@@ -25,13 +25,12 @@ namespace {
 using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
-constexpr int kMaxPull = 1000;
-constexpr int kMaxAttemptsLimit = 1000000;
+constexpr int kMaxPullRedis = 1000;
 constexpr milliseconds kCallTimeout{5000};
 constexpr milliseconds kConnectTimeout{3000};
 constexpr milliseconds kBackoffFirst{50};
 constexpr milliseconds kBackoffMax{1000};
-constexpr size_t kAckChunk = 500;                    // ids per script call
+constexpr size_t kAckIdsPerScript = 500;             // ids per script call
 constexpr size_t kMaxIdlePool = 8;                   // idle connections kept
 constexpr const char* kNackIdleMs = "315360000000";  // 10 years: claimable by anyone at once
 
@@ -500,9 +499,9 @@ class RedisQueue final : public Queue {
 
   Status PublishBatch(const std::vector<std::string>& data, size_t* published) override {
     *published = 0;
-    for (size_t start = 0; start < data.size(); start += kAckChunk) {
+    for (size_t start = 0; start < data.size(); start += kAckIdsPerScript) {
       std::vector<std::vector<std::string>> cmds;
-      for (size_t i = start; i < std::min(data.size(), start + kAckChunk); ++i)
+      for (size_t i = start; i < std::min(data.size(), start + kAckIdsPerScript); ++i)
         cmds.push_back(XAdd(data[i], {}));
       std::vector<RespReply> replies;
       if (Status st = Run("PublishBatch", cmds, &replies, milliseconds(0)); !st.ok) return st;
@@ -519,7 +518,7 @@ class RedisQueue final : public Queue {
     out->clear();
     if (max <= 0) return Status::Ok();
     if (lease.count() <= 0) return Status::Error(Describe("Pull") + ": lease must be positive");
-    max = std::min(max, kMaxPull);
+    max = std::min(max, kMaxPullRedis);
     wait = std::max(wait, milliseconds(0));
     for (int round = 0; round < 2; ++round) {
       bool recreate = false;
@@ -729,7 +728,7 @@ class RedisQueue final : public Queue {
         return Status::Error(Describe(op) + ": malformed ack id '" + a + "'");
       parsed.emplace_back(std::move(entry), count);
     }
-    for (size_t start = 0; start < parsed.size(); start += kAckChunk) {
+    for (size_t start = 0; start < parsed.size(); start += kAckIdsPerScript) {
       std::vector<std::string> cmd = {"EVAL",
                                       kAckScript,
                                       "1",
@@ -739,7 +738,7 @@ class RedisQueue final : public Queue {
                                       opts_.consumer,
                                       opts_.delete_acked ? "1" : "0",
                                       kNackIdleMs};
-      for (size_t i = start; i < std::min(parsed.size(), start + kAckChunk); ++i) {
+      for (size_t i = start; i < std::min(parsed.size(), start + kAckIdsPerScript); ++i) {
         cmd.push_back(parsed[i].first);
         cmd.push_back(std::to_string(parsed[i].second));
       }

@@ -19,8 +19,7 @@ namespace tidegate::queue {
 namespace {
 
 constexpr int kBusyTimeoutMs = 10000;
-constexpr int kMaxPull = 1000;
-constexpr int kMaxAttemptsLimit = 1000000;
+constexpr int kMaxPullSqlite = 1000;
 
 // One table for every queue in the file. `attempts` counts deliveries so far; a row is
 // deliverable when lease_until_us <= now (0 = never leased / handed back).
@@ -204,7 +203,7 @@ class SqliteQueue final : public Queue {
     out->clear();
     if (max <= 0) return Status::Ok();
     if (lease.count() <= 0) return Status::Error(Describe("Pull") + ": lease must be positive");
-    max = std::min(max, kMaxPull);
+    max = std::min(max, kMaxPullSqlite);
     auto deadline = std::chrono::steady_clock::now() + std::max(wait, std::chrono::milliseconds(0));
     auto poll = std::chrono::milliseconds(5);
     auto& sig = Signal();

@@ -23,6 +23,8 @@ std::vector<std::string_view> SplitView(std::string_view s, char sep);
 bool ParseDottedPair(std::string_view s, uint64_t* a, uint64_t* b);
 
 inline constexpr int kDefaultDeadLetterAttempts = 5;
+// The largest max_attempts a queue URI may ask for (every backend's bound).
+inline constexpr int kMaxAttemptsLimit = 1000000;
 std::string CheckDeadLetter(bool have_max_attempts, const std::string& dead_letter,
                             const std::string& source, std::string_view unit, int* max_attempts);
 
