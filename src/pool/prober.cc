@@ -68,7 +68,7 @@ struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
       }
       if (first) {
         first = false;
-        tried.fetch_add(1);
+        tried[i].store(g);
       }
       timer.expires_after(period);
       co_await timer.async_wait(net::as_tuple(net::use_awaitable));
@@ -108,8 +108,10 @@ struct Prober::Impl : std::enable_shared_from_this<Prober::Impl> {
   Nanos interval;
   http::TlsOptions tls;
   std::atomic<bool> stopped{false};
-  std::atomic<size_t> tried{0};
-  size_t initial = 0;                            // endpoints at Start()
+  // Per slot: the generation of the loop whose first round is done (== gen[i] once it is).
+  std::unique_ptr<std::atomic<uint64_t>[]> tried {
+    new std::atomic<uint64_t>[ Pool::kMaxEndpoints ]()
+  };
   std::unique_ptr<std::atomic<uint64_t>[]> gen;  // per slot: the current loop's generation
 };
 
@@ -120,9 +122,7 @@ Prober::~Prober() { Stop(); }
 
 void Prober::Start() {
   for (size_t i = 0; i < impl_->pool.size(); ++i) {
-    if (!impl_->pool.at(i).Active()) continue;
-    ++impl_->initial;
-    impl_->Watch(i);
+    if (impl_->pool.at(i).Active()) impl_->Watch(i);
   }
 }
 
@@ -132,6 +132,11 @@ void Prober::Added(size_t index) {
 
 void Prober::Stop() { impl_->stopped.store(true); }
 
-bool Prober::FirstRoundDone() const { return impl_->tried.load() >= impl_->initial; }
+bool Prober::FirstRoundDone() const {
+  const Impl& im = *impl_;
+  for (size_t i = 0; i < im.pool.size(); ++i)
+    if (im.pool.at(i).Active() && im.tried[i].load() != im.gen[i].load()) return false;
+  return true;
+}
 
 }  // namespace tidegate::pool

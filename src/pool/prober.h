@@ -8,12 +8,12 @@
 // model ids and entries, the adapters among them (entries whose `parent` names another model)
 // and the first entry's `owned_by` (Endpoint::SetServedModels), for model-aware routing, the
 // merged /v1/models and engine detection. With interval 0 no health verdicts are recorded and the
-// model lists are read every 5 s. FirstRoundDone() turns true once every endpoint has been tried
-// once (those in the pool at Start()). Added(i) starts the loop of an endpoint that joined the
-// pool later (or came back); a loop ends by itself once its endpoint is no longer active, and
-// when a newer loop for its slot started. Stop() makes the loops end at their next wake-up.
-// Thread-safety: construct, Start() and Stop() from one thread; Added() and FirstRoundDone()
-// from any thread; the loops run on `ex`.
+// model lists are read every 5 s. FirstRoundDone() is true while every active endpoint has been
+// tried once by its current loop (an endpoint that just joined makes it false until then). Added(i)
+// starts the loop of an endpoint that joined the pool later (or came back); a loop ends by itself
+// once its endpoint is no longer active, and when a newer loop for its slot started. Stop() makes
+// the loops end at their next wake-up. Thread-safety: construct, Start() and Stop() from one
+// thread; Added() and FirstRoundDone() from any thread; the loops run on `ex`.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

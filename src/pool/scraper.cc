@@ -204,7 +204,7 @@ struct Scraper::Impl : std::enable_shared_from_this<Scraper::Impl> {
   EndpointMetrics InFlightSnapshot(size_t i, Nanos now) const {
     double limit = 0;
     for (size_t j = 0; j < pool.size(); ++j) {
-      if (j == i) continue;
+      if (j == i || !pool.at(j).Active()) continue;
       auto snap = pool.at(j).Metrics();
       if (!snap || snap->in_flight_only) continue;
       limit = std::max(limit, pool.at(j).Load().batch_limit);

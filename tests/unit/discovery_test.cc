@@ -159,6 +159,7 @@ TEST(FileSource, ReportsAtStartOnRefreshAndKeepsTheLastSetWhenTheFileBreaks) {
   src->Refresh();
   ASSERT_TRUE(sink.WaitSets(2));
   EXPECT_EQ(sink.Sets()[1].size(), 2u);
+  ASSERT_TRUE(sink.WaitHealth(2));
 
   const size_t health_before = sink.Health().size();
   std::ofstream(path) << "- [unclosed\n";
@@ -169,9 +170,11 @@ TEST(FileSource, ReportsAtStartOnRefreshAndKeepsTheLastSetWhenTheFileBreaks) {
   EXPECT_NE(h.second.find("not valid YAML"), std::string::npos);
   EXPECT_EQ(sink.Sets().size(), 2u);  // no empty report because of the error
 
+  const size_t health_broken = sink.Health().size();
   std::ofstream(path) << "[]\n";  // a real empty list is reported
   src->Refresh();
   ASSERT_TRUE(sink.WaitSets(3));
+  ASSERT_TRUE(sink.WaitHealth(health_broken + 1));  // the set comes first, then the health
   EXPECT_TRUE(sink.Sets()[2].empty());
   EXPECT_TRUE(sink.Health().back().first);
   src->Stop();

@@ -3,8 +3,10 @@
 // the Director keep about an endpoint follows it (control/director.h MembershipChanged).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -194,6 +196,56 @@ TEST(PoolMembership, TheDirectorRoutesToNewcomersOnlyAndSaysWhenNoneIsLeft) {
   ASSERT_EQ(r.kind, control::DecisionKind::kReject);
   EXPECT_EQ(r.reject.status, 503);
   EXPECT_NE(r.reject.message.find("0 in the pool"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tidegate::pool
+
+namespace tidegate::pool {
+namespace {
+
+// Membership changes while decisions run on other threads: every endpoint a decision returns is
+// a slot of the table holding a live, whole object. (Races show under TSan and ASan, which run
+// the unit tests in `make test`.)
+TEST(PoolMembership, ReconcileWhilePickingFromOtherThreads) {
+  Pool pool({Ep(1), Ep(2), Ep(3)});
+  auto detector = std::make_shared<const SaturationDetector>(SaturationConfig{});
+  auto picker = sched::MakePicker("tidegate-default", detector);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> picks{0};
+  std::vector<std::thread> pickers;
+  for (int t = 0; t < 2; ++t) {
+    pickers.emplace_back([&] {
+      sched::RequestInfo r;
+      r.model = "m";
+      const std::string prompt(512, 'q');
+      r.prompt = prompt;
+      while (!stop.load()) {
+        const Nanos now = seconds(1000);
+        sched::PickResult p = picker->Pick(r, pool, now);
+        for (size_t k = 0; k < p.count; ++k) {
+          ASSERT_LT(p.order[k], pool.size());
+          const Endpoint& ep = pool.at(p.order[k]);
+          EXPECT_EQ(ep.address().rfind("10.0.0.1:", 0), 0u);  // a live, whole object
+        }
+        picks.fetch_add(1);
+      }
+    });
+  }
+  Nanos now = seconds(1000);
+  // At least 300 changes, and on until the deciding threads have made a few hundred picks.
+  for (int round = 0; round < 300 || (picks.load() < 400 && round < 10'000'000); ++round) {
+    std::vector<EndpointConfig> want;
+    for (int k = 0; k < 4; ++k) want.push_back(Ep(static_cast<uint16_t>(1 + (round + k) % 9)));
+    const Pool::Change c = pool.Reconcile(want, now);
+    for (size_t i : c.gone) picker->OnEndpointGone(static_cast<uint32_t>(i));
+    now += seconds(7);  // slots become reusable every few rounds
+  }
+  stop.store(true);
+  for (auto& t : pickers) t.join();
+  EXPECT_GT(picks.load(), 0u);
+  EXPECT_EQ(pool.ActiveCount(), 4u);
+  EXPECT_LE(pool.size(), 9u + 4u);  // reuse keeps the table small
 }
 
 }  // namespace
