@@ -373,6 +373,7 @@ Decision Director::Admit(Ticket& t, const RequestView& v, Nanos now) {
   info.session_id = v.session_id;
   info.priority = priority;
   info.require_room = cfg_.flow.enabled;
+  info.subset = v.subset;
   info.slo_ttft_ms = slo_ttft;
   info.slo_tpot_ms = slo_tpot;
   if (by_priority_) info.room_override = this;

@@ -107,6 +107,7 @@ struct RequestView {
   std::string_view fairness_id;                       // header value ("" = default-flow)
   std::string_view slo_ttft_ms, slo_tpot_ms, ttl_ms;  // header values as sent ("" = none)
   std::string_view body_error, body_error_code;       // the body did not parse
+  const sched::EndpointSubset* subset = nullptr;      // null = any endpoint of the pool
   uint64_t id = 0;                                    // unique request number
 };
 

@@ -21,14 +21,35 @@
 // SIGTERM/SIGINT (graceful drain).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "common/clock.h"
+#include "control/director.h"
 #include "gateway/config.h"
 #include "gateway/extension.h"
+#include "gateway/gateway_metrics.h"
+#include "metrics/registry.h"
+#include "pool/endpoint.h"
 
 namespace tidegate::gateway {
+
+// What another front door in the same process (the ext_proc endpoint picker) shares with the
+// HTTP one: one pool, one Director (and so one scheduler and one set of queues), one metrics
+// registry and the request metrics. Valid from a successful Start() until the Gateway is
+// destroyed; every member is safe to use from any thread.
+struct SharedState {
+  const GatewayConfig& cfg;
+  Clock& clock;
+  pool::Pool& pool;
+  control::Director& director;
+  metrics::Registry& registry;
+  GatewayMetrics& metrics;
+  const std::atomic<bool>& draining;
+  std::atomic<uint64_t>& next_request;  // request numbers (RequestView::id), unique per process
+};
 
 class Gateway {
  public:
@@ -51,6 +72,8 @@ class Gateway {
   int RunUntilSignal();
   // Begins a drain from any thread (what SIGTERM does).
   void BeginDrain();
+  // The state shared with other front doors; only after a successful Start().
+  SharedState Shared();
 
  private:
   struct Impl;

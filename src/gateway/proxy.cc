@@ -453,25 +453,6 @@ Task<beast::error_code> Proxy::WriteClient(TimedSocket& s, const Buffers& buffer
   co_return ec;
 }
 
-namespace {
-
-// Counts what a relayed body chunk says about output tokens: SSE data events other than
-// [DONE], or the usage.completion_tokens of a JSON body.
-// The usage figure of a JSON answer: its last "completion_tokens".
-void CountJsonTokens(std::string_view chunk, int64_t* tokens) {
-  constexpr std::string_view kKey = "\"completion_tokens\":";
-  size_t pos = chunk.rfind(kKey);
-  if (pos == std::string_view::npos) return;
-  std::string_view rest = chunk.substr(pos + kKey.size());
-  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-  int64_t v = 0;
-  size_t i = 0;
-  while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9') v = v * 10 + (rest[i++] - '0');
-  if (i > 0) *tokens = v;
-}
-
-}  // namespace
-
 Task<Proxy::AttemptResult> Proxy::Relay(Call& call, pool::Endpoint& ep,
                                         std::unique_ptr<UpConn> conn, const http1::ResponseHead& rh,
                                         bool& keep) {

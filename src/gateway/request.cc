@@ -132,6 +132,27 @@ BodyInfo InspectBody(std::string& body, bool require_model) {
   return info;
 }
 
+control::RequestView MakeRequestView(uint64_t id, std::string_view path_label, const BodyInfo& info,
+                                     size_t body_bytes, std::string_view prompt,
+                                     const RoutingHeaders& h) {
+  control::RequestView v;
+  v.id = id;
+  v.path = path_label;
+  v.model = info.model;
+  v.stream = info.stream;
+  v.body_bytes = body_bytes;
+  v.prompt = prompt;
+  v.session_id = h.session_id;
+  v.objective = h.objective;
+  v.fairness_id = h.fairness_id;
+  v.slo_ttft_ms = h.slo_ttft_ms;
+  v.slo_tpot_ms = h.slo_tpot_ms;
+  v.ttl_ms = h.ttl_ms;
+  v.body_error = info.error;
+  v.body_error_code = info.code;
+  return v;
+}
+
 void ApplyPriority(std::string& body, bool has_priority, bool forward, int64_t gateway_value) {
   if (!has_priority) {
     if (!forward || gateway_value == 0 || body.size() < 2 || body.front() != '{') return;

@@ -4,13 +4,20 @@
 // malformed JSON anywhere is caught) and extracts the fields routing needs. On failure it
 // fills `error` with a message fit to show the client and `code` with a stable error code
 // ("invalid_json", "missing_model", "duplicate_key": a key routing reads — model, stream,
-// priority, messages, prompt, input — given twice). The body string may be grown (capacity only) to
-// give the SIMD parser its padding; its contents are not changed. Thread-safety: uses a
-// thread-local parser; safe to call from any thread.
+// priority, messages, prompt, input — given twice). ReadRoutingHeaders() and MakeRequestView()
+// turn the headers routing reads (ours, else llm-d's aliases) and the inspected body into the
+// Director's RequestView; every front door (the HTTP proxy, the ext_proc endpoint picker)
+// builds its view through them, so both decide on the same inputs. The body string may be grown
+// (capacity only) to give the SIMD parser its padding; its contents are not changed. Thread-safety:
+// uses a thread-local parser; safe to call from any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "control/director.h"
+#include "wire/wire.h"
 
 namespace tidegate::gateway {
 
@@ -35,6 +42,34 @@ BodyInfo InspectBody(std::string& body, bool require_model = true);
 // "priority" the client sent is removed. `has_priority` is InspectBody()'s finding; when it is
 // false and the value to send is 0 the body is left alone. Only a body that carries a
 // "priority" is re-serialised.
+// The request headers routing reads, as sent ("" = absent).
+struct RoutingHeaders {
+  std::string_view objective, fairness_id, slo_ttft_ms, slo_tpot_ms, ttl_ms, session_id;
+};
+
+// Reads them through `get(lowercase_name)` (returning "" when absent): our name, else llm-d's.
+template <typename Get>
+RoutingHeaders ReadRoutingHeaders(Get&& get) {
+  auto either = [&](std::string_view name, std::string_view alias) {
+    std::string_view v = get(name);
+    return v.empty() ? get(alias) : v;
+  };
+  RoutingHeaders h;
+  h.objective = either(wire::kObjective, wire::kObjectiveAlias);
+  h.fairness_id = either(wire::kFairnessId, wire::kFairnessIdAlias);
+  h.slo_ttft_ms = either(wire::kSloTtftMs, wire::kSloTtftMsAlias);
+  h.slo_tpot_ms = either(wire::kSloTpotMs, wire::kSloTpotMsAlias);
+  h.ttl_ms = get(wire::kTtlMs);
+  h.session_id = get(wire::kSessionId);
+  return h;
+}
+
+// The Director's view of one request. `prompt` must be a stable copy of info.prompt (which
+// points into a thread-local buffer); every view must outlive the request's ticket.
+control::RequestView MakeRequestView(uint64_t id, std::string_view path_label, const BodyInfo& info,
+                                     size_t body_bytes, std::string_view prompt,
+                                     const RoutingHeaders& h);
+
 void ApplyPriority(std::string& body, bool has_priority, bool forward, int64_t gateway_value);
 
 }  // namespace tidegate::gateway

@@ -614,24 +614,19 @@ struct Gateway::Impl {
     SessionCtl& ctl = *call.ctl;
     ctl.prompt.assign(info.prompt);  // stable while the request waits and runs
     ctl.evicted = false;
-    control::RequestView v;
-    v.id = next_request.fetch_add(1, std::memory_order_relaxed);
-    v.path = RouteLabel(call.route);
-    v.model = info.model;
-    v.stream = info.stream;
-    v.body_bytes = body.size();
-    v.prompt = ctl.prompt;
     using K = http1::Known;
-    v.session_id = req.Get(K::kSessionId);
-    v.objective = Header(req, K::kObjective, K::kObjectiveAlias);
+    RoutingHeaders rh;
+    rh.objective = Header(req, K::kObjective, K::kObjectiveAlias);
     // With API keys the tenant is the key's, whatever the client's header says.
-    v.fairness_id =
+    rh.fairness_id =
         call.tenant.empty() ? Header(req, K::kFairnessId, K::kFairnessIdAlias) : call.tenant;
-    v.slo_ttft_ms = Header(req, K::kSloTtftMs, K::kSloTtftMsAlias);
-    v.slo_tpot_ms = Header(req, K::kSloTpotMs, K::kSloTpotMsAlias);
-    v.ttl_ms = req.Get(K::kTtlMs);
-    v.body_error = info.error;
-    v.body_error_code = info.code;
+    rh.slo_ttft_ms = Header(req, K::kSloTtftMs, K::kSloTtftMsAlias);
+    rh.slo_tpot_ms = Header(req, K::kSloTpotMs, K::kSloTpotMsAlias);
+    rh.ttl_ms = req.Get(K::kTtlMs);
+    rh.session_id = req.Get(K::kSessionId);
+    control::RequestView v =
+        MakeRequestView(next_request.fetch_add(1, std::memory_order_relaxed),
+                        RouteLabel(call.route), info, body.size(), ctl.prompt, rh);
 
     control::Ticket ticket;
     SessionWaiter waiter(call.ctl, call.w.ioc.get_executor());
@@ -1323,6 +1318,12 @@ void Gateway::SetExtension(std::shared_ptr<Extension> extension) {
 }
 
 void Gateway::BeginDrain() { impl_->BeginDrain(); }
+
+SharedState Gateway::Shared() {
+  auto& I = *impl_;
+  return SharedState{I.cfg,      I.clock, I.pool,     *I.director,
+                     I.registry, I.gm,    I.draining, I.next_request};
+}
 
 int Gateway::RunUntilSignal() {
   auto& I = *impl_;

@@ -4,6 +4,18 @@
 
 namespace tidegate::gateway {
 
+void CountJsonTokens(std::string_view chunk, int64_t* tokens) {
+  constexpr std::string_view kKey = "\"completion_tokens\":";
+  size_t pos = chunk.rfind(kKey);
+  if (pos == std::string_view::npos) return;
+  std::string_view rest = chunk.substr(pos + kKey.size());
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  int64_t v = 0;
+  size_t i = 0;
+  while (i < rest.size() && rest[i] >= '0' && rest[i] <= '9') v = v * 10 + (rest[i++] - '0');
+  if (i > 0) *tokens = v;
+}
+
 void SseScanner::EndLine() {
   std::string_view line(head_, head_len_);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);

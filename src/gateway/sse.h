@@ -9,7 +9,9 @@
 // "[DONE]" (leading spaces skipped). TrailingNewlines() is how many line ends the bytes end
 // with, CRs ignored, at most 2: 2 (or nothing fed) means an event boundary. Lines of any
 // length are handled in O(1) memory.
-// Thread-safety: an SseScanner belongs to one relay.
+// CountJsonTokens() reads the usage figure of a JSON answer (or of one SSE event's data): the
+// last "completion_tokens" in `chunk`, into *tokens (left alone when there is none).
+// Thread-safety: an SseScanner belongs to one relay; CountJsonTokens is a pure function.
 #pragma once
 
 #include <cstddef>
@@ -17,6 +19,8 @@
 #include <string_view>
 
 namespace tidegate::gateway {
+
+void CountJsonTokens(std::string_view chunk, int64_t* tokens);
 
 class SseScanner {
  public:

@@ -290,6 +290,7 @@ class ProfilePicker final : public Picker {
     for (uint32_t i = 0; i < n; ++i) {
       const pool::Endpoint& ep = pool.at(i);
       if (!ep.Available(now)) continue;
+      if (req.subset && !req.subset->Contains(ep)) continue;
       Candidate& c = cands.emplace_back();
       static_cast<pool::EndpointLoad&>(c) = pool::EndpointLoad::Of(ep);
       c.index = i;

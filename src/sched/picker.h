@@ -2,12 +2,12 @@
 //
 // Contract: given what the gateway knows about a request and the pool, a Picker returns an
 // ordered fallback list of endpoint indices (best first, at most kMaxChoices, only available
-// endpoints). The caller tries them in order: the first, then — if it refuses the connection or
-// fails before any byte reached the client — the next. An empty list comes with the reason
-// (EmptyReason): no endpoint is available, none serves the model, a sheddable request found
-// every endpoint saturated, or (RequestInfo::require_room) none has room right now.
-// Every policy is a scheduling-framework profile (sched/framework.h) created by name through
-// MakePicker(), the one registration path.
+// endpoints, and only those in RequestInfo::subset when one is given). The caller tries them in
+// order: the first, then — if it refuses the connection or fails before any byte reached the client
+// — the next. An empty list comes with the reason (EmptyReason): no endpoint is available, none
+// serves the model, a sheddable request found every endpoint saturated, or
+// (RequestInfo::require_room) none has room right now. Every policy is a scheduling-framework
+// profile (sched/framework.h) created by name through MakePicker(), the one registration path.
 //
 // Feedback, so that affinity and prediction learn from what really happened:
 //  * Pick() commits its first choice: the endpoint's routed-since-scrape count is bumped and the
@@ -45,6 +45,14 @@ class RoomOverride {
   virtual bool HasRoomFor(uint32_t endpoint, int priority) const = 0;
 };
 
+// The endpoints a request may go to, when the caller narrows the pool (the proxy's subset hint
+// in the ext_proc protocol). An endpoint outside it is never picked; none inside → kNoEndpoints.
+class EndpointSubset {
+ public:
+  virtual ~EndpointSubset() = default;
+  virtual bool Contains(const pool::Endpoint& ep) const = 0;
+};
+
 struct RequestInfo {
   uint64_t id = 0;         // unique per request when non-zero (caches per-request work)
   std::string_view path;   // e.g. "/v1/chat/completions"
@@ -59,6 +67,7 @@ struct RequestInfo {
   // picked.
   bool require_room = false;
   const RoomOverride* room_override = nullptr;
+  const EndpointSubset* subset = nullptr;  // null = the whole pool
   // x-slo-ttft-ms / x-slo-tpot-ms (and their llm-d aliases); -1 = none.
   double slo_ttft_ms = -1, slo_tpot_ms = -1;
 };
