@@ -10,6 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libnats-dev  # NATS JetStream queues (cnats)
   libpcre2-dev  # the tokenizer's pre-tokenisation regexes (Unicode properties, JIT)
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the ext_proc picker
   redis-server nats-server  # the real brokers the queue tests run against (loopback)
   nodejs npm
   prometheus

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The module layering, checked: every `#include "X/..."` in src/<m>/ must name <m> itself or one
 # of the modules <m> links (the table CMakeLists.txt builds: "m:dep1,dep2" words), and only the
-# modules allowed to include Boost.Beast do.
+# modules allowed to include Boost.Beast do, and only extproc includes gRPC (its generated
+# protobuf headers, under envoy/, are included with <> like any library's).
 #   usage: tests/layering.sh SRC_DIR m1:d1,d2 m2: ...
 set -euo pipefail
 src=$1; shift
@@ -29,6 +30,13 @@ for dir in "$src"/*/; do
     for f in $(grep -l 'boost/beast' "$dir"*.h "$dir"*.cc); do
       echo "layering: ${f#$src/} includes Boost.Beast; only http, gateway and sim may"
     done
+    fail=1
+  fi
+done
+for f in $(grep -l -E '#include <grpc(pp)?/|\.grpc\.pb\.h>|#include <envoy/' "$src"/*/*.h "$src"/*/*.cc 2>/dev/null || true); do
+  m=$(basename "$(dirname "$f")")
+  if [[ $m != extproc ]]; then
+    echo "layering: ${f#$src/} includes gRPC or the ext_proc protos; only extproc may"
     fail=1
   fi
 done

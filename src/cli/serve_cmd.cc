@@ -10,6 +10,7 @@
 #include "cli/flags.h"
 #include "common/units.h"
 #include "discovery/source.h"
+#include "extproc/server.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
 #include "pool/engine_metrics.h"
@@ -137,6 +138,11 @@ int RunServe(const std::vector<std::string>& args) {
             });
   flags.Add("port", "N", "port to listen on (0 picks a free one)", std::to_string(defaults.port),
             IntSetter(&cfg.port, 0, 65535));
+  flags.Add("ext-proc-port", "N",
+            "also serve Envoy's ext_proc (gRPC, plaintext) on --host:N as a Gateway API Inference "
+            "Extension endpoint picker: the proxy asks where each request goes, decided by the "
+            "same pool, scheduler and queues as the HTTP port (0 = off)",
+            "0", IntSetter(&cfg.ext_proc_port, 0, 65535));
   flags.Add("threads", "N", "event loops (0 = one per core)",
             "0 (= " + std::to_string(std::thread::hardware_concurrency()) + " here)",
             IntSetter(&cfg.threads, 0, 256));
@@ -354,11 +360,20 @@ int RunServe(const std::vector<std::string>& args) {
     spdlog::error("{}", err);
     return 1;
   }
+  std::unique_ptr<extproc::Server> ext_proc;
+  if (cfg.ext_proc_port != 0) {
+    ext_proc = std::make_unique<extproc::Server>(gw.Shared());
+    if (auto err = ext_proc->Start(cfg.host, cfg.ext_proc_port); !err.empty()) {
+      spdlog::error("{}", err);
+      return 1;
+    }
+  }
   if (batch_ext) {
     batch_ext->service().Start();
     spdlog::info("Batch API (/v1/files, /v1/batches) on, state in {}", batch_opts.dir);
   }
   const int code = gw.RunUntilSignal();
+  if (ext_proc) ext_proc->Stop();
   if (batch_ext) batch_ext->service().Stop();
   return code;
 }

@@ -141,11 +141,11 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
         !err.empty())
       return err;
     if (auto g = root["gateway"]) {
-      if (auto err =
-              CheckKeys(g, "'gateway'",
-                        {"host", "port", "threads", "policy", "max_body_bytes", "timeouts",
-                         "health_interval", "max_idle_upstream_conns", "log_level", "engine",
-                         "scrape_interval", "stale_after", "forward_priority", "max_connections"});
+      if (auto err = CheckKeys(
+              g, "'gateway'",
+              {"host", "port", "threads", "policy", "max_body_bytes", "timeouts", "health_interval",
+               "max_idle_upstream_conns", "log_level", "engine", "scrape_interval", "stale_after",
+               "forward_priority", "max_connections", "ext_proc_port"});
           !err.empty())
         return err;
       if (g["host"]) cfg->host = g["host"].as<std::string>();
@@ -153,6 +153,11 @@ std::string LoadGatewayConfigYaml(const std::string& path, GatewayConfig* cfg) {
         int p = g["port"].as<int>();
         if (p < 0 || p > 65535) return "gateway.port must be 0..65535";
         cfg->port = static_cast<uint16_t>(p);
+      }
+      if (g["ext_proc_port"]) {
+        int p = g["ext_proc_port"].as<int>();
+        if (p < 0 || p > 65535) return "gateway.ext_proc_port must be 0..65535 (0 = off)";
+        cfg->ext_proc_port = static_cast<uint16_t>(p);
       }
       if (g["threads"]) cfg->threads = g["threads"].as<int>();
       if (g["policy"]) cfg->policy = g["policy"].as<std::string>();

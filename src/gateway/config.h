@@ -63,6 +63,9 @@ struct GatewayConfig {
   // Where /metrics, /v1/pool and /v1/capacity are served: "HOST:PORT" (port 0 = a free one),
   // or "public" for the public port (single-box use; the demo does this).
   std::string admin_address = "127.0.0.1:9090";
+  // The ext_proc endpoint picker (Envoy's ExternalProcessor gRPC service, as the Gateway API
+  // Inference Extension's Endpoint Picker Protocol uses it) on host:ext_proc_port; 0 = off.
+  uint16_t ext_proc_port = 0;
   // The async processor's /metrics, shown on the dashboard ("" = not shown).
   std::string processor_metrics;
   // API keys and their tenants (auth/keys.h); "" = no authentication. Reloaded on SIGHUP.
