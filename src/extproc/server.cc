@@ -125,6 +125,10 @@ class Stream final : public grpc::ServerBidiReactor<pb::ProcessingRequest, pb::P
   // ---------------------------------------------------------------- requests from the proxy
   void HandleLocked(const pb::ProcessingRequest& m) {
     if (m.has_metadata_context()) metadata_.MergeFrom(m.metadata_context());
+    const bool request_phase = m.request_case() == pb::ProcessingRequest::kRequestHeaders ||
+                               m.request_case() == pb::ProcessingRequest::kRequestBody;
+    // Once the request was refused (or broke the protocol), what is still on its way is dropped.
+    if (request_phase && phase_ == Phase::kDone) return;
     switch (m.request_case()) {
       case pb::ProcessingRequest::kRequestHeaders:
         if (phase_ != Phase::kHeaders) return Protocol("request headers twice");
@@ -184,6 +188,7 @@ class Stream final : public grpc::ServerBidiReactor<pb::ProcessingRequest, pb::P
 
   void Protocol(std::string_view what) {
     spdlog::debug("ext_proc: protocol error: {}", what);
+    if (phase_ == Phase::kBody || phase_ == Phase::kHeaders) phase_ = Phase::kDone;
     Count("protocol_error");
     Send(ErrorResponse(400, "ext_proc protocol error: " + std::string(what),
                        "invalid_request_error", "bad_request"));
