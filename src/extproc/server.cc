@@ -269,16 +269,14 @@ class Stream final : public grpc::ServerBidiReactor<pb::ProcessingRequest, pb::P
     json_ = ct.starts_with("application/json");
     const std::string served = ServedEndpoint(metadata_, h);
     if (!served.empty()) {
-      const pool::Pool& pool = s_.shared.pool;
-      for (size_t i = 0; i < pool.size(); ++i) {
-        if (pool.at(i).address() != served) continue;
+      // (Only an endpoint still in the pool: one that left keeps the reservation where it is.)
+      if (pool::Endpoint* ep = s_.shared.pool.FindActive(served)) {
+        const auto i = static_cast<uint32_t>(ep->index());
         if (i != reserved_) {
           // The proxy went elsewhere (its own fallback): the reservation and affinity follow.
-          s_.shared.director.Fallback(ticket_, reserved_, static_cast<uint32_t>(i),
-                                      s_.shared.clock.Now());
-          reserved_ = static_cast<uint32_t>(i);
+          s_.shared.director.Fallback(ticket_, reserved_, i, s_.shared.clock.Now());
+          reserved_ = i;
         }
-        break;
       }
     }
   }
