@@ -16,13 +16,12 @@
 
 #include <algorithm>
 #include <charconv>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <mutex>
-#include <thread>
 
 #include "discovery/builtin.h"
+#include "discovery/endpoint_list.h"
+#include "discovery/poll_loop.h"
 
 namespace tidegate::discovery {
 namespace {
@@ -158,41 +157,14 @@ class DnsSource final : public Source {
   std::string Start(Sink* sink) override {
     sink_ = sink;
     Resolve();  // the first answer (or failure) before serving
-    thread_ = std::thread([this] { Run(); });
+    loop_.Start(s_.interval_s, [this] { Resolve(); });
     return {};
   }
 
-  void Stop() override {
-    {
-      std::lock_guard lock(mu_);
-      stopped_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  void Refresh() override {
-    {
-      std::lock_guard lock(mu_);
-      refresh_ = true;
-    }
-    cv_.notify_all();
-  }
+  void Stop() override { loop_.Stop(); }
+  void Refresh() override { loop_.Refresh(); }
 
  private:
-  void Run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait_for(lock, std::chrono::duration<double>(s_.interval_s),
-                   [&] { return stopped_ || refresh_; });
-      if (stopped_) return;
-      refresh_ = false;
-      lock.unlock();
-      Resolve();
-      lock.lock();
-    }
-  }
-
   void Resolve() {
     Resolver r(s_);
     std::vector<std::pair<std::string, uint16_t>> found;  // (ip, port)
@@ -234,15 +206,7 @@ class DnsSource final : public Source {
     if (found.empty() && reported_ > 0)
       spdlog::warn("discovery dns: {} has no {} records now: the pool is empty", s_.name,
                    s_.srv ? "SRV" : "A");
-    std::vector<pool::EndpointConfig> eps;
-    for (const auto& [ip, port] : found) {
-      pool::EndpointConfig ep;
-      ep.host = ip;
-      ep.port = port;
-      ep.engine = s_.engine;
-      ep.metrics_port = s_.metrics_port;
-      eps.push_back(std::move(ep));
-    }
+    std::vector<pool::EndpointConfig> eps = EndpointsAt(found, s_.engine, s_.metrics_port);
     reported_ = eps.size();
     sink_->SetEndpoints(eps);
     sink_->SetHealthy(true, "");
@@ -251,12 +215,9 @@ class DnsSource final : public Source {
   const std::string type_ = "dns";
   const DnsSettings s_;
   Sink* sink_ = nullptr;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false, refresh_ = false;  // guarded by mu_
-  std::string last_error_;                  // the resolving thread's
+  std::string last_error_;  // the resolving thread's
   size_t reported_ = 0;
+  PollLoop loop_;  // last: stopped before the state above goes
 };
 
 bool ParsePort(std::string_view text, uint16_t* out) {

@@ -113,4 +113,20 @@ std::string LoadEndpointFile(const std::string& path, std::vector<pool::Endpoint
   return {};
 }
 
+std::vector<pool::EndpointConfig> EndpointsAt(
+    const std::vector<std::pair<std::string, uint16_t>>& addresses, const std::string& engine,
+    uint16_t metrics_port) {
+  std::vector<pool::EndpointConfig> eps;
+  eps.reserve(addresses.size());
+  for (const auto& [host, port] : addresses) {
+    pool::EndpointConfig ep;
+    ep.host = host;
+    ep.port = port;
+    ep.engine = engine;
+    ep.metrics_port = metrics_port;
+    eps.push_back(std::move(ep));
+  }
+  return eps;
+}
+
 }  // namespace tidegate::discovery

@@ -7,12 +7,11 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
-#include <condition_variable>
-#include <mutex>
-#include <thread>
+#include <atomic>
 
 #include "discovery/builtin.h"
 #include "discovery/endpoint_list.h"
+#include "discovery/poll_loop.h"
 
 namespace tidegate::discovery {
 namespace {
@@ -32,25 +31,16 @@ class FileSource final : public Source {
     // endpoints, or not at all (a typo in the path is not an empty pool).
     Check(true);
     if (!last_error_.empty()) return last_error_;
-    thread_ = std::thread([this] { Run(); });
+    // A timed check reads the file only when its stamp changed; Refresh() forces a read.
+    loop_.Start(interval_s_, [this] { Check(forced_.exchange(false)); });
     return {};
   }
 
-  void Stop() override {
-    {
-      std::lock_guard lock(mu_);
-      stopped_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
-  }
+  void Stop() override { loop_.Stop(); }
 
   void Refresh() override {
-    {
-      std::lock_guard lock(mu_);
-      refresh_ = true;
-    }
-    cv_.notify_all();
+    forced_.store(true);
+    loop_.Refresh();
   }
 
  private:
@@ -73,20 +63,6 @@ class FileSource final : public Source {
     s.size = st.st_size;
     s.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
     return s;
-  }
-
-  void Run() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      cv_.wait_for(lock, std::chrono::duration<double>(interval_s_),
-                   [&] { return stopped_ || refresh_; });
-      if (stopped_) return;
-      const bool forced = refresh_;
-      refresh_ = false;
-      lock.unlock();
-      Check(forced);
-      lock.lock();
-    }
   }
 
   // Re-reads the file when it changed (or `forced`) and reports what it found.
@@ -115,15 +91,13 @@ class FileSource final : public Source {
   const std::string path_;
   const double interval_s_;
   Sink* sink_ = nullptr;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false, refresh_ = false;  // guarded by mu_
+  std::atomic<bool> forced_{false};
   // The checking thread's own (Check runs on it, or on the Start() caller before it exists).
   Stamp last_;
   bool have_last_ = false;
   std::string last_error_;
   size_t reported_ = 0;
+  PollLoop loop_;  // last: stopped before the state above goes
 };
 
 }  // namespace

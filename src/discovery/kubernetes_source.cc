@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "discovery/builtin.h"
+#include "discovery/endpoint_list.h"
 #include "discovery/kubernetes.h"
 
 namespace tidegate::discovery {
@@ -431,15 +432,7 @@ class KubernetesSource final : public Source {
           s_.pool);
     last_ = found;
     reported_once_ = true;
-    std::vector<pool::EndpointConfig> eps;
-    for (const auto& [ip, port] : found) {
-      pool::EndpointConfig ep;
-      ep.host = ip;
-      ep.port = port;
-      ep.engine = s_.engine;
-      ep.metrics_port = s_.metrics_port;
-      eps.push_back(std::move(ep));
-    }
+    std::vector<pool::EndpointConfig> eps = EndpointsAt(found, s_.engine, s_.metrics_port);
     spdlog::debug("discovery kubernetes: {} endpoint(s) from {} pod(s)", eps.size(), pods_.size());
     sink_->SetEndpoints(eps);
     cv_.notify_all();

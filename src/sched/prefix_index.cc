@@ -106,16 +106,19 @@ void PrefixIndex::Forget(uint32_t endpoint, std::span<const uint64_t> hashes) {
   for (uint64_t h : hashes) {
     auto it = map_.find(h);
     if (it == map_.end()) continue;
-    Entry& e = it->second;
-    uint32_t k = 0;
-    while (k < e.count && e.ids[k] != endpoint) ++k;
-    if (k == e.count) continue;
-    --e.count;
-    e.ids[k] = e.ids[e.count];
-    e.ticks[k] = e.ticks[e.count];
-    e.queued[k] = e.queued[e.count];
-    if (e.count == 0) map_.erase(it);
+    if (DropHolder(it->second, endpoint) && it->second.count == 0) map_.erase(it);
   }
+}
+
+bool PrefixIndex::DropHolder(Entry& e, uint32_t endpoint) {
+  uint32_t k = 0;
+  while (k < e.count && e.ids[k] != endpoint) ++k;
+  if (k == e.count) return false;
+  --e.count;
+  e.ids[k] = e.ids[e.count];
+  e.ticks[k] = e.ticks[e.count];
+  e.queued[k] = e.queued[e.count];
+  return true;
 }
 
 void PrefixIndex::DropEndpoint(uint32_t endpoint) {
@@ -126,15 +129,7 @@ void PrefixIndex::DropEndpoint(uint32_t endpoint) {
     Item item = ring.Pop();
     auto it = map_.find(item.hash);
     if (it == map_.end()) continue;
-    Entry& e = it->second;
-    uint32_t k = 0;
-    while (k < e.count && e.ids[k] != endpoint) ++k;
-    if (k == e.count) continue;
-    --e.count;
-    e.ids[k] = e.ids[e.count];
-    e.ticks[k] = e.ticks[e.count];
-    e.queued[k] = e.queued[e.count];
-    if (e.count == 0) map_.erase(it);
+    if (DropHolder(it->second, endpoint) && it->second.count == 0) map_.erase(it);
   }
   ring = Ring{};
 }

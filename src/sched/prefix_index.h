@@ -67,6 +67,8 @@ class PrefixIndex {
     Item Pop();
   };
   void EvictOne(uint32_t endpoint, Ring& ring);
+  // Removes `endpoint` from the block's holders; false when it was not one.
+  static bool DropHolder(Entry& e, uint32_t endpoint);
 
   size_t capacity_;
   mutable std::mutex mu_;
