@@ -7,14 +7,15 @@
 // then *gone* once nothing is in flight. A gone slot is reused by a later endpoint only after
 // kReuseAfter, and then holds a new Endpoint object (a new uid()): per-endpoint state kept
 // elsewhere (connection pools, prefix index, latency models, dashboards) is keyed by slot and
-// must be dropped when the slot's uid() changes. Endpoint objects are never freed while they may
-// still be referenced: a replaced object is kept for kRetainReplaced before it is deleted, and
-// slots and size() only grow (up to kMaxEndpoints), so Endpoint& obtained from at(i) stays valid
-// for far longer than any decision takes. Loops over the pool run i < size() and skip endpoints
-// that are not Active(). Mutable state —
-// requests this gateway has in flight, health from probes, passive failure back-off — is kept in
-// atomics so the data plane reads it without locks. An endpoint is "available" when its last
-// probe succeeded (or none ran yet) and it is not inside a passive failure back-off window.
+// must be dropped when the slot's uid() changes. A replaced object is kept for kRetainReplaced
+// (of the clock passed to Reconcile/Sweep) before it is deleted, and slots and size() only grow
+// (up to kMaxEndpoints): an Endpoint& obtained from at(i) stays valid that long, far longer than
+// a decision takes. REQUIRES: no reference is held longer than kRetainReplaced after its endpoint
+// is gone (requests in flight keep it draining, so they are never the ones holding it). Loops over
+// the pool run i < size() and skip endpoints that are not Active(). Mutable state — requests this
+// gateway has in flight, health from probes, passive failure back-off — is kept in atomics so the
+// data plane reads it without locks. An endpoint is "available" when its last probe succeeded (or
+// none ran yet) and it is not inside a passive failure back-off window.
 //
 // Model-server metrics: the scraper publishes an EndpointMetrics snapshot with PublishMetrics()
 // (or a failure with RecordScrapeError()). The scalar figures the scheduler reads on every

@@ -233,19 +233,26 @@ TEST(PoolMembership, ReconcileWhilePickingFromOtherThreads) {
     });
   }
   Nanos now = seconds(1000);
-  // At least 300 changes, and on until the deciding threads have made a few hundred picks.
-  for (int round = 0; round < 300 || (picks.load() < 400 && round < 10'000'000); ++round) {
+  // 290 changes, 2 s of the pool's clock apart: slots become reusable every few rounds
+  // (kReuseAfter) and the clock stays short of kRetainReplaced, so no replaced object is freed
+  // while a decision may read it (the contract: a decision takes microseconds). The deciding
+  // threads run throughout; each round waits until they made a pick since the last one.
+  for (int round = 0; round < 290; ++round) {
     std::vector<EndpointConfig> want;
     for (int k = 0; k < 4; ++k) want.push_back(Ep(static_cast<uint16_t>(1 + (round + k) % 9)));
     const Pool::Change c = pool.Reconcile(want, now);
     for (size_t i : c.gone) picker->OnEndpointGone(static_cast<uint32_t>(i));
-    now += seconds(7);  // slots become reusable every few rounds
+    now += seconds(2);
+    const uint64_t seen = picks.load();
+    for (int spin = 0; spin < 100'000 && picks.load() == seen; ++spin) std::this_thread::yield();
   }
   stop.store(true);
   for (auto& t : pickers) t.join();
   EXPECT_GT(picks.load(), 0u);
   EXPECT_EQ(pool.ActiveCount(), 4u);
-  EXPECT_LE(pool.size(), 9u + 4u);  // reuse keeps the table small
+  // One newcomer a round; a gone slot is reused 30 rounds (60 s) later: 4 active + ~30 waiting,
+  // far below the 290 slots of a table without reuse.
+  EXPECT_LE(pool.size(), 40u);
 }
 
 }  // namespace
