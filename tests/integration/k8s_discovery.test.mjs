@@ -16,13 +16,13 @@
 // the token file is read again per request, so fixing it heals.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
   REPO_ROOT, startSim, startGateway, stopAll, stopProcess, SIM_MODEL, request, postJson, waitFor,
-  sleep, parseMetrics,
+  sleep, parseMetrics, makeCerts as makeCertsIn,
 } from './lib.mjs';
 
 const T = { timeout: 20_000 };
@@ -298,19 +298,7 @@ describe('kubernetes discovery (InferencePool on an API double, real simulators)
   });
 });
 
-// A CA and a certificate for 127.0.0.1 signed by it (openssl).
-function makeCerts(dir) {
-  const f = (x) => path.join(dir, x);
-  const ossl = (...args) => execFileSync('openssl', args, { stdio: 'pipe' });
-  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=tidegate test cluster CA');
-  ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
-  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-  ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
-    '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'));
-  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
-}
+const makeCerts = (dir) => makeCertsIn(dir, '', 'tidegate test cluster CA');
 
 describe('kubernetes discovery with kubeconfig credentials (HTTPS, the cluster CA, a bearer token)', () => {
   let dir;

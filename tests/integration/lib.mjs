@@ -5,7 +5,7 @@
 // here has a time limit, and every child process is tracked so that stopAll() (called from
 // `after` hooks) and a process 'exit' hook can kill whatever a test file started, even when the
 // test failed.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -572,4 +572,19 @@ export function processAlive(pid) {
   } catch {
     return false;
   }
+}
+
+// A CA and a server certificate for 127.0.0.1 signed by it (openssl), written into `dir` with
+// file names starting with `prefix`; returns the {ca, cert, key} paths.
+export function makeCerts(dir, prefix = '', caName = 'tidegate test CA') {
+  const f = (x) => path.join(dir, `${prefix}${x}`);
+  const ossl = (...args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', `/CN=${caName}`);
+  ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+  ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
+    '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'));
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
 }

@@ -5,12 +5,15 @@
 //   - SIGHUP loads a new certificate for new connections.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { startUpstream, startGateway, stopAll, request, rawExchange, waitFor, postJson } from './lib.mjs';
+import {
+  startUpstream, startGateway, stopAll, request, rawExchange, waitFor, postJson,
+  makeCerts as makeCertsIn,
+} from './lib.mjs';
 
 const T = { timeout: 30_000 };
 after(stopAll);
@@ -18,19 +21,7 @@ after(stopAll);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-tls-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-// A CA and a server certificate for 127.0.0.1 signed by it.
-function makeCerts(name) {
-  const f = (x) => path.join(dir, `${name}-${x}`);
-  const ossl = (...args) => execFileSync('openssl', args, { stdio: 'pipe' });
-  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', `/CN=tidegate test CA ${name}`);
-  ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1');
-  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\n');
-  ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
-    '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext.cnf'));
-  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
-}
+const makeCerts = (name) => makeCertsIn(dir, `${name}-`, `tidegate test CA ${name}`);
 
 const body = JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hi' }] });
 const curl = (...args) => spawnSync('curl', ['-sS', '--max-time', '10', ...args], { encoding: 'utf8' });
