@@ -10,6 +10,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libnats-dev  # NATS JetStream queues (cnats)
   libpcre2-dev  # the tokenizer's pre-tokenisation regexes (Unicode properties, JIT)
+  libzmq3-dev cppzmq-dev  # KV-cache events (ZeroMQ PUB/SUB); msgpack-cxx: see below
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the ext_proc picker
   redis-server nats-server  # the real brokers the queue tests run against (loopback)
   nodejs npm
@@ -39,4 +40,20 @@ if ((${#missing[@]})); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# msgpack-cxx (the KV events' codec) is header-only and used without Boost (MSGPACK_NO_BOOST), but
+# Debian's libmsgpack-cxx-dev declares a dependency on libboost-dev (1.74), and installing it makes
+# apt remove the libboost1.81-dev this build needs. So its package is fetched and unpacked into
+# .deps/ (not installed); CMake looks for msgpack.hpp there.
+MSGPACK_DIR="$(cd "$(dirname "$0")/.." && pwd)/.deps/msgpack-cxx"
+if [[ ! -f "$MSGPACK_DIR/usr/include/msgpack.hpp" ]]; then
+  echo "install-deps: unpacking libmsgpack-cxx-dev into $MSGPACK_DIR"
+  tmpd=$(mktemp -d)
+  (cd "$tmpd" && apt-get download -qq libmsgpack-cxx-dev >/dev/null 2>&1 ||
+     { SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"; $SUDO apt-get update -qq &&
+       apt-get download -qq libmsgpack-cxx-dev >/dev/null; })
+  mkdir -p "$MSGPACK_DIR"
+  dpkg -x "$tmpd"/libmsgpack-cxx-dev_*.deb "$MSGPACK_DIR"
+  rm -rf "$tmpd"
 fi

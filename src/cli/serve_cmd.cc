@@ -77,6 +77,22 @@ int RunServe(const std::vector<std::string>& args) {
             "watches an InferencePool's pods. Endpoints that leave finish their requests first",
             "none",
             [&](const std::string& v) { return discovery::ParseSourceSpec(v, &cfg.discovery); });
+  flags.Add("kv-events", "port=N|port-offset=N[,replay-port=N|replay-offset=N,topic=PREFIX]",
+            "subscribe to every endpoint's KV-cache events (vLLM --kv-events-config, ZMQ) for "
+            "precise-prefix-cache-scorer: port=N when each engine publishes on port N of its "
+            "own address, port-offset=N when on its HTTP port + N (several on one host); "
+            "replay-* names the engines' replay socket, used to catch up on connecting and "
+            "after a gap",
+            "off",
+            [&](const std::string& v) { return gateway::ParseKvEventsSpec(v, &cfg.kv_events); });
+  flags.Add("tokenizer", "DIR_OR_FILE",
+            "the model's Hugging Face tokenizer.json (or its directory): prompts become the "
+            "engine's token ids for precise prefix matching, and chat requests are rendered "
+            "with its chat template (default: the simulator's stand-in, 4 bytes a token)",
+            "", [&](const std::string& v) {
+              cfg.tokenizer = v;
+              return std::string();
+            });
   flags.Add("host", "ADDR", "address to listen on", defaults.host, [&](const std::string& v) {
     cfg.host = v;
     return std::string();

@@ -9,8 +9,10 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "kvevents/config.h"
 #include "sim/profiles.h"
 #include "sim/server.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tidegate::cli {
 
@@ -216,10 +218,55 @@ int RunSim(const std::vector<std::string>& args) {
             IntSetter(&cfg.stall_after_tokens, 0, 1 << 30));
   flags.Add("seed", "S", "seed for filler text, ids and --fail-rate", "0",
             IntSetter(&cfg.seed, 0, std::numeric_limits<long long>::max()));
+  std::string kv_events_json, kv_encoding = "map", tokenizer_path;
+  flags.Add("kv-events-config", "JSON",
+            "publish KV-cache events as vLLM does (its JSON, same keys): e.g. "
+            "'{\"enable_kv_cache_events\":true,\"publisher\":\"zmq\",\"endpoint\":"
+            "\"tcp://127.0.0.1:5557\",\"replay_endpoint\":\"tcp://127.0.0.1:5657\",\"topic\":"
+            "\"kv@127.0.0.1@model\"}'. Server k of --port-count publishes on the endpoint's port "
+            "+ k (and replays on replay_endpoint's port + k)",
+            "", [&](const std::string& v) -> std::string {
+              kv_events_json = v;
+              return {};
+            });
+  flags.Add("kv-events-encoding", "map|array",
+            "how events are encoded: map (current vLLM: tagged maps, block hashes as bytes) or "
+            "array (older vLLM: tagged arrays, integer hashes)",
+            kv_encoding, [&](const std::string& v) -> std::string {
+              kvevents::Encoding enc;
+              if (!kvevents::ParseEncoding(v, &enc)) return "expected map or array";
+              kv_encoding = v;
+              return {};
+            });
+  flags.Add("tokenizer", "DIR_OR_FILE",
+            "the model's Hugging Face tokenizer.json (or its directory): prompts are counted and "
+            "hashed in the engine's real token ids, and chat requests rendered with its chat "
+            "template (default: 4 bytes a token)",
+            "", [&](const std::string& v) -> std::string {
+              tokenizer_path = v;
+              return {};
+            });
   flags.Add("log-level", "LEVEL", "trace, debug, info, warn, error, off", log_level,
             LogLevelSetter(&log_level));
 
   if (auto code = ParseCommandLine(flags, args)) return *code;
+  if (!kv_events_json.empty()) {
+    std::string err;
+    if (!kvevents::ParsePublisherConfig(kv_events_json, &cfg.kv_events, &err)) {
+      std::cerr << "tidegate sim: " << err << "\n";
+      return 2;
+    }
+    kvevents::ParseEncoding(kv_encoding, &cfg.kv_events.encoding);
+  }
+  if (!tokenizer_path.empty()) {
+    std::string err;
+    auto tok = tokenizer::Tokenizer::Load(tokenizer_path, &err);
+    if (!tok) {
+      std::cerr << "tidegate sim: --tokenizer: " << err << "\n";
+      return 2;
+    }
+    cfg.tokenizer = std::move(tok);
+  }
   SetLogLevel(log_level);
   if (!port_list.empty()) {
     cfg.ports = port_list;

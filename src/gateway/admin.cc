@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "gateway/kv_events_feed.h"
+#include "sched/kv_block_index.h"
 #include "sched/latency.h"
 #include "wire/errors.h"
 #include "wire/wire.h"
@@ -22,7 +24,7 @@ constexpr double kReferencePromptTokens = 512;
 }  // namespace
 
 std::string PoolJson(const pool::Pool& pool, const control::Director& director,
-                     std::string_view default_engine, Nanos now) {
+                     std::string_view default_engine, Nanos now, const KvEventsFeed* kv) {
   const pool::SaturationDetector& det = director.detector();
   nlohmann::ordered_json eps = nlohmann::ordered_json::array();
   for (size_t i = 0; i < pool.size(); ++i) {
@@ -73,6 +75,10 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
                         {"reference_prompt_tokens", kReferencePromptTokens},
                         {"samples", p.samples}};
     }
+    if (kv) {
+      auto st = kv->Status(i);
+      if (!st.is_null()) e["kv_events"] = std::move(st);
+    }
     auto served = ep.ServedModels();
     e["models"] = !served.empty() ? served : snap ? snap->models : std::vector<std::string>{};
     e["running_lora_adapters"] = snap ? snap->running_lora_adapters : std::vector<std::string>{};
@@ -105,6 +111,31 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
                          {"queued_bytes", q.bytes},
                          {"bands", std::move(bands)}};
   return out.dump();
+}
+
+bool KvBlocksJson(const pool::Pool& pool, std::string_view endpoint, std::string* body) {
+  const sched::KvBlockIndex& index = sched::SharedKvBlockIndex();
+  for (size_t i = 0; i < pool.size(); ++i) {
+    const auto& ep = pool.at(i);
+    if (!ep.Active() || ep.address() != endpoint) continue;
+    nlohmann::ordered_json j;
+    j["endpoint"] = ep.address();
+    j["live"] = index.Live(static_cast<uint32_t>(i));
+    j["block_size"] = index.block_size();
+    nlohmann::ordered_json hashes = nlohmann::ordered_json::array();
+    char buf[20];
+    for (uint64_t h : index.EngineHashes(static_cast<uint32_t>(i))) {
+      std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+      hashes.push_back(buf);
+    }
+    j["block_hashes"] = std::move(hashes);
+    *body = j.dump();
+    return true;
+  }
+  *body = wire::ErrorBody("no active endpoint " + std::string(endpoint) +
+                              " (give ?endpoint=HOST:PORT as /v1/pool lists it)",
+                          "invalid_request_error", "endpoint_not_found");
+  return false;
 }
 
 std::string CapacityJson(const control::Director& director) {

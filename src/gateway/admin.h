@@ -23,8 +23,14 @@
 
 namespace tidegate::gateway {
 
+class KvEventsFeed;
+// `kv` (may be null) adds each endpoint's KV event feed ("kv_events").
 std::string PoolJson(const pool::Pool& pool, const control::Director& director,
-                     std::string_view default_engine, Nanos now);
+                     std::string_view default_engine, Nanos now, const KvEventsFeed* kv = nullptr);
+// GET /v1/pool/kv-blocks?endpoint=HOST:PORT: the engine block hashes the precise index holds for
+// that endpoint ({"endpoint", "live", "block_size", "block_hashes": [16 hex digits, sorted]}).
+// False (and *body an error) when no active endpoint has that address.
+bool KvBlocksJson(const pool::Pool& pool, std::string_view endpoint, std::string* body);
 // The endpoint's engine as configured, or as recognised ("auto" until it is).
 std::string EngineName(const pool::Endpoint& ep, std::string_view default_engine);
 std::string CapacityJson(const control::Director& director);

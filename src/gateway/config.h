@@ -14,6 +14,7 @@
 
 #include "control/director.h"
 #include "discovery/source.h"
+#include "gateway/kv_events_feed.h"
 #include "http/client.h"
 #include "pool/endpoint.h"
 #include "pool/saturation.h"
@@ -30,6 +31,11 @@ struct GatewayConfig {
   // Where endpoints come from at run time (discovery/source.h); type "" = the fixed `endpoints`.
   discovery::SourceSpec discovery;
   std::string policy = "tidegate-default";
+  // The engines' KV events, for precise-prefix-cache-scorer (gateway/kv_events_feed.h).
+  KvEventsConfig kv_events;
+  // The model's tokenizer.json (or its directory): prompts become the engine's token ids for
+  // precise prefix matching, chat requests rendered with its chat template. "" = the stand-in.
+  std::string tokenizer;
   // GIE-style scheduler section (plugins, schedulingProfiles) as YAML text; overrides `policy`.
   std::string scheduler_yaml;
   // Metric mapping for endpoints that name none; "auto" recognises each server's engine.

@@ -5,7 +5,61 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "sched/framework.h"
+
 namespace tidegate::gateway {
+
+namespace {
+
+std::shared_ptr<const tokenizer::Tokenizer> g_tokenizer;  // set before serving
+
+// Replaces *prompt with the chat template's rendering of the messages (content parts joined with
+// "\n", as vLLM joins them for a text-only template); leaves it when the template cannot.
+void RenderChat(const tokenizer::Tokenizer& tok, simdjson::dom::array messages,
+                std::string* prompt) {
+  thread_local std::vector<tokenizer::ChatMessage> msgs;
+  msgs.clear();
+  for (auto m : messages) {
+    tokenizer::ChatMessage cm;
+    std::string_view sv;
+    if (!m["role"].get_string().get(sv)) cm.role.assign(sv);
+    auto content = m["content"];
+    if (!content.error()) {
+      if (!content.get_string().get(sv)) {
+        cm.content.assign(sv);
+      } else if (simdjson::dom::array parts; !content.get_array().get(parts)) {
+        bool first = true;
+        for (auto part : parts) {
+          if (part.get_string().get(sv) && part["text"].get_string().get(sv)) continue;
+          if (!first) cm.content.push_back('\n');
+          cm.content.append(sv);
+          first = false;
+        }
+      }
+    }
+    msgs.push_back(std::move(cm));
+  }
+  std::string error;
+  if (auto text = tok.RenderChat(msgs, /*add_generation_prompt=*/true, &error))
+    *prompt = std::move(*text);
+}
+
+}  // namespace
+
+void SetModelTokenizer(std::shared_ptr<const tokenizer::Tokenizer> tok) {
+  g_tokenizer = tok;
+  if (!tok) {
+    sched::SetPromptTokenizer(nullptr);
+    return;
+  }
+  sched::SetPromptTokenizer([tok](const sched::RequestInfo& r, std::vector<uint32_t>* out) {
+    thread_local std::vector<int32_t> ids;
+    ids.clear();
+    const bool chat = r.path == "/v1/chat/completions";
+    tok->EncodeTo(r.prompt, /*add_special_tokens=*/!chat, &ids);
+    out->insert(out->end(), ids.begin(), ids.end());
+  });
+}
 
 BodyInfo InspectBody(std::string& body, bool require_model) {
   BodyInfo info;
@@ -123,6 +177,7 @@ BodyInfo InspectBody(std::string& body, bool require_model) {
       if (!content.error()) append_text(content.value_unsafe());
       prompt.push_back('\n');
     }
+    if (const tokenizer::Tokenizer* tok = g_tokenizer.get()) RenderChat(*tok, messages, &prompt);
   } else if (auto p = obj["prompt"]; !p.error()) {
     append_text(p.value_unsafe());
   } else if (auto in = obj["input"]; !in.error()) {

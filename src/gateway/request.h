@@ -13,10 +13,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "control/director.h"
+#include "tokenizer/tokenizer.h"
 #include "wire/wire.h"
 
 namespace tidegate::gateway {
@@ -34,6 +36,14 @@ struct BodyInfo {
 };
 
 BodyInfo InspectBody(std::string& body, bool require_model = true);
+
+// With the model's tokenizer set (before serving), a chat request's `prompt` is its chat template
+// rendered with the generation prompt — the text the engine tokenises — instead of the
+// "role:content\n" flattening (kept when the template cannot render the messages). The
+// tokenizer also becomes the scheduler's prompt tokenizer (sched::SetPromptTokenizer): chat
+// prompts are encoded as rendered (the template writes the BOS), completions with the
+// tokenizer's special tokens. Null restores the stand-in.
+void SetModelTokenizer(std::shared_ptr<const tokenizer::Tokenizer> tok);
 
 // A client may only lower its own priority at the model server, never raise it. With
 // `forward` (engines that schedule by vLLM's `priority`, lower = sooner), the body's top-level

@@ -19,6 +19,7 @@ enum class Route {
   kHealthz,
   kReadyz,
   kPool,
+  kKvBlocks,
   kCapacity,
   kDashboard,
   kDashboardData,
@@ -35,6 +36,7 @@ inline Route Classify(std::string_view path) {
   if (path == "/healthz") return Route::kHealthz;
   if (path == "/readyz") return Route::kReadyz;
   if (path == "/v1/pool") return Route::kPool;
+  if (path == "/v1/pool/kv-blocks") return Route::kKvBlocks;
   if (path == "/v1/capacity") return Route::kCapacity;
   if (path == "/dashboard" || path == "/dashboard/") return Route::kDashboard;
   if (path == "/dashboard/data") return Route::kDashboardData;
@@ -59,8 +61,8 @@ inline const char* RouteLabel(Route r) {
 // The operator's routes: served on the admin listener (or on the public port with
 // --admin-address public), GET and HEAD only.
 inline bool IsAdminRoute(Route r) {
-  return r == Route::kMetrics || r == Route::kPool || r == Route::kCapacity ||
-         r == Route::kDashboard || r == Route::kDashboardData;
+  return r == Route::kMetrics || r == Route::kPool || r == Route::kKvBlocks ||
+         r == Route::kCapacity || r == Route::kDashboard || r == Route::kDashboardData;
 }
 
 inline bool IsApiRoute(Route r) {

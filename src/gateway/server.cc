@@ -26,6 +26,7 @@
 #include "gateway/gateway.h"
 #include "gateway/gateway_metrics.h"
 #include "gateway/http1.h"
+#include "gateway/kv_events_feed.h"
 #include "gateway/net.h"
 #include "gateway/proxy.h"
 #include "gateway/request.h"
@@ -422,7 +423,8 @@ struct Gateway::Impl {
     if (admin && !IsAdminRoute(route) && !health) {
       co_return co_await Write(
           stream, http::status::not_found, keep_alive, request_id, "application/json",
-          wire::ErrorBody("the admin listener serves GET /metrics, /v1/pool, /v1/capacity, "
+          wire::ErrorBody("the admin listener serves GET /metrics, /v1/pool, /v1/pool/kv-blocks, "
+                          "/v1/capacity, "
                           "/dashboard, /healthz and /readyz; inference is on the public port",
                           "invalid_request_error", "not_found"),
           head_extra);
@@ -455,6 +457,7 @@ struct Gateway::Impl {
       }
       case Route::kMetrics:
         gm.RefreshEndpointGauges(pool, *detector, clock.Now());
+        if (kv_feed) kv_feed->Tick();
         // Read at render time: no shared gauge is touched per request or connection.
         gm.buffered_bytes->Set(static_cast<double>(body_budget.used.load()));
         gm.client_connections->Set(static_cast<double>(active_sessions.load()));
@@ -462,9 +465,25 @@ struct Gateway::Impl {
                                  "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(),
                                  head_extra);
       case Route::kPool:
+        if (kv_feed) kv_feed->Tick();
         co_return co_await Write(
             stream, http::status::ok, keep_alive, request_id, "application/json",
-            PoolJson(pool, *director, cfg.default_engine, clock.Now()), head_extra);
+            PoolJson(pool, *director, cfg.default_engine, clock.Now(), kv_feed.get()), head_extra);
+      case Route::kKvBlocks: {
+        std::string_view query = target.find('?') == std::string_view::npos
+                                     ? std::string_view()
+                                     : target.substr(target.find('?') + 1);
+        std::string endpoint;
+        for (std::string_view rest = query; !rest.empty();) {
+          std::string_view item = rest.substr(0, rest.find('&'));
+          rest = item.size() == rest.size() ? std::string_view() : rest.substr(item.size() + 1);
+          if (item.starts_with("endpoint=")) endpoint = std::string(item.substr(9));
+        }
+        std::string body;
+        const bool found = KvBlocksJson(pool, endpoint, &body);
+        co_return co_await Write(stream, found ? http::status::ok : http::status::not_found,
+                                 keep_alive, request_id, "application/json", body, head_extra);
+      }
       case Route::kCapacity:
         co_return co_await Write(stream, http::status::ok, keep_alive, request_id,
                                  "application/json", CapacityJson(*director), head_extra);
@@ -1013,6 +1032,7 @@ struct Gateway::Impl {
   int max_connections = 0;  // set in Start()
   // Discovery (cfg.discovery): declared last, so the source's thread stops first.
   std::unique_ptr<DiscoverySink> discovery_sink;
+  std::unique_ptr<KvEventsFeed> kv_feed;  // --kv-events; null = none
   std::unique_ptr<discovery::Source> discovery_source;
   // API keys (--api-keys); null = no authentication. Swapped whole on SIGHUP; a request keeps
   // the table it was checked against until it ends.
@@ -1242,11 +1262,31 @@ std::string Gateway::Start() {
   I.prober->Start();
   I.scraper->Start();
   // Endpoints that join later get their probe and scrape loops; gone ones their state dropped.
+  if (!I.cfg.tokenizer.empty()) {
+    std::string err;
+    std::shared_ptr<const tokenizer::Tokenizer> tok =
+        tokenizer::Tokenizer::Load(I.cfg.tokenizer, &err);
+    if (!tok) return "--tokenizer: " + err;
+    spdlog::info(
+        "tokenizer: {} ({} tokens; chat template: {})", I.cfg.tokenizer, tok->vocab_size(),
+        tok->chat_template().reason().empty() ? "rendered" : tok->chat_template().reason());
+    SetModelTokenizer(std::move(tok));
+  }
+  if (I.cfg.kv_events.enabled) {
+    I.kv_feed = std::make_unique<KvEventsFeed>(I.cfg.kv_events, I.pool, sched::SharedKvBlockIndex(),
+                                               I.registry);
+    I.kv_feed->Refresh();
+    spdlog::info("kv events: {}", I.kv_feed->Describe());
+  }
   I.pool.OnChange([&I](const pool::Pool::Change& change) {
     LogPoolChange(I.pool, change);
     for (size_t i : change.added) {
       I.prober->Added(i);
       I.scraper->Added(i);
+    }
+    if (I.kv_feed) {
+      for (size_t i : change.gone) I.kv_feed->Gone(i);
+      I.kv_feed->Refresh();
     }
     I.director->MembershipChanged(change, I.clock.Now());
   });

@@ -6,8 +6,10 @@
 #include <cstring>
 #include <random>
 
+#include "sched/kv_block_index.h"
 #include "sched/latency.h"
 #include "sched/plugins.h"
+#include "tokenizer/standin.h"
 
 namespace tidegate::sched {
 
@@ -95,6 +97,42 @@ std::span<const uint64_t> SchedContext::PromptBlockHashes(size_t block_chars, si
     hashed_max_blocks_ = max_blocks;
   }
   return block_hashes_;
+}
+
+namespace {
+PromptTokenizer& GlobalTokenizer() {
+  static PromptTokenizer t;
+  return t;
+}
+}  // namespace
+
+void SetPromptTokenizer(PromptTokenizer tokenizer) { GlobalTokenizer() = std::move(tokenizer); }
+
+std::span<const uint32_t> SchedContext::PromptTokens() {
+  if (!tokens_ready_) {
+    tokens_.clear();
+    if (req) {
+      if (const auto& t = GlobalTokenizer()) {
+        t(*req, &tokens_);
+      } else {
+        tokenizer::StandInTokenIds(req->prompt, &tokens_);
+      }
+    }
+    tokens_ready_ = true;
+  }
+  return tokens_;
+}
+
+std::span<const uint64_t> SchedContext::PromptTokenKeys(size_t block_size, size_t max_blocks) {
+  if (keyed_block_size_ != block_size || keyed_max_blocks_ != max_blocks) {
+    token_keys_.clear();
+    if (req && block_size > 0)
+      KvBlockIndex::ChainKeys(KvBlockIndex::RootKey(req->adapter), PromptTokens(), block_size,
+                              max_blocks, &token_keys_);
+    keyed_block_size_ = block_size;
+    keyed_max_blocks_ = max_blocks;
+  }
+  return token_keys_;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,6 +58,12 @@ struct SchedContext {
   // Chained hashes of the prompt's leading full blocks of `block_chars` characters, seeded with
   // the model name; computed on first use and reused by every plugin of the decision.
   std::span<const uint64_t> PromptBlockHashes(size_t block_chars, size_t max_blocks);
+  // The prompt's token ids, from the process's prompt tokenizer (SetPromptTokenizer; by default
+  // tokenizer/standin.h's stand-in ids of the prompt text); computed once per request.
+  std::span<const uint32_t> PromptTokens();
+  // KvBlockIndex::ChainKeys of those tokens (seeded with the request's adapter), once per request
+  // and block size.
+  std::span<const uint64_t> PromptTokenKeys(size_t block_size, size_t max_blocks);
 
   // Starts a new decision; the block hashes are kept when `r` is the request they were
   // computed for (same non-zero id), so a feedback call right after the pick does not rehash.
@@ -69,12 +75,18 @@ struct SchedContext {
     if (r.id == 0 || r.id != hashed_id_) {
       hashed_block_chars_ = 0;
       block_hashes_.clear();
+      tokens_ready_ = false;
+      keyed_block_size_ = 0;
     }
     hashed_id_ = r.id;
   }
 
  private:
   std::vector<uint64_t> block_hashes_;
+  std::vector<uint32_t> tokens_;
+  std::vector<uint64_t> token_keys_;
+  bool tokens_ready_ = false;
+  size_t keyed_block_size_ = 0, keyed_max_blocks_ = 0;
   size_t hashed_block_chars_ = 0;
   size_t hashed_max_blocks_ = 0;
   uint64_t hashed_id_ = 0;
@@ -86,6 +98,12 @@ uint64_t HashBytes64(std::string_view bytes, uint64_t seed);
 // `max_blocks`) to *out, seeded with HashBytes64(model).
 void ChainedBlockHashes(std::string_view model, std::string_view prompt, size_t block_chars,
                         size_t max_blocks, std::vector<uint64_t>* out);
+
+// How the gateway turns a request into the engine's token ids (the model's tokenizer, when the
+// gateway has one). Called concurrently from every event loop; must append to *out.
+using PromptTokenizer = std::function<void(const RequestInfo&, std::vector<uint32_t>*)>;
+// Sets it for the process (before serving); an empty function restores the stand-in.
+void SetPromptTokenizer(PromptTokenizer tokenizer);
 
 // Plugin parameters: the scalar `parameters:` of a config entry, as text.
 class Params {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "sched/kv_block_index.h"
 #include "sched/latency.h"
 #include "sched/prefix_index.h"
 
@@ -166,6 +167,48 @@ class PrefixCacheScorer final : public Scorer {
   PrefixIndex index_;
 };
 
+// Precise prefix affinity from the engines' own KV events (sched/kv_block_index.h): the share of
+// the prompt's blocks in the longest run an endpoint's engine holds, weighted by tier. For an
+// endpoint whose event feed is not live (never connected, disconnected, re-syncing) it uses the
+// approximate index instead, which it keeps up to date the same way prefix-cache-scorer does.
+class PrecisePrefixCacheScorer final : public Scorer {
+ public:
+  PrecisePrefixCacheScorer(KvBlockIndex* index, size_t max_blocks,
+                           std::unique_ptr<PrefixCacheScorer> fallback)
+      : index_(index), max_blocks_(max_blocks), fallback_(std::move(fallback)) {}
+
+  void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
+    bool any_stale = false;
+    for (const Candidate& c : cands) any_stale |= !index_->Live(c.index);
+    if (any_stale) fallback_->Score(ctx, cands, out);  // fills ctx.prefix_match too
+    const size_t bs = index_->block_size();
+    if (bs == 0) return;  // no endpoint has stored a block yet
+    auto keys = ctx.PromptTokenKeys(bs, max_blocks_);
+    if (keys.empty()) return;
+    thread_local std::vector<double> matched;
+    thread_local std::vector<uint32_t> touched;
+    if (matched.size() < ctx.pool->size()) matched.resize(ctx.pool->size(), 0);
+    index_->Match(keys, matched, &touched);
+    const double inv = 1.0 / static_cast<double>(keys.size());
+    for (size_t j = 0; j < cands.size(); ++j)
+      if (index_->Live(cands[j].index)) out[j] = matched[cands[j].index] * inv;
+    ctx.prefix_match.assign(out.begin(), out.end());  // for the latency-scorer
+    for (uint32_t t : touched) matched[t] = 0;
+    touched.clear();
+  }
+
+  void OnSent(SchedContext& ctx, uint32_t endpoint) override { fallback_->OnSent(ctx, endpoint); }
+  void OnNotServed(SchedContext& ctx, uint32_t endpoint) override {
+    fallback_->OnNotServed(ctx, endpoint);
+  }
+  void OnEndpointGone(uint32_t endpoint) override { fallback_->OnEndpointGone(endpoint); }
+
+ private:
+  KvBlockIndex* index_;
+  size_t max_blocks_;
+  std::unique_ptr<PrefixCacheScorer> fallback_;
+};
+
 class LoraAffinityScorer final : public Scorer {
  public:
   void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
@@ -292,6 +335,19 @@ void RegisterBuiltinPlugins(PluginRegistry* r) {
     if (auto e = p.GetInt("lruCapacityPerServer", &capacity, 1, int64_t{1} << 32); !e.empty())
       return e;
     return Make<PrefixCacheScorer>(out, block, max_blocks, capacity);
+  });
+  // Parameters: maxPrefixBlocksToMatch (engine blocks, default 2048), and the fallback's
+  // blockSize / lruCapacityPerServer as for prefix-cache-scorer.
+  r->Register("precise-prefix-cache-scorer", [](const Params& p, std::unique_ptr<Plugin>* out) {
+    int64_t block = 64, max_blocks = 2048, capacity = 31250;
+    constexpr int64_t kFallbackMaxBlocks = 256;
+    if (auto e = p.GetInt("blockSize", &block, 1, 1 << 20); !e.empty()) return e;
+    if (auto e = p.GetInt("maxPrefixBlocksToMatch", &max_blocks, 1, 1 << 20); !e.empty()) return e;
+    if (auto e = p.GetInt("lruCapacityPerServer", &capacity, 1, int64_t{1} << 32); !e.empty())
+      return e;
+    return Make<PrecisePrefixCacheScorer>(
+        out, &SharedKvBlockIndex(), max_blocks,
+        std::make_unique<PrefixCacheScorer>(block, kFallbackMaxBlocks, capacity));
   });
   r->Register("lora-affinity-scorer", [](const Params&, std::unique_ptr<Plugin>* out) {
     return Make<LoraAffinityScorer>(out);

@@ -29,6 +29,19 @@ const std::vector<std::pair<std::string, PluginList>>& Policies() {
         {"active-request-scorer", 1},
         {"lora-affinity-scorer", 1},
         {"session-affinity-scorer", 1}}},
+      // tidegate-default with precise prefix affinity: the engines' own KV events say which
+      // blocks each one holds (sched/kv_block_index.h; needs serve --kv-events), and endpoints
+      // whose event feed is not live are scored by the approximate index as before.
+      {"tidegate-precise",
+       {{"stale-filter", 0},
+        {"model-filter", 0},
+        {"saturation-filter", 0},
+        {"queue-scorer", 2},
+        {"kv-cache-utilization-scorer", 2},
+        {"precise-prefix-cache-scorer", 3},
+        {"active-request-scorer", 1},
+        {"lora-affinity-scorer", 1},
+        {"session-affinity-scorer", 1}}},
       // Exactly GIE's default weights; the stale filter is tidegate's rule that endpoints whose
       // metrics are stale are avoided (it keeps everyone when all are stale).
       {"gie-default",

@@ -31,6 +31,8 @@ struct Engine::Seq {
   int priority = 0;
   int lora = -1;
   std::vector<uint64_t> hashes;
+  std::vector<uint32_t> token_ids;
+  std::string lora_name;
   std::vector<int> blocks;
   int num_hashed_blocks = 0;  // leading blocks whose hash is registered
   int num_computed = 0;
@@ -58,6 +60,22 @@ Engine::Engine(EngineConfig cfg, const Clock& clock) : cfg_(std::move(cfg)), clo
 }
 
 Engine::~Engine() = default;
+
+bool Engine::ResetPrefixCache() {
+  if (!running_.empty() || !waiting_.empty()) return false;
+  for (Block& k : blocks_) k.hashed = false;
+  cached_.clear();
+  if (kv_events_on_) kv_events_.emplace_back(kvevents::AllBlocksCleared{});
+  return true;
+}
+
+std::vector<uint64_t> Engine::CachedBlockHashes() const {
+  std::vector<uint64_t> out;
+  out.reserve(cached_.size());
+  for (const auto& [h, b] : cached_) out.push_back(h);
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 // ------------------------------------------------------------------ KV blocks
 
@@ -113,7 +131,19 @@ int Engine::AllocateBlock() {
   Block& k = blocks_[b];
   if (k.hashed) {  // evict the cached content
     auto it = cached_.find(k.hash);
-    if (it != cached_.end() && it->second == b) cached_.erase(it);
+    if (it != cached_.end() && it->second == b) {
+      cached_.erase(it);
+      if (kv_events_on_) {
+        // Consecutive evictions are one event, as vLLM batches them.
+        auto* last =
+            kv_events_.empty() ? nullptr : std::get_if<kvevents::BlockRemoved>(&kv_events_.back());
+        if (!last) {
+          kv_events_.emplace_back(kvevents::BlockRemoved{});
+          last = std::get_if<kvevents::BlockRemoved>(&kv_events_.back());
+        }
+        last->block_hashes.push_back(k.hash);
+      }
+    }
     k.hashed = false;
   }
   k.ref = 1;
@@ -172,6 +202,20 @@ bool Engine::Grow(Seq& s, int num_new) {
 void Engine::RegisterFullBlocks(Seq& s) {
   if (!cfg_.enable_prefix_caching) return;
   int full = std::min<int>(s.num_computed / cfg_.block_size, static_cast<int>(s.hashes.size()));
+  if (kv_events_on_ && full > s.num_hashed_blocks) {
+    const int from = s.num_hashed_blocks;
+    const size_t bs = static_cast<size_t>(cfg_.block_size);
+    kvevents::BlockStored ev;
+    ev.block_hashes.assign(s.hashes.begin() + from, s.hashes.begin() + full);
+    if (from > 0) ev.parent_block_hash = s.hashes[from - 1];
+    const size_t lo = static_cast<size_t>(from) * bs, hi = static_cast<size_t>(full) * bs;
+    if (s.token_ids.size() >= hi)
+      ev.token_ids.assign(s.token_ids.begin() + static_cast<ptrdiff_t>(lo),
+                          s.token_ids.begin() + static_cast<ptrdiff_t>(hi));
+    ev.block_size = cfg_.block_size;
+    ev.lora_name = s.lora_name;
+    kv_events_.emplace_back(std::move(ev));
+  }
   for (int i = s.num_hashed_blocks; i < full; ++i) {
     Block& k = blocks_[s.blocks[i]];
     if (!k.hashed) {
@@ -254,6 +298,10 @@ uint64_t Engine::Add(RequestSpec spec, std::string* error) {
   s->hashes = std::move(spec.block_hashes);
   int max_blocks = s->prompt_len / cfg_.block_size;
   if (static_cast<int>(s->hashes.size()) > max_blocks) s->hashes.resize(max_blocks);
+  if (kv_events_on_) {
+    s->token_ids = std::move(spec.token_ids);
+    s->lora_name = spec.lora;
+  }
   s->arrival = clock_.Now();
   uint64_t id = s->id;
   Seq* raw = s.get();

@@ -39,9 +39,11 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
+#include "kvevents/events.h"
 #include "metrics/registry.h"
 
 namespace tidegate::sim {
@@ -93,6 +95,8 @@ struct RequestSpec {
   // Chained hashes of the prompt's full blocks (block i covers tokens [i·bs, (i+1)·bs)); the
   // hash of block i must depend on every token before it. Fewer (or none) means no reuse.
   std::vector<uint64_t> block_hashes;
+  // The prompt's token ids (the full blocks' at least), carried in BlockStored events.
+  std::vector<uint32_t> token_ids;
   int max_tokens = 16;
   int priority = 0;  // lower is served first under the priority policy
   std::string lora;  // adapter name; empty = base model
@@ -177,6 +181,18 @@ class Engine {
   const EngineConfig& config() const { return cfg_; }
   void set_sinks(EngineSinks s) { sinks_ = s; }
 
+  // KV cache events, as vLLM emits them: BlockStored when a request's prompt blocks become full
+  // and computed (prefill progress, chunk by chunk), BlockRemoved when a cached block is
+  // reallocated (evicted), AllBlocksCleared on ResetPrefixCache(). Only recorded once enabled;
+  // TakeKvEvents() hands over what the calls since the last one produced (one batch per step).
+  void EnableKvEvents() { kv_events_on_ = true; }
+  std::vector<kvevents::Event> TakeKvEvents() { return std::exchange(kv_events_, {}); }
+  // Drops every cached block (vLLM's reset_prefix_cache). Refused (false) while requests run or
+  // wait, as vLLM refuses while blocks are in use.
+  bool ResetPrefixCache();
+  // The hashes of the blocks the prefix cache holds now, sorted (for tests and /debug/kv_cache).
+  std::vector<uint64_t> CachedBlockHashes() const;
+
  private:
   struct Seq;
   struct Block {
@@ -221,6 +237,8 @@ class Engine {
   std::vector<std::string> lora_names_;          // index → name (interned)
   std::vector<int> loaded_loras_;                // adapters in GPU slots, least recently used first
   std::vector<std::pair<Seq*, int>> scheduled_;  // scratch: (request, num_new) of this step
+  bool kv_events_on_ = false;
+  std::vector<kvevents::Event> kv_events_;
 };
 
 }  // namespace tidegate::sim

@@ -20,9 +20,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "kvevents/publisher.h"
 #include "metrics/registry.h"
 #include "sim/scaled_clock.h"
 #include "sim/text.h"
+#include "tokenizer/standin.h"
 #include "wire/errors.h"
 
 namespace tidegate::sim {
@@ -180,6 +182,23 @@ class Server {
   }
 
   std::string Listen(uint16_t port) {
+    if (cfg_.kv_events.enabled) {
+      kvevents::PublisherConfig pc = cfg_.kv_events;
+      std::string err;
+      const int off = static_cast<int>(index_);
+      pc.endpoint = kvevents::WithPortOffset(cfg_.kv_events.endpoint, off, &err);
+      if (!err.empty()) return "--kv-events-config endpoint: " + err;
+      if (!pc.replay_endpoint.empty()) {
+        pc.replay_endpoint = kvevents::WithPortOffset(cfg_.kv_events.replay_endpoint, off, &err);
+        if (!err.empty()) return "--kv-events-config replay_endpoint: " + err;
+      }
+      publisher_ = kvevents::Publisher::Open(pc, &err);
+      if (!publisher_) return err;
+      engine_.EnableKvEvents();
+      spdlog::info("sim server {}: KV events on {}{}", index_, publisher_->endpoint(),
+                   pc.replay_endpoint.empty() ? std::string()
+                                              : ", replay on " + publisher_->replay_endpoint());
+    }
     beast::error_code ec;
     auto addr = net::ip::make_address(cfg_.host, ec);
     if (ec) return "invalid --host '" + cfg_.host + "': use an IP address such as 127.0.0.1";
@@ -277,8 +296,38 @@ class Server {
       step_timer_.expires_at(wall_start + wall);
       co_await step_timer_.async_wait(kTok);
       if (stopping_) break;
+      PublishKvEvents();
       Deliver(r.events);
     }
+  }
+
+  // One EventBatch per step that changed the prefix cache (vLLM publishes per scheduler step).
+  void PublishKvEvents() {
+    if (!publisher_) return;
+    std::vector<kvevents::Event> ev = engine_.TakeKvEvents();
+    if (ev.empty()) return;
+    kvevents::EventBatch b;
+    b.ts = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count()) /
+           1e6;
+    b.events = std::move(ev);
+    b.data_parallel_rank = 0;
+    publisher_->Publish(b);
+  }
+
+  std::string KvCacheJson() const {
+    std::string out =
+        "{\"block_size\":" + std::to_string(cfg_.engine.block_size) + ",\"block_hashes\":[";
+    bool first = true;
+    char buf[24];
+    for (uint64_t h : engine_.CachedBlockHashes()) {
+      std::snprintf(buf, sizeof buf, "\"%016llx\"", static_cast<unsigned long long>(h));
+      if (!first) out += ',';
+      out += buf;
+      first = false;
+    }
+    return out + "]}";
   }
 
   void Deliver(const std::vector<TokenEvent>& events) {
@@ -435,9 +484,10 @@ class Server {
     const bool post = req.method() == http::verb::post;
     const Personality pers = cfg_.personality;
     const bool prom_route = pers == Personality::kTrtllm && path == "/prometheus/metrics";
-    const bool is_get_route =
-        path == "/health" || path == "/metrics" || path == "/v1/models" || prom_route;
-    const bool is_post_route = path == "/v1/completions" || path == "/v1/chat/completions";
+    const bool is_get_route = path == "/health" || path == "/metrics" || path == "/v1/models" ||
+                              path == "/debug/kv_cache" || prom_route;
+    const bool is_post_route = path == "/v1/completions" || path == "/v1/chat/completions" ||
+                               path == "/reset_prefix_cache";
     if ((is_get_route && !get) || (is_post_route && !post)) {
       co_return co_await WriteJson(st, http::status::method_not_allowed, ka,
                                    "{\"detail\":\"Method Not Allowed\"}");
@@ -473,6 +523,17 @@ class Server {
       co_return co_await WriteJson(st, http::status::not_found, ka, "{\"detail\":\"Not Found\"}");
     }
     if (path == "/v1/models") co_return co_await WriteJson(st, http::status::ok, ka, ModelsJson());
+    if (path == "/debug/kv_cache")
+      co_return co_await WriteJson(st, http::status::ok, ka, KvCacheJson());
+    if (path == "/reset_prefix_cache") {
+      if (!engine_.ResetPrefixCache())
+        co_return co_await WriteJson(
+            st, http::status::conflict, ka,
+            VllmError("The prefix cache cannot be reset while requests are running or waiting.",
+                      "BadRequestError", 409));
+      PublishKvEvents();
+      co_return co_await Write(st, http::status::ok, ka, "application/json", "");
+    }
     if (is_post_route) co_return co_await Completion(st, req, path == "/v1/chat/completions");
     co_return co_await WriteJson(st, http::status::not_found, ka, "{\"detail\":\"Not Found\"}");
   }
@@ -587,6 +648,7 @@ class Server {
   // Parses and validates a completion request; on failure returns the error (status, body).
   struct Parsed {
     std::string model, lora, prompt_text;
+    std::vector<uint32_t> token_ids;  // the prompt's, as the engine tokenises it
     int prompt_tokens = 0;
     int max_tokens = 0;
     int priority = 0;
@@ -635,30 +697,48 @@ class Server {
         }
         m.emplace_back(msg["role"].get<std::string>(), std::move(content));
       }
-      p->prompt_text = ChatPromptText(m);
-      p->prompt_tokens = CountTokens(p->prompt_text);
+      if (cfg_.tokenizer) {
+        std::vector<tokenizer::ChatMessage> cm;
+        for (auto& [role, content] : m) cm.push_back({role, content});
+        std::string err;
+        auto text = cfg_.tokenizer->RenderChat(cm, /*add_generation_prompt=*/true, &err);
+        if (!text) return "Cannot apply the chat template: " + err;
+        p->prompt_text = std::move(*text);
+        std::vector<int32_t> ids = cfg_.tokenizer->Encode(p->prompt_text, false);
+        p->token_ids.assign(ids.begin(), ids.end());
+      } else {
+        p->prompt_text = ChatPromptText(m);
+      }
     } else {
       auto pr = j.find("prompt");
       if (pr == j.end()) return std::string("Field 'prompt' is required");
       if (pr->is_string()) {
         p->prompt_text = pr->get<std::string>();
-        p->prompt_tokens = CountTokens(p->prompt_text);
       } else if (pr->is_array() && pr->size() == 1 && (*pr)[0].is_string()) {
         p->prompt_text = (*pr)[0].get<std::string>();
-        p->prompt_tokens = CountTokens(p->prompt_text);
       } else if (pr->is_array() && !pr->empty() && (*pr)[0].is_number_integer()) {
-        // Token ids: the count is what matters; the text is their decimal rendering.
+        // Token ids, used as given; the text is their decimal rendering (for echo).
         for (const auto& t : *pr) {
-          if (!t.is_number_integer()) return std::string("'prompt' token ids must be integers");
+          if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > UINT32_MAX)
+            return std::string("'prompt' token ids must be non-negative integers");
           p->prompt_text += std::to_string(t.get<int64_t>()) + " ";
+          p->token_ids.push_back(static_cast<uint32_t>(t.get<int64_t>()));
         }
-        p->prompt_tokens = static_cast<int>(pr->size());
       } else {
         return std::string(
             "'prompt' must be a string, an array of one string, or an array of token ids "
             "(batched prompts are not supported by the simulator)");
       }
     }
+    if (p->token_ids.empty()) {
+      if (cfg_.tokenizer) {
+        std::vector<int32_t> ids = cfg_.tokenizer->Encode(p->prompt_text, true);
+        p->token_ids.assign(ids.begin(), ids.end());
+      } else {
+        tokenizer::StandInTokenIds(p->prompt_text, &p->token_ids);
+      }
+    }
+    p->prompt_tokens = static_cast<int>(p->token_ids.size());
     const char* max_names[] = {"max_completion_tokens", "max_tokens"};
     p->max_tokens = chat ? cfg_.default_max_tokens : 16;
     for (const char* name : max_names) {
@@ -761,7 +841,8 @@ class Server {
     spec.priority = p.priority;
     spec.lora = p.lora;
     spec.block_hashes =
-        BlockHashes(p.prompt_text, cfg_.engine.block_size, HashBytes(base_seed_, p.lora));
+        BlockHashes(p.token_ids, cfg_.engine.block_size, HashBytes(base_seed_, p.lora));
+    if (publisher_) spec.token_ids = std::move(p.token_ids);
     std::string err;
     s.id = engine_.Add(std::move(spec), &err);
     if (s.id == 0) co_return co_await BadRequest(st, ka, err);
@@ -881,6 +962,7 @@ class Server {
   std::mt19937_64 id_rng_;
   size_t index_;
   uint64_t base_seed_ = 0;
+  std::unique_ptr<kvevents::Publisher> publisher_;
   uint16_t port_ = 0;
   uint64_t steps_ = 0;
   bool stopping_ = false;

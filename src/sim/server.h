@@ -6,6 +6,9 @@
 // JSON), GET /v1/models, GET /health, GET /metrics (vLLM metric names, `model_name` label). With
 // another personality the metrics look, and are served where, as that engine's
 // (sim/personality.h): Triton's on a second port per server.
+// With kv_events enabled each server publishes its engine's KV events (kvevents/publisher.h)
+// after every step; POST /reset_prefix_cache drops the prefix cache (AllBlocksCleared), and
+// GET /debug/kv_cache lists the cached block hashes ({"block_size", "block_hashes": [hex]}).
 // A client that goes away is aborted in its engine at once (its KV blocks are freed). Slow
 // clients never stall the step loop: tokens are buffered per stream (a stream more than 4 MiB
 // behind is dropped). Start() binds every port (0 = a free one) and reports the first error;
@@ -20,8 +23,10 @@
 #include <string>
 #include <vector>
 
+#include "kvevents/config.h"
 #include "sim/engine.h"
 #include "sim/personality.h"
+#include "tokenizer/tokenizer.h"
 
 namespace tidegate::sim {
 
@@ -49,6 +54,12 @@ struct SimConfig {
   // port each).
   uint16_t metrics_port = 0;
   int tp_size = 1;  // SGLang: copies of every series, one per tensor-parallel rank
+  // KV cache events (vLLM's --kv-events-config): server i publishes on endpoint's port + i (and
+  // replays on replay_endpoint's port + i).
+  kvevents::PublisherConfig kv_events;
+  // The model's tokenizer: token counts and ids as the engine computes them; null = the
+  // stand-in (tokenizer/standin.h: 4 bytes a token).
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
 };
 
 class SimCluster {

@@ -23,14 +23,15 @@ uint64_t HashBytes(uint64_t seed, std::string_view bytes) {
   return h;
 }
 
-std::vector<uint64_t> BlockHashes(std::string_view text, int block_size, uint64_t seed) {
-  const size_t block_bytes = static_cast<size_t>(block_size) * kCharsPerToken;
+std::vector<uint64_t> BlockHashes(std::span<const uint32_t> ids, int block_size, uint64_t seed) {
   std::vector<uint64_t> out;
-  if (block_bytes == 0) return out;
-  out.reserve(text.size() / block_bytes);
+  if (block_size <= 0) return out;
+  const size_t bs = static_cast<size_t>(block_size);
+  out.reserve(ids.size() / bs);
   uint64_t h = seed;
-  for (size_t off = 0; off + block_bytes <= text.size(); off += block_bytes) {
-    h = HashBytes(h, text.substr(off, block_bytes));
+  for (size_t off = 0; off + bs <= ids.size(); off += bs) {
+    h = HashBytes(h, std::string_view(reinterpret_cast<const char*>(ids.data() + off),
+                                      bs * sizeof(uint32_t)));
     out.push_back(h);
   }
   return out;
@@ -39,13 +40,12 @@ std::vector<uint64_t> BlockHashes(std::string_view text, int block_size, uint64_
 std::string ChatPromptText(const std::vector<std::pair<std::string, std::string>>& messages) {
   std::string out;
   for (const auto& [role, content] : messages) {
-    out += "<|";
     out += role;
-    out += "|>\n";
+    out += ':';
     out += content;
-    out += "<|eot|>\n";
+    out += '\n';
   }
-  out += "<|assistant|>\n";
+  out += "assistant:";
   return out;
 }
 

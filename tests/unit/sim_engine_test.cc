@@ -6,9 +6,17 @@
 #include "sim/profiles.h"
 #include "sim/scaled_clock.h"
 #include "sim/text.h"
+#include "tokenizer/standin.h"
 
 namespace tidegate::sim {
 namespace {
+
+// The block hashes of a text's stand-in token ids (as the simulator's server computes them).
+std::vector<uint64_t> TextHashes(std::string_view text, int block_size, uint64_t seed) {
+  std::vector<uint32_t> ids;
+  tokenizer::StandInTokenIds(text, &ids);
+  return BlockHashes(ids, block_size, seed);
+}
 
 // Drives an engine on virtual time and records when each request saw its tokens.
 class Harness {
@@ -108,7 +116,7 @@ TEST(SimEngine, PrefixHitLowersTtftAndCountsHits) {
   Harness h(SmallConfig());
   std::string prompt(4 * 1600, 'x');
   for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<char>('a' + (i * 7) % 26);
-  auto hashes = BlockHashes(prompt, 16, 42);
+  auto hashes = TextHashes(prompt, 16, 42);
   ASSERT_EQ(hashes.size(), 100u);
   uint64_t cold = h.Add(1600, 2, 0, {}, hashes);
   h.RunUntilIdle();
@@ -126,7 +134,7 @@ TEST(SimEngine, PrefixHitLowersTtftAndCountsHits) {
   EXPECT_LT(h.Ttft(warm), h.Ttft(cold) / 2);
 
   // A different prompt of the same length gets no hit.
-  uint64_t other = h.Add(1600, 2, 0, {}, BlockHashes(std::string(6400, 'z'), 16, 42));
+  uint64_t other = h.Add(1600, 2, 0, {}, TextHashes(std::string(6400, 'z'), 16, 42));
   h.RunUntilIdle();
   EXPECT_EQ(h.engine.stats().prefix_hits, 99u * 16);
   EXPECT_GT(h.Ttft(other), h.Ttft(warm));
@@ -322,12 +330,12 @@ TEST(SimText, TokensAndChainedHashes) {
   EXPECT_EQ(CountTokens("abcde"), 2);
   std::string a(200, 'a'), b = a;
   b[150] = 'b';
-  auto ha = BlockHashes(a, 16, 1), hb = BlockHashes(b, 16, 1);
+  auto ha = TextHashes(a, 16, 1), hb = TextHashes(b, 16, 1);
   ASSERT_EQ(ha.size(), 3u);  // 64 bytes per block
   EXPECT_EQ(ha[0], hb[0]);
   EXPECT_EQ(ha[1], hb[1]);
   EXPECT_NE(ha[2], hb[2]);
-  EXPECT_NE(BlockHashes(a, 16, 2)[0], ha[0]);  // seeded (model / adapter)
+  EXPECT_NE(TextHashes(a, 16, 2)[0], ha[0]);  // seeded (model / adapter)
   EXPECT_EQ(FillerToken(7, 3), FillerToken(7, 3));
   EXPECT_EQ(EchoToken("hello world", 1), "o wo");
   EXPECT_EQ(EchoToken("hello world", 3), "");
