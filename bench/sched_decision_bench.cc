@@ -9,7 +9,9 @@
 
 #include "pool/endpoint.h"
 #include "sched/framework.h"
+#include "sched/kv_block_index.h"
 #include "sched/picker.h"
+#include "tokenizer/standin.h"
 
 namespace tidegate::sched {
 namespace {
@@ -135,6 +137,44 @@ void BM_SchedDecisionPredictedLatency(benchmark::State& state) {
   state.SetLabel("4000-token prompt, pick + outcome");
 }
 BENCHMARK(BM_SchedDecisionPredictedLatency)->Arg(16)->Arg(1000);
+
+// The tidegate-precise policy: precise-prefix-cache-scorer over a shared block index fed as the
+// engines' KV events would feed it (each conversation's blocks held by 2 of the endpoints), every
+// feed live. The stand-in token ids (4 bytes a token) and their chained keys are computed in the
+// decision; a real tokenizer's cost is BM_Tokenize* (bench/tokenizer_bench.cc), reported apart.
+void BM_SchedDecisionPrecisePrefix(benchmark::State& state) {
+  Fixture f(static_cast<int>(state.range(0)));
+  KvBlockIndex& idx = SharedKvBlockIndex();
+  const uint32_t n = static_cast<uint32_t>(state.range(0));
+  for (uint32_t e = 0; e < n; ++e) {
+    idx.Clear(e);
+    idx.SetLive(e, true);
+  }
+  uint64_t engine_hash = 1;
+  for (int p = 0; p < kPrompts; ++p) {
+    std::vector<uint32_t> ids;
+    tokenizer::StandInTokenIds(f.prompts[p], &ids);
+    for (uint32_t copy = 0; copy < 2; ++copy) {
+      std::vector<uint64_t> hashes(ids.size() / 16);
+      for (auto& h : hashes) h = engine_hash++;
+      idx.Store((static_cast<uint32_t>(p) * 7 + copy * 3) % n, hashes, std::nullopt, ids, 16, "",
+                "");
+    }
+  }
+  auto picker = MakePicker("tidegate-precise");
+  int i = 0;
+  for (auto _ : state) {
+    RequestInfo r = f.Req(i++);
+    benchmark::DoNotOptimize(picker->Pick(r, f.pool, f.now));
+  }
+  for (uint32_t e = 0; e < n; ++e) {
+    idx.Clear(e);
+    idx.SetLive(e, false);
+  }
+  state.SetLabel("4000-token prompt, 250 blocks, index of " + std::to_string(kPrompts * 2) +
+                 " prompts");
+}
+BENCHMARK(BM_SchedDecisionPrecisePrefix)->Arg(16)->Arg(1000);
 
 }  // namespace
 }  // namespace tidegate::sched

@@ -4,6 +4,7 @@
 
 #include "sim/engine.h"
 #include "sim/text.h"
+#include "tokenizer/standin.h"
 
 namespace tidegate::sim {
 namespace {
@@ -21,7 +22,9 @@ void BM_SimEngineStep256(benchmark::State& state) {
     // Half the requests share a system prompt (prefix hits), half are unique.
     prompt[prompt.size() - 1] = static_cast<char>('a' + (n % 2 ? n % 26 : 0));
     prompt[100] = static_cast<char>('a' + (n % 2 ? (n / 26) % 26 : 0));
-    spec.block_hashes = BlockHashes(prompt, cfg.block_size, 1);
+    std::vector<uint32_t> ids;
+    tokenizer::StandInTokenIds(prompt, &ids);
+    spec.block_hashes = BlockHashes(ids, cfg.block_size, 1);
     spec.max_tokens = 256 + (n % 64);
     ++n;
     engine.Add(std::move(spec), nullptr);

@@ -77,7 +77,7 @@ net::awaitable<void> SendOne(std::shared_ptr<http::Client> client, std::string b
 
 }  // namespace
 
-net::awaitable<void> PlayPlan(std::shared_ptr<http::Client> client,
+net::awaitable<void> PlayPlan(std::vector<std::shared_ptr<http::Client>> clients,
                               const std::vector<PlannedRequest>& plan,
                               const std::vector<std::string>& bodies, Steady::time_point t0,
                               Steady::time_point deadline, const PlayHooks& hooks) {
@@ -88,8 +88,9 @@ net::awaitable<void> PlayPlan(std::shared_ptr<http::Client> client,
                               std::chrono::duration<double>(plan[i].at_s)));
     co_await timer.async_wait(net::as_tuple(net::use_awaitable));
     http::Headers headers = hooks.headers_for ? hooks.headers_for(i) : http::Headers{};
-    net::co_spawn(ex, SendOne(client, bodies[i], std::move(headers), deadline, i, hooks),
-                  net::detached);
+    net::co_spawn(
+        ex, SendOne(clients[i % clients.size()], bodies[i], std::move(headers), deadline, i, hooks),
+        net::detached);
   }
 }
 

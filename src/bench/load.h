@@ -8,7 +8,8 @@
 //  * AsyncRequestMessages() renders `plan` as async request messages (DESIGN.md format) with
 //    ids PREFIX<k> (k from first_index), each with the given deadline and soft deadline (Unix s,
 //    0 = none).
-//  * PlayPlan() sends plan[i] at t0 + plan[i].at_s with body bodies[i] and headers_for(i), each
+//  * PlayPlan() sends plan[i] at t0 + plan[i].at_s, through clients[i % clients.size()] (gateway
+//    replicas take turns), with body bodies[i] and headers_for(i), each
 //    on its own coroutine, never past `deadline`; on_sent(i) runs as it is sent and
 //    on_done(i, start, response) when its answer (or failure) is complete. It returns once the
 //    last request is sent (not answered). Each send holds a reference to the client, so pending
@@ -48,7 +49,7 @@ struct PlayHooks {
   std::function<void(size_t, Steady::time_point, const http::ClientResponse&)> on_done;
 };
 
-boost::asio::awaitable<void> PlayPlan(std::shared_ptr<http::Client> client,
+boost::asio::awaitable<void> PlayPlan(std::vector<std::shared_ptr<http::Client>> clients,
                                       const std::vector<PlannedRequest>& plan,
                                       const std::vector<std::string>& bodies, Steady::time_point t0,
                                       Steady::time_point deadline, const PlayHooks& hooks);

@@ -72,6 +72,7 @@ struct RunView {
   OptD sent, ok, failed, ttft50, ttft90, ttft99, tpot50, tpot90, tpot99, slo;
   OptD a_sub, a_ok, a_shed, a_fail, a_lost, a_ontime;
   OptD util, tps;
+  OptD prefix_hit;  // the simulators' prefix-cache hits ÷ queries (tokens) over the run
   const json* ts = nullptr;
   const json* raw = nullptr;  // the run's object
 };
@@ -103,6 +104,7 @@ RunView ReadRun(const json& r, size_t index) {
   v.a_ontime = Num(r, {"async", "on_time"});
   v.util = Num(r, {"utilization"});
   v.tps = Num(r, {"tokens_per_s"});
+  v.prefix_hit = Num(r, {"prefix_cache_hit_rate"});
   v.ts = Field(r, "timeseries");
   if (v.ts && !v.ts->is_object()) v.ts = nullptr;
   return v;
@@ -656,7 +658,7 @@ std::string RenderReportHtml(const json& report) {
     << "<th colspan=\"2\">real-time</th><th colspan=\"3\">TTFT ms</th>"
     << "<th colspan=\"2\">TPOT ms</th><th rowspan=\"2\">SLO attain&shy;ment %</th>"
     << "<th colspan=\"6\">async</th><th rowspan=\"2\">utili&shy;zation %</th>"
-    << "<th rowspan=\"2\">tokens/s</th></tr>\n"
+    << "<th rowspan=\"2\">tokens/s</th><th rowspan=\"2\">prefix-cache hit %</th></tr>\n"
     << "<tr><th>sent</th><th>ok</th><th>p50</th><th>p90</th><th>p99</th><th>p50</th>"
     << "<th>p99</th><th>sub&shy;mitted</th><th>suc&shy;ceeded</th><th>shed</th>"
     << "<th>failed</th><th>lost</th><th>on-time</th></tr>\n</thead>\n<tbody>\n";
@@ -674,9 +676,10 @@ std::string RenderReportHtml(const json& report) {
       Cell(o, Count(v), true);
     Cell(o, Pct(r.util), true);
     Cell(o, Rate(r.tps), true);
+    Cell(o, Pct(r.prefix_hit), true);
     o << "</tr>\n";
   }
-  if (runs.empty()) o << "<tr><td colspan=\"19\" class=\"text\">no runs</td></tr>\n";
+  if (runs.empty()) o << "<tr><td colspan=\"20\" class=\"text\">no runs</td></tr>\n";
   o << "</tbody>\n</table>\n";
 
   o << ComparisonChart(runs) << "\n";
@@ -716,7 +719,8 @@ std::string RenderReportTable(const json& report) {
                                  {"SLO %", true},
                                  {"async sub/ok/shed/fail/lost/on-time", true},
                                  {"util %", true},
-                                 {"tok/s", true}};
+                                 {"tok/s", true},
+                                 {"prefix hit %", true}};
   auto join = [](std::initializer_list<std::string> parts) {
     std::string s;
     for (const auto& p : parts) s += (s.empty() ? "" : "/") + p;
@@ -731,7 +735,7 @@ std::string RenderReportTable(const json& report) {
                     join({Ms(r.tpot50), Ms(r.tpot99)}), Pct(r.slo),
                     join({Count(r.a_sub), Count(r.a_ok), Count(r.a_shed), Count(r.a_fail),
                           Count(r.a_lost), Count(r.a_ontime)}),
-                    Pct(r.util), Rate(r.tps)});
+                    Pct(r.util), Rate(r.tps), Pct(r.prefix_hit)});
     // Traffic classes, one indented row each: sent/ok, TTFT and SLO attainment.
     const json* classes = r.raw ? Field(*r.raw, "realtime") : nullptr;
     classes = classes ? Field(*classes, "classes") : nullptr;

@@ -101,6 +101,7 @@ struct MetricSample {
   double busy = 0;    // sum of simulated busy seconds
   double tokens = 0;  // sum of generated tokens
   double running = 0, waiting = 0;
+  double prefix_hits = 0, prefix_queries = 0;  // tokens (vLLM's counters)
   bool ok = false;
 };
 
@@ -227,6 +228,7 @@ struct RunFleet {
   fleet::Fleet fleet;
   std::vector<int> sim_ports;
   int front_port = 0;
+  std::vector<int> replica_ports;  // further gateway replicas (gateway_replicas > 1)
   int processor_metrics_port = 0;
 };
 
@@ -234,13 +236,20 @@ bool Started(fleet::Fleet::Started s) { return s == fleet::Fleet::Started::kRead
 
 bool StartSims(const Scenario& sc, RunFleet* f, std::string* err) {
   std::set<int> used;
-  while (static_cast<int>(f->sim_ports.size()) < sc.fleet.count) {
+  // With KV events each server also needs its port + 1 (events) and + 2 (replay).
+  const int span = sc.fleet.kv_events ? 3 : 1;
+  for (int tries = 0; static_cast<int>(f->sim_ports.size()) < sc.fleet.count; ++tries) {
     int p = FreeTcpPort();
-    if (p <= 0) {
+    if (p <= 0 || tries > 10000) {
       *err = "no free TCP port for the simulators";
       return false;
     }
-    if (used.insert(p).second) f->sim_ports.push_back(p);
+    bool ok = p + span - 1 <= 65535;
+    for (int k = 0; ok && k < span; ++k)
+      ok = !used.count(p + k) && (k == 0 || FreeTcpPort(p + k) == p + k);
+    if (!ok) continue;
+    for (int k = 0; k < span; ++k) used.insert(p + k);
+    f->sim_ports.push_back(p);
   }
   fleet::SimSpec spec;
   spec.ports = f->sim_ports;
@@ -251,6 +260,8 @@ bool StartSims(const Scenario& sc, RunFleet* f, std::string* err) {
   spec.max_num_seqs = sc.fleet.max_num_seqs;
   spec.priority_scheduling = sc.fleet.scheduling_policy == "priority";
   spec.extra = sc.fleet.sim_args;
+  spec.kv_events = sc.fleet.kv_events;
+  spec.process_per_server = sc.fleet.kv_events;  // each server its own event ports
   if (sc.fleet.groups.empty()) return Started(f->fleet.StartSims(spec, milliseconds(15000), err));
   // A heterogeneous fleet: one process per server, each with its group's profile and flags.
   spec.process_per_server = true;
@@ -276,9 +287,19 @@ bool StartGateway(const Scenario& sc, const RunSpec& run, RunFleet* f, std::stri
   spec.admin_address = "public";  // one box: the bench reads /metrics on the gateway's port
   spec.forward_priority = sc.fleet.scheduling_policy == "priority";
   spec.extra = sc.fleet.gateway_args;
+  if (sc.fleet.kv_events)
+    spec.extra.insert(spec.extra.end(), {"--kv-events", "port-offset=1,replay-offset=2"});
   spec.extra.insert(spec.extra.end(), run.gateway_args.begin(), run.gateway_args.end());
   spec.extra.insert(spec.extra.end(), more.begin(), more.end());
-  return Started(f->fleet.StartGateway(spec, milliseconds(15000), err));
+  if (!Started(f->fleet.StartGateway(spec, milliseconds(15000), err))) return false;
+  for (int r = 1; r < run.gateway_replicas; ++r) {
+    fleet::GatewaySpec replica = spec;
+    replica.port = FreeTcpPort();
+    replica.log_name = "gateway-" + std::to_string(r + 1) + ".log";
+    if (!Started(f->fleet.StartGateway(replica, milliseconds(15000), err))) return false;
+    f->replica_ports.push_back(replica.port);
+  }
+  return true;
 }
 
 bool StartHaproxy(const BenchOptions& opt, const std::string& dir, RunFleet* f, std::string* err) {
@@ -348,6 +369,8 @@ class Sampler {
       if (SumMetric(body, "vllm:generation_tokens_total", &v)) s.tokens += v;
       if (SumMetric(body, "vllm:num_requests_running", &v)) s.running += v;
       if (SumMetric(body, "vllm:num_requests_waiting", &v)) s.waiting += v;
+      if (SumMetric(body, "vllm:prefix_cache_hits_total", &v)) s.prefix_hits += v;
+      if (SumMetric(body, "vllm:prefix_cache_queries_total", &v)) s.prefix_queries += v;
     }
     return s;
   }
@@ -824,6 +847,12 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
     net::io_context io(1);
     auto shared_client = std::make_shared<http::Client>(io.get_executor(), st.target, 1024);
     http::Client& client = *shared_client;
+    std::vector<std::shared_ptr<http::Client>> clients = {shared_client};
+    for (int port : fleet.replica_ports) {
+      http::Url u = st.target;
+      u.port = static_cast<uint16_t>(port);
+      clients.push_back(std::make_shared<http::Client>(io.get_executor(), u, 1024));
+    }
     PlayHooks hooks;
     hooks.headers_for = [&st](size_t i) {
       return RealtimeHeaders(SpecOf(st, i), "rt-" + std::to_string(i));
@@ -835,8 +864,7 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
     hooks.on_done = [&st](size_t i, Steady::time_point start, const http::ClientResponse& r) {
       RecordRt(st, i, start, r);
     };
-    net::co_spawn(io,
-                  PlayPlan(shared_client, st.rt_plan, st.rt_bodies, st.t0, st.hard_deadline, hooks),
+    net::co_spawn(io, PlayPlan(clients, st.rt_plan, st.rt_bodies, st.t0, st.hard_deadline, hooks),
                   net::detached);
     if (direct) {
       double window = run.async.submit_window_s > 0 ? run.async.submit_window_s : sc.duration_s;
@@ -1053,6 +1081,11 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
       out["tokens_per_s_simulated"] = toks / (wall * st.ts);
       out["utilization_window_s"] = wall;
     }
+    // Over the whole run (the simulators start afresh for each run).
+    const MetricSample& last = samples.back();
+    if (last.prefix_queries > samples.front().prefix_queries)
+      out["prefix_cache_hit_rate"] = (last.prefix_hits - samples.front().prefix_hits) /
+                                     (last.prefix_queries - samples.front().prefix_queries);
   } else {
     out["utilization"] = nullptr;
     out["tokens_per_s"] = nullptr;

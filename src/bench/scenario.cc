@@ -249,7 +249,8 @@ void ParseFleet(const YAML::Node& n, FleetSpec* f) {
   if (!n || n.IsNull()) return;
   CheckKeys(n, "fleet",
             {"count", "profile", "time_scale", "max_num_seqs", "scheduling_policy", "sim_args",
-             "gateway_args", "processor_args", "groups"});
+             "gateway_args", "processor_args", "groups", "kv_events"});
+  if (n["kv_events"]) f->kv_events = GetBool(n["kv_events"], "fleet.kv_events");
   if (n["count"]) f->count = GetInt(n["count"], "fleet.count", 1, 256);
   if (n["profile"]) f->profile = GetString(n["profile"], "fleet.profile");
   if (n["time_scale"]) f->time_scale = GetNumber(n["time_scale"], "fleet.time_scale", 0.01, 1000);
@@ -312,7 +313,7 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
     const YAML::Node r = runs[i];
     CheckKeys(r, key,
               {"name", "policy", "async_mode", "target", "realtime", "async", "gateway_args",
-               "processor_args"});
+               "processor_args", "gateway_replicas"});
     RunSpec run;
     if (!r["name"]) Fail(Join(key, "name"), "missing (every run needs a name)");
     run.name = GetString(r["name"], Join(key, "name"));
@@ -321,9 +322,9 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
     if (!names.insert(run.name).second)
       Fail(Join(key, "name"), "duplicate run name '" + run.name + "'");
     if (r["policy"])
-      run.policy = GetChoice(
-          r["policy"], Join(key, "policy"),
-          {"round-robin", "least-request", "gie-default", "tidegate-default", "predicted-latency"});
+      run.policy = GetChoice(r["policy"], Join(key, "policy"),
+                             {"round-robin", "least-request", "gie-default", "tidegate-default",
+                              "tidegate-precise", "predicted-latency"});
     if (r["async_mode"])
       run.async_mode =
           GetChoice(r["async_mode"], Join(key, "async_mode"),
@@ -334,6 +335,8 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
       run.gateway_args = GetStringList(r["gateway_args"], Join(key, "gateway_args"));
     if (r["processor_args"])
       run.processor_args = GetStringList(r["processor_args"], Join(key, "processor_args"));
+    if (r["gateway_replicas"])
+      run.gateway_replicas = GetInt(r["gateway_replicas"], Join(key, "gateway_replicas"), 1, 8);
     if (r["realtime"] && !r["realtime"].IsNull() && !r["realtime"].IsMap())
       Fail(Join(key, "realtime"), "expected a map");
     if (r["async"] && !r["async"].IsNull() && !r["async"].IsMap())

@@ -49,6 +49,9 @@ struct FleetSpec {
     std::vector<std::string> sim_args;
   };
   std::vector<Group> groups;
+  // The simulators publish KV-cache events and the gateway subscribes (serve --kv-events), for
+  // precise-prefix-cache-scorer.
+  bool kv_events = false;
 };
 
 struct RealtimeSpec {
@@ -89,6 +92,9 @@ struct RunSpec {
   std::string target = "tidegate";          // tidegate | haproxy
   std::vector<std::string> gateway_args;    // extra `tidegate serve` flags for this run
   std::vector<std::string> processor_args;  // extra `tidegate async` flags for this run
+  // Gateways in front of the same fleet, the real-time requests spread over them in turn (as a
+  // load balancer in front of gateway replicas would); each has its own scheduler state.
+  int gateway_replicas = 1;
   RealtimeSpec realtime;
   AsyncSpec async;
 };

@@ -83,7 +83,9 @@ struct RealtimeTraffic::Impl {
       hooks.headers_for = [this, first](size_t i) {
         return bench::RealtimeHeaders(spec, "sample-rt-" + std::to_string(first + i + 1));
       };
-      co_await bench::PlayPlan(client, plan, bodies, t0, t0 + std::chrono::seconds(60), hooks);
+      std::vector<std::shared_ptr<http::Client>> clients;
+      clients.push_back(client);
+      co_await bench::PlayPlan(clients, plan, bodies, t0, t0 + std::chrono::seconds(60), hooks);
       timer.expires_at(t0 + std::chrono::duration_cast<Steady::duration>(
                                 std::chrono::duration<double>(window_s)));
       auto [ec] = co_await timer.async_wait(net::as_tuple(net::use_awaitable));

@@ -62,6 +62,7 @@ int HttpRequestBlocking(const std::string& host, int port, const std::string& me
                         const std::string& request_body, std::string* body,
                         std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 std::string SelfExe();
-int FreeTcpPort();
+// A TCP port on 127.0.0.1 that is free now: any (want = 0), or `want` itself (0 if taken).
+int FreeTcpPort(int want = 0);
 
 }  // namespace tidegate

@@ -36,6 +36,14 @@ std::vector<std::string> SimArgv(const SimSpec& spec, const std::vector<int>& po
   if (spec.max_num_seqs > 0)
     argv.insert(argv.end(), {"--max-num-seqs", std::to_string(spec.max_num_seqs)});
   if (spec.priority_scheduling) argv.insert(argv.end(), {"--scheduling-policy", "priority"});
+  if (spec.kv_events && ports.size() == 1) {
+    const std::string host = std::string("tcp://") + kHost + ":";
+    argv.insert(argv.end(),
+                {"--kv-events-config",
+                 "{\"enable_kv_cache_events\":true,\"publisher\":\"zmq\",\"endpoint\":\"" + host +
+                     std::to_string(ports[0] + 1) + "\",\"replay_endpoint\":\"" + host +
+                     std::to_string(ports[0] + 2) + "\"}"});
+  }
   argv.insert(argv.end(), spec.extra.begin(), spec.extra.end());
   return argv;
 }
@@ -131,7 +139,7 @@ Fleet::Started Fleet::StartSims(const SimSpec& spec, milliseconds timeout, std::
 
 Fleet::Started Fleet::StartGateway(const GatewaySpec& spec, milliseconds timeout,
                                    std::string* error) {
-  return Start("the gateway", "gateway.log", GatewayArgv(spec), {{spec.port, "/readyz"}}, timeout,
+  return Start("the gateway", spec.log_name, GatewayArgv(spec), {{spec.port, "/readyz"}}, timeout,
                error);
 }
 

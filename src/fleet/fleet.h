@@ -42,6 +42,9 @@ struct SimSpec {
   int max_num_seqs = 0;  // 0 = the profile's
   bool priority_scheduling = false;
   bool process_per_server = false;
+  // KV-cache events: each server publishes on its port + 1 and replays on its port + 2 (needs
+  // process_per_server, as a process offsets its k-th server's ports by k).
+  bool kv_events = false;
   std::string log_level = "warn";
   std::vector<std::string> extra;
 };
@@ -54,6 +57,7 @@ struct GatewaySpec {
   std::string admin_address = "public";  // "public" or HOST:PORT
   std::string processor_metrics;         // --processor-metrics ("" = none)
   std::string log_level = "warn";
+  std::string log_name = "gateway.log";  // under LOG_DIR; another one for a second replica
   std::vector<std::string> extra;
 };
 

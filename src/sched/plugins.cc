@@ -168,45 +168,88 @@ class PrefixCacheScorer final : public Scorer {
 };
 
 // Precise prefix affinity from the engines' own KV events (sched/kv_block_index.h): the share of
-// the prompt's blocks in the longest run an endpoint's engine holds, weighted by tier. For an
-// endpoint whose event feed is not live (never connected, disconnected, re-syncing) it uses the
-// approximate index instead, which it keeps up to date the same way prefix-cache-scorer does.
+// the prompt's blocks in the longest run an endpoint's engine holds, weighted by tier. What an
+// engine reports lags what it was sent by a prefill (a burst of one prompt would otherwise find
+// no holder and spread over the pool), so a live endpoint scores the larger of what its engine
+// holds and what it was sent recently: a small approximate index of the last
+// kRecentBlocksPerEndpoint coarse blocks sent there (every kRecentStride-th of the prompt's
+// chained block keys, each of which covers the whole prompt up to its block). An endpoint whose
+// event feed is not live (never connected, disconnected, re-syncing) is scored by the full
+// approximate index instead, kept as prefix-cache-scorer keeps it from what is sent to such
+// endpoints (what a live endpoint is sent is not recorded there: when its feed drops, the
+// approximate index learns it afresh).
 class PrecisePrefixCacheScorer final : public Scorer {
  public:
+  static constexpr size_t kRecentStride = 16;              // 256 tokens at 16 a block
+  static constexpr size_t kRecentBlocksPerEndpoint = 256;  // ~64k tokens
+
   PrecisePrefixCacheScorer(KvBlockIndex* index, size_t max_blocks,
                            std::unique_ptr<PrefixCacheScorer> fallback)
-      : index_(index), max_blocks_(max_blocks), fallback_(std::move(fallback)) {}
+      : index_(index),
+        max_blocks_(max_blocks),
+        fallback_(std::move(fallback)),
+        recent_(kRecentBlocksPerEndpoint) {}
 
   void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
     bool any_stale = false;
     for (const Candidate& c : cands) any_stale |= !index_->Live(c.index);
     if (any_stale) fallback_->Score(ctx, cands, out);  // fills ctx.prefix_match too
-    const size_t bs = index_->block_size();
-    if (bs == 0) return;  // no endpoint has stored a block yet
-    auto keys = ctx.PromptTokenKeys(bs, max_blocks_);
-    if (keys.empty()) return;
-    thread_local std::vector<double> matched;
+    auto keys = Keys(ctx);
+    if (keys.empty()) return;  // no block stored anywhere yet, or a prompt under one block
+    thread_local std::vector<uint32_t> matched;
     thread_local std::vector<uint32_t> touched;
-    if (matched.size() < ctx.pool->size()) matched.resize(ctx.pool->size(), 0);
-    index_->Match(keys, matched, &touched);
-    const double inv = 1.0 / static_cast<double>(keys.size());
-    for (size_t j = 0; j < cands.size(); ++j)
-      if (index_->Live(cands[j].index)) out[j] = matched[cands[j].index] * inv;
+    thread_local std::vector<double> held;
+    thread_local std::vector<uint32_t> held_touched;
+    const size_t n = ctx.pool->size();
+    if (matched.size() < n) matched.resize(n, 0);
+    if (held.size() < n) held.resize(n, 0);
+    index_->Match(keys, held, &held_touched);
+    auto coarse = Coarse(keys);
+    if (!coarse.empty()) recent_.Match(coarse, matched, &touched);
+    const double inv_keys = 1.0 / static_cast<double>(keys.size());
+    const double inv_recent = coarse.empty() ? 0 : 1.0 / static_cast<double>(coarse.size());
+    for (size_t j = 0; j < cands.size(); ++j) {
+      const uint32_t e = cands[j].index;
+      if (index_->Live(e)) out[j] = std::max(held[e] * inv_keys, matched[e] * inv_recent);
+    }
     ctx.prefix_match.assign(out.begin(), out.end());  // for the latency-scorer
     for (uint32_t t : touched) matched[t] = 0;
+    for (uint32_t t : held_touched) held[t] = 0;
     touched.clear();
+    held_touched.clear();
   }
 
-  void OnSent(SchedContext& ctx, uint32_t endpoint) override { fallback_->OnSent(ctx, endpoint); }
-  void OnNotServed(SchedContext& ctx, uint32_t endpoint) override {
-    fallback_->OnNotServed(ctx, endpoint);
+  void OnSent(SchedContext& ctx, uint32_t endpoint) override {
+    if (!index_->Live(endpoint)) fallback_->OnSent(ctx, endpoint);
+    if (auto coarse = Coarse(Keys(ctx)); !coarse.empty()) recent_.Record(endpoint, coarse);
   }
-  void OnEndpointGone(uint32_t endpoint) override { fallback_->OnEndpointGone(endpoint); }
+  void OnNotServed(SchedContext& ctx, uint32_t endpoint) override {
+    if (!index_->Live(endpoint)) fallback_->OnNotServed(ctx, endpoint);
+    if (auto coarse = Coarse(Keys(ctx)); !coarse.empty()) recent_.Forget(endpoint, coarse);
+  }
+  void OnEndpointGone(uint32_t endpoint) override {
+    fallback_->OnEndpointGone(endpoint);
+    recent_.DropEndpoint(endpoint);
+  }
 
  private:
+  std::span<const uint64_t> Keys(SchedContext& ctx) const {
+    const size_t bs = index_->block_size();
+    return bs == 0 ? std::span<const uint64_t>() : ctx.PromptTokenKeys(bs, max_blocks_);
+  }
+  // Every kRecentStride-th key (thread-local scratch, valid until the next call).
+  static std::span<const uint64_t> Coarse(std::span<const uint64_t> keys) {
+    thread_local std::vector<uint64_t> coarse;
+    coarse.clear();
+    for (size_t i = kRecentStride - 1; i < keys.size(); i += kRecentStride)
+      coarse.push_back(keys[i]);
+    return coarse;
+  }
+
   KvBlockIndex* index_;
   size_t max_blocks_;
   std::unique_ptr<PrefixCacheScorer> fallback_;
+  PrefixIndex recent_;
 };
 
 class LoraAffinityScorer final : public Scorer {

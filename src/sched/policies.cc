@@ -29,17 +29,19 @@ const std::vector<std::pair<std::string, PluginList>>& Policies() {
         {"active-request-scorer", 1},
         {"lora-affinity-scorer", 1},
         {"session-affinity-scorer", 1}}},
-      // tidegate-default with precise prefix affinity: the engines' own KV events say which
-      // blocks each one holds (sched/kv_block_index.h; needs serve --kv-events), and endpoints
-      // whose event feed is not live are scored by the approximate index as before.
+      // Precise prefix affinity: the engines' own KV events say which blocks each one holds
+      // (sched/kv_block_index.h; needs serve --kv-events), and endpoints whose event feed is not
+      // live are scored by the approximate index. GIE's load terms, with the prefix term, which
+      // is exact here, weighed higher (5 against queue 2 and KV 1: measured best of the
+      // weightings tried on scenarios/prefix-kv.yaml); no in-flight term, which pulls requests
+      // away from the endpoints that hold their prefix.
       {"tidegate-precise",
        {{"stale-filter", 0},
         {"model-filter", 0},
         {"saturation-filter", 0},
         {"queue-scorer", 2},
-        {"kv-cache-utilization-scorer", 2},
-        {"precise-prefix-cache-scorer", 3},
-        {"active-request-scorer", 1},
+        {"kv-cache-utilization-scorer", 1},
+        {"precise-prefix-cache-scorer", 5},
         {"lora-affinity-scorer", 1},
         {"session-affinity-scorer", 1}}},
       // Exactly GIE's default weights; the stale filter is tidegate's rule that endpoints whose

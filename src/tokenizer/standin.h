@@ -8,6 +8,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -24,15 +25,19 @@ inline size_t StandInTokenCount(std::string_view text) {
 inline void StandInTokenIds(std::string_view text, std::vector<uint32_t>* out,
                             size_t max_tokens = SIZE_MAX) {
   const size_t n = std::min(StandInTokenCount(text), max_tokens);
-  out->reserve(out->size() + n);
-  for (size_t i = 0; i < n; ++i) {
+  const size_t full = std::min(n, text.size() / kStandInBytesPerToken);
+  const size_t at = out->size();
+  out->resize(at + n);
+  uint32_t* dst = out->data() + at;
+  const unsigned char* src = reinterpret_cast<const unsigned char*>(text.data());
+  for (size_t i = 0; i < full; ++i, src += kStandInBytesPerToken)
+    dst[i] = static_cast<uint32_t>(src[0]) | static_cast<uint32_t>(src[1]) << 8 |
+             static_cast<uint32_t>(src[2]) << 16 | static_cast<uint32_t>(src[3]) << 24;
+  if (full < n) {  // the zero-padded last token (or the empty text's one id 0)
     uint32_t id = 0;
-    for (size_t b = 0; b < kStandInBytesPerToken; ++b) {
-      const size_t at = i * kStandInBytesPerToken + b;
-      if (at < text.size())
-        id |= static_cast<uint32_t>(static_cast<unsigned char>(text[at])) << (8 * b);
-    }
-    out->push_back(id);
+    for (size_t b = 0; full * kStandInBytesPerToken + b < text.size(); ++b)
+      id |= static_cast<uint32_t>(src[b]) << (8 * b);
+    dst[full] = id;
   }
 }
 

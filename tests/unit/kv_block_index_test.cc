@@ -193,5 +193,32 @@ TEST_F(PreciseScorerTest, FallbackLearnsFromWhatWasSent) {
   EXPECT_EQ(s[1], 0);
 }
 
+// What an engine reports lags what it was sent by a prefill: a live endpoint that was just sent a
+// prompt already scores for it (the recent-sends index), before any event says it holds it.
+TEST_F(PreciseScorerTest, ALiveEndpointScoresWhatItWasJustSent) {
+  for (uint32_t i = 0; i < 3; ++i) SharedKvBlockIndex().SetLive(i, true);
+  // The engines' block size is known once one stored a block (16 tokens here).
+  std::vector<uint32_t> t(16, 5);
+  SharedKvBlockIndex().Store(0, std::vector<uint64_t>{77}, std::nullopt, t, 16, "", "");
+  SharedKvBlockIndex().Clear(0);
+  const std::string prompt(4096, 'r');  // 64 blocks of 16 stand-in tokens: 4 coarse ones
+  RequestInfo r;
+  r.id = 20;
+  r.prompt = prompt;
+  EXPECT_EQ(Score(r), (std::vector<double>{0, 0, 0}));
+  SchedContext ctx;
+  ctx.Reset(r, *pool_, Nanos(0));
+  scorer_->OnSent(ctx, 2);
+  r.id = 21;
+  auto s = Score(r);
+  EXPECT_GT(s[2], 0.9);
+  EXPECT_EQ(s[0], 0);
+  // A request that never reached it is taken back.
+  ctx.Reset(r, *pool_, Nanos(0));
+  scorer_->OnNotServed(ctx, 2);
+  r.id = 22;
+  EXPECT_EQ(Score(r)[2], 0);
+}
+
 }  // namespace
 }  // namespace tidegate::sched

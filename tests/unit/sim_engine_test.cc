@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "sim/engine.h"
@@ -363,6 +364,77 @@ TEST(SimProfiles, DefaultIsTheCalibratedH100Preset) {
   EXPECT_EQ(p->engine.block_size, 16);
   EXPECT_NE(FindProfile("tiny"), nullptr);
   EXPECT_EQ(FindProfile("nope"), nullptr);
+}
+
+}  // namespace
+}  // namespace tidegate::sim
+
+namespace tidegate::sim {
+namespace {
+
+// KV events mirror the cache: stored as prefill completes (chunk by chunk, chained to the block
+// before), removed when a cached block is reallocated, all cleared on reset.
+TEST(SimEngineKvEvents, StoredOnPrefillRemovedOnEvictionClearedOnReset) {
+  EngineConfig cfg = SmallConfig();
+  cfg.num_gpu_blocks = 12;
+  cfg.max_num_batched_tokens = 64;  // 4 blocks a step: a 160-token prompt prefills in chunks
+  ManualClock clock;
+  Engine engine(cfg, clock);
+  engine.EnableKvEvents();
+  auto add = [&](const std::string& text) {
+    RequestSpec spec;
+    tokenizer::StandInTokenIds(text, &spec.token_ids);
+    spec.prompt_tokens = static_cast<int>(spec.token_ids.size());
+    spec.block_hashes = BlockHashes(spec.token_ids, 16, 1);
+    spec.max_tokens = 1;
+    std::string err;
+    EXPECT_NE(engine.Add(std::move(spec), &err), 0u) << err;
+  };
+  add(std::string(640, 'a'));  // 160 tokens: 10 blocks
+  std::vector<kvevents::Event> events;
+  while (engine.HasWork()) {
+    engine.Step();
+    for (auto& e : engine.TakeKvEvents()) events.push_back(std::move(e));
+  }
+  // Three prefill chunks of 64, 64 and 32 tokens: 4, 4 and 2 full blocks.
+  ASSERT_EQ(events.size(), 3u);
+  const auto& first = std::get<kvevents::BlockStored>(events[0]);
+  EXPECT_EQ(first.block_hashes.size(), 4u);
+  EXPECT_FALSE(first.parent_block_hash);
+  EXPECT_EQ(first.token_ids.size(), 64u);
+  EXPECT_EQ(first.block_size, 16);
+  const auto& second = std::get<kvevents::BlockStored>(events[1]);
+  EXPECT_EQ(std::get<kvevents::BlockStored>(events[2]).block_hashes.size(), 2u);
+  ASSERT_TRUE(second.parent_block_hash);
+  EXPECT_EQ(*second.parent_block_hash, first.block_hashes.back());
+  std::vector<uint64_t> stored;
+  for (const auto& e : events)
+    for (uint64_t h : std::get<kvevents::BlockStored>(e).block_hashes) stored.push_back(h);
+  std::sort(stored.begin(), stored.end());
+  EXPECT_EQ(stored, engine.CachedBlockHashes());
+  // A different prompt needs the blocks: cached ones are evicted and reported.
+  add(std::string(640, 'b'));
+  std::vector<uint64_t> removed;
+  while (engine.HasWork()) {
+    engine.Step();
+    for (auto& e : engine.TakeKvEvents())
+      if (auto* r = std::get_if<kvevents::BlockRemoved>(&e))
+        removed.insert(removed.end(), r->block_hashes.begin(), r->block_hashes.end());
+  }
+  EXPECT_FALSE(removed.empty());
+  const std::vector<uint64_t> cached = engine.CachedBlockHashes();
+  for (uint64_t h : removed) {
+    EXPECT_TRUE(std::binary_search(stored.begin(), stored.end(), h));
+    EXPECT_FALSE(std::binary_search(cached.begin(), cached.end(), h));
+  }
+  ASSERT_TRUE(engine.ResetPrefixCache());
+  auto last = engine.TakeKvEvents();
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<kvevents::AllBlocksCleared>(last[0]));
+  EXPECT_TRUE(engine.CachedBlockHashes().empty());
+  // Refused while a request waits, as vLLM refuses while blocks are in use.
+  add(std::string(64, 'c'));
+  EXPECT_FALSE(engine.ResetPrefixCache());
 }
 
 }  // namespace
