@@ -11,6 +11,10 @@ namespace tidegate::gateway {
 
 std::string ParseKvEventsSpec(const std::string& spec, KvEventsConfig* out) {
   KvEventsConfig c;
+  if (spec == "off" || spec == "none") {
+    *out = c;
+    return {};
+  }
   c.enabled = true;
   bool have_port = false;
   size_t at = 0;

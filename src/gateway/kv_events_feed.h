@@ -42,7 +42,7 @@ struct KvEventsConfig {
   std::string topic;  // topic prefix to subscribe to ("" = all)
 };
 
-// `--kv-events port=N|port-offset=N[,replay-port=N|replay-offset=N][,topic=PREFIX]`.
+// `--kv-events port=N|port-offset=N[,replay-port=N|replay-offset=N][,topic=PREFIX]`, or `off`.
 std::string ParseKvEventsSpec(const std::string& spec, KvEventsConfig* out);
 
 class KvEventsFeed final : public kvevents::SubscriberSink {

@@ -1272,11 +1272,28 @@ std::string Gateway::Start() {
         tok->chat_template().reason().empty() ? "rendered" : tok->chat_template().reason());
     SetModelTokenizer(std::move(tok));
   }
+  const bool precise =
+      I.cfg.scheduler_yaml.empty()
+          ? I.cfg.policy == "tidegate-precise"
+          : I.cfg.scheduler_yaml.find("precise-prefix-cache-scorer") != std::string::npos;
   if (I.cfg.kv_events.enabled) {
     I.kv_feed = std::make_unique<KvEventsFeed>(I.cfg.kv_events, I.pool, sched::SharedKvBlockIndex(),
                                                I.registry);
     I.kv_feed->Refresh();
     spdlog::info("kv events: {}", I.kv_feed->Describe());
+    if (I.cfg.tokenizer.empty())
+      spdlog::warn(
+          "kv events: no --tokenizer: prompts are matched in the simulator's stand-in "
+          "token ids (4 bytes a token), which only `tidegate sim` without --tokenizer "
+          "uses; give the model's tokenizer for a real engine");
+    if (!precise)
+      spdlog::info(
+          "kv events: the policy does not use precise-prefix-cache-scorer (e.g. "
+          "--policy tidegate-precise); the index is kept but not used for picking");
+  } else if (precise) {
+    spdlog::warn(
+        "precise-prefix-cache-scorer without --kv-events: every endpoint is scored by "
+        "the approximate prefix index");
   }
   I.pool.OnChange([&I](const pool::Pool::Change& change) {
     LogPoolChange(I.pool, change);

@@ -107,6 +107,13 @@ PromptTokenizer& GlobalTokenizer() {
 }  // namespace
 
 void SetPromptTokenizer(PromptTokenizer tokenizer) { GlobalTokenizer() = std::move(tokenizer); }
+bool HasPromptTokenizer() { return static_cast<bool>(GlobalTokenizer()); }
+
+double SchedContext::PromptTokenCount() {
+  if (!req) return 1;
+  if (HasPromptTokenizer()) return std::max<double>(1, static_cast<double>(PromptTokens().size()));
+  return EstimateTokens(req->prompt.size());
+}
 
 std::span<const uint32_t> SchedContext::PromptTokens() {
   if (!tokens_ready_) {

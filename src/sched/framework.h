@@ -64,6 +64,9 @@ struct SchedContext {
   // KvBlockIndex::ChainKeys of those tokens (seeded with the request's adapter), once per request
   // and block size.
   std::span<const uint64_t> PromptTokenKeys(size_t block_size, size_t max_blocks);
+  // The prompt's length in tokens: exact with a prompt tokenizer (the model's), else estimated
+  // at 4 characters a token (without computing ids). At least 1.
+  double PromptTokenCount();
 
   // Starts a new decision; the block hashes are kept when `r` is the request they were
   // computed for (same non-zero id), so a feedback call right after the pick does not rehash.
@@ -104,6 +107,7 @@ void ChainedBlockHashes(std::string_view model, std::string_view prompt, size_t 
 using PromptTokenizer = std::function<void(const RequestInfo&, std::vector<uint32_t>*)>;
 // Sets it for the process (before serving); an empty function restores the stand-in.
 void SetPromptTokenizer(PromptTokenizer tokenizer);
+bool HasPromptTokenizer();
 
 // Plugin parameters: the scalar `parameters:` of a config entry, as text.
 class Params {

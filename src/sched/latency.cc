@@ -218,7 +218,7 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
                           std::span<double> out) {
   Impl& im = *impl_;
   const RequestInfo& req = *ctx.req;
-  const double tokens = EstimateTokens(req.prompt.size());
+  const double tokens = ctx.PromptTokenCount();
   const bool has_prefix = ctx.prefix_match.size() == cands.size();
   thread_local std::vector<double> ttft, tpot, cost;
   ttft.resize(cands.size());
@@ -294,7 +294,7 @@ void LatencyScorer::OnSent(SchedContext& ctx, uint32_t endpoint) {
   } else {
     pool::EndpointLoad e = pool::EndpointLoad::Of(ctx.pool->at(endpoint));
     e.routed_since_scrape = std::max(0, e.routed_since_scrape - 1);  // (this one was counted)
-    in = InputsOf(e, *ctx.detector, EstimateTokens(ctx.req->prompt.size()), 0);
+    in = InputsOf(e, *ctx.detector, ctx.PromptTokenCount(), 0);
   }
   Pending p;
   p.endpoint = endpoint;

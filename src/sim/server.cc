@@ -687,9 +687,14 @@ class Server {
           if (c->is_string()) {
             content = c->get<std::string>();
           } else if (c->is_array()) {
+            bool first = true;
             for (const auto& part : *c) {
-              if (part.is_object() && part.contains("text") && part["text"].is_string())
+              if (part.is_object() && part.contains("text") && part["text"].is_string()) {
+                // With a chat template, text parts are joined with "\n" as vLLM joins them.
+                if (!first && cfg_.tokenizer) content += '\n';
                 content += part["text"].get<std::string>();
+                first = false;
+              }
             }
           } else if (!c->is_null()) {
             return std::string("Message 'content' must be a string or an array of parts");

