@@ -29,6 +29,8 @@ http::Headers RealtimeHeaders(const RealtimeSpec& spec, const std::string& reque
   http::Headers h;
   h.emplace_back(wire::kObjective, spec.objective);
   h.emplace_back(wire::kSloTtftMs, std::to_string(static_cast<long long>(spec.slo_ttft_ms)));
+  if (spec.slo_tpot_ms > 0)
+    h.emplace_back(wire::kSloTpotMs, std::to_string(static_cast<long long>(spec.slo_tpot_ms)));
   h.emplace_back(wire::kRequestId, request_id);
   if (!spec.tenant.empty()) h.emplace_back(wire::kFairnessId, spec.tenant);
   return h;

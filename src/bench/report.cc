@@ -73,6 +73,8 @@ struct RunView {
   OptD a_sub, a_ok, a_shed, a_fail, a_lost, a_ontime;
   OptD util, tps;
   OptD prefix_hit;  // the simulators' prefix-cache hits ÷ queries (tokens) over the run
+  OptD slo_tpot, goodput, pred_ttft;  // TPOT SLO attainment; requests/s within every SLO;
+                                      // the predictor's mean observed ÷ predicted TTFT
   const json* ts = nullptr;
   const json* raw = nullptr;  // the run's object
 };
@@ -105,6 +107,9 @@ RunView ReadRun(const json& r, size_t index) {
   v.util = Num(r, {"utilization"});
   v.tps = Num(r, {"tokens_per_s"});
   v.prefix_hit = Num(r, {"prefix_cache_hit_rate"});
+  v.slo_tpot = Num(r, {"realtime", "slo_tpot_attainment"});
+  v.goodput = Num(r, {"realtime", "goodput_rps"});
+  v.pred_ttft = Num(r, {"predictor", "ttft_observed_over_predicted_mean"});
   v.ts = Field(r, "timeseries");
   if (v.ts && !v.ts->is_object()) v.ts = nullptr;
   return v;
@@ -658,7 +663,9 @@ std::string RenderReportHtml(const json& report) {
     << "<th colspan=\"2\">real-time</th><th colspan=\"3\">TTFT ms</th>"
     << "<th colspan=\"2\">TPOT ms</th><th rowspan=\"2\">SLO attain&shy;ment %</th>"
     << "<th colspan=\"6\">async</th><th rowspan=\"2\">utili&shy;zation %</th>"
-    << "<th rowspan=\"2\">tokens/s</th><th rowspan=\"2\">prefix-cache hit %</th></tr>\n"
+    << "<th rowspan=\"2\">tokens/s</th><th rowspan=\"2\">prefix-cache hit %</th>"
+    << "<th rowspan=\"2\">TPOT SLO %</th><th rowspan=\"2\">goodput /s</th>"
+    << "<th rowspan=\"2\">TTFT observed ÷ predicted</th></tr>\n"
     << "<tr><th>sent</th><th>ok</th><th>p50</th><th>p90</th><th>p99</th><th>p50</th>"
     << "<th>p99</th><th>sub&shy;mitted</th><th>suc&shy;ceeded</th><th>shed</th>"
     << "<th>failed</th><th>lost</th><th>on-time</th></tr>\n</thead>\n<tbody>\n";
@@ -677,9 +684,12 @@ std::string RenderReportHtml(const json& report) {
     Cell(o, Pct(r.util), true);
     Cell(o, Rate(r.tps), true);
     Cell(o, Pct(r.prefix_hit), true);
+    Cell(o, Pct(r.slo_tpot), true);
+    Cell(o, Rate(r.goodput), true);
+    Cell(o, r.pred_ttft ? Fixed(*r.pred_ttft, 2) : std::string(kDash), true);
     o << "</tr>\n";
   }
-  if (runs.empty()) o << "<tr><td colspan=\"20\" class=\"text\">no runs</td></tr>\n";
+  if (runs.empty()) o << "<tr><td colspan=\"23\" class=\"text\">no runs</td></tr>\n";
   o << "</tbody>\n</table>\n";
 
   o << ComparisonChart(runs) << "\n";
@@ -720,7 +730,10 @@ std::string RenderReportTable(const json& report) {
                                  {"async sub/ok/shed/fail/lost/on-time", true},
                                  {"util %", true},
                                  {"tok/s", true},
-                                 {"prefix hit %", true}};
+                                 {"prefix hit %", true},
+                                 {"TPOT SLO %", true},
+                                 {"goodput/s", true},
+                                 {"TTFT obs/pred", true}};
   auto join = [](std::initializer_list<std::string> parts) {
     std::string s;
     for (const auto& p : parts) s += (s.empty() ? "" : "/") + p;
@@ -735,7 +748,8 @@ std::string RenderReportTable(const json& report) {
                     join({Ms(r.tpot50), Ms(r.tpot99)}), Pct(r.slo),
                     join({Count(r.a_sub), Count(r.a_ok), Count(r.a_shed), Count(r.a_fail),
                           Count(r.a_lost), Count(r.a_ontime)}),
-                    Pct(r.util), Rate(r.tps), Pct(r.prefix_hit)});
+                    Pct(r.util), Rate(r.tps), Pct(r.prefix_hit), Pct(r.slo_tpot), Rate(r.goodput),
+                    r.pred_ttft ? Fixed(*r.pred_ttft, 2) : kDash});
     // Traffic classes, one indented row each: sent/ok, TTFT and SLO attainment.
     const json* classes = r.raw ? Field(*r.raw, "realtime") : nullptr;
     classes = classes ? Field(*classes, "classes") : nullptr;

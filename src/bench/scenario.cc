@@ -160,13 +160,16 @@ YAML::Node Overlay(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
+// Relative trace paths are read from the scenario file's directory (set by LoadScenario).
+thread_local std::string g_base_dir;
+
 RealtimeSpec ParseRealtime(const YAML::Node& n, const std::string& key, bool is_class = false) {
   RealtimeSpec r;
   if (!n || n.IsNull()) return r;
   CheckKeys(n, key,
             {"base_rps", "spike_rps", "spike_every", "spike_duration", "spike_offset",
              "prompt_tokens", "output_tokens", "shared_prefix", "slo_ttft_ms", "stream",
-             "objective", "tenant", "classes", "name"});
+             "objective", "tenant", "classes", "name", "trace", "slo_tpot_ms"});
   if (n["name"] && !is_class) Fail(Join(key, "name"), "only a class in `classes` has a name");
   if (n["classes"] && is_class) Fail(Join(key, "classes"), "classes do not nest");
   if (n["tenant"]) r.tenant = GetString(n["tenant"], Join(key, "tenant"));
@@ -194,6 +197,25 @@ RealtimeSpec ParseRealtime(const YAML::Node& n, const std::string& key, bool is_
   }
   if (n["slo_ttft_ms"])
     r.slo_ttft_ms = GetNumber(n["slo_ttft_ms"], Join(key, "slo_ttft_ms"), 0, 1e9);
+  if (n["slo_tpot_ms"])
+    r.slo_tpot_ms = GetNumber(n["slo_tpot_ms"], Join(key, "slo_tpot_ms"), 0, 1e9);
+  if (const YAML::Node t = n["trace"]; t && !t.IsNull()) {
+    const std::string k = Join(key, "trace");
+    if (t.IsScalar()) {
+      r.trace_path = GetString(t, k);
+    } else {
+      CheckKeys(t, k, {"path", "speed"});
+      if (!t["path"]) Fail(Join(k, "path"), "missing");
+      r.trace_path = GetString(t["path"], Join(k, "path"));
+      if (t["speed"]) r.trace_speed = GetNumber(t["speed"], Join(k, "speed"), 0.001, 1e6);
+    }
+    std::string path = r.trace_path;
+    if (!path.empty() && path[0] != '/' && !g_base_dir.empty()) path = g_base_dir + "/" + path;
+    auto rows = std::make_shared<std::vector<TraceRow>>();
+    std::string err;
+    if (!LoadTrace(path, rows.get(), &err)) Fail(k, err);
+    r.trace = std::move(rows);
+  }
   if (n["stream"]) r.stream = GetBool(n["stream"], Join(key, "stream"));
   if (n["objective"]) r.objective = GetString(n["objective"], Join(key, "objective"));
   if (r.spike_rps > 0) {
@@ -385,7 +407,11 @@ bool LoadScenario(const std::string& path, Scenario* out, std::string* error) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  if (!ParseScenario(ss.str(), out, error)) {
+  const size_t slash = path.rfind('/');
+  g_base_dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  const bool ok = ParseScenario(ss.str(), out, error);
+  g_base_dir.clear();
+  if (!ok) {
     *error = path + ": " + *error;
     return false;
   }
@@ -443,6 +469,24 @@ std::vector<PlannedRequest> ArrivalSchedule(const RealtimeSpec& spec, double dur
       return a.at_s < b.at_s;
     });
     if (static_cast<int>(out.size()) > max_requests) out.resize(max_requests);
+    return out;
+  }
+  if (spec.trace) {
+    std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + 2);
+    for (const TraceRow& row : *spec.trace) {
+      const double at = row.t_s / spec.trace_speed;
+      if (at >= duration_s || static_cast<int>(out.size()) >= max_requests) break;
+      PlannedRequest r;
+      r.at_s = at;
+      r.prompt_tokens = std::max(1, row.context_tokens);
+      r.output_tokens = std::max(1, row.generated_tokens);
+      if (spec.prefix_groups > 0) {
+        std::uniform_int_distribution<int> g(0, spec.prefix_groups - 1);
+        r.group = g(rng);
+        r.prompt_tokens = std::max(r.prompt_tokens, spec.prefix_tokens + 8);
+      }
+      out.push_back(r);
+    }
     return out;
   }
   const double peak = std::max(spec.base_rps, spec.spike_rps);

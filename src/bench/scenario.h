@@ -19,8 +19,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "bench/trace.h"
 
 namespace tidegate::bench {
 
@@ -65,6 +68,7 @@ struct RealtimeSpec {
   int prefix_groups = 0;     // shared_prefix.groups (0 = no shared prefix)
   int prefix_tokens = 0;     // shared_prefix.prefix_tokens
   double slo_ttft_ms = 500;  // simulated ms; sent as x-slo-ttft-ms
+  double slo_tpot_ms = 0;    // simulated ms; sent as x-slo-tpot-ms (0 = no TPOT objective)
   bool stream = true;
   std::string objective = "standard";
   std::string tenant;  // sent as x-gateway-inference-fairness-id ("" = none)
@@ -72,6 +76,11 @@ struct RealtimeSpec {
   // the enclosing `realtime:` are its defaults), reported apart by name.
   std::string name;
   std::vector<RealtimeSpec> classes;
+  // trace: {path, speed}: arrivals and sizes replayed from a file (bench/trace.h) instead of
+  // drawn; `speed` 2 plays it twice as fast. The rate and size keys above are then unused.
+  std::string trace_path;
+  double trace_speed = 1;
+  std::shared_ptr<const std::vector<TraceRow>> trace;
 };
 
 struct AsyncSpec {

@@ -255,13 +255,17 @@ TEST(BenchReport, TableHasOneAlignedRowPerRun) {
   slow.erase("async");
   slow["tokens_per_s"] = 98765.43;
   slow["prefix_cache_hit_rate"] = 0.8567;
+  slow["realtime"]["slo_tpot_attainment"] = 0.95;
+  slow["realtime"]["goodput_rps"] = 39.53;
+  slow["predictor"]["ttft_observed_over_predicted_mean"] = 1.234;
   std::string table = RenderReportTable(Report({SampleRun("via-processor"), slow}));
   auto lines = Lines(table);
   ASSERT_EQ(lines.size(), 5u) << table;
   EXPECT_EQ(lines[0], "scenario seed (2026-11-23T10:00:00Z): 2 runs");
   for (const char* col :
        {"run", "policy", "async mode", "RT sent/ok", "TTFT p50/p90/p99 ms", "TPOT p50/p99 ms",
-        "SLO %", "async sub/ok/shed/fail/lost/on-time", "util %", "tok/s", "prefix hit %"})
+        "SLO %", "async sub/ok/shed/fail/lost/on-time", "util %", "tok/s", "prefix hit %",
+        "TPOT SLO %", "goodput/s", "TTFT obs/pred"})
     EXPECT_NE(lines[1].find(col), std::string::npos) << col;
   EXPECT_EQ(lines[2].find_first_not_of("- "), std::string::npos);
   // Columns line up: every row has its policy where the header says "policy".
@@ -276,11 +280,15 @@ TEST(BenchReport, TableHasOneAlignedRowPerRun) {
   EXPECT_NE(lines[4].find("45.0/–/300.2"), std::string::npos);
   EXPECT_NE(lines[4].find("–/–/–/–/–/–"), std::string::npos);
   // Right-aligned numbers end together (the last column ends each line; "–" is 3 bytes).
-  EXPECT_EQ(lines[3].size(), lines[1].size() + 2);  // no hit rate: one "–"
+  // No hit rate, TPOT attainment, goodput or predictor error: four "–".
+  EXPECT_EQ(lines[3].size(), lines[1].size() + 2 * 4);
   EXPECT_NE(lines[3].find("1234.5"), std::string::npos);
   EXPECT_TRUE(lines[3].ends_with("–"));
   EXPECT_NE(lines[4].find("98765.4"), std::string::npos);
-  EXPECT_TRUE(lines[4].ends_with("85.7"));
+  EXPECT_NE(lines[4].find("85.7"), std::string::npos);
+  EXPECT_NE(lines[4].find("95.0"), std::string::npos);
+  EXPECT_NE(lines[4].find("39.5"), std::string::npos);
+  EXPECT_TRUE(lines[4].ends_with("1.23"));
   EXPECT_EQ(lines[4].size(), lines[1].size() + 2 * 7);  // seven "–" (3 bytes each) in the row
 }
 

@@ -259,7 +259,8 @@ TEST(BenchScenario, ShippedScenariosParse) {
   int loaded = 0;
   for (const char* path :
        {"scenarios/seed.yaml", "scenarios/quick.yaml", "scenarios/burst.yaml",
-        "scenarios/soft-deadline.yaml", "scenarios/batch.yaml", "scenarios/hetero.yaml"}) {
+        "scenarios/soft-deadline.yaml", "scenarios/batch.yaml", "scenarios/hetero.yaml",
+        "scenarios/prefix-kv.yaml", "scenarios/trace.yaml"}) {
     // The repository root, from this file's path (tests/unit/...).
     std::string root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
     std::string full = root + "/" + path;
@@ -273,7 +274,7 @@ TEST(BenchScenario, ShippedScenariosParse) {
       EXPECT_EQ(s.runs[2].async.requests, 2400);
     }
   }
-  EXPECT_EQ(loaded, 6);
+  EXPECT_EQ(loaded, 8);
   EXPECT_NE(ParseError("runs: [{name: a, async_mode: batch}]\n").find("via-batch"),
             std::string::npos);
 }
