@@ -60,7 +60,7 @@ asan:
 tsan:
 	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTIDEGATE_SANITIZE=thread -DTIDEGATE_BENCH=OFF $(UNITY) >/dev/null
 	cmake --build build-tsan -j $(JOBS) --target unit_tests
-	TSAN_OPTIONS=halt_on_error=1 build-tsan/unit_tests --gtest_brief=1
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" build-tsan/unit_tests --gtest_brief=1
 
 # Fuzzers (clang + libFuzzer): builds build-fuzz/*_fuzz and runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
