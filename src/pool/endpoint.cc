@@ -29,6 +29,11 @@ std::string ParseEndpoint(const std::string& text, EndpointConfig* out) {
     port = s.substr(colon + 1);
   }
   if (host.empty()) return "missing host";
+  // One reading only: an address with colons (IPv6) is bracketed, and brackets mean nothing else.
+  if (host.find_first_of("[]") != std::string::npos)
+    return "unexpected '[' or ']' in the host (an IPv6 address is written [addr]:port)";
+  if (s.front() != '[' && host.find(':') != std::string::npos)
+    return "a host with ':' must be an IPv6 address in brackets: [addr]:port";
   unsigned value = 0;
   auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (ec != std::errc() || p != port.data() + port.size() || value == 0 || value > 65535)

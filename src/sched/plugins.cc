@@ -182,6 +182,7 @@ class PrecisePrefixCacheScorer final : public Scorer {
  public:
   static constexpr size_t kRecentStride = 16;              // 256 tokens at 16 a block
   static constexpr size_t kRecentBlocksPerEndpoint = 256;  // ~64k tokens
+  static constexpr size_t kDefaultBlockSize = 16;
 
   PrecisePrefixCacheScorer(KvBlockIndex* index, size_t max_blocks,
                            std::unique_ptr<PrefixCacheScorer> fallback)
@@ -195,7 +196,7 @@ class PrecisePrefixCacheScorer final : public Scorer {
     for (const Candidate& c : cands) any_stale |= !index_->Live(c.index);
     if (any_stale) fallback_->Score(ctx, cands, out);  // fills ctx.prefix_match too
     auto keys = Keys(ctx);
-    if (keys.empty()) return;  // no block stored anywhere yet, or a prompt under one block
+    if (keys.empty()) return;  // a prompt shorter than one block
     thread_local std::vector<uint32_t> matched;
     thread_local std::vector<uint32_t> touched;
     thread_local std::vector<double> held;
@@ -233,9 +234,11 @@ class PrecisePrefixCacheScorer final : public Scorer {
   }
 
  private:
+  // The prompt's block keys at the engines' block size (vLLM's default, 16, until an engine has
+  // stored a block), so that recent sends count from the first request on.
   std::span<const uint64_t> Keys(SchedContext& ctx) const {
     const size_t bs = index_->block_size();
-    return bs == 0 ? std::span<const uint64_t>() : ctx.PromptTokenKeys(bs, max_blocks_);
+    return ctx.PromptTokenKeys(bs == 0 ? kDefaultBlockSize : bs, max_blocks_);
   }
   // Every kRecentStride-th key (thread-local scratch, valid until the next call).
   static std::span<const uint64_t> Coarse(std::span<const uint64_t> keys) {

@@ -230,10 +230,6 @@ TEST_F(PreciseScorerTest, FallbackLearnsFromWhatWasSent) {
 // prompt already scores for it (the recent-sends index), before any event says it holds it.
 TEST_F(PreciseScorerTest, ALiveEndpointScoresWhatItWasJustSent) {
   for (uint32_t i = 0; i < 3; ++i) SharedKvBlockIndex().SetLive(i, true);
-  // The engines' block size is known once one stored a block (16 tokens here).
-  std::vector<uint32_t> t(16, 5);
-  SharedKvBlockIndex().Store(0, std::vector<uint64_t>{77}, std::nullopt, t, 16, "", "");
-  SharedKvBlockIndex().Clear(0);
   const std::string prompt(4096, 'r');  // 64 blocks of 16 stand-in tokens: 4 coarse ones
   RequestInfo r;
   r.id = 20;

@@ -103,6 +103,11 @@ TEST(ParseEndpoint, Forms) {
   EXPECT_NE(pool::ParseEndpoint("nohost", &e), "");
   EXPECT_NE(pool::ParseEndpoint("h:0", &e), "");
   EXPECT_NE(pool::ParseEndpoint("h:99999", &e), "");
+  // One reading only (found by discovery_spec_fuzz: "10.0.0.1:8000:1]:8000" was host
+  // "10.0.0.1:8000:1]", which does not survive being written back out).
+  EXPECT_NE(pool::ParseEndpoint("::1:8000", &e).find("brackets"), std::string::npos);
+  EXPECT_NE(pool::ParseEndpoint("10.0.0.1:8000:1]:8000", &e), "");
+  EXPECT_NE(pool::ParseEndpoint("[a]b]:80", &e), "");
 }
 
 }  // namespace
