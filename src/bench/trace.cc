@@ -59,7 +59,21 @@ bool ParseTime(std::string_view s, double* out) {
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return false;
   double frac = 0;
   std::string_view rest = s.substr(19);
-  if (!rest.empty() && rest.back() == 'Z') rest.remove_suffix(1);
+  double offset_s = 0;  // "+HH:MM" / "-HH:MM" (the 2024 Azure traces write "+00:00"), or "Z"
+  if (!rest.empty() && rest.back() == 'Z') {
+    rest.remove_suffix(1);
+  } else if (rest.size() >= 6 && (rest[rest.size() - 6] == '+' || rest[rest.size() - 6] == '-') &&
+             rest[rest.size() - 3] == ':') {
+    std::string_view z = rest.substr(rest.size() - 6);
+    int oh, om;
+    auto r1 = std::from_chars(z.data() + 1, z.data() + 3, oh);
+    auto r2 = std::from_chars(z.data() + 4, z.data() + 6, om);
+    if (r1.ec != std::errc() || r2.ec != std::errc() || r1.ptr != z.data() + 3 ||
+        r2.ptr != z.data() + 6 || oh > 23 || om > 59)
+      return false;
+    offset_s = (z[0] == '+' ? 1 : -1) * (oh * 3600.0 + om * 60.0);
+    rest.remove_suffix(6);
+  }
   if (!rest.empty()) {
     if (rest[0] != '.' || rest.size() < 2) return false;
     double scale = 0.1;
@@ -76,13 +90,15 @@ bool ParseTime(std::string_view s, double* out) {
   tm.tm_hour = h;
   tm.tm_min = mi;
   tm.tm_sec = sec;
-  *out = static_cast<double>(timegm(&tm)) + frac;
+  *out = static_cast<double>(timegm(&tm)) + frac - offset_s;
   return true;
 }
 
+constexpr int kMaxTokens = 1 << 20;  // per request, either way
+
 bool ParseCount(std::string_view s, int* v) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
-  return ec == std::errc() && p == s.data() + s.size() && *v >= 0;
+  return ec == std::errc() && p == s.data() + s.size() && *v >= 0 && *v <= kMaxTokens;
 }
 
 }  // namespace
@@ -166,7 +182,7 @@ bool ParseTrace(std::string_view text, std::vector<TraceRow>* out, std::string* 
         return false;
       }
       auto count = [](const nlohmann::json& v, int* out) {
-        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > (1 << 30))
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > kMaxTokens)
           return false;
         *out = static_cast<int>(v.get<int64_t>());
         return true;

@@ -8,9 +8,9 @@
 //    "ContextTokens") and "generated_tokens" (or "GeneratedTokens").
 // A timestamp is a number of seconds, or a date-time "YYYY-MM-DD HH:MM:SS[.fraction]" (also with
 // a "T"; read as UTC). Rows come out in time order with `t_s` relative to the earliest row; token
-// counts must be non-negative integers. Blank lines are skipped. Any other defect gives false
-// and an error naming the line. At most kMaxRows rows.
-// Thread-safety: pure functions (LoadTrace reads a file).
+// counts must be integers from 0 to 2^20. A date-time may end in "Z" or a "+HH:MM" offset. Blank
+// lines are skipped. Any other defect gives false and an error naming the line. At most kMaxRows
+// rows. Thread-safety: pure functions (LoadTrace reads a file).
 #pragma once
 
 #include <string>

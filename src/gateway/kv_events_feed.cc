@@ -167,7 +167,9 @@ void KvEventsFeed::OnClear(uint32_t slot, uint64_t uid, std::string_view reason)
 }
 
 void KvEventsFeed::OnLive(uint32_t slot, uint64_t uid, bool live) {
-  if (!Current(slot, uid)) return;
+  // Not live any more is taken from the slot's own endpoint even while it drains (it may be
+  // named again, with the same uid, before it is gone); live only from an active one.
+  if (live ? !Current(slot, uid) : (slot >= pool_.size() || pool_.at(slot).uid() != uid)) return;
   index_.SetLive(slot, live);
 }
 

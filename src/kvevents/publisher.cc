@@ -84,6 +84,9 @@ std::unique_ptr<Publisher> Publisher::Open(const PublisherConfig& cfg, std::stri
     try {
       impl->router = std::make_unique<zmq::socket_t>(Context(), zmq::socket_type::router);
       impl->router->set(zmq::sockopt::linger, 0);
+      // No send limit: a replay of the whole ring must not be dropped silently at the default
+      // high-water mark of 1,000 messages (the ring itself bounds what is sent).
+      impl->router->set(zmq::sockopt::sndhwm, 0);
       impl->router->bind(cfg.replay_endpoint);
       impl->replay_endpoint = impl->router->get(zmq::sockopt::last_endpoint);
     } catch (const zmq::error_t& e) {

@@ -22,11 +22,17 @@ enum class SeqVerdict { kApply, kDuplicate, kGap, kRestart };
 class SeqTracker {
  public:
   SeqVerdict Check(int64_t seq) const {
-    if (last_ < 0 || seq == last_ + 1) return SeqVerdict::kApply;
-    if (seq > last_ + 1) return SeqVerdict::kGap;
+    if (last_ < 0 || seq - 1 == last_) return SeqVerdict::kApply;
+    if (seq > last_) return SeqVerdict::kGap;
     return seq >= replay_floor_ ? SeqVerdict::kDuplicate : SeqVerdict::kRestart;
   }
   void Applied(int64_t seq) { last_ = seq; }
+  // A live batch past the replayed range was applied: live copies of replayed batches are
+  // behind us, so going back again means a restart.
+  void LiveApplied(int64_t seq) {
+    last_ = seq;
+    replay_floor_ = std::numeric_limits<int64_t>::max();
+  }
   // A replay from `from` starts: live copies of what it gives are duplicates.
   void ReplayFrom(int64_t from) { replay_floor_ = from; }
   void Reset() {

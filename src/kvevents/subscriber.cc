@@ -119,6 +119,7 @@ std::unique_ptr<Feed> Subscriber::Impl::Open(const Target& t) {
 void Subscriber::Impl::ResetDealer(Feed& f) {
   f.dealer = std::make_unique<zmq::socket_t>(Context(), zmq::socket_type::dealer);
   f.dealer->set(zmq::sockopt::linger, 0);
+  f.dealer->set(zmq::sockopt::rcvhwm, 0);  // a replay may be the publisher's whole ring
   f.dealer->connect(f.target.replay);
 }
 
@@ -227,6 +228,7 @@ void Subscriber::Impl::Apply(Feed& f, int64_t seq, std::string_view payload) {
 
 bool Subscriber::Impl::Replay(Feed& f, int64_t from) {
   ++f.status.replays;
+  f.status.last_error.clear();
   f.seq.ReplayFrom(from);
   try {
     f.dealer->send(zmq::message_t(), zmq::send_flags::sndmore);
@@ -308,6 +310,7 @@ void Subscriber::Impl::OnMessage(Feed& f, std::vector<zmq::message_t>& frames) {
     }
   }
   Apply(f, seq, frames[2].to_string_view());
+  f.seq.LiveApplied(seq);
 }
 
 void Subscriber::Impl::Run() {

@@ -48,12 +48,13 @@ void KvBlockIndex::AddKey(uint32_t e, PerEndpoint& p, uint64_t key, uint8_t medi
     auto& h = holders_[key];
     if (std::find(h.begin(), h.end(), e) == h.end()) h.push_back(e);
   }
-  k.media |= media;
+  k.Count(media, +1);
 }
 
-void KvBlockIndex::DropKey(uint32_t e, PerEndpoint& p, uint64_t key) {
+void KvBlockIndex::DropKey(uint32_t e, PerEndpoint& p, uint64_t key, uint8_t media) {
   auto it = p.keys.find(key);
   if (it == p.keys.end()) return;
+  it->second.Count(media, -1);
   if (--it->second.refs > 0) return;
   p.keys.erase(it);
   auto h = holders_.find(key);
@@ -72,8 +73,7 @@ KvBlockIndex::StoreResult KvBlockIndex::Store(uint32_t e, std::span<const uint64
     r.refused = hashes.size();
     return r;
   }
-  size_t expected = 0;
-  if (!block_size_.compare_exchange_strong(expected, block_size) && expected != block_size) {
+  if (const size_t bs = block_size_.load(); bs != 0 && bs != block_size) {
     r.refused = hashes.size();
     return r;
   }
@@ -104,12 +104,12 @@ KvBlockIndex::StoreResult KvBlockIndex::Store(uint32_t e, std::span<const uint64
     auto it = p.by_engine.find(hashes[i]);
     if (it != p.by_engine.end()) {  // the same block stored again (another tier, or re-stored)
       if (it->second.key != key) {
-        DropKey(e, p, it->second.key);
+        DropKey(e, p, it->second.key, it->second.media);
         it->second = {key, bit};
         AddKey(e, p, key, bit);
-      } else {
+      } else if (!(it->second.media & bit)) {
         it->second.media |= bit;
-        p.keys[key].media |= bit;
+        p.keys[key].Count(bit, +1);
       }
       ++r.stored;
       continue;
@@ -121,6 +121,10 @@ KvBlockIndex::StoreResult KvBlockIndex::Store(uint32_t e, std::span<const uint64
     p.by_engine.emplace(hashes[i], Held{key, bit});
     AddKey(e, p, key, bit);
     ++r.stored;
+  }
+  if (r.stored > 0) {
+    size_t expected = 0;
+    block_size_.compare_exchange_strong(expected, block_size);
   }
   return r;
 }
@@ -134,15 +138,16 @@ size_t KvBlockIndex::Remove(uint32_t e, std::span<const uint64_t> hashes, std::s
   for (uint64_t h : hashes) {
     auto it = p.by_engine.find(h);
     if (it == p.by_engine.end()) continue;
+    if (!(it->second.media & bit)) continue;  // not held in that tier
     ++n;
     it->second.media &= static_cast<uint8_t>(~bit);
     if (it->second.media != 0) {
-      p.keys[it->second.key].media = it->second.media;
+      p.keys[it->second.key].Count(bit, -1);
       continue;
     }
     const uint64_t key = it->second.key;
     p.by_engine.erase(it);
-    DropKey(e, p, key);
+    DropKey(e, p, key, bit);
   }
   return n;
 }
@@ -185,7 +190,7 @@ void KvBlockIndex::Match(std::span<const uint64_t> keys, std::span<double> match
       }
     }
     auto last = held.find(keys[lo - 1]);
-    const double w = last == held.end() ? 0 : TierWeight(last->second.media);
+    const double w = last == held.end() ? 0 : TierWeight(last->second.media());
     matched[e] = static_cast<double>(lo) * w;
     touched->push_back(e);
   }

@@ -9,7 +9,7 @@
 //    request's keys come from ChainKeys() over its own token ids.
 //  - Store() of blocks whose parent the endpoint does not hold (its BlockStored was lost, or the
 //    parent was evicted first) is refused as orphaned: their keys cannot be known. A block_size
-//    other than the index's (the first one stored sets it) is refused too.
+//    other than the index's (the first block stored sets it) is refused too.
 //  - Media: a block may be held in several tiers (GPU, CPU, other); it is held while any remains.
 //    Match() weighs a run by the best tier of its last block: GPU 1.0, CPU 0.8, other 0.5.
 //  - Match(): for every endpoint holding the first key, the length of its longest run of
@@ -86,16 +86,26 @@ class KvBlockIndex {
     uint64_t key;
     uint8_t media;
   };
+  // Engine blocks with this key, and how many of them are held in each tier (several engine
+  // hashes can map to one key: e.g. a cache salt, or image placeholders with equal token ids).
   struct KeyRef {
-    uint8_t media = 0;
     uint32_t refs = 0;
+    uint32_t tiers[3] = {0, 0, 0};  // GPU, CPU, other
+    uint8_t media() const {
+      return static_cast<uint8_t>((tiers[0] ? 1 : 0) | (tiers[1] ? 2 : 0) | (tiers[2] ? 4 : 0));
+    }
+    void Count(uint8_t bits, int delta) {
+      for (int t = 0; t < 3; ++t)
+        if (bits & (1 << t))
+          tiers[t] = static_cast<uint32_t>(static_cast<int64_t>(tiers[t]) + delta);
+    }
   };
   struct PerEndpoint {
     boost::unordered_flat_map<uint64_t, Held> by_engine;
     boost::unordered_flat_map<uint64_t, KeyRef> keys;
   };
   void AddKey(uint32_t e, PerEndpoint& p, uint64_t key, uint8_t media);
-  void DropKey(uint32_t e, PerEndpoint& p, uint64_t key);
+  void DropKey(uint32_t e, PerEndpoint& p, uint64_t key, uint8_t media);
 
   size_t cap_;
   mutable std::shared_mutex mu_;

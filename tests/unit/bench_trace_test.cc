@@ -51,6 +51,16 @@ TEST(BenchTrace, ReadsJsonLines) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].context_tokens, 10);  // 100.25 s (the epoch) comes first
   EXPECT_NEAR(rows[1].t_s, 1714521600.0 - 100.25, 1e-3);
+  // The 2024 Azure traces' offsets.
+  ASSERT_TRUE(
+      ParseTrace("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                 "2024-05-10 00:00:00.009930+00:00,1,1\n"
+                 "2024-05-10 01:00:01.009930+01:00,2,2\n",
+                 &rows, &err))
+      << err;
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_NEAR(rows[1].t_s, 1.0, 1e-6);
+  EXPECT_FALSE(ParseTrace("TIMESTAMP,ContextTokens,GeneratedTokens\n1,9999999,1\n", &rows, &err));
 }
 
 TEST(BenchTrace, ErrorsNameTheLine) {

@@ -88,6 +88,32 @@ TEST(KvBlockIndex, RemovalsTiersAndClear) {
   EXPECT_TRUE(idx.EngineHashes(0).empty());
 }
 
+// Two engine blocks with the same tokens (one key): the key's tier is the best one still held.
+TEST(KvBlockIndex, TiersAreCountedPerEngineBlockOfAKey) {
+  KvBlockIndex idx;
+  const auto t = Tokens(4);
+  idx.Store(0, std::vector<uint64_t>{1}, std::nullopt, t, kBs, "", "GPU");
+  idx.Store(0, std::vector<uint64_t>{1}, std::nullopt, t, kBs, "", "CPU");
+  idx.Store(0, std::vector<uint64_t>{2}, std::nullopt, t, kBs, "", "GPU");  // same key
+  idx.Remove(0, std::vector<uint64_t>{1}, "GPU");
+  EXPECT_DOUBLE_EQ(MatchAll(idx, Keys(t))[0], 1.0);  // block 2 is still on the GPU
+  idx.Remove(0, std::vector<uint64_t>{2}, "GPU");
+  EXPECT_DOUBLE_EQ(MatchAll(idx, Keys(t))[0], 0.8);               // only block 1's CPU copy is left
+  EXPECT_EQ(idx.Remove(0, std::vector<uint64_t>{1}, "GPU"), 0u);  // not in that tier any more
+  idx.Remove(0, std::vector<uint64_t>{1}, "CPU");
+  EXPECT_TRUE(MatchAll(idx, Keys(t)).empty());
+  EXPECT_EQ(idx.Blocks(0), 0u);
+}
+
+TEST(KvBlockIndex, OnlyAStoredBlockSetsTheBlockSize) {
+  KvBlockIndex idx;
+  const auto t = Tokens(16);
+  EXPECT_EQ(idx.Store(0, std::vector<uint64_t>{1}, 99, t, 8, "", "").orphaned, 1u);
+  EXPECT_EQ(idx.block_size(), 0u);  // an orphan does not pin it
+  EXPECT_EQ(idx.Store(0, std::vector<uint64_t>{1}, std::nullopt, t, kBs, "", "").stored, 1u);
+  EXPECT_EQ(idx.block_size(), kBs);
+}
+
 TEST(KvBlockIndex, CapsBlocksPerEndpoint) {
   KvBlockIndex idx(/*max_blocks_per_endpoint=*/2);
   const auto t = Tokens(12);

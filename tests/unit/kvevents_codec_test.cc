@@ -203,6 +203,17 @@ TEST(KvEventsSequence, AppliesInOrderAndNamesGapsDuplicatesAndRestarts) {
   EXPECT_EQ(t.Check(22), SeqVerdict::kApply);
   t.Reset();
   EXPECT_EQ(t.Check(0), SeqVerdict::kApply);
+  // After a replay, once a live batch past it is applied, going back is a restart again.
+  t.ReplayFrom(0);
+  t.Applied(0);
+  t.Applied(1);
+  EXPECT_EQ(t.Check(0), SeqVerdict::kDuplicate);
+  t.LiveApplied(2);
+  EXPECT_EQ(t.Check(0), SeqVerdict::kRestart);
+  // No overflow at the top of the range.
+  t.Applied(INT64_MAX);
+  EXPECT_NE(t.Check(INT64_MAX), SeqVerdict::kApply);
+  EXPECT_NE(t.Check(INT64_MAX), SeqVerdict::kGap);
 }
 
 TEST(KvEventsConfig, ParsesVllmJsonAndRefusesTypos) {
