@@ -456,6 +456,16 @@ int Draw(const TokenDist& d, std::mt19937_64& rng) {
 
 }  // namespace
 
+namespace {
+// With shared_prefix: a group drawn uniformly, and a prompt at least the prefix plus a little.
+void AssignPrefixGroup(const RealtimeSpec& spec, std::mt19937_64& rng, PlannedRequest* r) {
+  if (spec.prefix_groups <= 0) return;
+  std::uniform_int_distribution<int> g(0, spec.prefix_groups - 1);
+  r->group = g(rng);
+  r->prompt_tokens = std::max(r->prompt_tokens, spec.prefix_tokens + 8);
+}
+}  // namespace
+
 std::vector<PlannedRequest> ArrivalSchedule(const RealtimeSpec& spec, double duration_s,
                                             uint64_t seed, int max_requests) {
   std::vector<PlannedRequest> out;
@@ -480,11 +490,7 @@ std::vector<PlannedRequest> ArrivalSchedule(const RealtimeSpec& spec, double dur
       r.at_s = at;
       r.prompt_tokens = std::max(1, row.context_tokens);
       r.output_tokens = std::max(1, row.generated_tokens);
-      if (spec.prefix_groups > 0) {
-        std::uniform_int_distribution<int> g(0, spec.prefix_groups - 1);
-        r.group = g(rng);
-        r.prompt_tokens = std::max(r.prompt_tokens, spec.prefix_tokens + 8);
-      }
+      AssignPrefixGroup(spec, rng, &r);
       out.push_back(r);
     }
     return out;
@@ -505,11 +511,7 @@ std::vector<PlannedRequest> ArrivalSchedule(const RealtimeSpec& spec, double dur
     r.at_s = t;
     r.prompt_tokens = Draw(spec.prompt_tokens, size_rng);
     r.output_tokens = Draw(spec.output_tokens, size_rng);
-    if (spec.prefix_groups > 0) {
-      std::uniform_int_distribution<int> g(0, spec.prefix_groups - 1);
-      r.group = g(size_rng);
-      r.prompt_tokens = std::max(r.prompt_tokens, spec.prefix_tokens + 8);
-    }
+    AssignPrefixGroup(spec, size_rng, &r);
     out.push_back(r);
   }
   return out;

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <ctime>
+#include <chrono>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "common/datetime.h"
 
 namespace tidegate::bench {
 namespace {
@@ -43,54 +46,12 @@ bool ParseNumber(std::string_view s, double* v) {
   return ec == std::errc() && p == s.data() + s.size() && std::isfinite(*v);
 }
 
-// Seconds since the epoch of "YYYY-MM-DD HH:MM:SS[.frac]" (UTC), or a plain number.
+// Seconds since the epoch of a date-time (common/datetime.h, lenient), or a plain number.
 bool ParseTime(std::string_view s, double* out) {
   if (ParseNumber(s, out)) return true;
-  if (s.size() < 19) return false;
-  auto num = [&](size_t at, size_t n, int* v) {
-    auto [p, ec] = std::from_chars(s.data() + at, s.data() + at + n, *v);
-    return ec == std::errc() && p == s.data() + at + n;
-  };
-  int y, mo, d, h, mi, sec;
-  if (!num(0, 4, &y) || s[4] != '-' || !num(5, 2, &mo) || s[7] != '-' || !num(8, 2, &d) ||
-      (s[10] != ' ' && s[10] != 'T') || !num(11, 2, &h) || s[13] != ':' || !num(14, 2, &mi) ||
-      s[16] != ':' || !num(17, 2, &sec))
-    return false;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return false;
-  double frac = 0;
-  std::string_view rest = s.substr(19);
-  double offset_s = 0;  // "+HH:MM" / "-HH:MM" (the 2024 Azure traces write "+00:00"), or "Z"
-  if (!rest.empty() && rest.back() == 'Z') {
-    rest.remove_suffix(1);
-  } else if (rest.size() >= 6 && (rest[rest.size() - 6] == '+' || rest[rest.size() - 6] == '-') &&
-             rest[rest.size() - 3] == ':') {
-    std::string_view z = rest.substr(rest.size() - 6);
-    int oh, om;
-    auto r1 = std::from_chars(z.data() + 1, z.data() + 3, oh);
-    auto r2 = std::from_chars(z.data() + 4, z.data() + 6, om);
-    if (r1.ec != std::errc() || r2.ec != std::errc() || r1.ptr != z.data() + 3 ||
-        r2.ptr != z.data() + 6 || oh > 23 || om > 59)
-      return false;
-    offset_s = (z[0] == '+' ? 1 : -1) * (oh * 3600.0 + om * 60.0);
-    rest.remove_suffix(6);
-  }
-  if (!rest.empty()) {
-    if (rest[0] != '.' || rest.size() < 2) return false;
-    double scale = 0.1;
-    for (char c : rest.substr(1)) {
-      if (c < '0' || c > '9') return false;
-      frac += (c - '0') * scale;
-      scale /= 10;
-    }
-  }
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = sec;
-  *out = static_cast<double>(timegm(&tm)) + frac - offset_s;
+  std::chrono::system_clock::time_point tp;
+  if (!ParseRfc3339(s, &tp, /*lenient=*/true)) return false;
+  *out = std::chrono::duration<double>(tp.time_since_epoch()).count();
   return true;
 }
 

@@ -67,8 +67,6 @@ Status ParsePubSubPullResponse(std::string_view body, std::vector<Message>* out)
 Status ParsePubSubPublishResponse(std::string_view body, std::string* id);
 // Lease → ack deadline seconds: rounded up, clamped to [10, 600].
 int PubSubAckDeadlineSeconds(std::chrono::milliseconds lease);
-// RFC 3339 UTC ("2024-01-02T03:04:05.123456789Z" or with a ±hh:mm offset).
-bool ParseRfc3339(std::string_view s, std::chrono::system_clock::time_point* out);
 
 struct PubSubOptions {
   std::string endpoint = "https://pubsub.googleapis.com";  // scheme://host[:port], no slash

@@ -12,6 +12,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "common/datetime.h"
 #include "gtest/gtest.h"
 #include "queue/gcp_auth.h"
 #include "queue/pubsub_queue.h"
