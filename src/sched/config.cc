@@ -142,6 +142,7 @@ std::string ParseSchedulerProfile(const YAML::Node& root, Profile* out, std::str
         profile.saturation.stale_after = Nanos(*d);
       }
     }
+    if (auto err = BindProfile(profile); !err.empty()) return chosen_path + ": " + err;
     *out = std::move(profile);
     return {};
   } catch (const YAML::Exception& e) {

@@ -251,7 +251,20 @@ std::string BuildProfile(std::string name,
         break;
     }
   }
+  if (auto err = BindProfile(p); !err.empty()) return err;
   *out = std::move(p);
+  return {};
+}
+
+std::string BindProfile(const Profile& profile) {
+  auto bind = [&](Plugin& plugin) -> std::string {
+    std::string err = plugin.Bind(profile);
+    return err.empty() ? err : plugin.name() + ": " + err;
+  };
+  for (const auto& f : profile.filters)
+    if (auto err = bind(*f); !err.empty()) return err;
+  for (const auto& ws : profile.scorers)
+    if (auto err = bind(*ws.scorer); !err.empty()) return err;
   return {};
 }
 

@@ -131,6 +131,8 @@ class Params {
 
 enum class PluginKind { kFilter, kScorer, kPicker, kProfileHandler };
 
+struct Profile;
+
 class Plugin {
  public:
   virtual ~Plugin() = default;
@@ -146,6 +148,10 @@ class Plugin {
   // The endpoint left the pool and drained (pool::Pool::Change::gone): drop what the plugin keeps
   // about it, since its slot may later hold another server. Called off the data plane.
   virtual void OnEndpointGone(uint32_t endpoint) {}
+  // Called once the profile holding the plugin is complete (BindProfile), so a plugin can find
+  // the others it works with (e.g. slo-admission-filter the profile's latency-scorer). Returns
+  // an error message when the profile lacks what the plugin needs.
+  virtual std::string Bind(const Profile& profile) { return {}; }
 
  private:
   friend class PluginRegistry;
@@ -218,6 +224,10 @@ struct Profile {
   // default settings with `saturation` applied.
   std::shared_ptr<const pool::SaturationDetector> detector;
 };
+
+// Runs every plugin's Bind() on the finished profile; the first error, naming the plugin.
+// BuildProfile() and the scheduler config call it; a hand-built profile must too.
+std::string BindProfile(const Profile& profile);
 
 // A Picker running `profile`; name() returns `policy_name`.
 std::unique_ptr<Picker> MakeProfilePicker(Profile profile, std::string policy_name);

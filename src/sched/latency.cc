@@ -103,25 +103,25 @@ LatencyInputs InputsOf(const pool::EndpointLoad& e, const pool::SaturationDetect
   return in;
 }
 
-// TTFT: [1, N', N'², running, waiting, waiting·N'] with N' the uncached prompt in thousands of
-// tokens; TPOT: [1, running, waiting, kv, 0, 0].
+// TTFT: [1, N', N'², running, waiting, waiting·N', B'] with N' the uncached prompt and B' the
+// prefill backlog in thousands of tokens; TPOT: [1, running, waiting, kv, B', 0, 0].
 LatencyVector TtftFeatures(const LatencyInputs& in) {
   const double n = in.prompt_tokens * (1.0 - in.prefix_hit) / 1000.0;
-  return {1.0, n, n * n, in.running, in.waiting, in.waiting * n};
+  return {1.0, n, n * n, in.running, in.waiting, in.waiting * n, in.backlog_tokens / 1000.0};
 }
 
 LatencyVector TpotFeatures(const LatencyInputs& in) {
-  return {1.0, in.running, in.waiting, in.kv_usage, 0, 0};
+  return {1.0, in.running, in.waiting, in.kv_usage, in.backlog_tokens / 1000.0, 0, 0};
 }
 
 LatencyVector TtftPrior() {
   // One step and the prefill of this request: 6 + 16.5 ms, 15.2 ms per 1000 tokens, 0.421 ms
   // per (1000 tokens)²; 0.35 ms per running request; each waiting request ahead adds about one
-  // step and a 512-token prefill (~31 ms).
-  return {22.5, 15.2, 0.421, 0.35, 31.0, 0};
+  // step (its prefill is in the backlog); each 1000 backlog tokens ahead 15.2 ms of prefill.
+  return {22.5, 15.2, 0.421, 0.35, 16.0, 0, 15.2};
 }
 
-LatencyVector TpotPrior() { return {6.0, 0.35, 0, 0, 0, 0}; }
+LatencyVector TpotPrior() { return {6.0, 0.35, 0, 0, 0, 0, 0}; }
 
 // ---------------------------------------------------------------------------------------------
 // The scorer
@@ -139,6 +139,16 @@ struct Pending {
   uint32_t endpoint = 0;
   LatencyVector ttft_x{}, tpot_x{};
   double ttft_pred = 0, tpot_pred = 0;
+  double backlog_added = 0;  // uncached tokens added to the endpoint's backlog
+  int64_t sent_ns = 0;
+};
+
+// The prefill backlog of one endpoint (see latency.h): read without a lock (a torn pair is a
+// momentarily stale estimate), written under `mu`.
+struct Backlog {
+  std::mutex mu;
+  std::atomic<double> tokens{0};
+  std::atomic<int64_t> at_ns{0};
 };
 
 struct Histogram {
@@ -178,7 +188,31 @@ struct LatencyScorer::Impl {
     std::unordered_map<uint64_t, Pending> pending;
   };
   std::array<Shard, kShards> shards;
+  std::array<Backlog, kMaxEndpoints> backlog;
   Histogram ttft_ratio, tpot_ratio;
+
+  // Tokens per ms the endpoint prefills: from its TTFT model's weight on the uncached prompt
+  // (ms per 1000 tokens), bounded to 1..1000 ms per 1000 tokens.
+  double PrefillRate(uint32_t i) {
+    const double ms_per_k = std::clamp(Ttft(i).weights()[1], 1.0, 1000.0);
+    return 1000.0 / ms_per_k;
+  }
+  double BacklogAt(uint32_t i, int64_t now_ns) {
+    const Backlog& b = backlog[i];
+    const double t = b.tokens.load(std::memory_order_relaxed);
+    if (t <= 0) return 0;
+    const double elapsed_ms =
+        std::max<int64_t>(0, now_ns - b.at_ns.load(std::memory_order_relaxed)) / 1e6;
+    return std::max(0.0, t - PrefillRate(i) * elapsed_ms);
+  }
+  // Adds `tokens` (may be negative) to endpoint i's backlog at now.
+  void AddBacklog(uint32_t i, double tokens, int64_t now_ns) {
+    Backlog& b = backlog[i];
+    std::lock_guard lock(b.mu);
+    const double v = std::max(0.0, BacklogAt(i, now_ns) + tokens);
+    b.tokens.store(v, std::memory_order_relaxed);
+    b.at_ns.store(now_ns, std::memory_order_relaxed);
+  }
 
   ~Impl() = default;
 
@@ -198,6 +232,7 @@ struct LatencyScorer::Impl {
   LatencyModel& Ttft(uint32_t i) { return Model(ttft, i, TtftPrior()); }
   LatencyModel& Tpot(uint32_t i) { return Model(tpot, i, TpotPrior()); }
   Shard& ShardOf(uint64_t id) { return shards[(id * 0x9E3779B97F4A7C15ULL) >> 60]; }
+  void Retire(const Pending& p, int64_t now_ns);
 };
 
 LatencyScorer::LatencyScorer(Options opts) : impl_(std::make_unique<Impl>()) { impl_->opts = opts; }
@@ -208,6 +243,9 @@ void LatencyScorer::OnEndpointGone(uint32_t endpoint) {
     m->Reset(TtftPrior());
   if (LatencyModel* m = impl_->tpot[endpoint].load(std::memory_order_acquire))
     m->Reset(TpotPrior());
+  Backlog& b = impl_->backlog[endpoint];
+  std::lock_guard lock(b.mu);
+  b.tokens.store(0, std::memory_order_relaxed);
 }
 
 LatencyScorer::~LatencyScorer() {
@@ -237,8 +275,9 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
   for (size_t j = 0; j < cands.size(); ++j) {
     const uint32_t e = cands[j].index;
     if (e >= kMaxEndpoints) continue;
-    const LatencyInputs in =
+    LatencyInputs in =
         InputsOf(cands[j], *ctx.detector, tokens, has_prefix ? ctx.prefix_match[j] : 0.0);
+    in.backlog_tokens = im.BacklogAt(e, ctx.now.count());
     last.by_endpoint[e] = in;
     last.have[e] = 1;
     ttft[j] = im.Ttft(e).Predict(TtftFeatures(in));
@@ -295,9 +334,13 @@ void LatencyScorer::OnSent(SchedContext& ctx, uint32_t endpoint) {
     pool::EndpointLoad e = pool::EndpointLoad::Of(ctx.pool->at(endpoint));
     e.routed_since_scrape = std::max(0, e.routed_since_scrape - 1);  // (this one was counted)
     in = InputsOf(e, *ctx.detector, ctx.PromptTokenCount(), 0);
+    in.backlog_tokens = im.BacklogAt(endpoint, ctx.now.count());
   }
   Pending p;
   p.endpoint = endpoint;
+  p.backlog_added = in.prompt_tokens * (1.0 - in.prefix_hit);
+  p.sent_ns = ctx.now.count();
+  im.AddBacklog(endpoint, p.backlog_added, p.sent_ns);
   p.ttft_x = TtftFeatures(in);
   p.tpot_x = TpotFeatures(in);
   p.ttft_pred = im.Ttft(endpoint).Predict(p.ttft_x);
@@ -307,11 +350,25 @@ void LatencyScorer::OnSent(SchedContext& ctx, uint32_t endpoint) {
   if (s.pending.size() < kMaxPendingPerShard) s.pending[ctx.req->id] = p;
 }
 
+// What is left of a request's share of its endpoint's backlog, taken out once it is done there.
+void LatencyScorer::Impl::Retire(const Pending& p, int64_t now_ns) {
+  if (p.backlog_added <= 0) return;
+  const double drained = PrefillRate(p.endpoint) * std::max<int64_t>(0, now_ns - p.sent_ns) / 1e6;
+  const double left = p.backlog_added - drained;
+  if (left > 0) AddBacklog(p.endpoint, -left, now_ns);
+}
+
 void LatencyScorer::OnNotServed(SchedContext& ctx, uint32_t endpoint) {
   Impl::Shard& s = impl_->ShardOf(ctx.req->id);
-  std::lock_guard lock(s.mu);
-  auto it = s.pending.find(ctx.req->id);
-  if (it != s.pending.end() && it->second.endpoint == endpoint) s.pending.erase(it);
+  Pending p;
+  {
+    std::lock_guard lock(s.mu);
+    auto it = s.pending.find(ctx.req->id);
+    if (it == s.pending.end() || it->second.endpoint != endpoint) return;
+    p = it->second;
+    s.pending.erase(it);
+  }
+  impl_->Retire(p, ctx.now.count());
 }
 
 void LatencyScorer::OnOutcome(SchedContext& ctx, const Outcome& outcome) {
@@ -325,6 +382,7 @@ void LatencyScorer::OnOutcome(SchedContext& ctx, const Outcome& outcome) {
     p = it->second;
     s.pending.erase(it);
   }
+  im.Retire(p, ctx.now.count());
   if (outcome.endpoint != p.endpoint || outcome.status < 200 || outcome.status >= 300) return;
   if (outcome.ttft.count() < 0) return;
   const double ttft = std::max(0.0, Ms(outcome.ttft) - Ms(outcome.queued));
@@ -342,11 +400,22 @@ void LatencyScorer::OnOutcome(SchedContext& ctx, const Outcome& outcome) {
 
 LatencyPrediction LatencyScorer::Predict(const pool::Pool& pool, uint32_t endpoint,
                                          double prompt_tokens,
-                                         const pool::SaturationDetector& detector) const {
-  LatencyPrediction out;
-  if (endpoint >= pool.size() || endpoint >= kMaxEndpoints) return out;
-  const LatencyInputs in =
+                                         const pool::SaturationDetector& detector,
+                                         Nanos now) const {
+  if (endpoint >= pool.size() || endpoint >= kMaxEndpoints) return {};
+  LatencyInputs in =
       InputsOf(pool::EndpointLoad::Of(pool.at(endpoint)), detector, prompt_tokens, 0);
+  in.backlog_tokens = impl_->BacklogAt(endpoint, now.count());
+  return PredictInputs(endpoint, in);
+}
+
+double LatencyScorer::PrefillBacklog(uint32_t endpoint, Nanos now) const {
+  return endpoint < kMaxEndpoints ? impl_->BacklogAt(endpoint, now.count()) : 0;
+}
+
+LatencyPrediction LatencyScorer::PredictInputs(uint32_t endpoint, const LatencyInputs& in) const {
+  LatencyPrediction out;
+  if (endpoint >= kMaxEndpoints) return out;
   LatencyModel& t = impl_->Ttft(endpoint);
   out.ttft_ms = t.Predict(TtftFeatures(in));
   out.tpot_ms = impl_->Tpot(endpoint).Predict(TpotFeatures(in));
@@ -403,7 +472,77 @@ std::string LatencyScorer::MetricsText() const {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Admission of sheddable work
+
+namespace {
+constexpr Nanos kRememberSlo = std::chrono::seconds(60);
+}
+
+void SloAdmissionFilter::Seen::Note(double v, Nanos now) {
+  const double cur = ms.load(std::memory_order_relaxed);
+  if (cur <= 0 || v <= cur || now.count() - at.load(std::memory_order_relaxed) > kRememberSlo.count()) {
+    ms.store(v, std::memory_order_relaxed);
+    at.store(now.count(), std::memory_order_relaxed);
+  }
+}
+
+double SloAdmissionFilter::Seen::Get(Nanos now) const {
+  const double v = ms.load(std::memory_order_relaxed);
+  if (v <= 0 || now.count() - at.load(std::memory_order_relaxed) > kRememberSlo.count()) return -1;
+  return v;
+}
+
+double SloAdmissionFilter::TtftObjective(Nanos now) const {
+  return opts_.ttft_slo_ms > 0 ? opts_.ttft_slo_ms : ttft_.Get(now);
+}
+
+double SloAdmissionFilter::TpotObjective(Nanos now) const {
+  return opts_.tpot_slo_ms > 0 ? opts_.tpot_slo_ms : tpot_.Get(now);
+}
+
+std::string SloAdmissionFilter::Bind(const Profile& profile) {
+  for (const auto& ws : profile.scorers)
+    if (auto l = std::dynamic_pointer_cast<LatencyScorer>(ws.scorer)) {
+      latency_ = std::move(l);
+      return {};
+    }
+  return "needs a latency-scorer in the same profile (it predicts with that scorer's models)";
+}
+
+void SloAdmissionFilter::Apply(SchedContext& ctx, std::vector<Candidate>* cands) {
+  const RequestInfo& req = *ctx.req;
+  if (req.priority >= 0) {
+    if (req.slo_ttft_ms > 0) ttft_.Note(req.slo_ttft_ms, ctx.now);
+    if (req.slo_tpot_ms > 0) tpot_.Note(req.slo_tpot_ms, ctx.now);
+    return;
+  }
+  if (!latency_) return;
+  const double ttft_slo = TtftObjective(ctx.now), tpot_slo = TpotObjective(ctx.now);
+  if (ttft_slo <= 0 && tpot_slo <= 0) return;
+  const double tokens = ctx.PromptTokenCount();
+  std::erase_if(*cands, [&](const Candidate& c) {
+    // The next real-time request of this size, nothing of it cached, with this one added.
+    LatencyInputs in = InputsOf(c, *ctx.detector, tokens, 0);
+    in.backlog_tokens = latency_->PrefillBacklog(c.index, ctx.now) + tokens;
+    if (c.load.batch_limit > 0 && in.running + 1 > c.load.batch_limit) {
+      in.waiting += 1;
+    } else {
+      in.running += 1;
+    }
+    const LatencyPrediction p = latency_->PredictInputs(c.index, in);
+    return (ttft_slo > 0 && p.ttft_ms > ttft_slo) || (tpot_slo > 0 && p.tpot_ms > tpot_slo);
+  });
+}
+
 void RegisterLatencyPlugins(PluginRegistry* registry) {
+  registry->Register("slo-admission-filter", [](const Params& p, std::unique_ptr<Plugin>* out) {
+    SloAdmissionFilter::Options o;
+    if (auto e = p.GetDouble("ttftSloMs", &o.ttft_slo_ms, 0, 1e9); !e.empty()) return e;
+    if (auto e = p.GetDouble("tpotSloMs", &o.tpot_slo_ms, 0, 1e9); !e.empty()) return e;
+    *out = std::make_unique<SloAdmissionFilter>(o);
+    return std::string();
+  });
   registry->Register("latency-scorer", [](const Params& p, std::unique_ptr<Plugin>* out) {
     LatencyScorer::Options o;
     if (auto e = p.GetDouble("tpotWeight", &o.tpot_weight, 0, 1e6); !e.empty()) return e;

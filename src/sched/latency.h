@@ -10,9 +10,15 @@
 //   quantile, not the mean. Weights are published through atomics: Predict() never blocks and
 //   never allocates; Update() takes the model's mutex.
 // * Features (TtftFeatures / TpotFeatures) come from an endpoint's load at decision time: the
-//   prompt's uncached tokens (its length in tokens, estimated at 4 characters each, times the
-//   share the prefix-cache-scorer found cached there), the estimated waiting requests (scraped +
-//   routed beyond the free batch places), the running ones and the KV usage.
+//   prompt's uncached tokens (its length in tokens, exact with the gateway's tokenizer, else
+//   estimated at 4 characters each, times the share the prefix-cache-scorer found cached there),
+//   the estimated waiting requests (scraped + routed beyond the free batch places), the running
+//   ones, the KV usage, and the prefill backlog: the uncached prompt tokens this gateway sent the
+//   endpoint that it is predicted not to have prefilled yet. The backlog is a fluid queue per
+//   endpoint: each send adds its uncached tokens, and it drains at the endpoint's own learnt
+//   prefill rate (1000 ÷ the TTFT model's ms per 1000 uncached tokens); a request that finishes
+//   or is not served takes out what is left of its share. Request counts cannot see it: one
+//   32k-token document ahead costs a short request as much as sixty short ones.
 // * The prior: TTFT ms ≈ step(running) + prefill(N) for each request ahead and this one, with
 //   prefill ≈ 4.21e-7·N² + 0.0152·N + 16.5 and step ≈ 6 + 0.35·running (the simulator's
 //   llama-3.1-8b-h100 constants); TPOT ms ≈ 6 + 0.35·running. Observed latencies are wall time,
@@ -31,6 +37,18 @@
 //   Place it after prefix-cache-scorer in a profile to use the prefix hit.
 // * Stats() (samples, refits, and the histogram of observed ÷ predicted) and Predict() for a
 //   reference request feed /metrics and /v1/pool.
+// * SloAdmissionFilter ("slo-admission-filter"): admission for sheddable work by predicted SLO.
+//   The rule: a sheddable request (priority < 0) may go to an endpoint only if, with it added
+//   there (one more running request, or one more waiting when the batch is full), a real-time
+//   request of the same size arriving next is still predicted to meet the real-time SLO: its
+//   predicted TTFT ≤ the TTFT objective and its predicted TPOT ≤ the TPOT objective. The
+//   objectives are the parameters ttftSloMs / tpotSloMs when set, else the tightest
+//   x-slo-ttft-ms / x-slo-tpot-ms a real-time request (priority ≥ 0) carried in the last 60 s;
+//   with neither, the filter keeps every endpoint (the saturation filter still applies). When it
+//   removes every endpoint the pick is empty with kSaturated, which the gateway answers 429 with
+//   Retry-After, as for a saturated pool. Real-time requests pass untouched. It predicts with
+//   the latency-scorer of its profile (BindProfile fails without one), so both share one model
+//   per endpoint.
 // Thread-safety: every method may be called concurrently (see sched/framework.h).
 #pragma once
 
@@ -46,7 +64,7 @@
 
 namespace tidegate::sched {
 
-inline constexpr int kLatencyDim = 6;
+inline constexpr int kLatencyDim = 7;
 using LatencyVector = std::array<double, kLatencyDim>;
 
 struct LatencyModelConfig {
@@ -85,6 +103,7 @@ struct LatencyInputs {
   double waiting = 0;
   double running = 0;
   double kv_usage = 0;
+  double backlog_tokens = 0;  // prefill backlog (see above)
 };
 LatencyInputs InputsOf(const pool::EndpointLoad& e, const pool::SaturationDetector& detector,
                        double prompt_tokens, double prefix_hit);
@@ -128,7 +147,11 @@ class LatencyScorer final : public Scorer {
 
   // The prediction for a request of `prompt_tokens` on `endpoint` at its current load.
   LatencyPrediction Predict(const pool::Pool& pool, uint32_t endpoint, double prompt_tokens,
-                            const pool::SaturationDetector& detector) const;
+                            const pool::SaturationDetector& detector, Nanos now) const;
+  // The prediction for these inputs on `endpoint` (its model; the prior before any sample).
+  LatencyPrediction PredictInputs(uint32_t endpoint, const LatencyInputs& in) const;
+  // The endpoint's prefill backlog at `now`, in tokens.
+  double PrefillBacklog(uint32_t endpoint, Nanos now) const;
   LatencyStats Stats() const;
   // Prometheus text: tidegate_latency_predictor_samples_total{target} and the histogram
   // tidegate_latency_prediction_ratio{target} (observed ÷ predicted), target ttft | tpot.
@@ -139,7 +162,33 @@ class LatencyScorer final : public Scorer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Registers "latency-scorer".
+class SloAdmissionFilter final : public Filter {
+ public:
+  struct Options {
+    double ttft_slo_ms = -1;  // > 0: fixed objectives; else the tightest seen recently
+    double tpot_slo_ms = -1;
+  };
+  explicit SloAdmissionFilter(Options opts) : opts_(opts) {}
+  void Apply(SchedContext& ctx, std::vector<Candidate>* cands) override;
+  EmptyReason EmptiedReason() const override { return EmptyReason::kSaturated; }
+  std::string Bind(const Profile& profile) override;
+  // The objectives it admits against at `now` (≤ 0 = none).
+  double TtftObjective(Nanos now) const;
+  double TpotObjective(Nanos now) const;
+
+ private:
+  struct Seen {
+    std::atomic<double> ms{-1};
+    std::atomic<int64_t> at{0};
+    void Note(double v, Nanos now);
+    double Get(Nanos now) const;
+  };
+  Options opts_;
+  std::shared_ptr<LatencyScorer> latency_;
+  Seen ttft_, tpot_;
+};
+
+// Registers "latency-scorer" and "slo-admission-filter".
 void RegisterLatencyPlugins(PluginRegistry* registry);
 
 }  // namespace tidegate::sched

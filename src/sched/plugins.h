@@ -9,6 +9,10 @@
 //            "saturation-filter"       for sheddable requests (priority < 0) drop endpoints whose
 //                                      saturation (pool/saturation.h) is ≥ 1 (stale counts as
 //                                      saturated)
+//            "slo-admission-filter"    for sheddable requests drop endpoints where, with it added,
+//                                      the next real-time request is predicted to miss the
+//                                      real-time SLO (sched/latency.h; parameters ttftSloMs,
+//                                      tpotSloMs, default the tightest seen in the last 60 s)
 //   scorers  "queue-scorer"            (max−q)/(max−min) over candidates, q = waiting (+ requests
 //                                      routed since the scrape that have not finished; parameter
 //                                      countRouted, default true); all 1 when every q is equal
@@ -28,9 +32,8 @@
 //                                      names no adapter)
 //            "session-affinity-scorer" 1.0 for the endpoint the request's session id was last
 //                                      routed to (parameter capacity: table slots, default 65536)
-//            "latency-scorer"          least predicted TTFT + tpotWeight × TPOT, or with SLO
-//            headers
-//                                      the endpoint predicted to meet them with the least headroom
+//            "latency-scorer"          least predicted TTFT + tpotWeight × TPOT; with SLO
+//                                      headers the endpoints predicted to meet them first
 //                                      (sched/latency.h; parameters tpotWeight 10, quantile 0.9,
 //                                      forgetting 0.995, binPack false)
 //   markers  "max-score-picker", "single-profile-handler" (accepted for GIE configs).

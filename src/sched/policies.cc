@@ -9,24 +9,27 @@ using PluginList = std::vector<std::pair<std::string, double>>;
 
 const std::vector<std::pair<std::string, PluginList>>& Policies() {
   static const std::vector<std::pair<std::string, PluginList>> policies = {
-      // GIE's weights, plus:
+      // Built on the latency predictor (sched/latency.h):
       //  - model-filter: correctness first — never send a model to a server that does not have it;
-      //  - saturation-filter: sheddable work never lands on an endpoint that is already saturated,
-      //    so filler cannot deepen a queue that real-time traffic is waiting in;
-      //  - active-request-scorer 1: this gateway's own in-flight count is exact and current, while
-      //    scraped figures lag by up to one scrape interval; together with the queue scorer's
-      //    routed-since-scrape term it spreads a burst that arrives between two scrapes;
-      //  - lora-affinity-scorer 1: avoids adapter swaps (only active for adapter requests);
-      //  - session-affinity-scorer 1: keeps a conversation on its endpoint when the client sends
-      //    x-session-id, but weaker than prefix + load so a hot endpoint can still be escaped.
+      //  - saturation-filter, then slo-admission-filter: sheddable work never lands on a saturated
+      //    endpoint, nor where the next real-time request would be predicted to miss its SLO;
+      //  - latency-scorer 4: least predicted TTFT (+ TPOT), with the SLO headers the endpoints
+      //    predicted to meet them; the prediction counts the prefix hit, the queue, the batch and
+      //    the prefill backlog, so it prefers the server holding the prompt's prefix unless that
+      //    server is the slower choice;
+      //  - prefix-cache-scorer 3 (GIE's weight): keeps prefix groups together between predictions
+      //    that tie;
+      //  - queue-scorer 1: breaks the latency scorer's ties towards the shorter queue;
+      //  - lora-affinity-scorer 1, session-affinity-scorer 1: avoid adapter swaps, keep a
+      //    conversation (x-session-id) on its endpoint.
       {"tidegate-default",
        {{"stale-filter", 0},
         {"model-filter", 0},
         {"saturation-filter", 0},
-        {"queue-scorer", 2},
-        {"kv-cache-utilization-scorer", 2},
+        {"slo-admission-filter", 0},
         {"prefix-cache-scorer", 3},
-        {"active-request-scorer", 1},
+        {"latency-scorer", 4},
+        {"queue-scorer", 1},
         {"lora-affinity-scorer", 1},
         {"session-affinity-scorer", 1}}},
       // Precise prefix affinity: the engines' own KV events say which blocks each one holds

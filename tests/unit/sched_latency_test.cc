@@ -9,6 +9,7 @@
 
 #include "pool/endpoint.h"
 #include "pool/saturation.h"
+#include "sched/config.h"
 #include "sched/latency.h"
 #include "sched/picker.h"
 
@@ -181,6 +182,39 @@ TEST_F(LatencyScorerTest, BeforeAnyDataThePriorPrefersTheLessLoadedEndpoint) {
   EXPECT_DOUBLE_EQ(s[1], 0.0);
 }
 
+TEST_F(LatencyScorerTest, ALongPromptSentToAnEndpointIsAPrefillBacklogThatDrains) {
+  RequestInfo doc;
+  doc.id = 1000;
+  const std::string long_prompt(24000 * 4, 'd');  // 24k tokens
+  doc.prompt = long_prompt;
+  ctx_.Reset(doc, pool_, Nanos{0});
+  ctx_.detector = &det_;
+  scorer_.OnSent(ctx_, 0);
+  const Nanos ms10 = std::chrono::milliseconds(10);
+  // The prior prefills ≈ 66 tokens per ms.
+  EXPECT_NEAR(scorer_.PrefillBacklog(0, ms10), 24000 - 658, 5);
+  EXPECT_DOUBLE_EQ(scorer_.PrefillBacklog(1, ms10), 0);
+  // The same scraped load on both, but a short request behind the document waits for it.
+  RequestInfo req;
+  req.prompt = prompt_;
+  ctx_.Reset(req, pool_, ms10);
+  ctx_.detector = &det_;
+  std::array<double, 2> s{};
+  auto c = Cands();
+  scorer_.Score(ctx_, c, s);
+  EXPECT_DOUBLE_EQ(s[1], 1.0);
+  EXPECT_DOUBLE_EQ(s[0], 0.0);
+  EXPECT_GT(scorer_.Predict(pool_, 0, 512, det_, ms10).ttft_ms,
+            scorer_.Predict(pool_, 1, 512, det_, ms10).ttft_ms + 300);
+  // Drained after ~0.37 s; a document that ends early takes out what is left of it.
+  EXPECT_DOUBLE_EQ(scorer_.PrefillBacklog(0, std::chrono::seconds(1)), 0);
+  ctx_.Reset(doc, pool_, Nanos{0});
+  scorer_.OnSent(ctx_, 1);
+  ctx_.Reset(doc, pool_, ms10);
+  scorer_.OnNotServed(ctx_, 1);
+  EXPECT_NEAR(scorer_.PrefillBacklog(1, ms10), 0, 1e-6);
+}
+
 TEST_F(LatencyScorerTest, LearnsThatOneEndpointIsSlowAndRoutesAwayFromIt) {
   for (int i = 0; i < 60; ++i) {
     Serve(0, 40);
@@ -190,8 +224,8 @@ TEST_F(LatencyScorerTest, LearnsThatOneEndpointIsSlowAndRoutesAwayFromIt) {
   req.prompt = prompt_;
   auto s = Score(req);
   EXPECT_GT(s[0], s[1]);
-  const LatencyPrediction a = scorer_.Predict(pool_, 0, 512, det_);
-  const LatencyPrediction b = scorer_.Predict(pool_, 1, 512, det_);
+  const LatencyPrediction a = scorer_.Predict(pool_, 0, 512, det_, Nanos{0});
+  const LatencyPrediction b = scorer_.Predict(pool_, 1, 512, det_, Nanos{0});
   EXPECT_NEAR(a.ttft_ms, 40, 8);
   EXPECT_NEAR(b.ttft_ms, 400, 60);
   EXPECT_NEAR(b.tpot_ms, 40, 8);
@@ -281,6 +315,141 @@ TEST_F(LatencyScorerTest, LearnsOnlyFromRequestsThatTheEndpointServed) {
   o.status = 503;  // an error says nothing about latency
   scorer_.OnOutcome(ctx_, o);
   EXPECT_EQ(scorer_.Stats().ttft_samples, 0u);
+}
+
+// slo-admission-filter: sheddable work only where the next real-time request is still predicted
+// to meet the real-time SLO.
+class SloAdmissionTest : public ::testing::Test {
+ protected:
+  SloAdmissionTest() : pool_({{"a", 1}, {"b", 2}}) {}
+  void Make(SloAdmissionFilter::Options o = {}) {
+    latency_ = std::make_shared<LatencyScorer>(LatencyScorer::Options{});
+    filter_ = std::make_shared<SloAdmissionFilter>(o);
+    profile_ = {};
+    profile_.filters.push_back(filter_);
+    profile_.scorers.push_back({latency_, 1});
+    ASSERT_EQ(BindProfile(profile_), "");
+  }
+  void Publish(size_t i, double waiting, double running) {
+    pool::EndpointMetrics m;
+    m.waiting = waiting;
+    m.running = running;
+    m.kv_usage = 0.1;
+    m.has_kv = true;
+    m.scrape_time = Nanos{0};
+    pool_.at(i).PublishMetrics(m);
+  }
+  // The pool indexes the filter keeps for `req` at `now`.
+  std::vector<uint32_t> Kept(const RequestInfo& req, Nanos now = Nanos{0}) {
+    ctx_.Reset(req, pool_, now);
+    ctx_.detector = &det_;
+    std::vector<Candidate> c(2);
+    for (uint32_t i = 0; i < 2; ++i) {
+      static_cast<pool::EndpointLoad&>(c[i]) = pool::EndpointLoad::Of(pool_.at(i));
+      c[i].index = i;
+      c[i].endpoint = &pool_.at(i);
+      c[i].stale = false;
+    }
+    filter_->Apply(ctx_, &c);
+    std::vector<uint32_t> out;
+    for (const auto& x : c) out.push_back(x.index);
+    return out;
+  }
+  RequestInfo Req(int priority, double slo_ttft = -1) {
+    RequestInfo r;
+    r.id = ++next_id_;
+    r.prompt = std::string(2048, 'x');  // 512 tokens
+    r.priority = priority;
+    r.slo_ttft_ms = slo_ttft;
+    return r;
+  }
+  void Serve(uint32_t e, double ttft_ms) {
+    RequestInfo req = Req(0);
+    ctx_.Reset(req, pool_, Nanos{0});
+    ctx_.detector = &det_;
+    latency_->OnSent(ctx_, e);
+    Outcome o;
+    o.endpoint = e;
+    o.status = 200;
+    o.ttft = Nanos(static_cast<int64_t>(ttft_ms * 1e6));
+    o.output_tokens = 1;
+    latency_->OnOutcome(ctx_, o);
+  }
+
+  pool::Pool pool_;
+  pool::SaturationDetector det_;
+  std::shared_ptr<LatencyScorer> latency_;
+  std::shared_ptr<SloAdmissionFilter> filter_;
+  Profile profile_;
+  SchedContext ctx_;
+  uint64_t next_id_ = 0;
+};
+
+TEST_F(SloAdmissionTest, WithAFixedObjectiveSheddableWorkAvoidsTheLoadedEndpoint) {
+  SloAdmissionFilter::Options o;
+  o.ttft_slo_ms = 60;
+  Make(o);
+  // The prior, for a 512-token request after this one: ≈ 39 ms, and 16 ms per waiting one.
+  Publish(0, 0, 2);
+  Publish(1, 2, 2);
+  EXPECT_EQ(Kept(Req(-1)), (std::vector<uint32_t>{0}));
+  EXPECT_EQ(Kept(Req(0)), (std::vector<uint32_t>{0, 1}));  // real-time work is never refused
+  Publish(0, 3, 2);
+  EXPECT_TRUE(Kept(Req(-1)).empty());
+  EXPECT_EQ(filter_->EmptiedReason(), EmptyReason::kSaturated);
+}
+
+TEST_F(SloAdmissionTest, LearnsTheObjectiveFromRealTimeRequestsAndForgetsIt) {
+  Make();
+  for (int i = 0; i < 60; ++i) {
+    Serve(0, 40);
+    Serve(1, 150);  // same load, slower
+  }
+  EXPECT_EQ(Kept(Req(-1)), (std::vector<uint32_t>{0, 1}));  // no objective known yet
+  Kept(Req(0, 100));                                          // a real-time request's SLO
+  EXPECT_DOUBLE_EQ(filter_->TtftObjective(Nanos{0}), 100);
+  EXPECT_EQ(Kept(Req(-1)), (std::vector<uint32_t>{0}));
+  Kept(Req(0, 500));  // a looser one does not replace the tightest while it is recent
+  EXPECT_DOUBLE_EQ(filter_->TtftObjective(Nanos{0}), 100);
+  Kept(Req(0, 30));
+  EXPECT_TRUE(Kept(Req(-1)).empty());
+  const Nanos later = std::chrono::seconds(61);
+  EXPECT_LT(filter_->TtftObjective(later), 0);  // no real-time SLO for a minute: none
+  EXPECT_EQ(Kept(Req(-1), later), (std::vector<uint32_t>{0, 1}));
+}
+
+TEST_F(SloAdmissionTest, AnEmptyPickOfSheddableWorkIsSaturatedAndTheFilterNeedsAPredictor) {
+  std::unique_ptr<Picker> picker;
+  const std::string yaml = R"(
+plugins:
+- type: slo-admission-filter
+  parameters: {ttftSloMs: 1}
+- type: latency-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: slo-admission-filter
+  - pluginRef: latency-scorer
+)";
+  ASSERT_EQ(ParseSchedulerConfig(yaml, &picker), "");
+  RequestInfo shed = Req(-1);
+  PickResult r = picker->Pick(shed, pool_, Nanos{0});
+  EXPECT_TRUE(r.empty());
+  EXPECT_EQ(r.reason, EmptyReason::kSaturated);
+  EXPECT_FALSE(picker->Pick(Req(0), pool_, Nanos{0}).empty());
+
+  const std::string alone = R"(
+plugins:
+- type: slo-admission-filter
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: slo-admission-filter
+)";
+  const std::string err = ParseSchedulerConfig(alone, &picker);
+  EXPECT_NE(err.find("slo-admission-filter: needs a latency-scorer"), std::string::npos) << err;
+  Profile p;
+  EXPECT_NE(BuildProfile("x", {{"slo-admission-filter", 0}}, &p), "");
 }
 
 TEST(LatencyPolicy, PredictedLatencyIsABuiltInPolicyWithAPredictor) {
