@@ -909,7 +909,7 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
     }
   }
   // The latency predictor's error, from the gateway's own histogram of observed ÷ predicted.
-  json predictor = nullptr;
+  json predictor = nullptr, prefix_index_rate = nullptr;
   if (!external && run.target == "tidegate") {
     std::string body;
     if (HttpGetBlocking("127.0.0.1", fleet.front_port, "/metrics", &body) == 200) {
@@ -925,9 +925,15 @@ json RunOne(const Scenario& sc, const RunSpec& run, const BenchOptions& opt, boo
         }
         if (!p.empty()) predictor = p;
       }
+      // The prefix index's predicted hit rate over what it sent, for the engines' own.
+      double hit = 0, prompt = 0;
+      if (SumMetric(body, "tidegate_prefix_index_predicted_hit_tokens_total", &hit) &&
+          SumMetric(body, "tidegate_prefix_index_prompt_tokens_total", &prompt) && prompt > 0)
+        prefix_index_rate = hit / prompt;
     }
   }
   out["predictor"] = predictor;
+  out["prefix_index_hit_rate"] = prefix_index_rate;
   fleet.fleet.StopAll(milliseconds(3000));
 
   // ---- figures

@@ -66,6 +66,18 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
     e["estimated_waiting"] = det.EstimatedWaiting(load);
     e["batch_limit"] = load.load.batch_limit;
     e["saturation"] = det.Saturation(load, now);
+    if (const auto pc = ep.PrefixCheck();
+        pc.predicted_prompt_tokens > 0 || pc.engine_query_tokens >= 0) {
+      // The prefix index checked against the engine's own counters (since the first scrape that
+      // carried them; null when the engine does not export them).
+      auto rate = [](double r) {
+        return r >= 0 ? nlohmann::ordered_json(r) : nlohmann::ordered_json(nullptr);
+      };
+      e["prefix_cache"] = {{"predicted_hit_rate", rate(pc.PredictedRate())},
+                           {"predicted_prompt_tokens", pc.predicted_prompt_tokens},
+                           {"engine_hit_rate", rate(pc.EngineRate())},
+                           {"engine_query_tokens", rate(pc.engine_query_tokens)}};
+    }
     if (const sched::LatencyScorer* lat = director.picker().latency()) {
       // What the predictor expects now for a reference request (512 prompt tokens, no cache).
       const sched::LatencyPrediction p =

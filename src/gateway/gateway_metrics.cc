@@ -104,6 +104,15 @@ GatewayMetrics::GatewayMetrics(metrics::Registry& registry, const pool::Pool& po
                                    "Outlier ejections of an endpoint, by the failure that "
                                    "triggered it",
                                    {"endpoint", "reason"});
+  prefix_predicted_hit_tokens = &registry.AddCounter(
+      "tidegate_prefix_index_predicted_hit_tokens_total",
+      "Prompt tokens the prefix index predicted cached on the endpoint it sent them to; "
+      "divided by tidegate_prefix_index_prompt_tokens_total, compare with the engine's "
+      "vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total",
+      {"endpoint"});
+  prefix_prompt_tokens = &registry.AddCounter(
+      "tidegate_prefix_index_prompt_tokens_total",
+      "Prompt tokens sent to the endpoint by a policy with a prefix index", {"endpoint"});
   for (size_t i = 0; i < pool.size(); ++i)
     if (pool.at(i).Active()) endpoint_up->With({pool.at(i).address()}).Set(1);
   auto& members = registry.AddGauge("tidegate_pool_endpoints",
@@ -129,6 +138,15 @@ void GatewayMetrics::RefreshEndpointGauges(const pool::Pool& pool,
     endpoint_in_flight->With(label).Set(ep.InFlight());
     endpoint_saturation->With(label).Set(detector.Saturation(ep, now));
     endpoint_ejected->With(label).Set(ep.Ejected(now) ? 1 : 0);
+    const pool::Endpoint::PrefixCheckFigures pc = ep.PrefixCheck();
+    if (pc.predicted_prompt_tokens > 0) {
+      auto catch_up = [](metrics::Counter& c, double v) {
+        const auto target = static_cast<uint64_t>(v);
+        if (target > c.Value()) c.Inc(target - c.Value());
+      };
+      catch_up(prefix_predicted_hit_tokens->With(label), pc.predicted_hit_tokens);
+      catch_up(prefix_prompt_tokens->With(label), pc.predicted_prompt_tokens);
+    }
   }
   pool_active->Set(static_cast<double>(active.size()));
   pool_draining->Set(static_cast<double>(draining));

@@ -46,6 +46,9 @@ struct GatewayMetrics {
   metrics::Family<metrics::Gauge>* endpoint_busy;  // {endpoint, class}, fed by the dashboard
   metrics::Family<metrics::Gauge>*endpoint_up, *endpoint_in_flight, *endpoint_saturation,
       *endpoint_ejected;
+  // The prefix index's predictions for what it sent each endpoint (pool::Endpoint::PrefixCheck),
+  // to set against the engine's vllm:prefix_cache_hits_total / _queries_total.
+  metrics::Family<metrics::Counter>*prefix_predicted_hit_tokens, *prefix_prompt_tokens;
   metrics::Gauge *pool_active, *pool_draining;
   std::mutex refresh_mu;
 };

@@ -179,6 +179,18 @@ constexpr uint8_t kHasMetrics = 1, kScrapeFailed = 2, kHasKv = 4;
 void Endpoint::PublishMetrics(std::shared_ptr<const EndpointMetrics> m) {
   if (!m) return;
   std::lock_guard lock(metrics_mu_);
+  if (m->prefix_query_tokens >= 0) {
+    // The first page with the counters is the baseline; counters that went back mean the
+    // engine restarted and counts from zero again.
+    if (engine_prefix_base_queries_ < 0) {
+      engine_prefix_base_hits_ = m->prefix_hit_tokens;
+      engine_prefix_base_queries_ = m->prefix_query_tokens;
+    } else if (m->prefix_query_tokens < engine_prefix_base_queries_ ||
+               m->prefix_hit_tokens < engine_prefix_base_hits_) {
+      engine_prefix_base_hits_ = 0;
+      engine_prefix_base_queries_ = 0;
+    }
+  }
   uint32_t s = seq_.load(std::memory_order_relaxed);
   seq_.store(s + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
@@ -231,6 +243,33 @@ LoadSnapshot Endpoint::Load() const {
     out.has_kv = f & kHasKv;
     return out;
   }
+}
+
+namespace {
+void AtomicAdd(std::atomic<double>& a, double v) {
+  double cur = a.load(std::memory_order_relaxed);
+  while (!a.compare_exchange_weak(cur, cur + v, std::memory_order_relaxed)) {
+  }
+}
+}  // namespace
+
+void Endpoint::NotePrefixPrediction(double predicted_hit_tokens, double prompt_tokens) const {
+  if (!(prompt_tokens > 0) || !(predicted_hit_tokens >= 0)) return;
+  AtomicAdd(predicted_hit_tokens_, std::min(predicted_hit_tokens, prompt_tokens));
+  AtomicAdd(predicted_prompt_tokens_, prompt_tokens);
+}
+
+Endpoint::PrefixCheckFigures Endpoint::PrefixCheck() const {
+  PrefixCheckFigures f;
+  f.predicted_hit_tokens = predicted_hit_tokens_.load(std::memory_order_relaxed);
+  f.predicted_prompt_tokens = predicted_prompt_tokens_.load(std::memory_order_relaxed);
+  std::lock_guard lock(metrics_mu_);
+  if (metrics_ && metrics_->prefix_query_tokens >= 0 && engine_prefix_base_queries_ >= 0) {
+    f.engine_hit_tokens = std::max(0.0, metrics_->prefix_hit_tokens - engine_prefix_base_hits_);
+    f.engine_query_tokens =
+        std::max(0.0, metrics_->prefix_query_tokens - engine_prefix_base_queries_);
+  }
+  return f;
 }
 
 std::shared_ptr<const EndpointMetrics> Endpoint::Metrics() const {

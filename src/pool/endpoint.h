@@ -217,6 +217,24 @@ class Endpoint {
     return completed_since_scrape_.load(std::memory_order_relaxed);
   }
 
+  // The prefix index's check against the engine's own counters: the scheduler notes, for each
+  // request sent here, the prompt tokens and how many of them its prefix index predicted cached
+  // (NotePrefixPrediction); PrefixCheck() sets that against the engine's
+  // vllm:prefix_cache_hits_total / _queries_total since the first scrape that carried them (the
+  // engine's figure includes traffic from other gateways). Rates are -1 without data.
+  void NotePrefixPrediction(double predicted_hit_tokens, double prompt_tokens) const;
+  struct PrefixCheckFigures {
+    double predicted_hit_tokens = 0, predicted_prompt_tokens = 0;
+    double engine_hit_tokens = -1, engine_query_tokens = -1;  // since the baseline
+    double PredictedRate() const {
+      return predicted_prompt_tokens > 0 ? predicted_hit_tokens / predicted_prompt_tokens : -1;
+    }
+    double EngineRate() const {
+      return engine_query_tokens > 0 ? engine_hit_tokens / engine_query_tokens : -1;
+    }
+  };
+  PrefixCheckFigures PrefixCheck() const;
+
  private:
   friend class Pool;
   size_t index_;
@@ -254,6 +272,8 @@ class Endpoint {
   std::atomic<double> m_batch_limit_{0};
   mutable std::atomic<int> routed_since_scrape_{0};
   mutable std::atomic<int> completed_since_scrape_{0};
+  mutable std::atomic<double> predicted_hit_tokens_{0}, predicted_prompt_tokens_{0};
+  double engine_prefix_base_hits_ = -1, engine_prefix_base_queries_ = -1;  // under metrics_mu_
   std::atomic<int64_t> scrape_error_at_{0};
   const uint64_t uid_;                    // unique across all endpoints ever made
   std::atomic<uint64_t> metrics_gen_{0};  // bumped after each PublishMetrics

@@ -21,6 +21,8 @@ enum class Field : uint8_t {
   kCacheConfig,  // an info metric whose labels carry the geometry
   kBlockSize,    // a gauge whose value is the block (page) size in tokens
   kNumBlocks,    // a gauge whose value is the number of blocks (pages)
+  kPrefixHits,     // a counter of prompt tokens found in the prefix cache
+  kPrefixQueries,  // a counter of prompt tokens looked up in it
   kMaxTokens,    // a gauge whose value is the cache size in tokens
 };
 
@@ -55,7 +57,9 @@ const std::vector<EngineSpec>& Specs() {
         {"vllm:kv_cache_usage_perc", Field::kKv},
         {"vllm:gpu_cache_usage_perc", Field::kKvFallback},
         {"vllm:lora_requests_info", Field::kLora},
-        {"vllm:cache_config_info", Field::kCacheConfig}}},
+        {"vllm:cache_config_info", Field::kCacheConfig},
+        {"vllm:prefix_cache_hits_total", Field::kPrefixHits},
+        {"vllm:prefix_cache_queries_total", Field::kPrefixQueries}}},
       {Engine::kSglang,
        "sglang",
        "model_name",
@@ -242,6 +246,10 @@ class Collector final : public PromVisitor {
     out_->kv_usage = std::clamp(out_->kv_usage, 0.0, 1.0);
     if (out_->num_gpu_blocks == 0 && max_tokens_ > 0 && out_->block_size > 0)
       out_->num_gpu_blocks = max_tokens_ / out_->block_size;
+    if (prefix_hits_.seen() && prefix_queries_.seen()) {
+      out_->prefix_hit_tokens = std::max(0.0, prefix_hits_.Value());
+      out_->prefix_query_tokens = std::max(0.0, prefix_queries_.Value());
+    }
     return {};
   }
 
@@ -322,13 +330,18 @@ class Collector final : public PromVisitor {
         if (ValueAsInt(s.value, &v)) max_tokens_ = v;
         break;
       }
+      case Field::kPrefixHits:
+      case Field::kPrefixQueries:
+        if (!Finite(s)) return;
+        (f == Field::kPrefixHits ? prefix_hits_ : prefix_queries_).Add(s);
+        break;
     }
   }
 
   const EngineSpec& spec_;
   EndpointMetrics* out_;
   std::string error_;
-  CountAggregate waiting_, running_;
+  CountAggregate waiting_, running_, prefix_hits_, prefix_queries_;
   bool seen_kv_ = false, seen_kv_fallback_ = false;
   double kv_ = 0, kv_fallback_ = 0, lora_stamp_ = 0;
   int64_t max_tokens_ = 0;

@@ -7,7 +7,9 @@
 //                 vllm:kv_cache_usage_perc (falls back to vllm:gpu_cache_usage_perc),
 //                 vllm:lora_requests_info{max_lora,running_lora_adapters,waiting_lora_adapters}
 //                 (the series with the largest value — vLLM sets it to the update time — wins),
-//                 vllm:cache_config_info{block_size,num_gpu_blocks}
+//                 vllm:cache_config_info{block_size,num_gpu_blocks},
+//                 vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total (prompt tokens
+//                 found in / looked up in the prefix cache, cumulative; optional)
 //   sglang        sglang:num_queue_reqs / sglang:num_running_reqs / sglang:token_usage; cache
 //                 geometry from the gauges sglang:page_size and sglang:num_pages (current), or
 //                 sglang:cache_config_info{page_size,num_pages} (older), or
@@ -90,6 +92,8 @@ struct EndpointMetrics {
   // Cache geometry (0 when not reported).
   int block_size = 0;
   int64_t num_gpu_blocks = 0;
+  // The engine's own prefix-cache counters, cumulative prompt tokens (-1 when not exported).
+  double prefix_hit_tokens = -1, prefix_query_tokens = -1;
   std::vector<std::string> models;  // served model names seen in labels (may be empty)
   // True when `models` is the server's own complete list (its GET /v1/models, filled in by the
   // gateway), so a model absent from it is not served there.

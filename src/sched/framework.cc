@@ -231,13 +231,13 @@ PluginRegistry& PluginRegistry::Default() {
   return *registry;
 }
 
-std::string BuildProfile(std::string name,
-                         const std::vector<std::pair<std::string, double>>& plugins, Profile* out) {
+std::string BuildProfile(std::string name, const std::vector<PluginSpec>& plugins, Profile* out) {
   Profile p;
   p.name = std::move(name);
-  for (const auto& [type, weight] : plugins) {
+  for (const auto& [type, weight, params] : plugins) {
     std::unique_ptr<Plugin> plugin;
-    if (auto err = PluginRegistry::Default().Create(type, type, Params{}, &plugin); !err.empty())
+    if (auto err = PluginRegistry::Default().Create(type, type, Params(params), &plugin);
+        !err.empty())
       return err;
     switch (plugin->kind()) {
       case PluginKind::kFilter:
@@ -393,6 +393,7 @@ class ProfilePicker final : public Picker {
     }
 
     // Ordered fallback list: repeated max selection, reservoir-sampled among exact ties.
+    size_t first_j = 0;
     for (size_t k = 0; k < PickResult::kMaxChoices && k < m; ++k) {
       double best = -1e300;
       size_t best_j = m;
@@ -409,10 +410,19 @@ class ProfilePicker final : public Picker {
         }
       }
       if (best_j == m) break;
+      if (k == 0) first_j = best_j;
       out.Push(cands[best_j].index);
       total[best_j] = -1e301;  // taken
     }
-    if (!out.empty()) Sent(ctx, out.order[0]);
+    if (!out.empty()) {
+      Sent(ctx, out.order[0]);
+      // The prefix index's prediction for the endpoint chosen, for its check against the
+      // engine's own hit counters (pool::Endpoint::PrefixCheck).
+      if (ctx.prefix_match.size() == m) {
+        const double tokens = ctx.PromptTokenCount();
+        pool.at(out.order[0]).NotePrefixPrediction(ctx.prefix_match[first_j] * tokens, tokens);
+      }
+    }
     return out;
   }
 

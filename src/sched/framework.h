@@ -232,9 +232,13 @@ std::string BindProfile(const Profile& profile);
 // A Picker running `profile`; name() returns `policy_name`.
 std::unique_ptr<Picker> MakeProfilePicker(Profile profile, std::string policy_name);
 
-// Convenience: builds a profile from (plugin type, weight) pairs with default parameters; the
-// kind of each plugin decides whether it is a filter or a scorer (weight ignored for filters).
-std::string BuildProfile(std::string name,
-                         const std::vector<std::pair<std::string, double>>& plugins, Profile* out);
+// Convenience: builds a profile from plugin specs (type, weight, parameters); the kind of each
+// plugin decides whether it is a filter or a scorer (weight ignored for filters).
+struct PluginSpec {
+  std::string type;
+  double weight = 0;
+  std::map<std::string, std::string> params = {};
+};
+std::string BuildProfile(std::string name, const std::vector<PluginSpec>& plugins, Profile* out);
 
 }  // namespace tidegate::sched

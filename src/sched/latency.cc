@@ -286,7 +286,10 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
     lo = std::min(lo, cost[j]);
     hi = std::max(hi, cost[j]);
   }
-  auto by_cost = [&](size_t j) { return hi > lo ? (hi - cost[j]) / (hi - lo) : 1.0; };
+  auto by_cost = [&](size_t j) {
+    if (im.opts.relative) return cost[j] > 0 ? std::max(lo, 0.0) / cost[j] : 1.0;
+    return hi > lo ? (hi - cost[j]) / (hi - lo) : 1.0;
+  };
   const bool slo = req.slo_ttft_ms >= 0 || req.slo_tpot_ms >= 0;
   if (!slo) {
     for (size_t j = 0; j < cands.size(); ++j) out[j] = by_cost(j);
@@ -549,6 +552,7 @@ void RegisterLatencyPlugins(PluginRegistry* registry) {
     if (auto e = p.GetDouble("quantile", &o.model.quantile, 0.5, 0.999); !e.empty()) return e;
     if (auto e = p.GetDouble("forgetting", &o.model.lambda, 0.9, 1.0); !e.empty()) return e;
     if (auto e = p.GetBool("binPack", &o.bin_pack); !e.empty()) return e;
+    if (auto e = p.GetBool("relative", &o.relative); !e.empty()) return e;
     *out = std::make_unique<LatencyScorer>(o);
     return std::string();
   });

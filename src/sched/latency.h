@@ -25,7 +25,7 @@
 //   so a faster or slower server (or a time-scaled simulator) is learnt within tens of requests.
 // * LatencyScorer ("latency-scorer"): per candidate, cost = TTFT + tpotWeight × TPOT (params
 //   tpotWeight, default 10; quantile, default 0.9). Without SLO headers the score is
-//   (max − cost)/(max − min). With x-slo-ttft-ms / x-slo-tpot-ms (RequestInfo::slo_*), the
+//   (max − cost)/(max − min), or with relative: true min/cost. With x-slo-ttft-ms / x-slo-tpot-ms (RequestInfo::slo_*), the
 //   candidates predicted to meet every given SLO score 0.5..1, by cost, or with binPack: true the
 //   least spare headroom highest (bin-packing keeps the others free for the next burst); the
 //   others score 0..0.5 by cost, so when none meets the SLO the lowest predicted latency wins.
@@ -134,6 +134,10 @@ class LatencyScorer final : public Scorer {
     // Among the endpoints predicted to meet the SLO, prefer the one with the least headroom
     // (true) or the lowest predicted latency (false, the default; see below).
     bool bin_pack = false;
+    // Scores by cost relative to the best (min ÷ cost: a 5% slower endpoint scores 0.95) rather
+    // than spread over the candidates' range (the slowest 0, whatever the gap), so small
+    // differences in predicted latency leave the other scorers (prefix, queue) to decide.
+    bool relative = false;
     LatencyModelConfig model;
   };
   explicit LatencyScorer(Options opts);

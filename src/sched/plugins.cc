@@ -128,6 +128,9 @@ class PrefixCacheScorer final : public Scorer {
       : block_chars_(block_chars), max_blocks_(max_blocks), index_(capacity) {}
 
   void Score(SchedContext& ctx, std::span<const Candidate> cands, std::span<double> out) override {
+    // The match found (nothing cached anywhere, too: the prefix check counts it) is kept in
+    // ctx.prefix_match for the latency-scorer and for the check.
+    ctx.prefix_match.assign(cands.size(), 0.0);
     auto hashes = ctx.PromptBlockHashes(block_chars_, max_blocks_);
     if (hashes.empty()) return;
     thread_local std::vector<uint32_t> matched;
@@ -195,6 +198,7 @@ class PrecisePrefixCacheScorer final : public Scorer {
     bool any_stale = false;
     for (const Candidate& c : cands) any_stale |= !index_->Live(c.index);
     if (any_stale) fallback_->Score(ctx, cands, out);  // fills ctx.prefix_match too
+    if (ctx.prefix_match.size() != cands.size()) ctx.prefix_match.assign(cands.size(), 0.0);
     auto keys = Keys(ctx);
     if (keys.empty()) return;  // a prompt shorter than one block
     thread_local std::vector<uint32_t> matched;

@@ -35,7 +35,8 @@
 //            "latency-scorer"          least predicted TTFT + tpotWeight × TPOT; with SLO
 //                                      headers the endpoints predicted to meet them first
 //                                      (sched/latency.h; parameters tpotWeight 10, quantile 0.9,
-//                                      forgetting 0.995, binPack false)
+//                                      forgetting 0.995, binPack false,
+//                                      relative false)
 //   markers  "max-score-picker", "single-profile-handler" (accepted for GIE configs).
 // Thread-safety: see sched/framework.h.
 #pragma once

@@ -5,7 +5,7 @@
 namespace tidegate::sched {
 namespace {
 
-using PluginList = std::vector<std::pair<std::string, double>>;
+using PluginList = std::vector<PluginSpec>;
 
 const std::vector<std::pair<std::string, PluginList>>& Policies() {
   static const std::vector<std::pair<std::string, PluginList>> policies = {
@@ -28,8 +28,9 @@ const std::vector<std::pair<std::string, PluginList>>& Policies() {
         {"saturation-filter", 0},
         {"slo-admission-filter", 0},
         {"prefix-cache-scorer", 3},
-        {"latency-scorer", 4},
+        {"latency-scorer", 4, {{"relative", "true"}}},
         {"queue-scorer", 1},
+        {"kv-cache-utilization-scorer", 1},
         {"lora-affinity-scorer", 1},
         {"session-affinity-scorer", 1}}},
       // Precise prefix affinity: the engines' own KV events say which blocks each one holds

@@ -33,7 +33,7 @@ void SetLoad(pool::Pool& pool, size_t i, double waiting, double kv, double runni
   pool.at(i).PublishMetrics(std::move(m));
 }
 
-std::unique_ptr<Picker> Only(const std::vector<std::pair<std::string, double>>& plugins) {
+std::unique_ptr<Picker> Only(const std::vector<PluginSpec>& plugins) {
   Profile p;
   EXPECT_EQ(BuildProfile("test", plugins, &p), "");
   return MakeProfilePicker(std::move(p), "test");

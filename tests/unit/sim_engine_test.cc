@@ -366,6 +366,30 @@ TEST(SimProfiles, DefaultIsTheCalibratedH100Preset) {
   EXPECT_EQ(FindProfile("nope"), nullptr);
 }
 
+// The calibrated presets reproduce the published figures they were fitted to (profiles.cc):
+// decode step times at a small and a full batch, and a prefill under the measured TTFT.
+TEST(SimProfiles, CalibratedPresetsReproduceTheirPublishedFigures) {
+  struct Case {
+    const char* name;
+    double small_lo, small_hi;  // ms a decode step at 5 sequences
+    double full_lo, full_hi;    // at 256 sequences of ~400 tokens
+    double ttft_1369_max;       // one prefill step of 1,369 tokens stays under the measured TTFT
+  };
+  for (const Case& c : {Case{"llama-3.1-70b-fp8-h100-tp4", 11.8, 13.0, 22.5, 24.5, 125},
+                        Case{"llama-3.1-8b-a100", 11.0, 12.0, 25.0, 29.0, 127}}) {
+    SCOPED_TRACE(c.name);
+    const Profile* p = FindProfile(c.name);
+    ASSERT_NE(p, nullptr);
+    const LatencyModel& m = p->engine.latency;
+    EXPECT_GE(m.StepMs(0, 5, 5 * 400, 0), c.small_lo);
+    EXPECT_LE(m.StepMs(0, 5, 5 * 400, 0), c.small_hi);
+    EXPECT_GE(m.StepMs(0, 256, 256 * 400, 0), c.full_lo);
+    EXPECT_LE(m.StepMs(0, 256, 256 * 400, 0), c.full_hi);
+    EXPECT_LT(m.StepMs(1369, 0, 0, 0), c.ttft_1369_max);
+    EXPECT_GT(m.StepMs(1369, 0, 0, 0), 0.5 * c.ttft_1369_max);
+  }
+}
+
 }  // namespace
 }  // namespace tidegate::sim
 
