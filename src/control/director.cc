@@ -250,6 +250,16 @@ Reject Director::FromEmptyPick(const Ticket& t, sched::EmptyReason reason, Nanos
                             (served.empty() ? "unknown" : served) + ")",
                         now);
     }
+    case sched::EmptyReason::kSloAtRisk:
+      if (t.priority < 0) {
+        Reject r = MakeReject(RejectKind::kSaturated, {}, now);
+        r.message =
+            "no endpoint can take sheddable requests now without the next real-time request "
+            "being predicted to miss its latency objective; retry after " +
+            std::to_string(r.retry_after_s) + " s";
+        return r;
+      }
+      break;
     case sched::EmptyReason::kSaturated:
     case sched::EmptyReason::kNoRoom:
       if (t.priority < 0) {

@@ -286,6 +286,8 @@ std::string_view EmptyReasonName(EmptyReason r) {
       return "saturated";
     case EmptyReason::kNoRoom:
       return "no-room";
+    case EmptyReason::kSloAtRisk:
+      return "slo-at-risk";
   }
   return "?";
 }

@@ -194,7 +194,7 @@ struct LatencyScorer::Impl {
   // Tokens per ms the endpoint prefills: from its TTFT model's weight on the uncached prompt
   // (ms per 1000 tokens), bounded to 1..1000 ms per 1000 tokens.
   double PrefillRate(uint32_t i) {
-    const double ms_per_k = std::clamp(Ttft(i).weights()[1], 1.0, 1000.0);
+    const double ms_per_k = std::clamp(Ttft(i).weight(1), 1.0, 1000.0);
     return 1000.0 / ms_per_k;
   }
   double BacklogAt(uint32_t i, int64_t now_ns) {

@@ -45,7 +45,7 @@
 //   objectives are the parameters ttftSloMs / tpotSloMs when set, else the tightest
 //   x-slo-ttft-ms / x-slo-tpot-ms a real-time request (priority ≥ 0) carried in the last 60 s;
 //   with neither, the filter keeps every endpoint (the saturation filter still applies). When it
-//   removes every endpoint the pick is empty with kSaturated, which the gateway answers 429 with
+//   removes every endpoint the pick is empty with kSloAtRisk, which the gateway answers 429 with
 //   Retry-After, as for a saturated pool. Real-time requests pass untouched. It predicts with
 //   the latency-scorer of its profile (BindProfile fails without one), so both share one model
 //   per endpoint.
@@ -84,6 +84,7 @@ class LatencyModel {
   void Reset(const LatencyVector& prior);
   uint64_t samples() const { return samples_.load(std::memory_order_relaxed); }
   LatencyVector weights() const;
+  double weight(int i) const { return pub_w_[i].load(std::memory_order_relaxed); }
 
  private:
   LatencyModelConfig cfg_;
@@ -174,7 +175,7 @@ class SloAdmissionFilter final : public Filter {
   };
   explicit SloAdmissionFilter(Options opts) : opts_(opts) {}
   void Apply(SchedContext& ctx, std::vector<Candidate>* cands) override;
-  EmptyReason EmptiedReason() const override { return EmptyReason::kSaturated; }
+  EmptyReason EmptiedReason() const override { return EmptyReason::kSloAtRisk; }
   std::string Bind(const Profile& profile) override;
   // The objectives it admits against at `now` (≤ 0 = none).
   double TtftObjective(Nanos now) const;

@@ -78,6 +78,7 @@ enum class EmptyReason : uint8_t {
   kModelNotServed,  // every candidate is known not to serve the model
   kSaturated,       // a sheddable request found every candidate saturated
   kNoRoom,          // candidates exist, but none has room right now (require_room)
+  kSloAtRisk,       // a sheddable request would push real-time work past its SLO everywhere
 };
 std::string_view EmptyReasonName(EmptyReason r);
 

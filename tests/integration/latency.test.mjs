@@ -2,7 +2,10 @@
 // one made slow with --decode-coeffs / --prefill-coeffs. With --policy predicted-latency, after a
 // warm-up the gateway sends the slow one a clearly smaller share, requests with a tight
 // x-slo-ttft-ms avoid it, /v1/pool shows each endpoint's prediction, and /metrics the predictor's
-// samples and error histogram (valid Prometheus text).
+// samples and error histogram (valid Prometheus text). With the default policy (tidegate-default,
+// built on the predictor), sheddable requests are admitted only where the next real-time request
+// is still predicted to meet the real-time SLO, and the prefix index's predicted hit rate is
+// shown beside the engine's own counters.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -85,5 +88,83 @@ describe('latency predictor', { timeout: 120_000 }, () => {
     assert.ok(m.get('tidegate_latency_prediction_ratio_count', { target: 'ttft' }) >= 100);
     const check = await promtoolCheckMetrics(text);
     assert.equal(check.status, 0, check.output);
+  });
+});
+
+describe('tidegate-default: sheddable admission by predicted SLO, the prefix index check', {
+  timeout: 120_000,
+}, () => {
+  let fast, slow, gw, client;
+  before(async () => {
+    fast = await startSim(['--time-scale', '5']);
+    slow = await startSim(['--time-scale', '5', '--decode-coeffs', '40,2',
+      '--prefill-coeffs', '2e-6,0.08,80']);
+    gw = await startGateway(['--endpoints', `${fast.endpoint},${slow.endpoint}`]);
+    client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'test', maxRetries: 0, timeout: 20_000 });
+  });
+
+  // One streamed request of ~512 tokens; resolves {status, endpoint}.
+  async function one(i, headers = {}, content = null) {
+    try {
+      const { data: stream, response } = await client.chat.completions.create({
+        model: SIM_MODEL, max_tokens: 12, stream: true,
+        messages: [{ role: 'user', content: content ?? `${i} ${'weather '.repeat(256)}` }],
+      }, { headers }).withResponse();
+      for await (const _ of stream) { /* drain */ }
+      return { status: 200, endpoint: response.headers.get('x-gateway-destination-endpoint') };
+    } catch (e) {
+      return { status: e.status ?? 0, retryAfter: e.headers?.['retry-after'], message: e.message };
+    }
+  }
+  const shed = { 'x-gateway-inference-objective': 'sheddable' };
+
+  it('sheds sheddable work where the next real-time request would miss its SLO', async () => {
+    for (let i = 0; i < 40; ++i) await one(i);  // warm-up: both servers' models learn
+    const pool = JSON.parse((await request(gw.url, { path: '/v1/pool' })).body);
+    const byAddr = new Map(pool.endpoints.map((e) => [e.address, e]));
+    const pf = byAddr.get(fast.endpoint).predicted, ps = byAddr.get(slow.endpoint).predicted;
+    assert.ok(ps.ttft_ms > 2 * pf.ttft_ms, JSON.stringify({ pf, ps }));
+    // Real-time traffic with an objective only the fast server is predicted to meet, after a
+    // sheddable request there as well.
+    const slo = Math.round(2 * pf.ttft_ms);
+    assert.ok(slo < ps.ttft_ms, JSON.stringify({ slo, pf, ps }));
+    assert.equal((await one(100, { 'x-slo-ttft-ms': String(slo) })).status, 200);
+    const served = [];
+    for (let i = 0; i < 12; ++i) served.push(await one(200 + i, shed));
+    assert.ok(served.every((r) => r.status === 200 && r.endpoint === fast.endpoint),
+      JSON.stringify(served));
+    // An objective nobody can meet: sheddable work is refused (429 with Retry-After), real-time
+    // work is still served.
+    assert.equal((await one(300, { 'x-slo-ttft-ms': '1' })).status, 200);
+    const refused = await one(301, shed);
+    assert.equal(refused.status, 429, JSON.stringify(refused));
+    assert.ok(Number(refused.retryAfter) >= 1, JSON.stringify(refused));
+    assert.match(refused.message, /predicted to miss its latency objective/);
+  });
+
+  it('/v1/pool shows the prefix index beside the engine\'s own hit counters', async () => {
+    // The same long prompt ten times: after the first, both the index and the engine hit.
+    const doc = `a shared document ${'tide '.repeat(400)}`;
+    for (let i = 0; i < 10; ++i) assert.equal((await one(i, {}, doc)).status, 200);
+    const pool = JSON.parse((await request(gw.url, { path: '/v1/pool' })).body);
+    for (const e of pool.endpoints) {
+      const pc = e.prefix_cache;
+      assert.ok(pc && pc.predicted_prompt_tokens > 0 && pc.engine_query_tokens > 0,
+        JSON.stringify(e));
+      assert.ok(pc.predicted_hit_rate >= 0 && pc.predicted_hit_rate <= 1, JSON.stringify(pc));
+      assert.ok(pc.engine_hit_rate >= 0 && pc.engine_hit_rate <= 1, JSON.stringify(pc));
+    }
+    // Where the document went, the index's prediction and the engine's figure agree.
+    const m = parseMetrics((await request(gw.url, { path: '/metrics' })).body);
+    let hit = 0, prompt = 0;
+    for (const e of pool.endpoints) {
+      hit += m.get('tidegate_prefix_index_predicted_hit_tokens_total', { endpoint: e.address }) ?? 0;
+      prompt += m.get('tidegate_prefix_index_prompt_tokens_total', { endpoint: e.address }) ?? 0;
+    }
+    assert.ok(prompt > 0 && hit > 0, JSON.stringify({ hit, prompt }));
+    const doc0 = pool.endpoints.reduce((a, b) => (
+      (a.prefix_cache.engine_hit_rate > b.prefix_cache.engine_hit_rate) ? a : b));
+    assert.ok(Math.abs(doc0.prefix_cache.predicted_hit_rate - doc0.prefix_cache.engine_hit_rate)
+      < 0.25, JSON.stringify(doc0.prefix_cache));
   });
 });

@@ -396,7 +396,7 @@ TEST_F(SloAdmissionTest, WithAFixedObjectiveSheddableWorkAvoidsTheLoadedEndpoint
   EXPECT_EQ(Kept(Req(0)), (std::vector<uint32_t>{0, 1}));  // real-time work is never refused
   Publish(0, 3, 2);
   EXPECT_TRUE(Kept(Req(-1)).empty());
-  EXPECT_EQ(filter_->EmptiedReason(), EmptyReason::kSaturated);
+  EXPECT_EQ(filter_->EmptiedReason(), EmptyReason::kSloAtRisk);
 }
 
 TEST_F(SloAdmissionTest, LearnsTheObjectiveFromRealTimeRequestsAndForgetsIt) {
@@ -418,7 +418,7 @@ TEST_F(SloAdmissionTest, LearnsTheObjectiveFromRealTimeRequestsAndForgetsIt) {
   EXPECT_EQ(Kept(Req(-1), later), (std::vector<uint32_t>{0, 1}));
 }
 
-TEST_F(SloAdmissionTest, AnEmptyPickOfSheddableWorkIsSaturatedAndTheFilterNeedsAPredictor) {
+TEST_F(SloAdmissionTest, AnEmptyPickOfSheddableWorkIsSloAtRiskAndTheFilterNeedsAPredictor) {
   std::unique_ptr<Picker> picker;
   const std::string yaml = R"(
 plugins:
@@ -435,7 +435,7 @@ schedulingProfiles:
   RequestInfo shed = Req(-1);
   PickResult r = picker->Pick(shed, pool_, Nanos{0});
   EXPECT_TRUE(r.empty());
-  EXPECT_EQ(r.reason, EmptyReason::kSaturated);
+  EXPECT_EQ(r.reason, EmptyReason::kSloAtRisk);
   EXPECT_FALSE(picker->Pick(Req(0), pool_, Nanos{0}).empty());
 
   const std::string alone = R"(
