@@ -760,7 +760,8 @@ std::string RenderReportTable(const json& report) {
                         join({Count(Num(c, {"sent"})), Count(Num(c, {"succeeded"}))}),
                         join({Ms(Num(c, {"ttft_ms", "p50"})), Ms(Num(c, {"ttft_ms", "p90"})),
                               Ms(Num(c, {"ttft_ms", "p99"}))}),
-                        kDash, Pct(Num(c, {"slo_attainment"})), "", "", ""});
+                        kDash, Pct(Num(c, {"slo_attainment"}))});
+        rows.back().resize(cols.size());  // the run-wide columns stay empty
       }
     }
   }

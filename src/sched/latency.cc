@@ -99,6 +99,18 @@ LatencyInputs InputsOf(const pool::EndpointLoad& e, const pool::SaturationDetect
       std::max(0.0, static_cast<double>(e.routed_since_scrape - e.completed_since_scrape));
   in.running = e.load.running + std::max(0.0, net - (in.waiting - e.load.waiting));
   if (e.load.batch_limit > 0) in.running = std::min(in.running, e.load.batch_limit);
+  // This gateway's own in-flight count is exact and current: the endpoint has at least that
+  // many requests, running while its batch has room, the rest waiting (a burst between two
+  // scrapes is seen at once).
+  const double in_flight = static_cast<double>(e.in_flight);
+  if (in_flight > in.running + in.waiting) {
+    const double extra = in_flight - in.running - in.waiting;
+    const double room = e.load.batch_limit > 0
+                            ? std::max(0.0, e.load.batch_limit - in.running)
+                            : extra;
+    in.running += std::min(extra, room);
+    in.waiting += extra - std::min(extra, room);
+  }
   in.kv_usage = e.load.kv_usage;
   return in;
 }

@@ -13,7 +13,8 @@
 //   prompt's uncached tokens (its length in tokens, exact with the gateway's tokenizer, else
 //   estimated at 4 characters each, times the share the prefix-cache-scorer found cached there),
 //   the estimated waiting requests (scraped + routed beyond the free batch places), the running
-//   ones, the KV usage, and the prefill backlog: the uncached prompt tokens this gateway sent the
+//   ones (both at least this gateway's in-flight count there, waiting beyond the batch limit),
+//   the KV usage, and the prefill backlog: the uncached prompt tokens this gateway sent the
 //   endpoint that it is predicted not to have prefilled yet. The backlog is a fluid queue per
 //   endpoint: each send adds its uncached tokens, and it drains at the endpoint's own learnt
 //   prefill rate (1000 ÷ the TTFT model's ms per 1000 uncached tokens); a request that finishes

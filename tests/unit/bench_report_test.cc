@@ -130,6 +130,27 @@ TEST(BenchReport, SummaryTableHasEveryRunAndColumn) {
     EXPECT_NE(table.find(v), std::string::npos) << v;
 }
 
+TEST(BenchReport, TrafficClassesHaveARowEachUnderTheirRun) {
+  json run = SampleRun("mixed");
+  run["realtime"]["classes"] = {
+      {{"name", "chat"},
+       {"objective", "standard"},
+       {"sent", 900},
+       {"succeeded", 900},
+       {"ttft_ms", {{"p50", 40}, {"p90", 90}, {"p99", 150}}},
+       {"slo_attainment", 0.995}},
+      {{"name", "long"}, {"tenant", "docs"}, {"sent", 60}, {"succeeded", 59}}};
+  const std::string table = RenderReportTable(Report({run}));
+  const std::vector<std::string> lines = Lines(table);
+  ASSERT_EQ(lines.size(), 6u) << table;  // title, header, rule, the run, its two classes
+  EXPECT_EQ(lines[4].rfind("  chat", 0), 0u) << table;
+  EXPECT_NE(lines[4].find("900/900"), std::string::npos) << table;
+  EXPECT_NE(lines[4].find("40.0/90.0/150.0"), std::string::npos) << table;
+  EXPECT_NE(lines[4].find("99.5"), std::string::npos) << table;
+  EXPECT_EQ(lines[5].rfind("  long", 0), 0u) << table;
+  EXPECT_NE(lines[5].find("tenant docs"), std::string::npos) << table;
+}
+
 TEST(BenchReport, FailureReasonsShowInTheTableAndThePage) {
   json run = SampleRun("a");
   run["realtime"]["failures"] = {{"HTTP 503 ttl-expired", 9}, {"transport: connect: refused", 4}};
