@@ -394,28 +394,38 @@ class ProfilePicker final : public Picker {
       }
     }
 
-    // Ordered fallback list: repeated max selection, reservoir-sampled among exact ties.
-    size_t first_j = 0;
-    for (size_t k = 0; k < PickResult::kMaxChoices && k < m; ++k) {
-      double best = -1e300;
-      size_t best_j = m;
-      uint32_t ties = 0;
-      for (size_t j = 0; j < m; ++j) {
-        double v = total[j];
-        if (v > best) {
-          best = v;
-          best_j = j;
-          ties = 1;
-        } else if (v == best) {
-          ++ties;
-          if (FastRandom() % ties == 0) best_j = j;
-        }
+    // Ordered fallback list: the best kMaxChoices in one pass, exact ties in a uniformly random
+    // order (a random key drawn for each candidate that could enter the list). Repeated maximum
+    // selection with reservoir sampling cost a division per tied candidate and pass: 1,000
+    // equal endpoints took ~50 µs.
+    struct Entry {
+      double score;
+      uint64_t key;
+      size_t j;
+    };
+    constexpr size_t kK = PickResult::kMaxChoices;
+    std::array<Entry, kK> top;
+    size_t nt = 0;
+    auto better = [](const Entry& a, const Entry& b) {
+      return a.score > b.score || (a.score == b.score && a.key > b.key);
+    };
+    for (size_t j = 0; j < m; ++j) {
+      const double v = total[j];
+      if (nt == kK && v < top[kK - 1].score) continue;
+      Entry e{v, FastRandom(), j};
+      if (nt == kK) {
+        if (!better(e, top[kK - 1])) continue;
+        --nt;  // the last one drops out
       }
-      if (best_j == m) break;
-      if (k == 0) first_j = best_j;
-      out.Push(cands[best_j].index);
-      total[best_j] = -1e301;  // taken
+      size_t at = nt++;
+      while (at > 0 && better(e, top[at - 1])) {
+        top[at] = top[at - 1];
+        --at;
+      }
+      top[at] = e;
     }
+    const size_t first_j = nt > 0 ? top[0].j : 0;
+    for (size_t k = 0; k < nt; ++k) out.Push(cands[top[k].j].index);
     if (!out.empty()) {
       Sent(ctx, out.order[0]);
       // The prefix index's prediction for the endpoint chosen, for its check against the

@@ -88,13 +88,15 @@ class LatencyModel {
   double weight(int i) const { return pub_w_[i].load(std::memory_order_relaxed); }
 
  private:
+  // What Predict() reads, in one cache line (kLatencyDim + 1 = 8 doubles): a decision reads two
+  // models per candidate, so at 1,000 endpoints the line count matters.
+  alignas(64) std::array<std::atomic<double>, kLatencyDim> pub_w_{};
+  std::atomic<double> pub_q_{0};
   LatencyModelConfig cfg_;
   std::mutex mu_;
   std::array<std::array<double, kLatencyDim>, kLatencyDim> p_{};  // covariance (under mu_)
   LatencyVector w_{};                                             // weights (under mu_)
   double q_ = 0, mad_ = 1;                                        // residual quantile, scale
-  std::array<std::atomic<double>, kLatencyDim> pub_w_{};
-  std::atomic<double> pub_q_{0};
   std::atomic<uint64_t> samples_{0};
 };
 
