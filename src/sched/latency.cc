@@ -115,11 +115,14 @@ LatencyInputs InputsOf(const pool::EndpointLoad& e, const pool::SaturationDetect
   return in;
 }
 
-// TTFT: [1, N', N'², running, waiting, waiting·N', B'] with N' the uncached prompt and B' the
-// prefill backlog in thousands of tokens; TPOT: [1, running, waiting, kv, B', 0, 0].
+// TTFT: [1, N' + B', N'², running, waiting, waiting·N', B'] with N' the uncached prompt and B'
+// the prefill backlog in thousands of tokens: the backlog is prefilled at the same learnt rate
+// as the request's own tokens (so a server seen only unloaded still prices it right), and the
+// last term learns how much more or less it costs; TPOT: [1, running, waiting, kv, B', 0, 0].
 LatencyVector TtftFeatures(const LatencyInputs& in) {
   const double n = in.prompt_tokens * (1.0 - in.prefix_hit) / 1000.0;
-  return {1.0, n, n * n, in.running, in.waiting, in.waiting * n, in.backlog_tokens / 1000.0};
+  const double b = in.backlog_tokens / 1000.0;
+  return {1.0, n + b, n * n, in.running, in.waiting, in.waiting * n, b};
 }
 
 LatencyVector TpotFeatures(const LatencyInputs& in) {
@@ -129,8 +132,8 @@ LatencyVector TpotFeatures(const LatencyInputs& in) {
 LatencyVector TtftPrior() {
   // One step and the prefill of this request: 6 + 16.5 ms, 15.2 ms per 1000 tokens, 0.421 ms
   // per (1000 tokens)²; 0.35 ms per running request; each waiting request ahead adds about one
-  // step (its prefill is in the backlog); each 1000 backlog tokens ahead 15.2 ms of prefill.
-  return {22.5, 15.2, 0.421, 0.35, 16.0, 0, 15.2};
+  // step (its prefill is in the backlog, priced by the second weight).
+  return {22.5, 15.2, 0.421, 0.35, 16.0, 0, 0};
 }
 
 LatencyVector TpotPrior() { return {6.0, 0.35, 0, 0, 0, 0, 0}; }

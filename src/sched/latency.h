@@ -18,7 +18,9 @@
 //   endpoint that it is predicted not to have prefilled yet. The backlog is a fluid queue per
 //   endpoint: each send adds its uncached tokens, and it drains at the endpoint's own learnt
 //   prefill rate (1000 ÷ the TTFT model's ms per 1000 uncached tokens); a request that finishes
-//   or is not served takes out what is left of its share. Request counts cannot see it: one
+//   or is not served takes out what is left of its share. The TTFT model prices the backlog at
+//   that same rate (it shares the weight of the request's own uncached tokens), plus a learnt
+//   correction. Request counts cannot see it: one
 //   32k-token document ahead costs a short request as much as sixty short ones.
 // * The prior: TTFT ms ≈ step(running) + prefill(N) for each request ahead and this one, with
 //   prefill ≈ 4.21e-7·N² + 0.0152·N + 16.5 and step ≈ 6 + 0.35·running (the simulator's

@@ -119,11 +119,15 @@ describe('tidegate-default: sheddable admission by predicted SLO, the prefix ind
   const shed = { 'x-gateway-inference-objective': 'sheddable' };
 
   it('sheds sheddable work where the next real-time request would miss its SLO', async () => {
-    for (let i = 0; i < 40; ++i) await one(i);  // warm-up: both servers' models learn
+    // Warm-up, 4 at a time so that both servers get traffic and their models learn.
+    let next = 0;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (next < 60) await one(next++);
+    }));
     const pool = JSON.parse((await request(gw.url, { path: '/v1/pool' })).body);
     const byAddr = new Map(pool.endpoints.map((e) => [e.address, e]));
     const pf = byAddr.get(fast.endpoint).predicted, ps = byAddr.get(slow.endpoint).predicted;
-    assert.ok(ps.ttft_ms > 2 * pf.ttft_ms, JSON.stringify({ pf, ps }));
+    assert.ok(ps.samples > 0 && ps.ttft_ms > 2 * pf.ttft_ms, JSON.stringify({ pf, ps }));
     // Real-time traffic with an objective only the fast server is predicted to meet, after a
     // sheddable request there as well.
     const slo = Math.round(2 * pf.ttft_ms);
@@ -147,10 +151,11 @@ describe('tidegate-default: sheddable admission by predicted SLO, the prefix ind
     const doc = `a shared document ${'tide '.repeat(400)}`;
     for (let i = 0; i < 10; ++i) assert.equal((await one(i, {}, doc)).status, 200);
     const pool = JSON.parse((await request(gw.url, { path: '/v1/pool' })).body);
-    for (const e of pool.endpoints) {
+    const sent = pool.endpoints.filter((e) => e.prefix_cache?.predicted_prompt_tokens > 0);
+    assert.ok(sent.length >= 1, JSON.stringify(pool.endpoints));
+    for (const e of sent) {
       const pc = e.prefix_cache;
-      assert.ok(pc && pc.predicted_prompt_tokens > 0 && pc.engine_query_tokens > 0,
-        JSON.stringify(e));
+      assert.ok(pc.engine_query_tokens > 0, JSON.stringify(e));
       assert.ok(pc.predicted_hit_rate >= 0 && pc.predicted_hit_rate <= 1, JSON.stringify(pc));
       assert.ok(pc.engine_hit_rate >= 0 && pc.engine_hit_rate <= 1, JSON.stringify(pc));
     }
@@ -162,7 +167,7 @@ describe('tidegate-default: sheddable admission by predicted SLO, the prefix ind
       prompt += m.get('tidegate_prefix_index_prompt_tokens_total', { endpoint: e.address }) ?? 0;
     }
     assert.ok(prompt > 0 && hit > 0, JSON.stringify({ hit, prompt }));
-    const doc0 = pool.endpoints.reduce((a, b) => (
+    const doc0 = sent.reduce((a, b) => (
       (a.prefix_cache.engine_hit_rate > b.prefix_cache.engine_hit_rate) ? a : b));
     assert.ok(Math.abs(doc0.prefix_cache.predicted_hit_rate - doc0.prefix_cache.engine_hit_rate)
       < 0.25, JSON.stringify(doc0.prefix_cache));

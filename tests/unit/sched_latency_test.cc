@@ -103,6 +103,9 @@ TEST(LatencyFeatures, UncachedTokensDriveThePrefillTerms) {
   const LatencyVector warm = TtftFeatures({2000, 0.75, 3, 1, 0.2});
   EXPECT_DOUBLE_EQ(cold[1], 2.0);
   EXPECT_DOUBLE_EQ(warm[1], 0.5);
+  LatencyInputs behind{2000, 0.75, 3, 1, 0.2, 6000};  // 6,000 tokens ahead in the prefill
+  EXPECT_DOUBLE_EQ(TtftFeatures(behind)[1], 6.5);   // priced at the request's own prefill rate
+  EXPECT_DOUBLE_EQ(TtftFeatures(behind)[6], 6.0);   // and a learnt correction
   EXPECT_DOUBLE_EQ(warm[2], 0.25);
   EXPECT_DOUBLE_EQ(warm[3], 1);  // running
   EXPECT_DOUBLE_EQ(warm[4], 3);  // waiting
