@@ -82,12 +82,12 @@ std::string PoolJson(const pool::Pool& pool, const control::Director& director,
       // What the predictor expects now for a reference request (512 prompt tokens, no cache).
       const sched::LatencyPrediction p =
           lat->Predict(pool, static_cast<uint32_t>(i), kReferencePromptTokens, det, now);
-      e["predicted"] = {{"ttft_ms", p.ttft_ms},
-                        {"tpot_ms", p.tpot_ms},
-                        {"prefill_backlog_tokens",
-                         lat->PrefillBacklog(static_cast<uint32_t>(i), now)},
-                        {"reference_prompt_tokens", kReferencePromptTokens},
-                        {"samples", p.samples}};
+      e["predicted"] = {
+          {"ttft_ms", p.ttft_ms},
+          {"tpot_ms", p.tpot_ms},
+          {"prefill_backlog_tokens", lat->PrefillBacklog(static_cast<uint32_t>(i), now)},
+          {"reference_prompt_tokens", kReferencePromptTokens},
+          {"samples", p.samples}};
     }
     if (kv) {
       auto st = kv->Status(i);

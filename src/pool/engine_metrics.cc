@@ -18,12 +18,12 @@ enum class Field : uint8_t {
   kKv,
   kKvFallback,
   kLora,
-  kCacheConfig,  // an info metric whose labels carry the geometry
-  kBlockSize,    // a gauge whose value is the block (page) size in tokens
-  kNumBlocks,    // a gauge whose value is the number of blocks (pages)
+  kCacheConfig,    // an info metric whose labels carry the geometry
+  kBlockSize,      // a gauge whose value is the block (page) size in tokens
+  kNumBlocks,      // a gauge whose value is the number of blocks (pages)
   kPrefixHits,     // a counter of prompt tokens found in the prefix cache
   kPrefixQueries,  // a counter of prompt tokens looked up in it
-  kMaxTokens,    // a gauge whose value is the cache size in tokens
+  kMaxTokens,      // a gauge whose value is the cache size in tokens
 };
 
 struct Rule {

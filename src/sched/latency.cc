@@ -105,9 +105,8 @@ LatencyInputs InputsOf(const pool::EndpointLoad& e, const pool::SaturationDetect
   const double in_flight = static_cast<double>(e.in_flight);
   if (in_flight > in.running + in.waiting) {
     const double extra = in_flight - in.running - in.waiting;
-    const double room = e.load.batch_limit > 0
-                            ? std::max(0.0, e.load.batch_limit - in.running)
-                            : extra;
+    const double room =
+        e.load.batch_limit > 0 ? std::max(0.0, e.load.batch_limit - in.running) : extra;
     in.running += std::min(extra, room);
     in.waiting += extra - std::min(extra, room);
   }
@@ -115,14 +114,11 @@ LatencyInputs InputsOf(const pool::EndpointLoad& e, const pool::SaturationDetect
   return in;
 }
 
-// TTFT: [1, N' + B', N'², running, waiting, waiting·N', B'] with N' the uncached prompt and B'
-// the prefill backlog in thousands of tokens: the backlog is prefilled at the same learnt rate
-// as the request's own tokens (so a server seen only unloaded still prices it right), and the
-// last term learns how much more or less it costs; TPOT: [1, running, waiting, kv, B', 0, 0].
+// TTFT: [1, N', N'², running, waiting, waiting·N', B'] with N' the uncached prompt and B' the
+// prefill backlog in thousands of tokens; TPOT: [1, running, waiting, kv, B', 0, 0].
 LatencyVector TtftFeatures(const LatencyInputs& in) {
   const double n = in.prompt_tokens * (1.0 - in.prefix_hit) / 1000.0;
-  const double b = in.backlog_tokens / 1000.0;
-  return {1.0, n + b, n * n, in.running, in.waiting, in.waiting * n, b};
+  return {1.0, n, n * n, in.running, in.waiting, in.waiting * n, in.backlog_tokens / 1000.0};
 }
 
 LatencyVector TpotFeatures(const LatencyInputs& in) {
@@ -132,8 +128,8 @@ LatencyVector TpotFeatures(const LatencyInputs& in) {
 LatencyVector TtftPrior() {
   // One step and the prefill of this request: 6 + 16.5 ms, 15.2 ms per 1000 tokens, 0.421 ms
   // per (1000 tokens)²; 0.35 ms per running request; each waiting request ahead adds about one
-  // step (its prefill is in the backlog, priced by the second weight).
-  return {22.5, 15.2, 0.421, 0.35, 16.0, 0, 0};
+  // step (its prefill is in the backlog); each 1000 backlog tokens ahead 15.2 ms of prefill.
+  return {22.5, 15.2, 0.421, 0.35, 16.0, 0, 15.2};
 }
 
 LatencyVector TpotPrior() { return {6.0, 0.35, 0, 0, 0, 0, 0}; }
@@ -499,7 +495,8 @@ constexpr Nanos kRememberSlo = std::chrono::seconds(60);
 
 void SloAdmissionFilter::Seen::Note(double v, Nanos now) {
   const double cur = ms.load(std::memory_order_relaxed);
-  if (cur <= 0 || v <= cur || now.count() - at.load(std::memory_order_relaxed) > kRememberSlo.count()) {
+  if (cur <= 0 || v <= cur ||
+      now.count() - at.load(std::memory_order_relaxed) > kRememberSlo.count()) {
     ms.store(v, std::memory_order_relaxed);
     at.store(now.count(), std::memory_order_relaxed);
   }

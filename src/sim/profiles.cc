@@ -36,13 +36,13 @@ const std::vector<Profile>& Profiles() {
     big.name = "llama-3.1-70b-fp8-h100-tp4";
     big.description = "Llama-3.1-70B FP8 on 4× H100 80GB, TP4 (calibrated)";
     big.model = "meta-llama/Llama-3.1-70B-Instruct";
-    big.engine.latency.prefill_a = 5.3e-7;
-    big.engine.latency.prefill_b = 0.040;
-    big.engine.latency.prefill_c = 17;
-    big.engine.latency.decode_base_ms = 12;
-    big.engine.latency.decode_per_seq_ms = 0.045;
-    big.engine.latency.kv_bytes_per_token = 327680;
-    big.engine.latency.mem_bandwidth_bytes_per_s = 13.4e12;
+    big.engine.latency = {.prefill_a = 5.3e-7,
+                          .prefill_b = 0.040,
+                          .prefill_c = 17,
+                          .decode_base_ms = 12,
+                          .decode_per_seq_ms = 0.045,
+                          .kv_bytes_per_token = 327680,
+                          .mem_bandwidth_bytes_per_s = 13.4e12};
     big.engine.num_gpu_blocks = 39000;
     v.push_back(big);
 
@@ -60,12 +60,12 @@ const std::vector<Profile>& Profiles() {
     Profile a100 = p;
     a100.name = "llama-3.1-8b-a100";
     a100.description = "Llama-3.1-8B on one A100 80GB (calibrated)";
-    a100.engine.latency.prefill_a = 1.05e-6;
-    a100.engine.latency.prefill_b = 0.066;
-    a100.engine.latency.prefill_c = 20;
-    a100.engine.latency.decode_base_ms = 11;
-    a100.engine.latency.decode_per_seq_ms = 0.06;
-    a100.engine.latency.mem_bandwidth_bytes_per_s = 2.0e12;
+    a100.engine.latency = {.prefill_a = 1.05e-6,
+                           .prefill_b = 0.066,
+                           .prefill_c = 20,
+                           .decode_base_ms = 11,
+                           .decode_per_seq_ms = 0.06,
+                           .mem_bandwidth_bytes_per_s = 2.0e12};
     v.push_back(a100);
 
     // A deliberately small server for tests and demos: the same latency model, but a KV cache

@@ -103,20 +103,42 @@ TEST(LatencyFeatures, UncachedTokensDriveThePrefillTerms) {
   const LatencyVector warm = TtftFeatures({2000, 0.75, 3, 1, 0.2});
   EXPECT_DOUBLE_EQ(cold[1], 2.0);
   EXPECT_DOUBLE_EQ(warm[1], 0.5);
-  LatencyInputs behind{2000, 0.75, 3, 1, 0.2, 6000};  // 6,000 tokens ahead in the prefill
-  EXPECT_DOUBLE_EQ(TtftFeatures(behind)[1], 6.5);   // priced at the request's own prefill rate
-  EXPECT_DOUBLE_EQ(TtftFeatures(behind)[6], 6.0);   // and a learnt correction
   EXPECT_DOUBLE_EQ(warm[2], 0.25);
   EXPECT_DOUBLE_EQ(warm[3], 1);  // running
   EXPECT_DOUBLE_EQ(warm[4], 3);  // waiting
   LatencyModel m(TtftPrior());
   EXPECT_LT(m.Predict(warm), m.Predict(cold));
+  LatencyInputs behind{2000, 0.75, 3, 1, 0.2, 6000};  // 6,000 tokens ahead in the prefill
+  EXPECT_DOUBLE_EQ(TtftFeatures(behind)[6], 6.0);
+  EXPECT_GT(m.Predict(TtftFeatures(behind)), m.Predict(warm) + 80);  // ≈ 6 × 15.2 ms more
   EXPECT_DOUBLE_EQ(EstimateTokens(4000), 1000);
   EXPECT_DOUBLE_EQ(EstimateTokens(0), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
 // The scorer on a two-endpoint pool.
+
+// Scraped load for endpoint i (KV 10%), and every endpoint as a fresh candidate.
+void PublishLoad(pool::Pool& pool, size_t i, double waiting, double running) {
+  pool::EndpointMetrics m;
+  m.waiting = waiting;
+  m.running = running;
+  m.kv_usage = 0.1;
+  m.has_kv = true;
+  m.scrape_time = Nanos{0};
+  pool.at(i).PublishMetrics(m);
+}
+
+std::vector<Candidate> CandidatesOf(const pool::Pool& pool) {
+  std::vector<Candidate> c(pool.size());
+  for (uint32_t i = 0; i < pool.size(); ++i) {
+    static_cast<pool::EndpointLoad&>(c[i]) = pool::EndpointLoad::Of(pool.at(i));
+    c[i].index = i;
+    c[i].endpoint = &pool.at(i);
+    c[i].stale = false;
+  }
+  return c;
+}
 
 class LatencyScorerTest : public ::testing::Test {
  protected:
@@ -125,24 +147,9 @@ class LatencyScorerTest : public ::testing::Test {
     for (size_t i = 0; i < 2; ++i) Publish(i, 0, 2);
   }
   void Publish(size_t i, double waiting, double running) {
-    pool::EndpointMetrics m;
-    m.waiting = waiting;
-    m.running = running;
-    m.kv_usage = 0.1;
-    m.has_kv = true;
-    m.scrape_time = Nanos{0};
-    pool_.at(i).PublishMetrics(m);
+    PublishLoad(pool_, i, waiting, running);
   }
-  std::vector<Candidate> Cands() {
-    std::vector<Candidate> c(2);
-    for (uint32_t i = 0; i < 2; ++i) {
-      static_cast<pool::EndpointLoad&>(c[i]) = pool::EndpointLoad::Of(pool_.at(i));
-      c[i].index = i;
-      c[i].endpoint = &pool_.at(i);
-      c[i].stale = false;
-    }
-    return c;
-  }
+  std::vector<Candidate> Cands() { return CandidatesOf(pool_); }
   std::array<double, 2> Score(const RequestInfo& req) {
     ctx_.Reset(req, pool_, Nanos{0});
     ctx_.detector = &det_;
@@ -334,25 +341,13 @@ class SloAdmissionTest : public ::testing::Test {
     ASSERT_EQ(BindProfile(profile_), "");
   }
   void Publish(size_t i, double waiting, double running) {
-    pool::EndpointMetrics m;
-    m.waiting = waiting;
-    m.running = running;
-    m.kv_usage = 0.1;
-    m.has_kv = true;
-    m.scrape_time = Nanos{0};
-    pool_.at(i).PublishMetrics(m);
+    PublishLoad(pool_, i, waiting, running);
   }
   // The pool indexes the filter keeps for `req` at `now`.
   std::vector<uint32_t> Kept(const RequestInfo& req, Nanos now = Nanos{0}) {
     ctx_.Reset(req, pool_, now);
     ctx_.detector = &det_;
-    std::vector<Candidate> c(2);
-    for (uint32_t i = 0; i < 2; ++i) {
-      static_cast<pool::EndpointLoad&>(c[i]) = pool::EndpointLoad::Of(pool_.at(i));
-      c[i].index = i;
-      c[i].endpoint = &pool_.at(i);
-      c[i].stale = false;
-    }
+    std::vector<Candidate> c = CandidatesOf(pool_);
     filter_->Apply(ctx_, &c);
     std::vector<uint32_t> out;
     for (const auto& x : c) out.push_back(x.index);
@@ -409,7 +404,7 @@ TEST_F(SloAdmissionTest, LearnsTheObjectiveFromRealTimeRequestsAndForgetsIt) {
     Serve(1, 150);  // same load, slower
   }
   EXPECT_EQ(Kept(Req(-1)), (std::vector<uint32_t>{0, 1}));  // no objective known yet
-  Kept(Req(0, 100));                                          // a real-time request's SLO
+  Kept(Req(0, 100));                                        // a real-time request's SLO
   EXPECT_DOUBLE_EQ(filter_->TtftObjective(Nanos{0}), 100);
   EXPECT_EQ(Kept(Req(-1)), (std::vector<uint32_t>{0}));
   Kept(Req(0, 500));  // a looser one does not replace the tightest while it is recent
