@@ -33,6 +33,8 @@ scenario file (YAML; unknown keys are errors; durations as seconds or "30s"/"2m"
           scheduling_policy: fcfs|priority,   # priority: sims order by priority, gateway
                                               # forwards it (--forward-priority)
           sim_args: [], gateway_args: [], processor_args: []}   # extra flags per role
+  # profiles: llama-3.1-8b-h100 (default), llama-3.1-70b-fp8-h100-tp4, llama-3.1-8b-a100,
+  # tiny (`tidegate sim --help`); a mixed fleet: fleet.groups: [{count, profile, sim_args}]
   duration: 60s            # load phase per run
   max_requests: 5000       # bound on real-time requests per run
   seed: 1                  # same seed → same arrivals and sizes in every run
@@ -65,7 +67,8 @@ scenario file (YAML; unknown keys are errors; durations as seconds or "30s"/"2m"
     - {name: via-processor, async_mode: via-processor}
     - {name: haproxy-leastconn, target: haproxy, realtime: {shared_prefix: {groups: 8,
        prefix_tokens: 512}}}
-  run fields: name, policy (round-robin|least-request|gie-default|tidegate-default),
+  run fields: name, policy (tidegate-default|tidegate-precise|gie-default|predicted-latency|
+    least-request|round-robin), gateway_replicas,
     async_mode (none|via-processor|direct-sheddable|direct-standard), target
     (tidegate|haproxy), gateway_args (extra `tidegate serve` flags), realtime, async.
   failures: every failed real-time request is counted by reason in report.json

@@ -142,6 +142,8 @@ namespace {
 constexpr size_t kMaxEndpoints = 4096;
 constexpr size_t kShards = 16;
 constexpr size_t kMaxPendingPerShard = 16384;
+constexpr uint64_t kWarmSamples = 8;   // below this an endpoint's model is "cold"
+constexpr double kIndifference = 1.1;  // relative scores: within 10% of the best score 1
 const std::vector<double> kRatioBounds = {0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 5};
 
 double Ms(Nanos n) { return static_cast<double>(n.count()) / 1e6; }
@@ -270,9 +272,13 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
   const double tokens = ctx.PromptTokenCount();
   const bool has_prefix = ctx.prefix_match.size() == cands.size();
   thread_local std::vector<double> ttft, tpot, cost;
+  thread_local std::vector<uint8_t> cold;
   ttft.resize(cands.size());
   tpot.resize(cands.size());
   cost.resize(cands.size());
+  cold.resize(cands.size());
+  double best = INFINITY;
+  size_t best_j = cands.size();
   LastDecision& last = t_last;
   last.owner = this;
   last.req_id = req.id;
@@ -291,14 +297,39 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
     in.backlog_tokens = im.BacklogAt(e, ctx.now.count());
     last.by_endpoint[e] = in;
     last.have[e] = 1;
-    ttft[j] = im.Ttft(e).Predict(TtftFeatures(in));
+    const LatencyModel& tm = im.Ttft(e);
+    ttft[j] = tm.Predict(TtftFeatures(in));
     tpot[j] = im.Tpot(e).Predict(TpotFeatures(in));
     cost[j] = ttft[j] + im.opts.tpot_weight * tpot[j];
+    cold[j] = tm.samples() < kWarmSamples;
+    if (cost[j] < best) {
+      best = cost[j];
+      best_j = j;
+    }
+  }
+  // Optimism for endpoints the model has barely seen: a cold one is predicted no worse than the
+  // best candidate plus what the prior says its load costs beyond the best one's, so it gets
+  // traffic and is learnt (else the prior, for servers faster than it, would keep every peer of
+  // the first one served idle). With every candidate cold this is the prior's own ranking.
+  static const LatencyModel prior_ttft(TtftPrior()), prior_tpot(TpotPrior());
+  auto prior_cost = [&](size_t j) {
+    const LatencyInputs& in = last.by_endpoint[cands[j].index];
+    return prior_ttft.Predict(TtftFeatures(in)) +
+           im.opts.tpot_weight * prior_tpot.Predict(TpotFeatures(in));
+  };
+  const double best_prior = best_j < cands.size() ? prior_cost(best_j) : 0;
+  for (size_t j = 0; j < cands.size(); ++j) {
+    // The prior's view of how much worse its load is than the best one's, added to the best.
+    if (cold[j] && j != best_j)
+      cost[j] = std::min(cost[j], best + std::max(0.0, prior_cost(j) - best_prior));
     lo = std::min(lo, cost[j]);
     hi = std::max(hi, cost[j]);
   }
   auto by_cost = [&](size_t j) {
-    if (im.opts.relative) return cost[j] > 0 ? std::max(lo, 0.0) / cost[j] : 1.0;
+    // Relative: within kIndifference of the best counts as the best (the predictor's own error
+    // is larger), so equal servers tie and the other scorers or the random tie-break spread them.
+    if (im.opts.relative)
+      return cost[j] > 0 ? std::min(1.0, kIndifference * std::max(lo, 0.0) / cost[j]) : 1.0;
     return hi > lo ? (hi - cost[j]) / (hi - lo) : 1.0;
   };
   const bool slo = req.slo_ttft_ms >= 0 || req.slo_tpot_ms >= 0;

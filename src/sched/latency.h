@@ -28,17 +28,20 @@
 //   so a faster or slower server (or a time-scaled simulator) is learnt within tens of requests.
 // * LatencyScorer ("latency-scorer"): per candidate, cost = TTFT + tpotWeight × TPOT (params
 //   tpotWeight, default 10; quantile, default 0.9). Without SLO headers the score is
-//   (max − cost)/(max − min), or with relative: true min/cost. With x-slo-ttft-ms / x-slo-tpot-ms
-//   (RequestInfo::slo_*), the candidates predicted to meet every given SLO score 0.5..1, by cost,
-//   or with binPack: true the least spare headroom highest (bin-packing keeps the others free for
-//   the next burst); the others score 0..0.5 by cost, so when none meets the SLO the lowest
-//   predicted latency wins. Bin-packing is off by default because it measured badly in
-//   scenarios/hetero.yaml: packing onto the slow servers up to the predicted SLO gave TTFT p50 312
-//   ms and 62% SLO attainment, against 31 ms and 100% for least-request: a slow server is packed up
-//   to its predicted limit at a load it has not been seen at, where its predictions lag behind. It
-//   learns from OnOutcome: the TTFT seen by the gateway minus its own queueing, and TPOT =
-//   (duration − TTFT)/(tokens − 1). Place it after prefix-cache-scorer in a profile to use the
-//   prefix hit.
+//   (max − cost)/(max − min), or with relative: true min(1, 1.1·min/cost) (within 10% of the
+//   best counts as the best: equal servers tie). An endpoint whose model has fewer than 8
+//   samples is predicted no worse than the best candidate plus the prior's cost of its extra
+//   load, so that it is tried and learnt. With
+//   x-slo-ttft-ms / x-slo-tpot-ms (RequestInfo::slo_*), the candidates predicted to meet every
+//   given SLO score 0.5..1, by cost, or with binPack: true the least spare headroom highest
+//   (bin-packing keeps the others free for the next burst); the others score 0..0.5 by cost, so
+//   when none meets the SLO the lowest predicted latency wins. Bin-packing is off by default
+//   because it measured badly in scenarios/hetero.yaml: packing onto the slow servers up to the
+//   predicted SLO gave TTFT p50 312 ms and 62% SLO attainment, against 31 ms and 100% for
+//   least-request: a slow server is packed up to its predicted limit at a load it has not been seen
+//   at, where its predictions lag behind. It learns from OnOutcome: the TTFT seen by the gateway
+//   minus its own queueing, and TPOT = (duration − TTFT)/(tokens − 1). Place it after
+//   prefix-cache-scorer in a profile to use the prefix hit.
 // * Stats() (samples, refits, and the histogram of observed ÷ predicted) and Predict() for a
 //   reference request feed /metrics and /v1/pool.
 // * SloAdmissionFilter ("slo-admission-filter"): admission for sheddable work by predicted SLO.

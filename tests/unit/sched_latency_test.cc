@@ -225,6 +225,21 @@ TEST_F(LatencyScorerTest, ALongPromptSentToAnEndpointIsAPrefillBacklogThatDrains
   EXPECT_NEAR(scorer_.PrefillBacklog(1, ms10), 0, 1e-6);
 }
 
+TEST_F(LatencyScorerTest, AnEndpointNotYetLearntIsTriedBesideAFastLearntOne) {
+  for (int i = 0; i < 20; ++i) Serve(0, 5, 1);  // far faster than the prior's H100
+  RequestInfo req;
+  req.prompt = prompt_;
+  auto s = Score(req);
+  EXPECT_DOUBLE_EQ(s[1], 1.0);  // same load: the unlearnt one ties with the best
+  Publish(1, 3, 8);             // but more load still counts against it, as the prior says
+  s = Score(req);
+  EXPECT_GT(s[0], s[1]);
+  for (int i = 0; i < 20; ++i) Serve(1, 400, 40);  // learnt: slow
+  Publish(1, 0, 2);
+  s = Score(req);
+  EXPECT_DOUBLE_EQ(s[1], 0.0);
+}
+
 TEST_F(LatencyScorerTest, LearnsThatOneEndpointIsSlowAndRoutesAwayFromIt) {
   for (int i = 0; i < 60; ++i) {
     Serve(0, 40);
