@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "common/units.h"
+#include "sched/policies.h"
+#include "sim/profiles.h"
 
 namespace tidegate::bench {
 namespace {
@@ -93,6 +95,14 @@ std::string GetChoice(const YAML::Node& n, const std::string& key,
   for (size_t i = 0; i < choices.size(); ++i)
     list += (i == 0 ? "" : (i + 1 == choices.size() ? " or " : ", ")) + choices[i];
   Fail(key, "expected " + list + ", got '" + v + "'");
+}
+
+// A simulator profile's name (sim/profiles.h), checked here so a typo fails before any fleet
+// starts.
+std::string GetProfile(const YAML::Node& n, const std::string& key) {
+  std::vector<std::string> names;
+  for (const auto& p : sim::Profiles()) names.push_back(p.name);
+  return GetChoice(n, key, names);
 }
 
 // Seconds: a number, or a duration string such as "30s", "2m", "500ms".
@@ -274,7 +284,7 @@ void ParseFleet(const YAML::Node& n, FleetSpec* f) {
              "gateway_args", "processor_args", "groups", "kv_events"});
   if (n["kv_events"]) f->kv_events = GetBool(n["kv_events"], "fleet.kv_events");
   if (n["count"]) f->count = GetInt(n["count"], "fleet.count", 1, 256);
-  if (n["profile"]) f->profile = GetString(n["profile"], "fleet.profile");
+  if (n["profile"]) f->profile = GetProfile(n["profile"], "fleet.profile");
   if (n["time_scale"]) f->time_scale = GetNumber(n["time_scale"], "fleet.time_scale", 0.01, 1000);
   if (n["max_num_seqs"])
     f->max_num_seqs = GetInt(n["max_num_seqs"], "fleet.max_num_seqs", 1, 100000);
@@ -296,7 +306,7 @@ void ParseFleet(const YAML::Node& n, FleetSpec* f) {
       CheckKeys(g[i], key, {"count", "profile", "sim_args"});
       FleetSpec::Group grp;
       if (g[i]["count"]) grp.count = GetInt(g[i]["count"], key + ".count", 1, 256);
-      if (g[i]["profile"]) grp.profile = GetString(g[i]["profile"], key + ".profile");
+      if (g[i]["profile"]) grp.profile = GetProfile(g[i]["profile"], key + ".profile");
       if (g[i]["sim_args"]) grp.sim_args = GetStringList(g[i]["sim_args"], key + ".sim_args");
       f->count += grp.count;
       f->groups.push_back(std::move(grp));
@@ -343,10 +353,7 @@ void ParseRoot(const YAML::Node& root, Scenario* s) {
       Fail(Join(key, "name"), "must be non-empty, without spaces, commas or slashes");
     if (!names.insert(run.name).second)
       Fail(Join(key, "name"), "duplicate run name '" + run.name + "'");
-    if (r["policy"])
-      run.policy = GetChoice(r["policy"], Join(key, "policy"),
-                             {"round-robin", "least-request", "gie-default", "tidegate-default",
-                              "tidegate-precise", "predicted-latency"});
+    if (r["policy"]) run.policy = GetChoice(r["policy"], Join(key, "policy"), sched::PolicyNames());
     if (r["async_mode"])
       run.async_mode =
           GetChoice(r["async_mode"], Join(key, "async_mode"),

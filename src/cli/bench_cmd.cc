@@ -8,6 +8,8 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/units.h"
+#include "sched/policies.h"
+#include "sim/profiles.h"
 
 namespace tidegate::cli {
 
@@ -33,8 +35,8 @@ scenario file (YAML; unknown keys are errors; durations as seconds or "30s"/"2m"
           scheduling_policy: fcfs|priority,   # priority: sims order by priority, gateway
                                               # forwards it (--forward-priority)
           sim_args: [], gateway_args: [], processor_args: []}   # extra flags per role
-  # profiles: llama-3.1-8b-h100 (default), llama-3.1-70b-fp8-h100-tp4, llama-3.1-8b-a100,
-  # tiny (`tidegate sim --help`); a mixed fleet: fleet.groups: [{count, profile, sim_args}]
+  # profiles: {profiles} (`tidegate sim --help`);
+  # a mixed fleet: fleet.groups: [{count, profile, sim_args}]
   duration: 60s            # load phase per run
   max_requests: 5000       # bound on real-time requests per run
   seed: 1                  # same seed → same arrivals and sizes in every run
@@ -67,8 +69,7 @@ scenario file (YAML; unknown keys are errors; durations as seconds or "30s"/"2m"
     - {name: via-processor, async_mode: via-processor}
     - {name: haproxy-leastconn, target: haproxy, realtime: {shared_prefix: {groups: 8,
        prefix_tokens: 512}}}
-  run fields: name, policy (tidegate-default|tidegate-precise|gie-default|predicted-latency|
-    least-request|round-robin), gateway_replicas,
+  run fields: name, policy ({policies}), gateway_replicas,
     async_mode (none|via-processor|direct-sheddable|direct-standard), target
     (tidegate|haproxy), gateway_args (extra `tidegate serve` flags), realtime, async.
   failures: every failed real-time request is counted by reason in report.json
@@ -87,12 +88,31 @@ examples:
 
 }  // namespace
 
+// kSummary with {policies} and {profiles} filled in from their registries, so the help names
+// every one there is.
+std::string Summary() {
+  auto join = [](const std::vector<std::string>& v, const char* sep) {
+    std::string out;
+    for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
+    return out;
+  };
+  std::vector<std::string> profiles;
+  for (const auto& p : sim::Profiles()) profiles.push_back(p.name);
+  std::string s = kSummary;
+  auto fill = [&](const std::string& key, const std::string& value) {
+    if (auto at = s.find(key); at != std::string::npos) s.replace(at, key.size(), value);
+  };
+  fill("{policies}", join(sched::PolicyNames(), "|"));
+  fill("{profiles}", join(profiles, ", "));
+  return s;
+}
+
 int RunBench(const std::vector<std::string>& args) {
   std::string scenario_path, report_dir, target, haproxy = "haproxy";
   std::vector<std::string> only;
   double duration_override = 0;
   bool quick = false;
-  FlagSet flags("tidegate bench", kSummary);
+  FlagSet flags("tidegate bench", Summary());
   flags.Add("scenario", "FILE", "scenario YAML file (required)", "none",
             [&](const std::string& v) -> std::string {
               scenario_path = v;

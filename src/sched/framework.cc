@@ -115,6 +115,13 @@ double SchedContext::PromptTokenCount() {
   return EstimateTokens(req->prompt.size());
 }
 
+double SchedContext::PromptTokenCountIfKnown() const {
+  if (!req) return 1;
+  if (tokens_ready_ && HasPromptTokenizer())
+    return std::max<double>(1, static_cast<double>(tokens_.size()));
+  return EstimateTokens(req->prompt.size());
+}
+
 std::span<const uint32_t> SchedContext::PromptTokens() {
   if (!tokens_ready_) {
     tokens_.clear();
@@ -431,7 +438,7 @@ class ProfilePicker final : public Picker {
       // The prefix index's prediction for the endpoint chosen, for its check against the
       // engine's own hit counters (pool::Endpoint::PrefixCheck).
       if (ctx.prefix_match.size() == m) {
-        const double tokens = ctx.PromptTokenCount();
+        const double tokens = ctx.PromptTokenCountIfKnown();
         pool.at(out.order[0]).NotePrefixPrediction(ctx.prefix_match[first_j] * tokens, tokens);
       }
     }

@@ -67,6 +67,9 @@ struct SchedContext {
   // The prompt's length in tokens: exact with a prompt tokenizer (the model's), else estimated
   // at 4 characters a token (without computing ids). At least 1.
   double PromptTokenCount();
+  // The same without tokenizing: exact when a prompt tokenizer has already run for this
+  // request, else the estimate. For bookkeeping that should not cost a tokenization.
+  double PromptTokenCountIfKnown() const;
 
   // Starts a new decision; the block hashes are kept when `r` is the request they were
   // computed for (same non-zero id), so a feedback call right after the pick does not rehash.

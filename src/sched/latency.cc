@@ -139,7 +139,8 @@ LatencyVector TpotPrior() { return {6.0, 0.35, 0, 0, 0, 0, 0}; }
 
 namespace {
 
-constexpr size_t kMaxEndpoints = 4096;
+// One model per pool slot: a pool never numbers an endpoint at or past its kMaxEndpoints.
+constexpr size_t kMaxEndpoints = pool::Pool::kMaxEndpoints;
 constexpr size_t kShards = 16;
 constexpr size_t kMaxPendingPerShard = 16384;
 constexpr uint64_t kWarmSamples = 8;   // below this an endpoint's model is "cold"
@@ -291,7 +292,6 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
   double lo = INFINITY, hi = -INFINITY;
   for (size_t j = 0; j < cands.size(); ++j) {
     const uint32_t e = cands[j].index;
-    if (e >= kMaxEndpoints) continue;
     LatencyInputs in =
         InputsOf(cands[j], *ctx.detector, tokens, has_prefix ? ctx.prefix_match[j] : 0.0);
     in.backlog_tokens = im.BacklogAt(e, ctx.now.count());

@@ -1,10 +1,14 @@
 // sched/policies.h — the named scheduling policies, all built on the plugin framework.
 //
 // Contract: MakePicker() (sched/picker.h) builds a fresh Picker for one of these names:
-//   "tidegate-default"  stale-filter, model-filter, saturation-filter, queue-scorer 2,
-//                       kv-cache-utilization-scorer 2, prefix-cache-scorer 3,
-//                       active-request-scorer 1, lora-affinity-scorer 1,
+//   "tidegate-default"  stale-filter, model-filter, saturation-filter, slo-admission-filter,
+//                       prefix-cache-scorer 3, latency-scorer 4 {relative}, queue-scorer 1,
+//                       kv-cache-utilization-scorer 1, lora-affinity-scorer 1,
 //                       session-affinity-scorer 1 (rationale in policies.cc).
+//   "tidegate-precise"  stale-filter, model-filter, saturation-filter, queue-scorer 2,
+//                       kv-cache-utilization-scorer 1, precise-prefix-cache-scorer 5,
+//                       lora-affinity-scorer 1, session-affinity-scorer 1 (the engines' KV
+//                       events say which blocks each one holds).
 //   "gie-default"       GIE's default profile: stale-filter, queue-scorer 2,
 //                       kv-cache-utilization-scorer 2, prefix-cache-scorer 3.
 //   "predicted-latency" stale-filter, model-filter, saturation-filter, prefix-cache-scorer 2,

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -238,12 +239,22 @@ TEST(BenchScenario, SumMetric) {
 
 TEST(BenchScenario, FleetGroupsAddUpAndKeepTheirOwnFlags) {
   Scenario s = MustParse(
-      "fleet: {profile: p, sim_args: [--a], groups: [{count: 2}, {count: 3, profile: q, "
-      "sim_args: [--b, x]}]}\nruns: [{name: r}]\n");
+      "fleet: {profile: llama-3.1-8b-h100, sim_args: [--a], groups: [{count: 2}, {count: 3, "
+      "profile: llama-3.1-8b-a100, sim_args: [--b, x]}]}\nruns: [{name: r}]\n");
   EXPECT_EQ(s.fleet.count, 5);
   ASSERT_EQ(s.fleet.groups.size(), 2u);
   EXPECT_EQ(s.fleet.groups[0].profile, "");
-  EXPECT_EQ(s.fleet.groups[1].profile, "q");
+  EXPECT_EQ(s.fleet.groups[1].profile, "llama-3.1-8b-a100");
+  // An unknown profile fails at parse time, naming the field and the profiles there are.
+  const std::string bad =
+      ParseError("fleet: {groups: [{count: 1, profile: llama-9b}]}\nruns: [{name: r}]\n");
+  EXPECT_NE(bad.find("fleet.groups[0].profile"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("llama-3.1-70b-fp8-h100-tp4"), std::string::npos) << bad;
+  EXPECT_NE(ParseError("fleet: {profile: h100}\nruns: [{name: r}]\n").find("fleet.profile"),
+            std::string::npos);
+  // A run's policy is one of the built-in policies.
+  EXPECT_NE(ParseError("runs: [{name: r, policy: fastest}]\n").find("tidegate-precise"),
+            std::string::npos);
   EXPECT_EQ(s.fleet.groups[1].sim_args, (std::vector<std::string>{"--b", "x"}));
   EXPECT_NE(ParseError("fleet: {count: 2, groups: [{count: 1}]}\nruns: [{name: r}]\n")
                 .find("fleet.count"),
@@ -256,25 +267,25 @@ TEST(BenchScenario, FleetGroupsAddUpAndKeepTheirOwnFlags) {
 }
 
 TEST(BenchScenario, ShippedScenariosParse) {
-  int loaded = 0;
-  for (const char* path :
-       {"scenarios/seed.yaml", "scenarios/quick.yaml", "scenarios/burst.yaml",
-        "scenarios/soft-deadline.yaml", "scenarios/batch.yaml", "scenarios/hetero.yaml",
-        "scenarios/prefix-kv.yaml", "scenarios/trace.yaml"}) {
-    // The repository root, from this file's path (tests/unit/...).
-    std::string root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
-    std::string full = root + "/" + path;
+  // Every scenario in the repository's scenarios/ (found from this file's path, tests/unit/...).
+  const auto dir =
+      std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "scenarios";
+  std::vector<std::string> names;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().extension() != ".yaml") continue;
+    const std::string name = f.path().filename().string();
+    names.push_back(name);
     Scenario s;
     std::string err;
-    EXPECT_TRUE(LoadScenario(full, &s, &err)) << path << ": " << err;
-    ++loaded;
-    if (std::string(path) == "scenarios/batch.yaml") {
+    EXPECT_TRUE(LoadScenario(f.path().string(), &s, &err)) << name << ": " << err;
+    if (name == "batch.yaml") {
       ASSERT_EQ(s.runs.size(), 3u);
       EXPECT_EQ(s.runs[2].async_mode, "via-batch");
       EXPECT_EQ(s.runs[2].async.requests, 2400);
     }
   }
-  EXPECT_EQ(loaded, 8);
+  for (const char* must : {"seed.yaml", "quick.yaml", "prefix.yaml", "mixed.yaml", "hetero.yaml"})
+    EXPECT_NE(std::find(names.begin(), names.end(), must), names.end()) << must;
   EXPECT_NE(ParseError("runs: [{name: a, async_mode: batch}]\n").find("via-batch"),
             std::string::npos);
 }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "sched/framework.h"
+#include "sched/picker.h"
 #include "tokenizer/standin.h"
 
 namespace tidegate::sched {
@@ -164,6 +165,33 @@ TEST(SchedContextTokens, StandInByDefaultTheModelsTokenizerWhenSet) {
   EXPECT_NE(ctx.PromptTokenKeys(16, 3)[0], base);
   SetPromptTokenizer(nullptr);
   EXPECT_FALSE(HasPromptTokenizer());
+}
+
+// A policy that needs no token ids does not tokenize: gie-default's pick with a tokenizer set
+// (its approximate prefix index hashes characters; the prefix check counts tokens as estimated).
+TEST(SchedContextTokens, APickThatNeedsNoTokenIdsDoesNotTokenize) {
+  std::vector<pool::EndpointConfig> two = {{"127.0.0.1", 9000}, {"127.0.0.1", 9001}};
+  pool::Pool pool(two);
+  static int calls = 0;
+  calls = 0;
+  SetPromptTokenizer([](const RequestInfo& req, std::vector<uint32_t>* out) {
+    ++calls;
+    out->assign(req.prompt.size() / 2, 7);
+  });
+  auto picker = MakePicker("gie-default");
+  ASSERT_TRUE(picker);
+  const std::string prompt(4000, 'p');
+  RequestInfo r;
+  r.id = 1;
+  r.prompt = prompt;
+  EXPECT_FALSE(picker->Pick(r, pool, Nanos(0)).empty());
+  EXPECT_EQ(calls, 0);
+  // The latency-predicting default counts tokens exactly, so it does tokenize (once).
+  auto predicting = MakePicker("tidegate-default");
+  r.id = 2;
+  EXPECT_FALSE(predicting->Pick(r, pool, Nanos(0)).empty());
+  EXPECT_EQ(calls, 1);
+  SetPromptTokenizer(nullptr);
 }
 
 // The scorer reads the shared index: precise where the feed is live, approximate elsewhere.
