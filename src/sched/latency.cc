@@ -524,18 +524,18 @@ namespace {
 constexpr Nanos kRememberSlo = std::chrono::seconds(60);
 }
 
-void SloAdmissionFilter::Seen::Note(double v, Nanos now) {
-  const double cur = ms.load(std::memory_order_relaxed);
+void TightestObjective::Note(double v, Nanos now) {
+  const double cur = ms_.load(std::memory_order_relaxed);
   if (cur <= 0 || v <= cur ||
-      now.count() - at.load(std::memory_order_relaxed) > kRememberSlo.count()) {
-    ms.store(v, std::memory_order_relaxed);
-    at.store(now.count(), std::memory_order_relaxed);
+      now.count() - at_.load(std::memory_order_relaxed) > kRememberSlo.count()) {
+    ms_.store(v, std::memory_order_relaxed);
+    at_.store(now.count(), std::memory_order_relaxed);
   }
 }
 
-double SloAdmissionFilter::Seen::Get(Nanos now) const {
-  const double v = ms.load(std::memory_order_relaxed);
-  if (v <= 0 || now.count() - at.load(std::memory_order_relaxed) > kRememberSlo.count()) return -1;
+double TightestObjective::Get(Nanos now) const {
+  const double v = ms_.load(std::memory_order_relaxed);
+  if (v <= 0 || now.count() - at_.load(std::memory_order_relaxed) > kRememberSlo.count()) return -1;
   return v;
 }
 

@@ -137,6 +137,18 @@ struct LatencyPrediction {
   uint64_t samples = 0;
 };
 
+// The tightest objective (ms) that requests carried in the last 60 s: Note() each one, Get()
+// returns it, or -1 when none was seen in that time. Lock-free; safe from any thread.
+class TightestObjective {
+ public:
+  void Note(double ms, Nanos now);
+  double Get(Nanos now) const;
+
+ private:
+  std::atomic<double> ms_{-1};
+  std::atomic<int64_t> at_{0};
+};
+
 class LatencyScorer final : public Scorer {
  public:
   struct Options {
@@ -191,15 +203,9 @@ class SloAdmissionFilter final : public Filter {
   double TpotObjective(Nanos now) const;
 
  private:
-  struct Seen {
-    std::atomic<double> ms{-1};
-    std::atomic<int64_t> at{0};
-    void Note(double v, Nanos now);
-    double Get(Nanos now) const;
-  };
   Options opts_;
   std::shared_ptr<LatencyScorer> latency_;
-  Seen ttft_, tpot_;
+  TightestObjective ttft_, tpot_;
 };
 
 // Registers "latency-scorer" and "slo-admission-filter".
