@@ -86,8 +86,6 @@ examples:
   tidegate bench --scenario scenarios/seed.yaml --report reports/seed
   tidegate bench --scenario scenarios/quick.yaml --report /tmp/q --only realtime-only,via-processor)";
 
-}  // namespace
-
 // kSummary with {policies} and {profiles} filled in from their registries, so the help names
 // every one there is.
 std::string Summary() {
@@ -106,6 +104,8 @@ std::string Summary() {
   fill("{profiles}", join(profiles, ", "));
   return s;
 }
+
+}  // namespace
 
 int RunBench(const std::vector<std::string>& args) {
   std::string scenario_path, report_dir, target, haproxy = "haproxy";
