@@ -100,9 +100,7 @@ std::string GetChoice(const YAML::Node& n, const std::string& key,
 // A simulator profile's name (sim/profiles.h), checked here so a typo fails before any fleet
 // starts.
 std::string GetProfile(const YAML::Node& n, const std::string& key) {
-  std::vector<std::string> names;
-  for (const auto& p : sim::Profiles()) names.push_back(p.name);
-  return GetChoice(n, key, names);
+  return GetChoice(n, key, sim::ProfileNames());
 }
 
 // Seconds: a number, or a duration string such as "30s", "2m", "500ms".

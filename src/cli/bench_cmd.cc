@@ -94,14 +94,12 @@ std::string Summary() {
     for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
     return out;
   };
-  std::vector<std::string> profiles;
-  for (const auto& p : sim::Profiles()) profiles.push_back(p.name);
   std::string s = kSummary;
   auto fill = [&](const std::string& key, const std::string& value) {
     if (auto at = s.find(key); at != std::string::npos) s.replace(at, key.size(), value);
   };
   fill("{policies}", join(sched::PolicyNames(), "|"));
-  fill("{profiles}", join(profiles, ", "));
+  fill("{profiles}", join(sim::ProfileNames(), ", "));
   return s;
 }
 

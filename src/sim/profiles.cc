@@ -91,4 +91,10 @@ const Profile* FindProfile(const std::string& name) {
   return nullptr;
 }
 
+std::vector<std::string> ProfileNames() {
+  std::vector<std::string> names;
+  for (const auto& p : Profiles()) names.push_back(p.name);
+  return names;
+}
+
 }  // namespace tidegate::sim

@@ -22,5 +22,7 @@ struct Profile {
 
 const std::vector<Profile>& Profiles();
 const Profile* FindProfile(const std::string& name);
+// The profiles' names, in Profiles() order.
+std::vector<std::string> ProfileNames();
 
 }  // namespace tidegate::sim
