@@ -274,10 +274,12 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
   const bool has_prefix = ctx.prefix_match.size() == cands.size();
   thread_local std::vector<double> ttft, tpot, cost;
   thread_local std::vector<uint8_t> cold;
+  thread_local std::vector<double> prior;  // the prior's cost, for cold candidates
   ttft.resize(cands.size());
   tpot.resize(cands.size());
   cost.resize(cands.size());
   cold.resize(cands.size());
+  prior.resize(cands.size());
   double best = INFINITY;
   size_t best_j = cands.size();
   LastDecision& last = t_last;
@@ -290,6 +292,11 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
   }
   std::fill(last.have.begin(), last.have.begin() + static_cast<std::ptrdiff_t>(n), 0);
   double lo = INFINITY, hi = -INFINITY;
+  static const LatencyModel prior_ttft(TtftPrior()), prior_tpot(TpotPrior());
+  auto prior_cost = [&](const LatencyInputs& in) {
+    return prior_ttft.Predict(TtftFeatures(in)) +
+           im.opts.tpot_weight * prior_tpot.Predict(TpotFeatures(in));
+  };
   for (size_t j = 0; j < cands.size(); ++j) {
     const uint32_t e = cands[j].index;
     LatencyInputs in =
@@ -301,7 +308,10 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
     ttft[j] = tm.Predict(TtftFeatures(in));
     tpot[j] = im.Tpot(e).Predict(TpotFeatures(in));
     cost[j] = ttft[j] + im.opts.tpot_weight * tpot[j];
-    cold[j] = tm.samples() < kWarmSamples;
+    const uint64_t samples = tm.samples();
+    cold[j] = samples < kWarmSamples;
+    // A model without samples still predicts with the prior's weights.
+    if (cold[j]) prior[j] = samples == 0 ? cost[j] : prior_cost(in);
     if (cost[j] < best) {
       best = cost[j];
       best_j = j;
@@ -311,17 +321,14 @@ void LatencyScorer::Score(SchedContext& ctx, std::span<const Candidate> cands,
   // best candidate plus what the prior says its load costs beyond the best one's, so it gets
   // traffic and is learnt (else the prior, for servers faster than it, would keep every peer of
   // the first one served idle). With every candidate cold this is the prior's own ranking.
-  static const LatencyModel prior_ttft(TtftPrior()), prior_tpot(TpotPrior());
-  auto prior_cost = [&](size_t j) {
-    const LatencyInputs& in = last.by_endpoint[cands[j].index];
-    return prior_ttft.Predict(TtftFeatures(in)) +
-           im.opts.tpot_weight * prior_tpot.Predict(TpotFeatures(in));
-  };
-  const double best_prior = best_j < cands.size() ? prior_cost(best_j) : 0;
+  const double best_prior =
+      best_j >= cands.size()
+          ? 0
+          : (cold[best_j] ? prior[best_j] : prior_cost(last.by_endpoint[cands[best_j].index]));
   for (size_t j = 0; j < cands.size(); ++j) {
     // The prior's view of how much worse its load is than the best one's, added to the best.
     if (cold[j] && j != best_j)
-      cost[j] = std::min(cost[j], best + std::max(0.0, prior_cost(j) - best_prior));
+      cost[j] = std::min(cost[j], best + std::max(0.0, prior[j] - best_prior));
     lo = std::min(lo, cost[j]);
     hi = std::max(hi, cost[j]);
   }
